@@ -1,0 +1,46 @@
+//! Is the current task an agent, and is the destination protected?
+
+use aya_ebpf::helpers::{
+    bpf_get_current_ancestor_cgroup_id, bpf_get_current_pid_tgid, bpf_get_current_uid_gid,
+};
+use gateway_common::{Addr, DestKey, MAX_CGROUP_DEPTH};
+
+use crate::maps::{AGENT_CGROUPS, AGENT_UIDS, GATEWAY_TGID, PROTECTED};
+
+#[inline(always)]
+pub fn is_protected(addr: Addr, port: u32) -> bool {
+    let exact = DestKey { addr, port };
+    let any_address = DestKey { addr: [0; 4], port };
+    PROTECTED.get_ptr(&exact).is_some() || PROTECTED.get_ptr(&any_address).is_some()
+}
+
+#[inline(always)]
+pub fn is_agent() -> bool {
+    let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
+    if tgid == GATEWAY_TGID.load() {
+        return false;
+    }
+    let uid = bpf_get_current_uid_gid() as u32;
+    if AGENT_UIDS.get_ptr(&uid).is_some() {
+        return true;
+    }
+    in_agent_cgroup()
+}
+
+/// Walks the current task's cgroup v2 ancestors from just below the root downwards.
+#[inline(always)]
+fn in_agent_cgroup() -> bool {
+    let mut level = 1;
+    while level <= MAX_CGROUP_DEPTH {
+        // SAFETY: helper with no pointer arguments.
+        let id = unsafe { bpf_get_current_ancestor_cgroup_id(level) };
+        if id == 0 {
+            return false;
+        }
+        if AGENT_CGROUPS.get_ptr(&id).is_some() {
+            return true;
+        }
+        level += 1;
+    }
+    false
+}

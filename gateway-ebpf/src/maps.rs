@@ -1,0 +1,51 @@
+//! Maps and load-time globals. Userspace fills the selection maps from config and reads the
+//! flow map to attribute each accepted connection.
+
+use aya_ebpf::{
+    macros::map,
+    maps::{HashMap, LruHashMap, PerCpuArray},
+    Global,
+};
+use gateway_common::{stats, ConnIdentity, DestKey, FlowKey, MAX_CONNECTIONS};
+
+/// The gateway's own tgid: its upstream connections must never be marked (no redirect loop).
+#[unsafe(no_mangle)]
+pub static GATEWAY_TGID: Global<u32> = Global::new(0);
+
+/// The `SO_MARK` value the nft `output` chain redirects.
+#[unsafe(no_mangle)]
+pub static CONNECT_MARK: Global<u32> = Global::new(gateway_common::DEFAULT_MARK);
+
+/// Destinations whose connections are intercepted.
+#[map]
+pub static PROTECTED: HashMap<DestKey, u8> = HashMap::with_max_entries(1024, 0);
+
+/// Agents selected by uid (the programs are then also attached at the cgroup root).
+#[map]
+pub static AGENT_UIDS: HashMap<u32, u8> = HashMap::with_max_entries(1024, 0);
+
+/// Agents selected by cgroup v2 id; descendants are found through their ancestors.
+#[map]
+pub static AGENT_CGROUPS: HashMap<u64, u8> = HashMap::with_max_entries(1024, 0);
+
+/// Identity by socket cookie, from `connect()` until the socket closes.
+#[map]
+pub static CONNECTS: LruHashMap<u64, ConnIdentity> =
+    LruHashMap::with_max_entries(MAX_CONNECTIONS, 0);
+
+/// Identity by flow, from the SYN until the socket closes: what the gateway looks up.
+#[map]
+pub static FLOWS: LruHashMap<FlowKey, ConnIdentity> =
+    LruHashMap::with_max_entries(MAX_CONNECTIONS, 0);
+
+/// Counters for `tollgate status`.
+#[map]
+pub static STATS: PerCpuArray<u64> = PerCpuArray::with_max_entries(stats::LEN, 0);
+
+#[inline(always)]
+pub fn count(index: u32) {
+    if let Some(counter) = STATS.get_ptr_mut(index) {
+        // SAFETY: per-CPU slot, the program is not re-entered on this CPU.
+        unsafe { *counter += 1 };
+    }
+}

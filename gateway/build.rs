@@ -1,0 +1,28 @@
+//! Builds the eBPF object (nightly, bpfel-unknown-none) and leaves it in OUT_DIR for
+//! `include_bytes_aligned!` in `src/intercept/programs.rs`.
+use anyhow::{anyhow, Context as _};
+
+fn main() -> anyhow::Result<()> {
+    let metadata = cargo_metadata::MetadataCommand::new()
+        .no_deps()
+        .exec()
+        .context("cargo metadata")?;
+    let ebpf = metadata
+        .packages
+        .iter()
+        .find(|package| package.name.as_str() == "gateway-ebpf")
+        .ok_or_else(|| anyhow!("gateway-ebpf package not found in the workspace"))?;
+    let root_dir = ebpf
+        .manifest_path
+        .parent()
+        .ok_or_else(|| anyhow!("gateway-ebpf manifest has no parent directory"))?
+        .as_str();
+    aya_build::build_ebpf(
+        [aya_build::Package {
+            name: "gateway-ebpf",
+            root_dir,
+            ..Default::default()
+        }],
+        aya_build::Toolchain::default(),
+    )
+}

@@ -1,0 +1,239 @@
+//! Configuration: one TOML file, parsed into raw serde types (`deny_unknown_fields`) and then
+//! validated into [`Config`]. Every error names the file, the line and the field.
+
+mod raw;
+pub mod validate;
+
+use std::{
+    net::{IpAddr, SocketAddr},
+    path::{Path, PathBuf},
+    time::Duration,
+};
+
+use ipnet::IpNet;
+
+pub use validate::validate;
+
+/// A validated configuration. Only [`load`] and [`validate`] build one.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub gateway: GatewaySettings,
+    pub agents: AgentSelection,
+    pub targets: Vec<Target>,
+}
+
+#[derive(Debug, Clone)]
+pub struct GatewaySettings {
+    /// Port the nftables rules redirect agent connections to.
+    pub listen_port: u16,
+    /// Addresses the listener binds (loopback by default; wildcard when remote agents exist).
+    pub bind: Vec<IpAddr>,
+    pub admin_socket: PathBuf,
+    /// Directory under a bpffs mount where programs, links and maps are pinned.
+    pub bpffs_dir: PathBuf,
+    pub nft_table: String,
+    pub mark: u32,
+    pub upstream_connect_timeout: Duration,
+    pub drain_timeout: Duration,
+}
+
+/// Who counts as an agent.
+#[derive(Debug, Clone, Default)]
+pub struct AgentSelection {
+    /// cgroup v2 paths as written in `/proc/PID/cgroup` (e.g. `/tollgate-agents`).
+    pub cgroups: Vec<String>,
+    pub uids: Vec<u32>,
+    /// Remote agent hosts whose connections are redirected in `prerouting`.
+    pub remote_sources: Vec<IpNet>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TargetKind {
+    Postgres,
+    ObjectStore,
+}
+
+impl TargetKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Postgres => "postgres",
+            Self::ObjectStore => "object_store",
+        }
+    }
+}
+
+/// A protected destination: an address and port, or a port on every address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Destination {
+    Exact(SocketAddr),
+    AnyAddress(u16),
+}
+
+impl Destination {
+    pub fn port(self) -> u16 {
+        match self {
+            Self::Exact(addr) => addr.port(),
+            Self::AnyAddress(port) => port,
+        }
+    }
+
+    pub fn matches(self, addr: SocketAddr) -> bool {
+        match self {
+            Self::Exact(exact) => {
+                exact.port() == addr.port() && canonical_ip(exact.ip()) == canonical_ip(addr.ip())
+            }
+            Self::AnyAddress(port) => port == addr.port(),
+        }
+    }
+}
+
+impl std::fmt::Display for Destination {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Exact(addr) => write!(f, "{addr}"),
+            Self::AnyAddress(port) => write!(f, "*:{port}"),
+        }
+    }
+}
+
+/// IPv4-mapped IPv6 addresses compare equal to their IPv4 form.
+pub fn canonical_ip(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+        IpAddr::V4(_) => ip,
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Target {
+    pub name: String,
+    pub kind: TargetKind,
+    pub destinations: Vec<Destination>,
+    /// Where the gateway connects; `None` means the destination the agent asked for.
+    pub upstream: Option<SocketAddr>,
+}
+
+impl Config {
+    /// The target protecting `orig_dst`, if any. Exact destinations win over port-only ones.
+    pub fn target_for(&self, orig_dst: SocketAddr) -> Option<&Target> {
+        let exact = self.targets.iter().find(|target| {
+            target
+                .destinations
+                .iter()
+                .any(|d| matches!(d, Destination::Exact(_)) && d.matches(orig_dst))
+        });
+        exact.or_else(|| {
+            self.targets
+                .iter()
+                .find(|target| target.destinations.iter().any(|d| d.matches(orig_dst)))
+        })
+    }
+}
+
+/// A configuration error, pointing at the file, line and field.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{path}: cannot read: {source}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path}:{line}: {message}")]
+    Invalid {
+        path: PathBuf,
+        line: usize,
+        /// Dotted path of the offending field, e.g. `targets[0].destinations[1]`.
+        field: String,
+        message: String,
+    },
+}
+
+/// Reads, parses and validates a configuration file.
+pub fn load(path: &Path) -> Result<Config, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    parse(path, &text)
+}
+
+/// Parses and validates configuration text; `path` is only used in messages.
+pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
+    let raw: raw::RawConfig = toml::from_str(text).map_err(|error| {
+        let line = error.span().map_or(1, |span| line_of(text, span.start));
+        ConfigError::Invalid {
+            path: path.to_owned(),
+            line,
+            field: String::new(),
+            message: error.message().trim_end().to_owned(),
+        }
+    })?;
+    validate(raw).map_err(|issue| ConfigError::Invalid {
+        path: path.to_owned(),
+        line: line_of(text, issue.offset),
+        message: format!("{}: {}", issue.field, issue.message),
+        field: issue.field,
+    })
+}
+
+/// 1-based line number of a byte offset.
+fn line_of(text: &str, offset: usize) -> usize {
+    let end = offset.min(text.len());
+    text.as_bytes()[..end]
+        .iter()
+        .filter(|&&b| b == b'\n')
+        .count()
+        + 1
+}
+
+#[cfg(test)]
+mod tests;
+
+/// A short human summary of what a configuration protects (for `check-config`).
+pub fn describe(config: &Config) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::new();
+    let gateway = &config.gateway;
+    let _ = writeln!(
+        out,
+        "listener: port {} on {:?}",
+        gateway.listen_port, gateway.bind
+    );
+    let _ = writeln!(
+        out,
+        "nftables table: inet {} (mark {:#x})",
+        gateway.nft_table, gateway.mark
+    );
+    let _ = writeln!(
+        out,
+        "agents: cgroups {:?}, uids {:?}, remote sources {:?}",
+        config.agents.cgroups,
+        config.agents.uids,
+        config
+            .agents
+            .remote_sources
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+    );
+    for target in &config.targets {
+        let destinations: Vec<String> = target
+            .destinations
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        let upstream = target
+            .upstream
+            .map_or_else(|| "the original destination".to_owned(), |u| u.to_string());
+        let _ = writeln!(
+            out,
+            "target {} ({}): {} -> {}",
+            target.name,
+            target.kind.as_str(),
+            destinations.join(", "),
+            upstream
+        );
+    }
+    out
+}

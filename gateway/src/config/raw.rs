@@ -1,0 +1,45 @@
+//! The file as written. Spanned fields carry their position so validation errors can name the line.
+
+use serde::Deserialize;
+use toml::Spanned;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    pub gateway: Option<Spanned<RawGateway>>,
+    pub agents: Spanned<RawAgents>,
+    pub targets: Option<Spanned<Vec<Spanned<RawTarget>>>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawGateway {
+    pub listen_port: Option<Spanned<u16>>,
+    pub bind: Option<Vec<Spanned<String>>>,
+    pub admin_socket: Option<Spanned<String>>,
+    pub bpffs_dir: Option<Spanned<String>>,
+    pub nft_table: Option<Spanned<String>>,
+    pub mark: Option<Spanned<u32>>,
+    pub upstream_connect_timeout_ms: Option<Spanned<u64>>,
+    pub drain_timeout_ms: Option<Spanned<u64>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAgents {
+    #[serde(default)]
+    pub cgroups: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub uids: Vec<Spanned<u32>>,
+    #[serde(default)]
+    pub remote_sources: Vec<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTarget {
+    pub name: Spanned<String>,
+    pub kind: Spanned<String>,
+    pub destinations: Spanned<Vec<Spanned<String>>>,
+    pub upstream: Option<Spanned<String>>,
+}

@@ -1,0 +1,386 @@
+//! Raw file -> validated [`Config`]. Checks that need no I/O beyond name resolution.
+
+use std::{
+    collections::HashSet,
+    net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, ToSocketAddrs},
+    path::PathBuf,
+    time::Duration,
+};
+
+use ipnet::IpNet;
+use toml::Spanned;
+
+use super::{
+    raw::{RawAgents, RawConfig, RawGateway, RawTarget},
+    AgentSelection, Config, Destination, GatewaySettings, Target, TargetKind,
+};
+
+pub const DEFAULT_LISTEN_PORT: u16 = 15432;
+pub const DEFAULT_ADMIN_SOCKET: &str = "/run/tollgate/admin.sock";
+pub const DEFAULT_BPFFS_DIR: &str = "/sys/fs/bpf/tollgate";
+pub const DEFAULT_NFT_TABLE: &str = "tollgate";
+
+/// What is wrong, where (byte offset into the file) and in which field.
+#[derive(Debug)]
+pub struct Issue {
+    pub field: String,
+    pub offset: usize,
+    pub message: String,
+}
+
+fn issue<T>(field: impl Into<String>, at: &Spanned<T>, message: impl Into<String>) -> Issue {
+    Issue {
+        field: field.into(),
+        offset: at.span().start,
+        message: message.into(),
+    }
+}
+
+pub fn validate(raw: RawConfig) -> Result<Config, Issue> {
+    let agents = validate_agents(&raw.agents)?;
+    let targets = validate_targets(raw.targets.as_ref(), &raw.agents)?;
+    let gateway = validate_gateway(raw.gateway.as_ref(), &agents)?;
+    for (index, target) in targets.iter().enumerate() {
+        if let Some(dest) = target
+            .destinations
+            .iter()
+            .find(|d| d.port() == gateway.listen_port)
+        {
+            let at = raw
+                .targets
+                .as_ref()
+                .map(|t| t.get_ref()[index].span().start)
+                .unwrap_or(0);
+            return Err(Issue {
+                field: format!("targets[{index}].destinations"),
+                offset: at,
+                message: format!(
+                    "{dest} uses the gateway's own listen_port {}; pick another gateway.listen_port",
+                    gateway.listen_port
+                ),
+            });
+        }
+    }
+    Ok(Config {
+        gateway,
+        agents,
+        targets,
+    })
+}
+
+fn validate_gateway(
+    raw: Option<&Spanned<RawGateway>>,
+    agents: &AgentSelection,
+) -> Result<GatewaySettings, Issue> {
+    let default = RawGateway::default();
+    let raw = raw.map_or(&default, |r| r.get_ref());
+
+    let listen_port = match &raw.listen_port {
+        Some(port) if *port.get_ref() == 0 => {
+            return Err(issue(
+                "gateway.listen_port",
+                port,
+                "must be a port number from 1 to 65535",
+            ))
+        }
+        Some(port) => *port.get_ref(),
+        None => DEFAULT_LISTEN_PORT,
+    };
+
+    let bind = match &raw.bind {
+        Some(list) if list.is_empty() => {
+            return Err(Issue {
+                field: "gateway.bind".into(),
+                offset: 0,
+                message: "must list at least one address".into(),
+            })
+        }
+        Some(list) => list
+            .iter()
+            .enumerate()
+            .map(|(i, text)| {
+                text.get_ref().parse::<IpAddr>().map_err(|_| {
+                    issue(
+                        format!("gateway.bind[{i}]"),
+                        text,
+                        format!("`{}` is not an IP address", text.get_ref()),
+                    )
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?,
+        // Remote agents arrive on the host's own addresses, so they need the wildcard.
+        None if !agents.remote_sources.is_empty() => {
+            vec![
+                IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+                IpAddr::V6(Ipv6Addr::UNSPECIFIED),
+            ]
+        }
+        None => vec![
+            IpAddr::V4(Ipv4Addr::LOCALHOST),
+            IpAddr::V6(Ipv6Addr::LOCALHOST),
+        ],
+    };
+
+    let absolute_path = |field: &str, value: &Option<Spanned<String>>, default: &str| match value {
+        Some(path) if !path.get_ref().starts_with('/') => Err(issue(
+            field,
+            path,
+            format!("`{}` must be an absolute path", path.get_ref()),
+        )),
+        Some(path) => Ok(PathBuf::from(path.get_ref())),
+        None => Ok(PathBuf::from(default)),
+    };
+    let admin_socket = absolute_path(
+        "gateway.admin_socket",
+        &raw.admin_socket,
+        DEFAULT_ADMIN_SOCKET,
+    )?;
+    let bpffs_dir = absolute_path("gateway.bpffs_dir", &raw.bpffs_dir, DEFAULT_BPFFS_DIR)?;
+
+    let nft_table = match &raw.nft_table {
+        Some(name) if !is_nft_identifier(name.get_ref()) => {
+            return Err(issue(
+                "gateway.nft_table",
+                name,
+                "must start with a letter and hold only letters, digits and `_`",
+            ))
+        }
+        Some(name) => name.get_ref().clone(),
+        None => DEFAULT_NFT_TABLE.to_owned(),
+    };
+
+    let mark = match &raw.mark {
+        Some(mark) if *mark.get_ref() == 0 => {
+            return Err(issue(
+                "gateway.mark",
+                mark,
+                "must be non-zero (0 means unmarked)",
+            ))
+        }
+        Some(mark) => *mark.get_ref(),
+        None => gateway_common::DEFAULT_MARK,
+    };
+
+    let millis = |field: &str, value: &Option<Spanned<u64>>, default: u64| match value {
+        Some(ms) if *ms.get_ref() == 0 => Err(issue(field, ms, "must be greater than 0")),
+        Some(ms) => Ok(Duration::from_millis(*ms.get_ref())),
+        None => Ok(Duration::from_millis(default)),
+    };
+
+    Ok(GatewaySettings {
+        listen_port,
+        bind,
+        admin_socket,
+        bpffs_dir,
+        nft_table,
+        mark,
+        upstream_connect_timeout: millis(
+            "gateway.upstream_connect_timeout_ms",
+            &raw.upstream_connect_timeout_ms,
+            5_000,
+        )?,
+        drain_timeout: millis("gateway.drain_timeout_ms", &raw.drain_timeout_ms, 10_000)?,
+    })
+}
+
+fn is_nft_identifier(name: &str) -> bool {
+    let mut chars = name.chars();
+    chars.next().is_some_and(|c| c.is_ascii_alphabetic())
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+        && name.len() <= 64
+}
+
+fn validate_agents(raw: &Spanned<RawAgents>) -> Result<AgentSelection, Issue> {
+    let agents = raw.get_ref();
+    if agents.cgroups.is_empty() && agents.uids.is_empty() && agents.remote_sources.is_empty() {
+        return Err(issue(
+            "agents",
+            raw,
+            "select agents with at least one of `cgroups`, `uids` or `remote_sources`",
+        ));
+    }
+    let mut cgroups = Vec::new();
+    for (i, path) in agents.cgroups.iter().enumerate() {
+        let text = path.get_ref();
+        let field = format!("agents.cgroups[{i}]");
+        if !text.starts_with('/') || text == "/" {
+            return Err(issue(
+                field,
+                path,
+                format!("`{text}` must be a cgroup v2 path below the root, as in /proc/PID/cgroup (e.g. \"/tollgate-agents\")"),
+            ));
+        }
+        if text.split('/').any(|part| part == ".." || part == ".") {
+            return Err(issue(
+                field,
+                path,
+                format!("`{text}` must not contain `.` or `..`"),
+            ));
+        }
+        cgroups.push(text.trim_end_matches('/').to_owned());
+    }
+    let uids = agents.uids.iter().map(|uid| *uid.get_ref()).collect();
+    let remote_sources = agents
+        .remote_sources
+        .iter()
+        .enumerate()
+        .map(|(i, text)| {
+            parse_cidr(text.get_ref()).ok_or_else(|| {
+                issue(
+                    format!("agents.remote_sources[{i}]"),
+                    text,
+                    format!(
+                        "`{}` is not an address or CIDR such as 10.20.0.0/16",
+                        text.get_ref()
+                    ),
+                )
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(AgentSelection {
+        cgroups,
+        uids,
+        remote_sources,
+    })
+}
+
+fn parse_cidr(text: &str) -> Option<IpNet> {
+    text.parse::<IpNet>()
+        .ok()
+        .or_else(|| text.parse::<IpAddr>().ok().map(IpNet::from))
+        .map(|net| net.trunc())
+}
+
+fn validate_targets(
+    raw: Option<&Spanned<Vec<Spanned<RawTarget>>>>,
+    agents: &Spanned<RawAgents>,
+) -> Result<Vec<Target>, Issue> {
+    let Some(raw) = raw.filter(|list| !list.get_ref().is_empty()) else {
+        return Err(issue(
+            "targets",
+            agents,
+            "no [[targets]]: list at least one protected destination",
+        ));
+    };
+    let mut names = HashSet::new();
+    let mut seen: Vec<(Destination, String)> = Vec::new();
+    let mut targets = Vec::new();
+    for (index, spanned) in raw.get_ref().iter().enumerate() {
+        let target = spanned.get_ref();
+        let field = |name: &str| format!("targets[{index}].{name}");
+        let name = target.name.get_ref().trim();
+        if name.is_empty()
+            || !name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+        {
+            return Err(issue(
+                field("name"),
+                &target.name,
+                "must be non-empty and hold only letters, digits, `-`, `_` and `.`",
+            ));
+        }
+        if !names.insert(name.to_owned()) {
+            return Err(issue(
+                field("name"),
+                &target.name,
+                format!("`{name}` is used by another target"),
+            ));
+        }
+        let kind = match target.kind.get_ref().as_str() {
+            "postgres" => TargetKind::Postgres,
+            "object_store" => TargetKind::ObjectStore,
+            other => {
+                return Err(issue(
+                    field("kind"),
+                    &target.kind,
+                    format!("`{other}` is not one of: postgres, object_store"),
+                ))
+            }
+        };
+        if target.destinations.get_ref().is_empty() {
+            return Err(issue(
+                field("destinations"),
+                &target.destinations,
+                "must list at least one destination",
+            ));
+        }
+        let mut destinations = Vec::new();
+        for (i, text) in target.destinations.get_ref().iter().enumerate() {
+            let dest_field = format!("targets[{index}].destinations[{i}]");
+            for dest in parse_destination(text.get_ref())
+                .map_err(|message| issue(&dest_field, text, message))?
+            {
+                if let Some((_, other)) = seen.iter().find(|(d, _)| *d == dest) {
+                    return Err(issue(
+                        &dest_field,
+                        text,
+                        format!("{dest} is already protected by target `{other}`"),
+                    ));
+                }
+                seen.push((dest, name.to_owned()));
+                destinations.push(dest);
+            }
+        }
+        let upstream = match &target.upstream {
+            Some(text) => Some(
+                resolve(text.get_ref())
+                    .and_then(|addrs| {
+                        addrs
+                            .into_iter()
+                            .next()
+                            .ok_or_else(|| "resolves to no address".to_owned())
+                    })
+                    .map_err(|message| issue(field("upstream"), text, message))?,
+            ),
+            None => None,
+        };
+        targets.push(Target {
+            name: name.to_owned(),
+            kind,
+            destinations,
+            upstream,
+        });
+    }
+    Ok(targets)
+}
+
+/// `host:port`, `[v6]:port` or `*:port`. A host name yields every address it resolves to.
+fn parse_destination(text: &str) -> Result<Vec<Destination>, String> {
+    if let Some(port) = text.strip_prefix("*:") {
+        return parse_port(port).map(|port| vec![Destination::AnyAddress(port)]);
+    }
+    let addrs = resolve(text)?;
+    Ok(addrs.into_iter().map(Destination::Exact).collect())
+}
+
+fn parse_port(text: &str) -> Result<u16, String> {
+    match text.parse::<u16>() {
+        Ok(0) | Err(_) => Err(format!("`{text}` is not a port number from 1 to 65535")),
+        Ok(port) => Ok(port),
+    }
+}
+
+fn resolve(text: &str) -> Result<Vec<SocketAddr>, String> {
+    if let Ok(addr) = text.parse::<SocketAddr>() {
+        return if addr.port() == 0 {
+            Err(format!("`{text}` needs a non-zero port"))
+        } else {
+            Ok(vec![addr])
+        };
+    }
+    let Some((host, port)) = text.rsplit_once(':') else {
+        return Err(format!("`{text}` must be host:port, [ipv6]:port or *:port"));
+    };
+    let port = parse_port(port)?;
+    let mut addrs: Vec<SocketAddr> = (host, port)
+        .to_socket_addrs()
+        .map_err(|error| format!("cannot resolve `{host}`: {error}"))?
+        .collect();
+    addrs.sort();
+    addrs.dedup();
+    if addrs.is_empty() {
+        return Err(format!("`{host}` resolves to no address"));
+    }
+    Ok(addrs)
+}

@@ -1,0 +1,71 @@
+//! Who is behind a connection: the process the kernel saw call `connect()`, enriched from
+//! `/proc` at accept time, or a remote agent host selected by source address.
+
+mod process;
+
+use std::{net::IpAddr, path::PathBuf};
+
+use gateway_common::ConnIdentity;
+
+pub use process::{read_process, ProcessInfo};
+
+/// Identity of the agent behind one connection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AgentIdentity {
+    Process(ProcessIdentity),
+    /// A connection from a configured remote agent network: no process is known.
+    Remote {
+        source: IpAddr,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProcessIdentity {
+    pub pid: u32,
+    pub tid: u32,
+    pub uid: u32,
+    pub gid: u32,
+    /// Thread name at connect time (`bpf_get_current_comm`).
+    pub comm: String,
+    pub cgroup_id: u64,
+    /// cgroup v2 path from /proc, when the process was still there at accept.
+    pub cgroup: Option<String>,
+    pub exe: Option<PathBuf>,
+    /// Redacted: passwords in connection strings are replaced.
+    pub cmdline: Vec<String>,
+    pub ppid: Option<u32>,
+    pub parent_exe: Option<PathBuf>,
+}
+
+impl ProcessIdentity {
+    /// Kernel facts from the connect record plus what `/proc` still shows for that process.
+    pub fn from_kernel(conn: &ConnIdentity, info: ProcessInfo) -> Self {
+        let comm_len = conn
+            .comm
+            .iter()
+            .position(|&b| b == 0)
+            .unwrap_or(conn.comm.len());
+        Self {
+            pid: conn.tgid,
+            tid: conn.tid,
+            uid: conn.uid,
+            gid: conn.gid,
+            comm: String::from_utf8_lossy(&conn.comm[..comm_len]).into_owned(),
+            cgroup_id: conn.cgroup_id,
+            cgroup: info.cgroup,
+            exe: info.exe,
+            cmdline: info.cmdline,
+            ppid: info.ppid,
+            parent_exe: info.parent_exe,
+        }
+    }
+}
+
+impl AgentIdentity {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Process(_) => "process",
+            Self::Remote { .. } => "remote",
+        }
+    }
+}

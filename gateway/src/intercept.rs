@@ -1,0 +1,73 @@
+//! Kernel side of interception: preflight checks, eBPF programs pinned in bpffs, the nftables
+//! table, and attribution lookups. This is the one area allowed to use `unsafe` (libc calls).
+
+pub mod attribution;
+pub mod bpffs;
+pub mod nft;
+pub mod original_dst;
+pub mod preflight;
+pub mod programs;
+
+use std::sync::Arc;
+
+use crate::config::Config;
+
+pub use attribution::Attribution;
+pub use programs::LoadedPrograms;
+
+#[derive(Debug, thiserror::Error)]
+pub enum InterceptError {
+    #[error(transparent)]
+    Preflight(#[from] preflight::PreflightError),
+    #[error("bpffs: {0}")]
+    Bpffs(#[from] bpffs::BpffsError),
+    #[error("eBPF programs: {0}")]
+    Programs(#[from] programs::ProgramsError),
+    #[error("nftables table `inet {table}`: {source}")]
+    Nft {
+        table: String,
+        #[source]
+        source: nft::NftError,
+    },
+}
+
+/// Everything installed in the kernel for one gateway run.
+pub struct Interception {
+    pub programs: LoadedPrograms,
+    pub nft_table: String,
+}
+
+impl Interception {
+    /// Checks the host, loads and attaches the programs, pins them, installs the nft table
+    /// atomically and only then removes what an earlier run left (so agents never bypass).
+    pub fn install(config: &Config, gateway_tgid: u32) -> Result<Self, InterceptError> {
+        let host = preflight::check()?;
+        bpffs::ensure_mounted(&config.gateway.bpffs_dir)?;
+        let programs = LoadedPrograms::load_and_attach(config, &host.cgroup2_root, gateway_tgid)?;
+        let table = config.gateway.nft_table.clone();
+        nft::install(config).map_err(|source| InterceptError::Nft {
+            table: table.clone(),
+            source,
+        })?;
+        bpffs::remove_other_generations(&config.gateway.bpffs_dir, programs.generation_dir())?;
+        Ok(Self {
+            programs,
+            nft_table: table,
+        })
+    }
+
+    pub fn attribution(&self) -> Arc<dyn Attribution> {
+        self.programs.attribution()
+    }
+
+    /// Clean shutdown: the table goes first, then the pins; dropping the programs detaches them.
+    /// Agents then connect directly, as they would without Tollgate installed.
+    pub fn remove(self) -> Result<(), InterceptError> {
+        let table = self.nft_table.clone();
+        nft::remove(&table).map_err(|source| InterceptError::Nft { table, source })?;
+        let generation = self.programs.generation_dir().to_owned();
+        drop(self.programs);
+        bpffs::remove_generation(&generation)?;
+        Ok(())
+    }
+}

@@ -1,0 +1,239 @@
+//! Tollgate's own nftables table (`inet tollgate` by default), installed in one atomic batch:
+//! - `output` (nat): TCP carrying the mark set by `connect4`/`connect6` is redirected to the
+//!   gateway's listener;
+//! - `prerouting` (nat), only with remote agents: connections from their source CIDRs to
+//!   protected destinations are redirected too.
+//!
+//! The batch deletes any stale table of the same name in the same transaction, so there is never
+//! a moment without rules. A crash leaves the table: agents are refused, never let through.
+
+use std::borrow::Cow;
+
+use ipnet::IpNet;
+use nftables::{
+    batch::Batch,
+    expr::{Expression, Meta, MetaKey, NamedExpression, Payload, PayloadField, Prefix},
+    helper::{self, NftablesError},
+    schema::{Chain, NfListObject, Rule, Table},
+    stmt::{Match, Operator, Statement, NAT},
+    types::{NfChainPolicy, NfChainType, NfFamily, NfHook},
+};
+
+use crate::config::{Config, Destination};
+
+#[derive(Debug, thiserror::Error)]
+pub enum NftError {
+    #[error("{0}")]
+    Apply(#[from] NftablesError),
+}
+
+/// Priority of the nat chains: before conntrack's dstnat users; `dstnat` is refused in `output`.
+const NAT_PRIORITY: i32 = -100;
+
+pub fn install(config: &Config) -> Result<(), NftError> {
+    let table = config.gateway.nft_table.as_str();
+    let mut batch = Batch::new();
+    // `add` then `delete` makes the delete succeed whether or not a stale table exists.
+    batch.add(NfListObject::Table(table_object(table)));
+    batch.delete(NfListObject::Table(table_object(table)));
+    batch.add(NfListObject::Table(table_object(table)));
+    batch.add(NfListObject::Chain(nat_chain(
+        table,
+        "output",
+        NfHook::Output,
+    )));
+    batch.add(NfListObject::Rule(rule(
+        table,
+        "output",
+        marked_agent_redirect(config),
+    )));
+
+    let remote_rules = remote_agent_rules(config);
+    if !remote_rules.is_empty() {
+        batch.add(NfListObject::Chain(nat_chain(
+            table,
+            "prerouting",
+            NfHook::Prerouting,
+        )));
+        for statements in remote_rules {
+            batch.add(NfListObject::Rule(rule(table, "prerouting", statements)));
+        }
+    }
+    helper::apply_ruleset(&batch.to_nftables())?;
+    Ok(())
+}
+
+/// Removes the table if present.
+pub fn remove(table: &str) -> Result<(), NftError> {
+    let mut batch = Batch::new();
+    batch.add(NfListObject::Table(table_object(table)));
+    batch.delete(NfListObject::Table(table_object(table)));
+    helper::apply_ruleset(&batch.to_nftables())?;
+    Ok(())
+}
+
+/// Whether the table exists in the kernel now.
+pub fn exists(table: &str) -> bool {
+    std::process::Command::new("nft")
+        .args(["list", "table", "inet", table])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|status| status.success())
+}
+
+fn table_object(name: &str) -> Table<'static> {
+    Table {
+        family: NfFamily::INet,
+        name: Cow::Owned(name.to_owned()),
+        handle: None,
+    }
+}
+
+fn nat_chain(table: &str, name: &'static str, hook: NfHook) -> Chain<'static> {
+    Chain {
+        family: NfFamily::INet,
+        table: Cow::Owned(table.to_owned()),
+        name: Cow::Borrowed(name),
+        _type: Some(NfChainType::NAT),
+        hook: Some(hook),
+        prio: Some(NAT_PRIORITY),
+        policy: Some(NfChainPolicy::Accept),
+        ..Chain::default()
+    }
+}
+
+fn rule(table: &str, chain: &'static str, statements: Vec<Statement<'static>>) -> Rule<'static> {
+    Rule {
+        family: NfFamily::INet,
+        table: Cow::Owned(table.to_owned()),
+        chain: Cow::Borrowed(chain),
+        expr: Cow::Owned(statements),
+        ..Rule::default()
+    }
+}
+
+fn equals(left: Expression<'static>, right: Expression<'static>) -> Statement<'static> {
+    Statement::Match(Match {
+        left,
+        right,
+        op: Operator::EQ,
+    })
+}
+
+fn meta(key: MetaKey) -> Expression<'static> {
+    Expression::Named(NamedExpression::Meta(Meta { key }))
+}
+
+fn payload(protocol: &'static str, field: &'static str) -> Expression<'static> {
+    Expression::Named(NamedExpression::Payload(Payload::PayloadField(
+        PayloadField {
+            protocol: Cow::Borrowed(protocol),
+            field: Cow::Borrowed(field),
+        },
+    )))
+}
+
+fn redirect_to(port: u16) -> Statement<'static> {
+    Statement::Redirect(Some(NAT {
+        addr: None,
+        family: None,
+        port: Some(Expression::Number(port.into())),
+        flags: None,
+    }))
+}
+
+fn tcp() -> Statement<'static> {
+    equals(
+        meta(MetaKey::L4proto),
+        Expression::String(Cow::Borrowed("tcp")),
+    )
+}
+
+fn marked_agent_redirect(config: &Config) -> Vec<Statement<'static>> {
+    vec![
+        equals(meta(MetaKey::Mark), Expression::Number(config.gateway.mark)),
+        tcp(),
+        redirect_to(config.gateway.listen_port),
+    ]
+}
+
+fn ip_protocol(net: &IpNet) -> &'static str {
+    match net {
+        IpNet::V4(_) => "ip",
+        IpNet::V6(_) => "ip6",
+    }
+}
+
+fn remote_agent_rules(config: &Config) -> Vec<Vec<Statement<'static>>> {
+    let mut rules = Vec::new();
+    for source in &config.agents.remote_sources {
+        let protocol = ip_protocol(source);
+        let source_match = equals(
+            payload(protocol, "saddr"),
+            Expression::Named(NamedExpression::Prefix(Prefix {
+                addr: Box::new(Expression::String(Cow::Owned(source.network().to_string()))),
+                len: source.prefix_len().into(),
+            })),
+        );
+        for destination in config.targets.iter().flat_map(|t| &t.destinations) {
+            let mut statements = vec![source_match.clone(), tcp()];
+            if let Destination::Exact(addr) = destination {
+                let dest_ip = crate::config::canonical_ip(addr.ip());
+                if dest_ip.is_ipv4() != source.addr().is_ipv4() {
+                    continue;
+                }
+                statements.push(equals(
+                    payload(protocol, "daddr"),
+                    Expression::String(Cow::Owned(dest_ip.to_string())),
+                ));
+            }
+            statements.push(equals(
+                payload("tcp", "dport"),
+                Expression::Number(destination.port().into()),
+            ));
+            statements.push(redirect_to(config.gateway.listen_port));
+            rules.push(statements);
+        }
+    }
+    rules
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(text: &str) -> Config {
+        crate::config::parse(std::path::Path::new("test.toml"), text).expect("valid config")
+    }
+
+    #[test]
+    fn output_chain_redirects_marked_tcp_to_the_listener() {
+        let config = config(
+            "[gateway]\nlisten_port = 16000\nmark = 7\n[agents]\ncgroups = [\"/a\"]\n\
+             [[targets]]\nname = \"db\"\nkind = \"postgres\"\ndestinations = [\"127.0.0.1:5432\"]\n",
+        );
+        let json = serde_json::to_value(rule("tollgate", "output", marked_agent_redirect(&config)))
+            .expect("serialises");
+        let text = json.to_string();
+        assert!(text.contains(r#""key":"mark""#), "{text}");
+        assert!(text.contains(r#""right":7"#), "{text}");
+        assert!(text.contains(r#""redirect":{"port":16000}"#), "{text}");
+        assert!(remote_agent_rules(&config).is_empty());
+    }
+
+    #[test]
+    fn remote_sources_get_one_rule_per_compatible_destination() {
+        let config = config(
+            "[agents]\nremote_sources = [\"10.20.0.0/16\"]\n[[targets]]\nname = \"db\"\n\
+             kind = \"postgres\"\ndestinations = [\"10.0.0.5:5432\", \"[::1]:5432\", \"*:6432\"]\n",
+        );
+        let rules = remote_agent_rules(&config);
+        // The IPv6 destination cannot be reached from an IPv4 source network.
+        assert_eq!(rules.len(), 2);
+        let text = serde_json::to_string(&rules[0]).expect("serialises");
+        assert!(text.contains(r#""addr":"10.20.0.0","len":16"#), "{text}");
+        assert!(text.contains(r#""right":"10.0.0.5""#), "{text}");
+        assert!(text.contains(r#""right":5432"#), "{text}");
+    }
+}

@@ -1,0 +1,373 @@
+//! Loads the eBPF object, fills the selection maps from config, attaches the programs to the
+//! agent cgroups (or the cgroup root when agents are also selected by uid) and pins everything.
+
+use std::{
+    fs::File,
+    os::unix::fs::MetadataExt,
+    path::{Path, PathBuf},
+    sync::Arc,
+};
+
+use aya::{
+    maps::{HashMap, MapData},
+    programs::{
+        links::{FdLink, PinnedLink},
+        CgroupAttachMode, CgroupSock, CgroupSockAddr, SockOps,
+    },
+    Ebpf, EbpfLoader,
+};
+use gateway_common::{ConnIdentity, DestKey, FlowKey};
+
+use super::{
+    attribution::{addr_words, BpfAttribution},
+    bpffs, Attribution,
+};
+use crate::config::{Config, Destination};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProgramsError {
+    #[error("agent cgroup {path} does not exist; create it first (mkdir {path}) and move agent processes into it")]
+    MissingCgroup { path: PathBuf },
+    #[error("cannot open cgroup {path}: {source}")]
+    OpenCgroup {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("loading the eBPF object: {0}")]
+    Load(#[from] aya::EbpfError),
+    #[error("program `{name}`: {source}")]
+    Program {
+        name: &'static str,
+        #[source]
+        source: aya::programs::ProgramError,
+    },
+    #[error("map `{name}`: {source}")]
+    Map {
+        name: &'static str,
+        #[source]
+        source: aya::maps::MapError,
+    },
+    #[error("program `{name}`: its link cannot be pinned: {source}")]
+    Link {
+        name: &'static str,
+        #[source]
+        source: aya::programs::links::LinkError,
+    },
+    #[error("pinning {path}: {source}")]
+    Pin {
+        path: PathBuf,
+        #[source]
+        source: aya::pin::PinError,
+    },
+    #[error(transparent)]
+    Bpffs(#[from] bpffs::BpffsError),
+}
+
+pub const CONNECT4: &str = "tollgate_connect4";
+pub const CONNECT6: &str = "tollgate_connect6";
+pub const FLOW_EVENTS: &str = "tollgate_flow_events";
+pub const SOCK_RELEASE: &str = "tollgate_sock_release";
+pub const PROGRAM_NAMES: [&str; 4] = [CONNECT4, CONNECT6, FLOW_EVENTS, SOCK_RELEASE];
+
+/// aya-log level for the kernel side: warnings and errors (aya_log_common::Level::Warn).
+const BPF_LOG_LEVEL_WARN: u8 = 2;
+
+/// Where the programs are attached.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct AttachPoint {
+    /// cgroup v2 path as in /proc/PID/cgroup ("/" for the root).
+    pub cgroup: String,
+    pub cgroup_id: u64,
+    pub programs: Vec<&'static str>,
+}
+
+pub struct LoadedPrograms {
+    ebpf: Ebpf,
+    attribution: Arc<BpfAttribution>,
+    generation: PathBuf,
+    attach_points: Vec<AttachPoint>,
+    _links: Vec<PinnedLink>,
+}
+
+impl LoadedPrograms {
+    pub fn load_and_attach(
+        config: &Config,
+        cgroup2_root: &Path,
+        gateway_tgid: u32,
+    ) -> Result<Self, ProgramsError> {
+        let cgroups = agent_cgroup_dirs(config, cgroup2_root)?;
+
+        let mark = config.gateway.mark;
+        let log_level = BPF_LOG_LEVEL_WARN;
+        let mut ebpf = EbpfLoader::new()
+            .override_global("GATEWAY_TGID", &gateway_tgid, true)
+            .override_global("CONNECT_MARK", &mark, true)
+            .override_global("AYA_LOG_LEVEL", &log_level, false)
+            .load(aya::include_bytes_aligned!(concat!(
+                env!("OUT_DIR"),
+                "/tollgate-ebpf"
+            )))?;
+        fill_selection_maps(&mut ebpf, config, &cgroups)?;
+
+        let generation = bpffs::new_generation(&config.gateway.bpffs_dir)?;
+        let result = attach_and_pin(&mut ebpf, config, cgroup2_root, &cgroups, &generation);
+        let (links, attach_points) = match result {
+            Ok(done) => done,
+            Err(error) => {
+                let _ = bpffs::remove_generation(&generation);
+                return Err(error);
+            }
+        };
+        let flows = take_hash_map::<FlowKey, ConnIdentity>(&mut ebpf, "FLOWS")?;
+        Ok(Self {
+            ebpf,
+            attribution: Arc::new(BpfAttribution::new(flows)),
+            generation,
+            attach_points,
+            _links: links,
+        })
+    }
+
+    pub fn attribution(&self) -> Arc<dyn Attribution> {
+        self.attribution.clone()
+    }
+
+    pub fn generation_dir(&self) -> &Path {
+        &self.generation
+    }
+
+    pub fn attach_points(&self) -> &[AttachPoint] {
+        &self.attach_points
+    }
+
+    pub fn ebpf_mut(&mut self) -> &mut Ebpf {
+        &mut self.ebpf
+    }
+}
+
+/// (cgroup v2 path, directory) of each configured agent cgroup.
+fn agent_cgroup_dirs(
+    config: &Config,
+    root: &Path,
+) -> Result<Vec<(String, PathBuf)>, ProgramsError> {
+    config
+        .agents
+        .cgroups
+        .iter()
+        .map(|cgroup| {
+            let dir = root.join(cgroup.trim_start_matches('/'));
+            if dir.is_dir() {
+                Ok((cgroup.clone(), dir))
+            } else {
+                Err(ProgramsError::MissingCgroup { path: dir })
+            }
+        })
+        .collect()
+}
+
+fn cgroup_id(dir: &Path) -> Result<u64, ProgramsError> {
+    // The cgroup v2 id the kernel reports is the inode number of the cgroup directory.
+    std::fs::metadata(dir)
+        .map(|meta| meta.ino())
+        .map_err(|source| ProgramsError::OpenCgroup {
+            path: dir.to_owned(),
+            source,
+        })
+}
+
+fn take_hash_map<K: aya::Pod, V: aya::Pod>(
+    ebpf: &mut Ebpf,
+    name: &'static str,
+) -> Result<HashMap<MapData, K, V>, ProgramsError> {
+    let map = ebpf.take_map(name).ok_or(ProgramsError::Map {
+        name,
+        source: aya::maps::MapError::InvalidName {
+            name: name.to_owned(),
+        },
+    })?;
+    HashMap::try_from(map).map_err(|source| ProgramsError::Map { name, source })
+}
+
+fn map_mut<'a, K: aya::Pod, V: aya::Pod>(
+    ebpf: &'a mut Ebpf,
+    name: &'static str,
+) -> Result<HashMap<&'a mut MapData, K, V>, ProgramsError> {
+    let map = ebpf.map_mut(name).ok_or(ProgramsError::Map {
+        name,
+        source: aya::maps::MapError::InvalidName {
+            name: name.to_owned(),
+        },
+    })?;
+    HashMap::try_from(map).map_err(|source| ProgramsError::Map { name, source })
+}
+
+fn fill_selection_maps(
+    ebpf: &mut Ebpf,
+    config: &Config,
+    cgroups: &[(String, PathBuf)],
+) -> Result<(), ProgramsError> {
+    let map_error = |name| move |source| ProgramsError::Map { name, source };
+
+    let mut protected = map_mut::<DestKey, u8>(ebpf, "PROTECTED")?;
+    for target in &config.targets {
+        for destination in &target.destinations {
+            let key = match *destination {
+                Destination::Exact(addr) => DestKey {
+                    addr: addr_words(addr.ip()),
+                    port: addr.port().into(),
+                },
+                Destination::AnyAddress(port) => DestKey {
+                    addr: [0; 4],
+                    port: port.into(),
+                },
+            };
+            protected
+                .insert(key, 1, 0)
+                .map_err(map_error("PROTECTED"))?;
+        }
+    }
+
+    let mut uids = map_mut::<u32, u8>(ebpf, "AGENT_UIDS")?;
+    for uid in &config.agents.uids {
+        uids.insert(*uid, 1, 0).map_err(map_error("AGENT_UIDS"))?;
+    }
+
+    let mut agent_cgroups = map_mut::<u64, u8>(ebpf, "AGENT_CGROUPS")?;
+    for (_, dir) in cgroups {
+        agent_cgroups
+            .insert(cgroup_id(dir)?, 1, 0)
+            .map_err(map_error("AGENT_CGROUPS"))?;
+    }
+    Ok(())
+}
+
+fn attach_and_pin(
+    ebpf: &mut Ebpf,
+    config: &Config,
+    cgroup2_root: &Path,
+    cgroups: &[(String, PathBuf)],
+    generation: &Path,
+) -> Result<(Vec<PinnedLink>, Vec<AttachPoint>), ProgramsError> {
+    // uid selection cannot be expressed as a cgroup, so the programs then run for every
+    // process and decide inside (they check uids and agent cgroup ancestors either way).
+    let points: Vec<(String, PathBuf)> = if config.agents.uids.is_empty() {
+        cgroups.to_vec()
+    } else {
+        vec![("/".to_owned(), cgroup2_root.to_owned())]
+    };
+
+    for name in PROGRAM_NAMES {
+        load_program(ebpf, name)?;
+    }
+    let mut links = Vec::new();
+    let mut attach_points = Vec::new();
+    for (cgroup, dir) in &points {
+        let id = cgroup_id(dir)?;
+        let file = File::open(dir).map_err(|source| ProgramsError::OpenCgroup {
+            path: dir.clone(),
+            source,
+        })?;
+        for name in PROGRAM_NAMES {
+            let link = attach_program(ebpf, name, &file)?;
+            let path = generation.join(format!("link_{name}_{id}"));
+            links.push(
+                link.pin(&path)
+                    .map_err(|source| ProgramsError::Pin { path, source })?,
+            );
+        }
+        attach_points.push(AttachPoint {
+            cgroup: cgroup.clone(),
+            cgroup_id: id,
+            programs: PROGRAM_NAMES.to_vec(),
+        });
+    }
+
+    for name in PROGRAM_NAMES {
+        let path = generation.join(format!("prog_{name}"));
+        let program = ebpf.program_mut(name).ok_or(ProgramsError::Program {
+            name,
+            source: aya::programs::ProgramError::NotLoaded,
+        })?;
+        program
+            .pin(&path)
+            .map_err(|source| ProgramsError::Pin { path, source })?;
+    }
+    for (name, map) in ebpf.maps() {
+        if name.starts_with('.') {
+            continue;
+        }
+        let path = generation.join(format!("map_{name}"));
+        map.pin(&path)
+            .map_err(|source| ProgramsError::Pin { path, source })?;
+    }
+    Ok((links, attach_points))
+}
+
+fn load_program(ebpf: &mut Ebpf, name: &'static str) -> Result<(), ProgramsError> {
+    let err = |source| ProgramsError::Program { name, source };
+    let program = ebpf.program_mut(name).ok_or(ProgramsError::Program {
+        name,
+        source: aya::programs::ProgramError::NotLoaded,
+    })?;
+    match name {
+        CONNECT4 | CONNECT6 => {
+            let program: &mut CgroupSockAddr = program.try_into().map_err(err)?;
+            program.load().map_err(err)
+        }
+        FLOW_EVENTS => {
+            let program: &mut SockOps = program.try_into().map_err(err)?;
+            program.load().map_err(err)
+        }
+        _ => {
+            let program: &mut CgroupSock = program.try_into().map_err(err)?;
+            program.load().map_err(err)
+        }
+    }
+}
+
+fn attach_program(
+    ebpf: &mut Ebpf,
+    name: &'static str,
+    cgroup: &File,
+) -> Result<FdLink, ProgramsError> {
+    let err = |source| ProgramsError::Program { name, source };
+    let link_err = |source| ProgramsError::Link { name, source };
+    let program = ebpf.program_mut(name).ok_or(ProgramsError::Program {
+        name,
+        source: aya::programs::ProgramError::NotLoaded,
+    })?;
+    // Links (bpf_link_create) always compose with other programs on the cgroup; `Single` is
+    // the flag value the kernel accepts for them here (AllowMultiple fails with EINVAL).
+    let mode = CgroupAttachMode::Single;
+    let link: FdLink = match name {
+        CONNECT4 | CONNECT6 => {
+            let program: &mut CgroupSockAddr = program.try_into().map_err(err)?;
+            let id = program.attach(cgroup, mode).map_err(err)?;
+            program
+                .take_link(id)
+                .map_err(err)?
+                .try_into()
+                .map_err(link_err)?
+        }
+        FLOW_EVENTS => {
+            let program: &mut SockOps = program.try_into().map_err(err)?;
+            let id = program.attach(cgroup, mode).map_err(err)?;
+            program
+                .take_link(id)
+                .map_err(err)?
+                .try_into()
+                .map_err(link_err)?
+        }
+        _ => {
+            let program: &mut CgroupSock = program.try_into().map_err(err)?;
+            let id = program.attach(cgroup, mode).map_err(err)?;
+            program
+                .take_link(id)
+                .map_err(err)?
+                .try_into()
+                .map_err(link_err)?
+        }
+    };
+    Ok(link)
+}

@@ -1,0 +1,112 @@
+//! `tollgate`: the gateway daemon and its command line.
+
+mod admin;
+mod app;
+mod config;
+mod drain;
+mod identity;
+mod intercept;
+mod proxy;
+mod status;
+
+use std::{path::PathBuf, process::ExitCode};
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+const DEFAULT_CONFIG: &str = "/etc/tollgate/tollgate.toml";
+
+/// Tollgate: a data-path guardrail for AI agents.
+///
+/// The kernel recognises connections that agent processes (selected by cgroup v2, uid or remote
+/// source network) make to protected databases and object stores, and nftables redirects them to
+/// this gateway, which attributes each one to the process that opened it. Agents keep their
+/// hostnames and ports; if the gateway dies, agents are refused, never let through.
+#[derive(Parser)]
+#[command(name = "tollgate", version, about, long_about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the gateway: attach the eBPF programs, install the `inet tollgate` nftables table and
+    /// serve redirected agent connections until SIGTERM or Ctrl-C (which remove both again).
+    ///
+    /// Needs root (CAP_BPF/CAP_SYS_ADMIN and CAP_NET_ADMIN), cgroup v2 and kernel BTF.
+    Run {
+        /// Configuration file (TOML; see policies/README.md).
+        #[arg(long, short, default_value = DEFAULT_CONFIG)]
+        config: PathBuf,
+        /// Log format on stdout.
+        #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+        log_format: LogFormat,
+    },
+    /// Validate a configuration file and print what it protects; errors name the line and field.
+    CheckConfig {
+        /// Configuration file to check.
+        file: PathBuf,
+    },
+    /// Show what is installed in the kernel (programs, cgroups, nft table, map entries) and, if a
+    /// gateway is running, its listeners and live connection count. Exits 3 when no gateway runs.
+    Status {
+        /// Configuration whose admin socket, nft table and bpffs directory to inspect.
+        #[arg(long, short, default_value = DEFAULT_CONFIG)]
+        config: PathBuf,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Run { config, log_format } => {
+            init_logging(log_format);
+            let runtime = match tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(runtime) => runtime,
+                Err(error) => return fail(&format!("cannot start the runtime: {error}")),
+            };
+            match runtime.block_on(app::run(&config)) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(error) => fail(&error.to_string()),
+            }
+        }
+        Command::CheckConfig { file } => match config::load(&file) {
+            Ok(config) => {
+                print!("{}", config::describe(&config));
+                println!("{}: OK", file.display());
+                ExitCode::SUCCESS
+            }
+            Err(error) => fail(&error.to_string()),
+        },
+        Command::Status { config, json } => status::run(&config, json),
+    }
+}
+
+fn fail(message: &str) -> ExitCode {
+    eprintln!("tollgate: error: {message}");
+    ExitCode::from(2)
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(false);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().flatten_event(true).init(),
+    }
+}

@@ -1,0 +1,52 @@
+//! The accept path: listener, per-connection task, relay and the guard that records each close.
+
+pub mod addrs;
+mod connection;
+mod guard;
+pub mod listener;
+mod relay;
+
+use std::sync::{
+    atomic::{AtomicU64, Ordering},
+    Arc,
+};
+
+use crate::{config::Config, intercept::Attribution};
+
+pub use connection::handle_connection;
+
+/// Shared by every connection task.
+pub struct ProxyContext {
+    pub config: Arc<Config>,
+    pub attribution: Arc<dyn Attribution>,
+    pub stats: Arc<ProxyStats>,
+    /// Root of the proc filesystem (tests point it at a fake tree).
+    pub proc_root: std::path::PathBuf,
+}
+
+/// Counters for `tollgate status`.
+#[derive(Debug, Default)]
+pub struct ProxyStats {
+    pub accepted: AtomicU64,
+    pub refused: AtomicU64,
+    pub live: AtomicU64,
+    pub bytes_from_agents: AtomicU64,
+    pub bytes_to_agents: AtomicU64,
+    next_id: AtomicU64,
+}
+
+impl ProxyStats {
+    pub fn next_connection_id(&self) -> u64 {
+        self.next_id.fetch_add(1, Ordering::Relaxed) + 1
+    }
+
+    pub fn snapshot(&self) -> serde_json::Value {
+        serde_json::json!({
+            "accepted": self.accepted.load(Ordering::Relaxed),
+            "refused": self.refused.load(Ordering::Relaxed),
+            "live": self.live.load(Ordering::Relaxed),
+            "bytes_from_agents": self.bytes_from_agents.load(Ordering::Relaxed),
+            "bytes_to_agents": self.bytes_to_agents.load(Ordering::Relaxed),
+        })
+    }
+}

@@ -1,0 +1,156 @@
+//! One accepted connection, in explicit phases: attribute -> select target -> connect upstream
+//! -> relay. Anything that cannot be attributed is refused (fail closed).
+
+use std::{io, sync::Arc};
+
+use tokio::net::TcpStream;
+
+use super::{
+    addrs::{ClientAddr, OrigDst, UpstreamAddr},
+    guard::{Outcome, SessionGuard},
+    relay::relay,
+    ProxyContext,
+};
+use crate::{
+    config::Target,
+    drain,
+    identity::{read_process, AgentIdentity, ProcessIdentity},
+    intercept::attribution::flow_key,
+};
+
+pub async fn handle_connection(
+    mut agent: TcpStream,
+    client: ClientAddr,
+    orig_dst: io::Result<OrigDst>,
+    context: Arc<ProxyContext>,
+    _drain: drain::Watch,
+) {
+    let mut guard = SessionGuard::new(context.stats.clone(), client);
+    let orig_dst = match orig_dst {
+        Ok(orig_dst) => orig_dst,
+        Err(error) => {
+            guard.error = Some(error.to_string());
+            guard.outcome = Outcome::Refused("no original destination (not redirected)");
+            return;
+        }
+    };
+    guard.orig_dst = Some(orig_dst);
+
+    let Some(identity) = attribute(&context, client, orig_dst) else {
+        guard.outcome = Outcome::Refused("no attribution: not an agent connection");
+        return;
+    };
+    let Some(target) = context.config.target_for(orig_dst.0) else {
+        guard.outcome = Outcome::Refused("original destination is not protected");
+        return;
+    };
+    guard.target = Some(target.name.clone());
+    if let AgentIdentity::Process(process) = &identity {
+        guard.pid = Some(process.pid);
+    }
+    log_open(guard.id, client, orig_dst, target, &identity);
+
+    let upstream_addr = UpstreamAddr(target.upstream.unwrap_or(orig_dst.0));
+    let timeout = context.config.gateway.upstream_connect_timeout;
+    let mut upstream =
+        match tokio::time::timeout(timeout, TcpStream::connect(upstream_addr.0)).await {
+            Ok(Ok(stream)) => stream,
+            Ok(Err(error)) => {
+                guard.outcome = Outcome::UpstreamUnreachable;
+                guard.error = Some(format!("{upstream_addr}: {error}"));
+                return;
+            }
+            Err(_) => {
+                guard.outcome = Outcome::UpstreamUnreachable;
+                guard.error = Some(format!(
+                    "{upstream_addr}: connect timed out after {timeout:?}"
+                ));
+                return;
+            }
+        };
+    // Request/response protocols: latency matters more than packet count.
+    let _ = agent.set_nodelay(true);
+    let _ = upstream.set_nodelay(true);
+
+    let result = relay(
+        &mut agent,
+        &mut upstream,
+        &mut guard.bytes_from_agent,
+        &mut guard.bytes_to_agent,
+    )
+    .await;
+    match result {
+        Ok(()) => guard.outcome = Outcome::Closed,
+        Err(error) => {
+            guard.outcome = Outcome::Failed;
+            guard.error = Some(error.to_string());
+        }
+    }
+}
+
+fn attribute(
+    context: &ProxyContext,
+    client: ClientAddr,
+    orig_dst: OrigDst,
+) -> Option<AgentIdentity> {
+    if let Some(conn) = context.attribution.lookup(&flow_key(client.0, orig_dst.0)) {
+        let info = read_process(&context.proc_root, conn.tgid, Some(conn.connect_ns));
+        return Some(AgentIdentity::Process(ProcessIdentity::from_kernel(
+            &conn, info,
+        )));
+    }
+    let source = crate::config::canonical_ip(client.0.ip());
+    context
+        .config
+        .agents
+        .remote_sources
+        .iter()
+        .any(|net| net.contains(&source))
+        .then_some(AgentIdentity::Remote { source })
+}
+
+fn log_open(
+    id: u64,
+    client: ClientAddr,
+    orig_dst: OrigDst,
+    target: &Target,
+    identity: &AgentIdentity,
+) {
+    match identity {
+        AgentIdentity::Process(p) => tracing::info!(
+            event = "connection.open",
+            conn_id = id,
+            client = %client,
+            orig_dst = %orig_dst,
+            target = %target.name,
+            target_kind = target.kind.as_str(),
+            identity = identity.kind(),
+            pid = p.pid,
+            tid = p.tid,
+            uid = p.uid,
+            gid = p.gid,
+            comm = %p.comm,
+            exe = p.exe.as_ref().map(|e| e.display().to_string()),
+            cmdline = %p.cmdline.join(" "),
+            cgroup = p.cgroup.as_deref(),
+            cgroup_id = p.cgroup_id,
+            ppid = p.ppid,
+            parent_exe = p.parent_exe.as_ref().map(|e| e.display().to_string()),
+            "agent connection attributed"
+        ),
+        AgentIdentity::Remote { source } => tracing::info!(
+            event = "connection.open",
+            conn_id = id,
+            client = %client,
+            orig_dst = %orig_dst,
+            target = %target.name,
+            target_kind = target.kind.as_str(),
+            identity = identity.kind(),
+            source = %source,
+            "remote agent connection"
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,113 @@
+//! One close record per accepted connection, on every path: the guard logs on Drop.
+
+use std::{
+    sync::{atomic::Ordering, Arc},
+    time::Instant,
+};
+
+use super::{
+    addrs::{ClientAddr, OrigDst},
+    ProxyStats,
+};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Never relayed; the reason names why (fail closed).
+    Refused(&'static str),
+    UpstreamUnreachable,
+    /// Both sides finished normally.
+    Closed,
+    /// A socket error ended the relay.
+    Failed,
+    /// The task was dropped (forced shutdown) before it finished.
+    Interrupted,
+}
+
+impl Outcome {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Refused(_) => "refused",
+            Self::UpstreamUnreachable => "upstream_unreachable",
+            Self::Closed => "closed",
+            Self::Failed => "failed",
+            Self::Interrupted => "interrupted",
+        }
+    }
+}
+
+pub struct SessionGuard {
+    pub id: u64,
+    stats: Arc<ProxyStats>,
+    started: Instant,
+    client: ClientAddr,
+    pub orig_dst: Option<OrigDst>,
+    pub target: Option<String>,
+    pub pid: Option<u32>,
+    pub outcome: Outcome,
+    pub error: Option<String>,
+    pub bytes_from_agent: u64,
+    pub bytes_to_agent: u64,
+}
+
+impl SessionGuard {
+    pub fn new(stats: Arc<ProxyStats>, client: ClientAddr) -> Self {
+        stats.accepted.fetch_add(1, Ordering::Relaxed);
+        stats.live.fetch_add(1, Ordering::Relaxed);
+        Self {
+            id: stats.next_connection_id(),
+            stats,
+            started: Instant::now(),
+            client,
+            orig_dst: None,
+            target: None,
+            pid: None,
+            outcome: Outcome::Interrupted,
+            error: None,
+            bytes_from_agent: 0,
+            bytes_to_agent: 0,
+        }
+    }
+}
+
+impl Drop for SessionGuard {
+    fn drop(&mut self) {
+        let stats = &self.stats;
+        stats.live.fetch_sub(1, Ordering::Relaxed);
+        stats
+            .bytes_from_agents
+            .fetch_add(self.bytes_from_agent, Ordering::Relaxed);
+        stats
+            .bytes_to_agents
+            .fetch_add(self.bytes_to_agent, Ordering::Relaxed);
+        let orig_dst = self.orig_dst.map(|d| d.to_string()).unwrap_or_default();
+        let duration_ms = self.started.elapsed().as_secs_f64() * 1000.0;
+        if let Outcome::Refused(reason) = self.outcome {
+            stats.refused.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(
+                event = "connection.close",
+                conn_id = self.id,
+                client = %self.client,
+                orig_dst,
+                outcome = self.outcome.as_str(),
+                reason,
+                duration_ms,
+                "connection refused"
+            );
+            return;
+        }
+        tracing::info!(
+            event = "connection.close",
+            conn_id = self.id,
+            client = %self.client,
+            orig_dst,
+            target = self.target.as_deref().unwrap_or(""),
+            pid = self.pid,
+            outcome = self.outcome.as_str(),
+            error = self.error.as_deref(),
+            bytes_from_agent = self.bytes_from_agent,
+            bytes_to_agent = self.bytes_to_agent,
+            duration_ms,
+            "connection closed"
+        );
+    }
+}

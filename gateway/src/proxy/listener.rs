@@ -1,0 +1,92 @@
+//! Binds the redirect listener(s) and runs the accept loops.
+
+use std::{
+    io,
+    net::{IpAddr, SocketAddr},
+    sync::Arc,
+    time::Duration,
+};
+
+use tokio::net::TcpListener;
+
+use super::{
+    addrs::{ClientAddr, OrigDst},
+    handle_connection, ProxyContext,
+};
+use crate::{drain, intercept::original_dst::original_dst};
+
+#[derive(Debug, thiserror::Error)]
+#[error("cannot listen on {addr}: {source}")]
+pub struct BindError {
+    pub addr: SocketAddr,
+    #[source]
+    pub source: io::Error,
+}
+
+/// Binds every configured address on `port`. IPv6 sockets are v6-only so each family has its
+/// own listener (and `SO_ORIGINAL_DST` is asked in the right family).
+pub fn bind(addresses: &[IpAddr], port: u16) -> Result<Vec<TcpListener>, BindError> {
+    let mut listeners = Vec::new();
+    for ip in addresses {
+        let addr = SocketAddr::new(*ip, port);
+        let listener = bind_one(addr).map_err(|source| BindError { addr, source });
+        match listener {
+            Ok(listener) => listeners.push(listener),
+            // A host without IPv6 still serves IPv4 agents.
+            Err(error)
+                if ip.is_ipv6() && error.source.kind() == io::ErrorKind::AddrNotAvailable =>
+            {
+                tracing::warn!(%addr, "IPv6 unavailable; not listening on it");
+            }
+            Err(error) => return Err(error),
+        }
+    }
+    Ok(listeners)
+}
+
+fn bind_one(addr: SocketAddr) -> io::Result<TcpListener> {
+    let domain = socket2::Domain::for_address(addr);
+    let socket = socket2::Socket::new(domain, socket2::Type::STREAM, Some(socket2::Protocol::TCP))?;
+    if addr.is_ipv6() {
+        socket.set_only_v6(true)?;
+    }
+    socket.set_reuse_address(true)?;
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(1024)?;
+    TcpListener::from_std(socket.into())
+}
+
+/// Accepts until the drain starts; each connection gets its own task and drain watch.
+pub async fn serve(listener: TcpListener, context: Arc<ProxyContext>, mut drain: drain::Watch) {
+    loop {
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            () = drain.signaled() => return,
+        };
+        match accepted {
+            Ok((stream, peer)) => {
+                let orig_dst = stream
+                    .local_addr()
+                    .and_then(|local| original_dst(&stream, local));
+                let context = context.clone();
+                let watch = drain.clone();
+                tokio::spawn(async move {
+                    handle_connection(
+                        stream,
+                        ClientAddr(peer),
+                        orig_dst.map(OrigDst),
+                        context,
+                        watch,
+                    )
+                    .await;
+                });
+            }
+            Err(error) => {
+                // EMFILE and friends: back off instead of spinning.
+                tracing::warn!(%error, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+}
