@@ -1,0 +1,238 @@
+//! A `tollgate run` process with a generated config, its JSON log, and cleanup of whatever it
+//! leaves in the kernel (nft table, bpffs pins) even after `kill -9`.
+
+use std::{
+    fmt::Write as _,
+    io::Read,
+    os::unix::net::UnixStream,
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use anyhow::{bail, Context};
+use serde_json::Value;
+
+use super::{free_port, TempDir};
+
+/// Settings for a test or demo gateway. Names are unique per run so nothing collides with a
+/// Tollgate installed on the host.
+pub struct GatewayConfig {
+    pub listen_port: u16,
+    pub nft_table: String,
+    pub mark: u32,
+    pub cgroups: Vec<String>,
+    pub uids: Vec<u32>,
+    pub remote_sources: Vec<String>,
+    pub bind: Option<Vec<String>>,
+    /// (name, destinations)
+    pub targets: Vec<(String, Vec<String>)>,
+}
+
+impl GatewayConfig {
+    pub fn new(tag: &str) -> Self {
+        Self {
+            listen_port: free_port(),
+            nft_table: format!("tollgate_{tag}"),
+            mark: 0x7467_0000 | (std::process::id() & 0xffff),
+            cgroups: Vec::new(),
+            uids: Vec::new(),
+            remote_sources: Vec::new(),
+            bind: None,
+            targets: Vec::new(),
+        }
+    }
+
+    fn to_toml(&self, state_dir: &Path, bpffs_dir: &Path) -> String {
+        let list = |items: &[String]| items.iter().map(|i| format!("{i:?}")).collect::<Vec<_>>().join(", ");
+        let mut text = String::new();
+        let _ = writeln!(text, "[gateway]\nlisten_port = {}", self.listen_port);
+        let _ = writeln!(text, "admin_socket = {:?}", state_dir.join("admin.sock").display().to_string());
+        let _ = writeln!(text, "bpffs_dir = {:?}", bpffs_dir.display().to_string());
+        let _ = writeln!(text, "nft_table = {:?}\nmark = {}\ndrain_timeout_ms = 2000", self.nft_table, self.mark);
+        if let Some(bind) = &self.bind {
+            let _ = writeln!(text, "bind = [{}]", list(bind));
+        }
+        let _ = writeln!(text, "\n[agents]\ncgroups = [{}]", list(&self.cgroups));
+        let uids: Vec<String> = self.uids.iter().map(ToString::to_string).collect();
+        let _ = writeln!(text, "uids = [{}]\nremote_sources = [{}]", uids.join(", "), list(&self.remote_sources));
+        for (name, destinations) in &self.targets {
+            let _ = writeln!(
+                text,
+                "\n[[targets]]\nname = {name:?}\nkind = \"postgres\"\ndestinations = [{}]",
+                list(destinations)
+            );
+        }
+        text
+    }
+}
+
+pub struct GatewayProcess {
+    child: Option<Child>,
+    binary: PathBuf,
+    state: TempDir,
+    config_path: PathBuf,
+    log_path: PathBuf,
+    nft_table: String,
+    bpffs_dir: PathBuf,
+}
+
+impl GatewayProcess {
+    /// Starts `binary run` and waits until its admin socket answers.
+    pub fn start(binary: &Path, config: &GatewayConfig) -> anyhow::Result<Self> {
+        let state = TempDir::new("tollgate-gw")?;
+        let bpffs_dir = PathBuf::from(format!("/sys/fs/bpf/{}", config.nft_table));
+        let config_path = state.path().join("tollgate.toml");
+        std::fs::write(&config_path, config.to_toml(state.path(), &bpffs_dir))?;
+        let log_path = state.path().join("gateway.log");
+        let mut gateway = Self {
+            child: None,
+            binary: binary.to_owned(),
+            state,
+            config_path,
+            log_path,
+            nft_table: config.nft_table.clone(),
+            bpffs_dir,
+        };
+        gateway.spawn()?;
+        Ok(gateway)
+    }
+
+    /// (Re)starts the process with the same config and log file.
+    pub fn spawn(&mut self) -> anyhow::Result<()> {
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log_path)?;
+        let child = Command::new(&self.binary)
+            .args(["run", "--log-format", "json", "--config"])
+            .arg(&self.config_path)
+            .env("RUST_LOG", "info")
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .stdin(Stdio::null())
+            .spawn()
+            .with_context(|| format!("spawning {}", self.binary.display()))?;
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if self.status().is_some() {
+                return Ok(());
+            }
+            if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
+                bail!("tollgate exited during startup ({status}):\n{}", self.log_text());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        bail!("tollgate did not become ready within 30 s:\n{}", self.log_text())
+    }
+
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    pub fn config_path(&self) -> &Path {
+        &self.config_path
+    }
+
+    pub fn admin_socket(&self) -> PathBuf {
+        self.state.path().join("admin.sock")
+    }
+
+    pub fn bpffs_dir(&self) -> &Path {
+        &self.bpffs_dir
+    }
+
+    pub fn nft_table(&self) -> &str {
+        &self.nft_table
+    }
+
+    /// The running gateway's status document, if it answers.
+    pub fn status(&self) -> Option<Value> {
+        let mut stream = UnixStream::connect(self.admin_socket()).ok()?;
+        stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+        let mut body = String::new();
+        stream.read_to_string(&mut body).ok()?;
+        serde_json::from_str(&body).ok()
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log_path).unwrap_or_default()
+    }
+
+    /// Every JSON log line the gateway wrote.
+    pub fn events(&self) -> Vec<Value> {
+        self.log_text().lines().filter_map(|line| serde_json::from_str(line).ok()).collect()
+    }
+
+    /// Waits until an event matching `predicate` is logged.
+    pub fn wait_for_event(&self, timeout: Duration, predicate: impl Fn(&Value) -> bool) -> Option<Value> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(event) = self.events().into_iter().find(|e| predicate(e)) {
+                return Some(event);
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// SIGTERM and wait: the clean-shutdown path.
+    pub fn stop(&mut self) -> anyhow::Result<std::process::ExitStatus> {
+        let mut child = self.child.take().context("gateway not running")?;
+        signal(child.id(), libc::SIGTERM);
+        wait_with_deadline(&mut child, Duration::from_secs(15))
+    }
+
+    /// SIGKILL: the crash path (nothing gets cleaned up by the gateway).
+    pub fn kill9(&mut self) -> anyhow::Result<()> {
+        let mut child = self.child.take().context("gateway not running")?;
+        child.kill()?;
+        child.wait()?;
+        Ok(())
+    }
+
+    /// Whether the nft table exists now.
+    pub fn nft_table_present(&self) -> bool {
+        Command::new("nft")
+            .args(["list", "table", "inet", &self.nft_table])
+            .output()
+            .is_ok_and(|o| o.status.success())
+    }
+}
+
+fn signal(pid: u32, signal: libc::c_int) {
+    if let Ok(pid) = libc::pid_t::try_from(pid) {
+        // SAFETY: sending a signal to a child we spawned and have not reaped.
+        #[expect(unsafe_code, reason = "kill(2) has no safe std wrapper for SIGTERM")]
+        unsafe {
+            libc::kill(pid, signal);
+        }
+    }
+}
+
+fn wait_with_deadline(child: &mut Child, timeout: Duration) -> anyhow::Result<std::process::ExitStatus> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(status) = child.try_wait()? {
+            return Ok(status);
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let status = child.wait()?;
+            bail!("tollgate did not exit within {timeout:?} of SIGTERM (killed: {status})");
+        }
+        std::thread::sleep(Duration::from_millis(25));
+    }
+}
+
+impl Drop for GatewayProcess {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            signal(child.id(), libc::SIGTERM);
+            let _ = wait_with_deadline(&mut child, Duration::from_secs(10));
+        }
+        // After a crash (or a failed test) the kernel state is still there: remove it.
+        let _ = Command::new("nft").args(["delete", "table", "inet", &self.nft_table]).output();
+        let _ = std::fs::remove_dir_all(&self.bpffs_dir);
+    }
+}

@@ -1,0 +1,91 @@
+//! A throwaway PostgreSQL cluster (initdb into a temp dir, own port), stopped and removed on Drop.
+
+use std::{path::PathBuf, process::Command, time::Duration};
+
+use anyhow::{bail, Context};
+
+use super::{free_port, run_capture, TempDir};
+
+const PG_BIN: &str = "/usr/lib/postgresql/15/bin";
+
+pub struct PgCluster {
+    dir: TempDir,
+    port: u16,
+}
+
+impl PgCluster {
+    /// Starts a cluster listening on `listen_addresses` (e.g. "127.0.0.1,::1") with trust auth.
+    pub fn start(listen_addresses: &str) -> anyhow::Result<Self> {
+        let dir = TempDir::new("tollgate-pg")?;
+        dir.chown_to("postgres")?;
+        let port = free_port();
+        let data = dir.path().join("data");
+        run_capture(
+            Command::new("runuser")
+                .args(["-u", "postgres", "--"])
+                .arg(format!("{PG_BIN}/initdb"))
+                .args(["-A", "trust", "-U", "postgres", "--no-sync", "-D"])
+                .arg(&data),
+        )
+        .context("initdb (is the postgresql package installed? `cargo xtask setup`)")?;
+        let options = format!(
+            "-p {port} -k {} -c listen_addresses='{listen_addresses}' -c fsync=off -c max_connections=300 \
+             -c shared_buffers=128MB -c log_connections=off",
+            dir.path().display()
+        );
+        run_capture(
+            Command::new("runuser")
+                .args(["-u", "postgres", "--"])
+                .arg(format!("{PG_BIN}/pg_ctl"))
+                .args(["-w", "-t", "60", "-D"])
+                .arg(&data)
+                .args(["-o", &options, "-l"])
+                .arg(dir.path().join("server.log"))
+                .arg("start"),
+        )
+        .context("pg_ctl start")?;
+        let cluster = Self { dir, port };
+        cluster.wait_ready()?;
+        Ok(cluster)
+    }
+
+    fn wait_ready(&self) -> anyhow::Result<()> {
+        for _ in 0..100 {
+            if self.psql_direct("select 1").is_ok() {
+                return Ok(());
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        bail!("PostgreSQL on port {} did not become ready", self.port)
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub fn socket_dir(&self) -> PathBuf {
+        self.dir.path().to_owned()
+    }
+
+    /// Runs SQL over the unix socket (never intercepted): for setup and checks.
+    pub fn psql_direct(&self, sql: &str) -> anyhow::Result<String> {
+        run_capture(
+            Command::new("psql")
+                .args(["-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-U", "postgres", "-h"])
+                .arg(self.socket_dir())
+                .args(["-p", &self.port.to_string(), "-d", "postgres", "-c", sql]),
+        )
+    }
+}
+
+impl Drop for PgCluster {
+    fn drop(&mut self) {
+        let _ = Command::new("runuser")
+            .args(["-u", "postgres", "--"])
+            .arg(format!("{PG_BIN}/pg_ctl"))
+            .args(["-m", "immediate", "-D"])
+            .arg(self.dir.path().join("data"))
+            .arg("stop")
+            .output();
+    }
+}
