@@ -160,15 +160,30 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
 
 /// Parses and validates configuration text; `path` is only used in messages.
 pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
-    let raw: raw::RawConfig = toml::from_str(text).map_err(|error| {
-        let line = error.span().map_or(1, |span| line_of(text, span.start));
-        ConfigError::Invalid {
-            path: path.to_owned(),
-            line,
-            field: String::new(),
-            message: error.message().trim_end().to_owned(),
-        }
-    })?;
+    // serde_path_to_error keeps the key path toml's own message leaves out.
+    let raw: raw::RawConfig = serde_path_to_error::deserialize(toml::Deserializer::new(text))
+        .map_err(|error| {
+            // Spanned<T> adds a private wrapper segment to the path; drop it.
+            let field = error
+                .path()
+                .to_string()
+                .replace(".$__serde_spanned_private_value", "")
+                .replace("$__serde_spanned_private_value.", "");
+            let inner = error.into_inner();
+            let field = if field == "." { String::new() } else { field };
+            let line = inner.span().map_or(1, |span| line_of(text, span.start));
+            let message = inner.message().trim_end().to_owned();
+            ConfigError::Invalid {
+                path: path.to_owned(),
+                line,
+                message: if field.is_empty() {
+                    message
+                } else {
+                    format!("{field}: {message}")
+                },
+                field,
+            }
+        })?;
     validate(raw).map_err(|issue| ConfigError::Invalid {
         path: path.to_owned(),
         line: line_of(text, issue.offset),

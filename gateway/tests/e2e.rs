@@ -31,23 +31,48 @@ struct Bed {
 
 fn bed(test: &str, adjust: impl FnOnce(&mut GatewayConfig)) -> Bed {
     require_root(test);
-    let serial = SERIAL.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    let serial = SERIAL
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
     let pg = PgCluster::start("127.0.0.1,::1").expect("throwaway PostgreSQL cluster");
-    let agents = AgentCgroup::create(&format!("tollgate-e2e-{}", std::process::id())).expect("agent cgroup");
+    let agents =
+        AgentCgroup::create(&format!("tollgate-e2e-{}", std::process::id())).expect("agent cgroup");
     let mut config = GatewayConfig::new("e2e");
     config.cgroups = vec![agents.path.clone()];
     config.targets = vec![(
         "clinic".to_owned(),
-        vec![format!("127.0.0.1:{}", pg.port()), format!("[::1]:{}", pg.port())],
+        vec![
+            format!("127.0.0.1:{}", pg.port()),
+            format!("[::1]:{}", pg.port()),
+        ],
     )];
     adjust(&mut config);
     let gateway = GatewayProcess::start(Path::new(TOLLGATE), &config).expect("tollgate starts");
-    Bed { pg, agents, gateway, _serial: serial }
+    Bed {
+        pg,
+        agents,
+        gateway,
+        _serial: serial,
+    }
 }
 
 /// Unmodified psql, same host and port as without Tollgate.
 fn psql(command: &mut Command, host: &str, port: u16, sql: &str) -> Command {
-    command.args(["-X", "-A", "-t", "-U", "postgres", "-d", "postgres", "-h", host, "-p", &port.to_string(), "-c", sql]);
+    command.args([
+        "-X",
+        "-A",
+        "-t",
+        "-U",
+        "postgres",
+        "-d",
+        "postgres",
+        "-h",
+        host,
+        "-p",
+        &port.to_string(),
+        "-c",
+        sql,
+    ]);
     std::mem::replace(command, Command::new("true"))
 }
 
@@ -77,13 +102,24 @@ fn assert_success(output: &Output, what: &str) {
 
 fn open_event_for(gateway: &GatewayProcess, pid: u32) -> Value {
     gateway
-        .wait_for_event(Duration::from_secs(5), |e| e["event"] == "connection.open" && e["pid"] == pid)
-        .unwrap_or_else(|| panic!("no connection.open for pid {pid}; log:\n{}", gateway.log_text()))
+        .wait_for_event(Duration::from_secs(5), |e| {
+            e["event"] == "connection.open" && e["pid"] == pid
+        })
+        .unwrap_or_else(|| {
+            panic!(
+                "no connection.open for pid {pid}; log:\n{}",
+                gateway.log_text()
+            )
+        })
 }
 
 fn accepted(gateway: &GatewayProcess) -> u64 {
-    let status = gateway.status().expect("gateway answers on its admin socket");
-    status["connections"]["accepted"].as_u64().expect("accepted count")
+    let status = gateway
+        .status()
+        .expect("gateway answers on its admin socket");
+    status["connections"]["accepted"]
+        .as_u64()
+        .expect("accepted count")
 }
 
 fn kernel_status(gateway: &GatewayProcess) -> Value {
@@ -102,7 +138,12 @@ fn agent_connection_is_intercepted_and_attributed() {
     let bed = bed("agent_connection_is_intercepted_and_attributed", |_| {});
     // A child cgroup of the configured one: descendants are agents too.
     let job = bed.agents.child("job-1").expect("child cgroup");
-    let (pid, output) = run(psql(&mut job.command("psql"), "127.0.0.1", bed.pg.port(), "select 'via ' || 'tollgate'"));
+    let (pid, output) = run(psql(
+        &mut job.command("psql"),
+        "127.0.0.1",
+        bed.pg.port(),
+        "select 'via ' || 'tollgate'",
+    ));
     assert_success(&output, "agent psql");
     assert_eq!(stdout(&output), "via tollgate");
 
@@ -110,20 +151,38 @@ fn agent_connection_is_intercepted_and_attributed() {
     assert_eq!(open["identity"], "process");
     assert_eq!(open["uid"], 0);
     assert_eq!(open["comm"], "psql");
-    assert!(open["exe"].as_str().is_some_and(|exe| exe.ends_with("/psql")), "exe: {open}");
+    assert!(
+        open["exe"]
+            .as_str()
+            .is_some_and(|exe| exe.ends_with("/psql")),
+        "exe: {open}"
+    );
     assert_eq!(open["cgroup"], job.path.as_str());
     assert_eq!(open["orig_dst"], format!("127.0.0.1:{}", bed.pg.port()));
     assert_eq!(open["target"], "clinic");
-    assert!(open["cmdline"].as_str().is_some_and(|c| c.contains("select 'via ' || 'tollgate'")), "{open}");
+    assert!(
+        open["cmdline"]
+            .as_str()
+            .is_some_and(|c| c.contains("select 'via ' || 'tollgate'")),
+        "{open}"
+    );
 
     let conn_id = open["conn_id"].clone();
     let close = bed
         .gateway
-        .wait_for_event(Duration::from_secs(5), |e| e["event"] == "connection.close" && e["conn_id"] == conn_id)
+        .wait_for_event(Duration::from_secs(5), |e| {
+            e["event"] == "connection.close" && e["conn_id"] == conn_id
+        })
         .expect("one close record per connection");
     assert_eq!(close["outcome"], "closed");
-    assert!(close["bytes_from_agent"].as_u64().is_some_and(|b| b > 0), "{close}");
-    assert!(close["bytes_to_agent"].as_u64().is_some_and(|b| b > 0), "{close}");
+    assert!(
+        close["bytes_from_agent"].as_u64().is_some_and(|b| b > 0),
+        "{close}"
+    );
+    assert!(
+        close["bytes_to_agent"].as_u64().is_some_and(|b| b > 0),
+        "{close}"
+    );
     drop(job);
 }
 
@@ -131,11 +190,23 @@ fn agent_connection_is_intercepted_and_attributed() {
 #[ignore = "privileged: needs root and BPF; run `sudo cargo xtask test`"]
 fn non_agent_connection_goes_direct() {
     let bed = bed("non_agent_connection_goes_direct", |_| {});
-    let (_, output) = run(psql(&mut Command::new("psql"), "127.0.0.1", bed.pg.port(), "select 42"));
+    let (_, output) = run(psql(
+        &mut Command::new("psql"),
+        "127.0.0.1",
+        bed.pg.port(),
+        "select 42",
+    ));
     assert_success(&output, "non-agent psql");
     assert_eq!(stdout(&output), "42");
-    assert_eq!(accepted(&bed.gateway), 0, "a non-agent connection must not reach the gateway");
-    assert_eq!(kernel_status(&bed.gateway)["counters"]["marked_connects"], 0);
+    assert_eq!(
+        accepted(&bed.gateway),
+        0,
+        "a non-agent connection must not reach the gateway"
+    );
+    assert_eq!(
+        kernel_status(&bed.gateway)["counters"]["marked_connects"],
+        0
+    );
 }
 
 #[test]
@@ -143,8 +214,16 @@ fn non_agent_connection_goes_direct() {
 fn ipv6_and_v4_mapped_connections_are_intercepted() {
     let bed = bed("ipv6_and_v4_mapped_connections_are_intercepted", |_| {});
     let port = bed.pg.port();
-    for (host, expected_dst) in [("::1", format!("[::1]:{port}")), ("::ffff:127.0.0.1", format!("127.0.0.1:{port}"))] {
-        let (pid, output) = run(psql(&mut bed.agents.command("psql"), host, port, "select 1"));
+    for (host, expected_dst) in [
+        ("::1", format!("[::1]:{port}")),
+        ("::ffff:127.0.0.1", format!("127.0.0.1:{port}")),
+    ] {
+        let (pid, output) = run(psql(
+            &mut bed.agents.command("psql"),
+            host,
+            port,
+            "select 1",
+        ));
         assert_success(&output, &format!("agent psql -h {host}"));
         let open = open_event_for(&bed.gateway, pid);
         assert_eq!(open["orig_dst"], expected_dst.as_str(), "{host}: {open}");
@@ -157,31 +236,75 @@ fn ipv6_and_v4_mapped_connections_are_intercepted() {
 fn killed_gateway_fails_closed_and_restart_recovers() {
     let mut bed = bed("killed_gateway_fails_closed_and_restart_recovers", |_| {});
     let port = bed.pg.port();
-    let agent_select = |bed: &Bed| run(psql(&mut bed.agents.command("psql"), "127.0.0.1", port, "select 1")).1;
+    let agent_select = |bed: &Bed| {
+        run(psql(
+            &mut bed.agents.command("psql"),
+            "127.0.0.1",
+            port,
+            "select 1",
+        ))
+        .1
+    };
 
     assert_success(&agent_select(&bed), "agent before the crash");
     bed.gateway.kill9().expect("kill -9 the gateway");
 
     let refused = agent_select(&bed);
-    assert!(!refused.status.success(), "an agent must not bypass a dead gateway");
-    assert!(String::from_utf8_lossy(&refused.stderr).contains("refused"), "{}", String::from_utf8_lossy(&refused.stderr));
-    let (_, direct) = run(psql(&mut Command::new("psql"), "127.0.0.1", port, "select 7"));
+    assert!(
+        !refused.status.success(),
+        "an agent must not bypass a dead gateway"
+    );
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("refused"),
+        "{}",
+        String::from_utf8_lossy(&refused.stderr)
+    );
+    let (_, direct) = run(psql(
+        &mut Command::new("psql"),
+        "127.0.0.1",
+        port,
+        "select 7",
+    ));
     assert_success(&direct, "non-agent while the gateway is down");
-    assert!(bed.gateway.nft_table_present(), "the nft table must survive a crash");
+    assert!(
+        bed.gateway.nft_table_present(),
+        "the nft table must survive a crash"
+    );
     let kernel = kernel_status(&bed.gateway);
-    assert_eq!(kernel["links"].as_array().map(Vec::len), Some(4), "pinned links survive: {kernel}");
+    assert_eq!(
+        kernel["links"].as_array().map(Vec::len),
+        Some(4),
+        "pinned links survive: {kernel}"
+    );
 
     // Startup replaces the stale generation.
     bed.gateway.spawn().expect("restart");
     assert_success(&agent_select(&bed), "agent after restart");
-    assert_eq!(kernel_status(&bed.gateway)["generations"].as_array().map(Vec::len), Some(1));
+    assert_eq!(
+        kernel_status(&bed.gateway)["generations"]
+            .as_array()
+            .map(Vec::len),
+        Some(1)
+    );
 
     // Clean shutdown removes the table and the pins: agents then connect directly.
     let status = bed.gateway.stop().expect("SIGTERM");
-    assert!(status.success(), "clean exit: {status}\n{}", bed.gateway.log_text());
+    assert!(
+        status.success(),
+        "clean exit: {status}\n{}",
+        bed.gateway.log_text()
+    );
     assert!(!bed.gateway.nft_table_present());
-    assert_eq!(kernel_status(&bed.gateway)["generations"].as_array().map(Vec::len), Some(0));
-    assert_success(&agent_select(&bed), "agent after a clean shutdown goes direct");
+    assert_eq!(
+        kernel_status(&bed.gateway)["generations"]
+            .as_array()
+            .map(Vec::len),
+        Some(0)
+    );
+    assert_success(
+        &agent_select(&bed),
+        "agent after a clean shutdown goes direct",
+    );
 }
 
 #[test]
@@ -200,9 +323,14 @@ fn ten_thousand_connections_leave_no_stale_map_entries() {
             }
         }
     });
-    let bed = bed("ten_thousand_connections_leave_no_stale_map_entries", |config| {
-        config.targets.push(("echo".to_owned(), vec![echo_addr.to_string()]));
-    });
+    let bed = bed(
+        "ten_thousand_connections_leave_no_stale_map_entries",
+        |config| {
+            config
+                .targets
+                .push(("echo".to_owned(), vec![echo_addr.to_string()]));
+        },
+    );
     let script = format!(
         "import socket\nfor i in range({CONNECTIONS}):\n    s = socket.create_connection(('127.0.0.1', {}), timeout=5)\n    s.sendall(b'x')\n    assert s.recv(1) == b'x', i\n    s.close()\n",
         echo_addr.port()
@@ -223,10 +351,22 @@ fn ten_thousand_connections_leave_no_stale_map_entries() {
         }
         std::thread::sleep(Duration::from_millis(100));
     }
-    assert_eq!(kernel["map_entries"]["flows"], 0, "stale flow entries: {kernel}");
-    assert_eq!(kernel["map_entries"]["connects"], 0, "stale connect entries: {kernel}");
-    assert_eq!(kernel["counters"]["flows_tracked"], CONNECTIONS as u64, "{kernel}");
-    assert_eq!(kernel["counters"]["flows_closed"], CONNECTIONS as u64, "{kernel}");
+    assert_eq!(
+        kernel["map_entries"]["flows"], 0,
+        "stale flow entries: {kernel}"
+    );
+    assert_eq!(
+        kernel["map_entries"]["connects"], 0,
+        "stale connect entries: {kernel}"
+    );
+    assert_eq!(
+        kernel["counters"]["flows_tracked"], CONNECTIONS as u64,
+        "{kernel}"
+    );
+    assert_eq!(
+        kernel["counters"]["flows_closed"], CONNECTIONS as u64,
+        "{kernel}"
+    );
     assert_eq!(accepted(&bed.gateway), CONNECTIONS as u64);
 }
 
@@ -239,17 +379,27 @@ fn unknown_peer_is_refused() {
         .and_then(|addr| addr.rsplit(':').next())
         .and_then(|port| port.parse::<u16>().ok())
         .expect("listen port");
-    let mut stream = TcpStream::connect(("127.0.0.1", listen_port)).expect("connect to the listener directly");
-    stream.set_read_timeout(Some(Duration::from_secs(5))).expect("timeout");
+    let mut stream =
+        TcpStream::connect(("127.0.0.1", listen_port)).expect("connect to the listener directly");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("timeout");
     let _ = stream.write_all(b"\0\0\0\x08\x04\xd2\x16\x2f");
     let mut buffer = [0u8; 64];
     let read = stream.read(&mut buffer).unwrap_or(0);
     assert_eq!(read, 0, "an unattributed peer gets nothing back");
     let close = bed
         .gateway
-        .wait_for_event(Duration::from_secs(5), |e| e["event"] == "connection.close" && e["outcome"] == "refused")
+        .wait_for_event(Duration::from_secs(5), |e| {
+            e["event"] == "connection.close" && e["outcome"] == "refused"
+        })
         .unwrap_or_else(|| panic!("no refusal record; log:\n{}", bed.gateway.log_text()));
-    assert!(close["reason"].as_str().is_some_and(|r| r.contains("attribution")), "{close}");
+    assert!(
+        close["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("attribution")),
+        "{close}"
+    );
 }
 
 #[test]
@@ -260,14 +410,28 @@ fn uid_selected_agent_is_intercepted() {
         config.uids = vec![NOBODY];
     });
     let mut as_nobody = Command::new("psql");
-    as_nobody.uid(NOBODY).gid(NOBODY).current_dir("/").env("HOME", "/tmp");
-    let (pid, output) = run(psql(&mut as_nobody, "127.0.0.1", bed.pg.port(), "select current_user"));
+    as_nobody
+        .uid(NOBODY)
+        .gid(NOBODY)
+        .current_dir("/")
+        .env("HOME", "/tmp");
+    let (pid, output) = run(psql(
+        &mut as_nobody,
+        "127.0.0.1",
+        bed.pg.port(),
+        "select current_user",
+    ));
     assert_success(&output, "psql as nobody");
     let open = open_event_for(&bed.gateway, pid);
     assert_eq!(open["uid"], NOBODY);
 
     // root is not a selected uid: programs attached at the root cgroup leave it alone.
-    let (_, root_output) = run(psql(&mut Command::new("psql"), "127.0.0.1", bed.pg.port(), "select 1"));
+    let (_, root_output) = run(psql(
+        &mut Command::new("psql"),
+        "127.0.0.1",
+        bed.pg.port(),
+        "select 1",
+    ));
     assert_success(&root_output, "root psql");
     assert_eq!(accepted(&bed.gateway), 1);
 }

@@ -1,1 +1,104 @@
-fn main() {}
+//! `cargo xtask`: setup, demo, test and bench for Tollgate.
+
+mod bench;
+mod demo;
+mod setup;
+mod tests;
+
+use std::process::Command;
+
+use anyhow::{bail, Context};
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "cargo xtask",
+    about = "Set up, demonstrate, test and benchmark Tollgate"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Task,
+}
+
+#[derive(Subcommand)]
+enum Task {
+    /// Install what the project needs (idempotent): Debian packages (PostgreSQL, nftables,
+    /// pgbouncer, socat, ...), the nightly toolchain's rust-src, and bpf-linker 0.10.3.
+    Setup,
+    /// Run the appliance on a throwaway PostgreSQL with synthetic patients and show an
+    /// unmodified psql intercepted as an agent while a non-agent goes direct. Cleans up on exit
+    /// or Ctrl-C.
+    Demo {
+        /// Keep the appliance running after the scenario until Ctrl-C, to try agents by hand.
+        #[arg(long)]
+        keep_running: bool,
+    },
+    /// Run every test: formatting, clippy, unit tests, then the privileged end-to-end tests
+    /// (root, real eBPF, nftables, PostgreSQL and clients).
+    Test,
+    /// Benchmarks (connect() latency with programs attached/detached; pgbench direct vs
+    /// Tollgate vs pgbouncer). Writes target/bench/report.md.
+    Bench {
+        /// Seconds per pgbench run.
+        #[arg(long, default_value_t = 8)]
+        seconds: u32,
+        /// Rounds of each measurement (ratios are taken within a round).
+        #[arg(long, default_value_t = 2)]
+        rounds: u32,
+    },
+    /// (internal) Time `count` TCP connects to 127.0.0.1:`port`; prints "median_ns p90_ns".
+    #[command(hide = true)]
+    ConnectProbe {
+        #[arg(long)]
+        port: u16,
+        #[arg(long, default_value_t = 3000)]
+        count: usize,
+    },
+}
+
+fn main() -> anyhow::Result<()> {
+    match Cli::parse().command {
+        Task::Setup => setup::run(),
+        Task::Demo { keep_running } => {
+            setup::run()?;
+            demo::run(keep_running)
+        }
+        Task::Test => {
+            setup::run()?;
+            tests::run()
+        }
+        Task::Bench { seconds, rounds } => {
+            setup::run()?;
+            bench::run(seconds, rounds)
+        }
+        Task::ConnectProbe { port, count } => bench::connect_probe(port, count),
+    }
+}
+
+/// Runs `cargo <args>` in the workspace root, failing on a non-zero exit.
+pub fn cargo(args: &[&str]) -> anyhow::Result<()> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+    let status = Command::new(&cargo)
+        .args(args)
+        .current_dir(workspace_root())
+        .status()
+        .with_context(|| format!("running {cargo} {}", args.join(" ")))?;
+    if !status.success() {
+        bail!("`cargo {}` failed ({status})", args.join(" "));
+    }
+    Ok(())
+}
+
+pub fn workspace_root() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(std::path::Path::to_path_buf)
+        .unwrap_or_default()
+}
+
+pub fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    #[expect(unsafe_code, reason = "geteuid(2) has no safe std wrapper")]
+    let euid = unsafe { libc::geteuid() };
+    euid == 0
+}

@@ -31,7 +31,9 @@ pub fn require_root(what: &str) {
 /// A TCP port that is free on 127.0.0.1 and ::1 right now.
 pub fn free_port() -> u16 {
     for _ in 0..50 {
-        let Ok(v4) = TcpListener::bind("127.0.0.1:0") else { continue };
+        let Ok(v4) = TcpListener::bind("127.0.0.1:0") else {
+            continue;
+        };
         let Ok(addr) = v4.local_addr() else { continue };
         if TcpListener::bind(("::1", addr.port())).is_ok() {
             return addr.port();
@@ -60,11 +62,17 @@ impl TempDir {
 
     /// Gives the directory to a system user (PostgreSQL refuses to run as root).
     pub fn chown_to(&self, user: &str) -> std::io::Result<()> {
-        let status = Command::new("chown").args(["-R", user]).arg(&self.0).status()?;
+        let status = Command::new("chown")
+            .args(["-R", user])
+            .arg(&self.0)
+            .status()?;
         if status.success() {
             Ok(())
         } else {
-            Err(std::io::Error::other(format!("chown {user} {} failed", self.0.display())))
+            Err(std::io::Error::other(format!(
+                "chown {user} {} failed",
+                self.0.display()
+            )))
         }
     }
 }
@@ -77,7 +85,9 @@ impl Drop for TempDir {
 
 /// Runs a command to completion, returning stdout, or an error with its stderr.
 pub fn run_capture(command: &mut Command) -> anyhow::Result<String> {
-    let output = command.output().map_err(|e| anyhow::anyhow!("{command:?}: {e}"))?;
+    let output = command
+        .output()
+        .map_err(|e| anyhow::anyhow!("{command:?}: {e}"))?;
     if !output.status.success() {
         anyhow::bail!(
             "{command:?} failed ({}): {}",

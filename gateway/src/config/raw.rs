@@ -15,7 +15,7 @@ pub struct RawConfig {
 #[serde(deny_unknown_fields)]
 pub struct RawGateway {
     pub listen_port: Option<Spanned<u16>>,
-    pub bind: Option<Vec<Spanned<String>>>,
+    pub bind: Option<Spanned<Vec<Spanned<String>>>>,
     pub admin_socket: Option<Spanned<String>>,
     pub bpffs_dir: Option<Spanned<String>>,
     pub nft_table: Option<Spanned<String>>,

@@ -38,29 +38,8 @@ fn issue<T>(field: impl Into<String>, at: &Spanned<T>, message: impl Into<String
 
 pub fn validate(raw: RawConfig) -> Result<Config, Issue> {
     let agents = validate_agents(&raw.agents)?;
-    let targets = validate_targets(raw.targets.as_ref(), &raw.agents)?;
     let gateway = validate_gateway(raw.gateway.as_ref(), &agents)?;
-    for (index, target) in targets.iter().enumerate() {
-        if let Some(dest) = target
-            .destinations
-            .iter()
-            .find(|d| d.port() == gateway.listen_port)
-        {
-            let at = raw
-                .targets
-                .as_ref()
-                .map(|t| t.get_ref()[index].span().start)
-                .unwrap_or(0);
-            return Err(Issue {
-                field: format!("targets[{index}].destinations"),
-                offset: at,
-                message: format!(
-                    "{dest} uses the gateway's own listen_port {}; pick another gateway.listen_port",
-                    gateway.listen_port
-                ),
-            });
-        }
-    }
+    let targets = validate_targets(raw.targets.as_ref(), &raw.agents, gateway.listen_port)?;
     Ok(Config {
         gateway,
         agents,
@@ -88,14 +67,15 @@ fn validate_gateway(
     };
 
     let bind = match &raw.bind {
-        Some(list) if list.is_empty() => {
-            return Err(Issue {
-                field: "gateway.bind".into(),
-                offset: 0,
-                message: "must list at least one address".into(),
-            })
+        Some(list) if list.get_ref().is_empty() => {
+            return Err(issue(
+                "gateway.bind",
+                list,
+                "must list at least one address",
+            ))
         }
         Some(list) => list
+            .get_ref()
             .iter()
             .enumerate()
             .map(|(i, text)| {
@@ -254,6 +234,7 @@ fn parse_cidr(text: &str) -> Option<IpNet> {
 fn validate_targets(
     raw: Option<&Spanned<Vec<Spanned<RawTarget>>>>,
     agents: &Spanned<RawAgents>,
+    listen_port: u16,
 ) -> Result<Vec<Target>, Issue> {
     let Some(raw) = raw.filter(|list| !list.get_ref().is_empty()) else {
         return Err(issue(
@@ -311,6 +292,13 @@ fn validate_targets(
             for dest in parse_destination(text.get_ref())
                 .map_err(|message| issue(&dest_field, text, message))?
             {
+                if dest.port() == listen_port {
+                    return Err(issue(
+                        &dest_field,
+                        text,
+                        format!("{dest} uses the gateway's own listen_port {listen_port}; pick another gateway.listen_port"),
+                    ));
+                }
                 if let Some((_, other)) = seen.iter().find(|(d, _)| *d == dest) {
                     return Err(issue(
                         &dest_field,
@@ -350,6 +338,9 @@ fn parse_destination(text: &str) -> Result<Vec<Destination>, String> {
     if let Some(port) = text.strip_prefix("*:") {
         return parse_port(port).map(|port| vec![Destination::AnyAddress(port)]);
     }
+    if !text.contains(':') {
+        return Err(format!("`{text}` must be host:port, [ipv6]:port or *:port"));
+    }
     let addrs = resolve(text)?;
     Ok(addrs.into_iter().map(Destination::Exact).collect())
 }
@@ -370,7 +361,7 @@ fn resolve(text: &str) -> Result<Vec<SocketAddr>, String> {
         };
     }
     let Some((host, port)) = text.rsplit_once(':') else {
-        return Err(format!("`{text}` must be host:port, [ipv6]:port or *:port"));
+        return Err(format!("`{text}` must be host:port or [ipv6]:port"));
     };
     let port = parse_port(port)?;
     let mut addrs: Vec<SocketAddr> = (host, port)

@@ -13,7 +13,8 @@ pub fn cgroup2_root() -> PathBuf {
         .lines()
         .find_map(|line| {
             let (left, right) = line.split_once(" - ")?;
-            (right.split_whitespace().next()? == "cgroup2").then(|| left.split_whitespace().nth(4).map(PathBuf::from))?
+            (right.split_whitespace().next()? == "cgroup2")
+                .then(|| left.split_whitespace().nth(4).map(PathBuf::from))?
         })
         .unwrap_or_else(|| PathBuf::from("/sys/fs/cgroup"))
 }
@@ -36,7 +37,10 @@ impl AgentCgroup {
     pub fn child(&self, name: &str) -> std::io::Result<Self> {
         let dir = self.dir.join(name);
         std::fs::create_dir_all(&dir)?;
-        Ok(Self { path: format!("{}/{name}", self.path), dir })
+        Ok(Self {
+            path: format!("{}/{name}", self.path),
+            dir,
+        })
     }
 
     /// A command that runs `program args...` inside this cgroup, under the same pid (the shell

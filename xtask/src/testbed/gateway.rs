@@ -44,18 +44,37 @@ impl GatewayConfig {
     }
 
     fn to_toml(&self, state_dir: &Path, bpffs_dir: &Path) -> String {
-        let list = |items: &[String]| items.iter().map(|i| format!("{i:?}")).collect::<Vec<_>>().join(", ");
+        let list = |items: &[String]| {
+            items
+                .iter()
+                .map(|i| format!("{i:?}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
         let mut text = String::new();
         let _ = writeln!(text, "[gateway]\nlisten_port = {}", self.listen_port);
-        let _ = writeln!(text, "admin_socket = {:?}", state_dir.join("admin.sock").display().to_string());
+        let _ = writeln!(
+            text,
+            "admin_socket = {:?}",
+            state_dir.join("admin.sock").display().to_string()
+        );
         let _ = writeln!(text, "bpffs_dir = {:?}", bpffs_dir.display().to_string());
-        let _ = writeln!(text, "nft_table = {:?}\nmark = {}\ndrain_timeout_ms = 2000", self.nft_table, self.mark);
+        let _ = writeln!(
+            text,
+            "nft_table = {:?}\nmark = {}\ndrain_timeout_ms = 2000",
+            self.nft_table, self.mark
+        );
         if let Some(bind) = &self.bind {
             let _ = writeln!(text, "bind = [{}]", list(bind));
         }
         let _ = writeln!(text, "\n[agents]\ncgroups = [{}]", list(&self.cgroups));
         let uids: Vec<String> = self.uids.iter().map(ToString::to_string).collect();
-        let _ = writeln!(text, "uids = [{}]\nremote_sources = [{}]", uids.join(", "), list(&self.remote_sources));
+        let _ = writeln!(
+            text,
+            "uids = [{}]\nremote_sources = [{}]",
+            uids.join(", "),
+            list(&self.remote_sources)
+        );
         for (name, destinations) in &self.targets {
             let _ = writeln!(
                 text,
@@ -100,7 +119,10 @@ impl GatewayProcess {
 
     /// (Re)starts the process with the same config and log file.
     pub fn spawn(&mut self) -> anyhow::Result<()> {
-        let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log_path)?;
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log_path)?;
         let child = Command::new(&self.binary)
             .args(["run", "--log-format", "json", "--config"])
             .arg(&self.config_path)
@@ -116,12 +138,22 @@ impl GatewayProcess {
             if self.status().is_some() {
                 return Ok(());
             }
-            if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
-                bail!("tollgate exited during startup ({status}):\n{}", self.log_text());
+            if let Some(status) = self
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten())
+            {
+                bail!(
+                    "tollgate exited during startup ({status}):\n{}",
+                    self.log_text()
+                );
             }
             std::thread::sleep(Duration::from_millis(50));
         }
-        bail!("tollgate did not become ready within 30 s:\n{}", self.log_text())
+        bail!(
+            "tollgate did not become ready within 30 s:\n{}",
+            self.log_text()
+        )
     }
 
     pub fn pid(&self) -> Option<u32> {
@@ -159,11 +191,18 @@ impl GatewayProcess {
 
     /// Every JSON log line the gateway wrote.
     pub fn events(&self) -> Vec<Value> {
-        self.log_text().lines().filter_map(|line| serde_json::from_str(line).ok()).collect()
+        self.log_text()
+            .lines()
+            .filter_map(|line| serde_json::from_str(line).ok())
+            .collect()
     }
 
     /// Waits until an event matching `predicate` is logged.
-    pub fn wait_for_event(&self, timeout: Duration, predicate: impl Fn(&Value) -> bool) -> Option<Value> {
+    pub fn wait_for_event(
+        &self,
+        timeout: Duration,
+        predicate: impl Fn(&Value) -> bool,
+    ) -> Option<Value> {
         let deadline = Instant::now() + timeout;
         loop {
             if let Some(event) = self.events().into_iter().find(|e| predicate(e)) {
@@ -210,7 +249,10 @@ fn signal(pid: u32, signal: libc::c_int) {
     }
 }
 
-fn wait_with_deadline(child: &mut Child, timeout: Duration) -> anyhow::Result<std::process::ExitStatus> {
+fn wait_with_deadline(
+    child: &mut Child,
+    timeout: Duration,
+) -> anyhow::Result<std::process::ExitStatus> {
     let deadline = Instant::now() + timeout;
     loop {
         if let Some(status) = child.try_wait()? {
@@ -232,7 +274,9 @@ impl Drop for GatewayProcess {
             let _ = wait_with_deadline(&mut child, Duration::from_secs(10));
         }
         // After a crash (or a failed test) the kernel state is still there: remove it.
-        let _ = Command::new("nft").args(["delete", "table", "inet", &self.nft_table]).output();
+        let _ = Command::new("nft")
+            .args(["delete", "table", "inet", &self.nft_table])
+            .output();
         let _ = std::fs::remove_dir_all(&self.bpffs_dir);
     }
 }

@@ -71,7 +71,17 @@ impl PgCluster {
     pub fn psql_direct(&self, sql: &str) -> anyhow::Result<String> {
         run_capture(
             Command::new("psql")
-                .args(["-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-U", "postgres", "-h"])
+                .args([
+                    "-X",
+                    "-q",
+                    "-A",
+                    "-t",
+                    "-v",
+                    "ON_ERROR_STOP=1",
+                    "-U",
+                    "postgres",
+                    "-h",
+                ])
                 .arg(self.socket_dir())
                 .args(["-p", &self.port.to_string(), "-d", "postgres", "-c", sql]),
         )

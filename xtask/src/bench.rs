@@ -1,0 +1,66 @@
+//! `cargo xtask bench`: timing goals live here, never in tests. Ratios are measured within one
+//! run (this machine is shared and noisy). Writes target/bench/report.md.
+
+mod connect;
+mod pgbench;
+
+use std::fmt::Write as _;
+
+use anyhow::{bail, Context};
+
+use crate::{cargo, workspace_root};
+
+pub use connect::connect_probe;
+
+pub fn run(seconds: u32, rounds: u32) -> anyhow::Result<()> {
+    if !crate::is_root() {
+        bail!("benchmarks attach eBPF programs: run `sudo -E cargo xtask bench`");
+    }
+    cargo(&["build", "--release", "-p", "tollgate", "-p", "xtask"])?;
+    let binary = workspace_root().join("target/release/tollgate");
+
+    let mut report = String::new();
+    let _ = writeln!(report, "# Tollgate benchmark report\n");
+    let _ = writeln!(
+        report,
+        "- host: {} cores, kernel {}",
+        num_cpus(),
+        kernel_release()
+    );
+    let _ = writeln!(report, "- rounds: {rounds}; pgbench: {seconds} s per run\n");
+
+    let connect = connect::measure(&binary, rounds).context("connect() latency")?;
+    report.push_str(&connect);
+    let pg = pgbench::measure(&binary, seconds, rounds).context("pgbench")?;
+    report.push_str(&pg);
+
+    let dir = workspace_root().join("target/bench");
+    std::fs::create_dir_all(&dir)?;
+    let path = dir.join("report.md");
+    std::fs::write(&path, &report)?;
+    println!("{report}");
+    println!("report written to {}", path.display());
+    Ok(())
+}
+
+fn num_cpus() -> usize {
+    std::thread::available_parallelism().map_or(1, usize::from)
+}
+
+fn kernel_release() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/osrelease")
+        .map_or_else(|_| "?".into(), |s| s.trim().to_owned())
+}
+
+fn verdict(pass: bool) -> &'static str {
+    if pass {
+        "PASS"
+    } else {
+        "FAIL"
+    }
+}
+
+fn median(values: &mut [f64]) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values.get(values.len() / 2).copied().unwrap_or(f64::NAN)
+}

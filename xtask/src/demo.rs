@@ -1,0 +1,224 @@
+//! `cargo xtask demo`: the appliance on an embedded default, with synthetic patient data and an
+//! unmodified psql as the agent. Everything it creates is removed on exit or Ctrl-C.
+
+use std::{
+    process::{Command, Stdio},
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc,
+    },
+    time::Duration,
+};
+
+use anyhow::{bail, Context};
+use serde_json::Value;
+use xtask::testbed::{AgentCgroup, GatewayConfig, GatewayProcess, PgCluster};
+
+use crate::{cargo, workspace_root};
+
+const DEMO_SQL: &str = include_str!("demo_data.sql");
+const AGENT_QUERY: &str =
+    "select count(*) as patients, min(birth_date) as oldest_birth_date from patients";
+
+pub fn run(keep_running: bool) -> anyhow::Result<()> {
+    if !crate::is_root() {
+        bail!("the demo attaches eBPF programs and nftables rules: run `sudo -E cargo xtask demo`");
+    }
+    let interrupted = Arc::new(AtomicBool::new(false));
+    signal_hook::flag::register(signal_hook::consts::SIGINT, interrupted.clone())?;
+    signal_hook::flag::register(signal_hook::consts::SIGTERM, interrupted.clone())?;
+    let check = || {
+        if interrupted.load(Ordering::Relaxed) {
+            bail!("interrupted: cleaning up")
+        } else {
+            Ok(())
+        }
+    };
+
+    step("building tollgate (release)");
+    cargo(&["build", "--release", "-p", "tollgate"])?;
+    let binary = workspace_root().join("target/release/tollgate");
+    check()?;
+
+    step("starting a throwaway PostgreSQL with 1,000 synthetic patients");
+    let pg = PgCluster::start("127.0.0.1,::1")?;
+    pg.psql_direct("create database clinic")?;
+    load_demo_data(&pg)?;
+    println!(
+        "   PostgreSQL listens on 127.0.0.1:{0} and [::1]:{0}",
+        pg.port()
+    );
+    check()?;
+
+    step("creating the agent cgroup and starting Tollgate");
+    let agents = AgentCgroup::create("tollgate-demo-agents")?;
+    let mut config = GatewayConfig::new("demo");
+    config.cgroups = vec![agents.path.clone()];
+    config.targets = vec![(
+        "clinic-db".to_owned(),
+        vec![
+            format!("127.0.0.1:{}", pg.port()),
+            format!("[::1]:{}", pg.port()),
+        ],
+    )];
+    let gateway = GatewayProcess::start(&binary, &config)?;
+    println!(
+        "   agent cgroup: {} (every process in it, and its children, is an agent)",
+        agents.path
+    );
+    println!("   config: {}", gateway.config_path().display());
+    show_status(&binary, &gateway)?;
+    check()?;
+
+    let psql_args = |command: &mut Command| {
+        command.args([
+            "-X",
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &pg.port().to_string(),
+            "-U",
+            "postgres",
+            "-d",
+            "clinic",
+            "-c",
+            AGENT_QUERY,
+        ]);
+    };
+
+    step("agent: unmodified psql inside the agent cgroup, same host and port as always");
+    println!(
+        "   $ psql -h 127.0.0.1 -p {} -U postgres -d clinic -c \"{AGENT_QUERY}\"",
+        pg.port()
+    );
+    let mut agent = agents.command("psql");
+    psql_args(&mut agent);
+    let (pid, output) = run_client(agent)?;
+    print_indented(&output);
+    let open = gateway
+        .wait_for_event(Duration::from_secs(5), |e| {
+            e["event"] == "connection.open" && e["pid"] == pid
+        })
+        .context("the gateway did not record the agent connection")?;
+    println!("   Tollgate attributed the connection to:");
+    for field in [
+        "pid",
+        "exe",
+        "uid",
+        "gid",
+        "cgroup",
+        "comm",
+        "cmdline",
+        "parent_exe",
+        "orig_dst",
+        "target",
+    ] {
+        println!("     {field:<11} {}", plain(&open[field]));
+    }
+    check()?;
+
+    step("non-agent: the same psql command outside the agent cgroup");
+    let accepted_before = accepted(&gateway);
+    let mut outsider = Command::new("psql");
+    psql_args(&mut outsider);
+    let (_, output) = run_client(outsider)?;
+    print_indented(&output);
+    let accepted_after = accepted(&gateway);
+    if accepted_after != accepted_before {
+        bail!("the non-agent connection went through the gateway ({accepted_before} -> {accepted_after})");
+    }
+    println!("   went direct: the gateway's accepted count is unchanged ({accepted_after})");
+
+    if keep_running {
+        step("Tollgate keeps running; press Ctrl-C to stop and clean up. Try an agent:");
+        println!(
+            "   sudo sh -c 'echo $$ > {}; exec psql -h 127.0.0.1 -p {} -U postgres -d clinic'",
+            agents.procs_file().display(),
+            pg.port()
+        );
+        println!(
+            "   tollgate status --config {}",
+            gateway.config_path().display()
+        );
+        while !interrupted.load(Ordering::Relaxed) {
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    step("cleaning up: stopping Tollgate (removes its nft table and pins), PostgreSQL and the cgroup");
+    drop(gateway);
+    drop(agents);
+    drop(pg);
+    println!("   done");
+    Ok(())
+}
+
+fn step(text: &str) {
+    println!("\n== {text}");
+}
+
+fn load_demo_data(pg: &PgCluster) -> anyhow::Result<()> {
+    let status = Command::new("psql")
+        .args([
+            "-X",
+            "-q",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-U",
+            "postgres",
+            "-d",
+            "clinic",
+            "-h",
+        ])
+        .arg(pg.socket_dir())
+        .args(["-p", &pg.port().to_string(), "-c", DEMO_SQL])
+        .stdout(Stdio::null())
+        .status()?;
+    if !status.success() {
+        bail!("loading the synthetic patients failed");
+    }
+    Ok(())
+}
+
+fn run_client(mut command: Command) -> anyhow::Result<(u32, std::process::Output)> {
+    let child = command
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()?;
+    let pid = child.id();
+    let output = child.wait_with_output()?;
+    if !output.status.success() {
+        bail!("client failed: {}", String::from_utf8_lossy(&output.stderr));
+    }
+    Ok((pid, output))
+}
+
+fn print_indented(output: &std::process::Output) {
+    for line in String::from_utf8_lossy(&output.stdout).lines() {
+        println!("   | {line}");
+    }
+}
+
+fn plain(value: &Value) -> String {
+    value
+        .as_str()
+        .map_or_else(|| value.to_string(), str::to_owned)
+}
+
+fn accepted(gateway: &GatewayProcess) -> u64 {
+    gateway
+        .status()
+        .and_then(|s| s["connections"]["accepted"].as_u64())
+        .unwrap_or(0)
+}
+
+fn show_status(binary: &std::path::Path, gateway: &GatewayProcess) -> anyhow::Result<()> {
+    let output = Command::new(binary)
+        .args(["status", "--config"])
+        .arg(gateway.config_path())
+        .output()?;
+    for line in String::from_utf8_lossy(&output.stdout).lines() {
+        println!("   {line}");
+    }
+    Ok(())
+}

@@ -1,0 +1,116 @@
+//! `cargo xtask setup`: installs what is missing, and only that (safe to run again).
+
+use std::process::Command;
+
+use anyhow::{bail, Context};
+
+/// Debian packages: the database and clients the tests and demo use, nftables for the redirect,
+/// pgbouncer and socat as benchmark baselines, iproute2 for network namespaces.
+const APT_PACKAGES: &[&str] = &[
+    "postgresql",
+    "postgresql-contrib",
+    "postgresql-client",
+    "nftables",
+    "pgbouncer",
+    "socat",
+    "iproute2",
+    "python3",
+    "util-linux",
+    "procps",
+];
+
+const BPF_LINKER_VERSION: &str = "0.10.3";
+
+pub fn run() -> anyhow::Result<()> {
+    apt_packages()?;
+    nightly_rust_src()?;
+    bpf_linker()?;
+    Ok(())
+}
+
+fn apt_packages() -> anyhow::Result<()> {
+    let missing: Vec<&str> = APT_PACKAGES
+        .iter()
+        .copied()
+        .filter(|p| !dpkg_installed(p))
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    if !crate::is_root() {
+        bail!("missing Debian packages {missing:?}; run `sudo cargo xtask setup` to install them");
+    }
+    eprintln!("setup: installing {}", missing.join(" "));
+    run_checked(
+        Command::new("apt-get")
+            .args(["update", "-qq"])
+            .env("DEBIAN_FRONTEND", "noninteractive"),
+    )?;
+    run_checked(
+        Command::new("apt-get")
+            .args(["install", "-y", "-qq", "--no-install-recommends"])
+            .args(&missing)
+            .env("DEBIAN_FRONTEND", "noninteractive"),
+    )
+}
+
+fn dpkg_installed(package: &str) -> bool {
+    Command::new("dpkg-query")
+        .args(["-W", "-f=${Status}", package])
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains("install ok installed"))
+}
+
+fn nightly_rust_src() -> anyhow::Result<()> {
+    let installed = Command::new("rustup")
+        .args(["component", "list", "--installed", "--toolchain", "nightly"])
+        .output()
+        .context("rustup is needed to build the eBPF programs")?;
+    let listing = String::from_utf8_lossy(&installed.stdout);
+    if installed.status.success() && listing.lines().any(|l| l.starts_with("rust-src")) {
+        return Ok(());
+    }
+    if !installed.status.success() {
+        eprintln!("setup: installing the nightly toolchain");
+        run_checked(Command::new("rustup").args([
+            "toolchain",
+            "install",
+            "nightly",
+            "--profile",
+            "minimal",
+        ]))?;
+    }
+    eprintln!("setup: adding rust-src to nightly (eBPF builds core from source)");
+    run_checked(Command::new("rustup").args([
+        "component",
+        "add",
+        "rust-src",
+        "--toolchain",
+        "nightly",
+    ]))
+}
+
+fn bpf_linker() -> anyhow::Result<()> {
+    let version = Command::new("bpf-linker").arg("--version").output();
+    if version.is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains(BPF_LINKER_VERSION)) {
+        return Ok(());
+    }
+    // 0.11+ wants a system LLVM 23; 0.10.3 uses rustc's own LLVM (see ../shared/TOOLCHAIN.md).
+    eprintln!("setup: installing bpf-linker {BPF_LINKER_VERSION} (about 80 s)");
+    run_checked(Command::new("cargo").args([
+        "install",
+        &format!("bpf-linker@{BPF_LINKER_VERSION}"),
+        "--locked",
+        "--force",
+    ]))
+}
+
+fn run_checked(command: &mut Command) -> anyhow::Result<()> {
+    let status = command
+        .status()
+        .with_context(|| format!("running {command:?}"))?;
+    if !status.success() {
+        bail!("{command:?} failed ({status})");
+    }
+    Ok(())
+}
