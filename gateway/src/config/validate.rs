@@ -299,6 +299,10 @@ fn validate_targets(
                         format!("{dest} uses the gateway's own listen_port {listen_port}; pick another gateway.listen_port"),
                     ));
                 }
+                if destinations.contains(&dest) {
+                    // The same address listed twice (e.g. "localhost" and "127.0.0.1").
+                    continue;
+                }
                 if let Some((_, other)) = seen.iter().find(|(d, _)| *d == dest) {
                     return Err(issue(
                         &dest_field,

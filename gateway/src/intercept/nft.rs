@@ -4,6 +4,12 @@
 //! - `prerouting` (nat), only with remote agents: connections from their source CIDRs to
 //!   protected destinations are redirected too.
 //!
+//! - `raw_output` (filter, before conntrack): loopback traffic to and from protected ports that
+//!   is not an agent's is exempted from connection tracking. The nat chains switch conntrack on
+//!   for the whole host; without this, every non-agent connect to a local protected database
+//!   would pay for tracking it never needs. Only loopback is exempted, so host firewalls that
+//!   rely on conntrack for real network traffic are unaffected.
+//!
 //! The batch deletes any stale table of the same name in the same transaction, so there is never
 //! a moment without rules. A crash leaves the table: agents are refused, never let through.
 
@@ -23,12 +29,47 @@ use crate::config::{Config, Destination};
 
 #[derive(Debug, thiserror::Error)]
 pub enum NftError {
-    #[error("{0}")]
+    #[error("nft refused the ruleset: {}", nft_stderr(.0))]
     Apply(#[from] NftablesError),
+    #[error("serialising the ruleset: {0}")]
+    Serialise(#[from] serde_json::Error),
+}
+
+/// nft's own message says what it disliked; the crate's Display leaves it out.
+fn nft_stderr(error: &NftablesError) -> String {
+    match error {
+        NftablesError::NftFailed { stderr, hint, .. } if !stderr.trim().is_empty() => {
+            format!("{hint}: {}", stderr.trim())
+        }
+        other => other.to_string(),
+    }
+}
+
+/// Applies a batch atomically (`nft -j -f -`).
+fn apply(batch: Batch<'_>) -> Result<(), NftError> {
+    let mut json = serde_json::to_value(batch.to_nftables())?;
+    fix_notrack(&mut json);
+    helper::apply_ruleset_raw(&json.to_string(), helper::DEFAULT_NFT, helper::DEFAULT_ARGS)?;
+    Ok(())
+}
+
+/// nftables 0.6.3 serialises `Statement::Notrack` as the string "notrack", which nft rejects
+/// ("Unexpected expr array element of type string"); nft's JSON form is `{"notrack": null}`.
+fn fix_notrack(value: &mut serde_json::Value) {
+    match value {
+        serde_json::Value::String(text) if text == "notrack" => {
+            *value = serde_json::json!({ "notrack": null });
+        }
+        serde_json::Value::Array(items) => items.iter_mut().for_each(fix_notrack),
+        serde_json::Value::Object(map) => map.values_mut().for_each(fix_notrack),
+        _ => {}
+    }
 }
 
 /// Priority of the nat chains: before conntrack's dstnat users; `dstnat` is refused in `output`.
 const NAT_PRIORITY: i32 = -100;
+/// Priority `raw`: before conntrack (-200) sees the packet.
+const RAW_PRIORITY: i32 = -300;
 
 pub fn install(config: &Config) -> Result<(), NftError> {
     let table = config.gateway.nft_table.as_str();
@@ -47,6 +88,15 @@ pub fn install(config: &Config) -> Result<(), NftError> {
         "output",
         marked_agent_redirect(config),
     )));
+    batch.add(NfListObject::Chain(filter_chain(
+        table,
+        "raw_output",
+        NfHook::Output,
+        RAW_PRIORITY,
+    )));
+    for statements in loopback_notrack_rules(config) {
+        batch.add(NfListObject::Rule(rule(table, "raw_output", statements)));
+    }
 
     let remote_rules = remote_agent_rules(config);
     if !remote_rules.is_empty() {
@@ -59,8 +109,7 @@ pub fn install(config: &Config) -> Result<(), NftError> {
             batch.add(NfListObject::Rule(rule(table, "prerouting", statements)));
         }
     }
-    helper::apply_ruleset(&batch.to_nftables())?;
-    Ok(())
+    apply(batch)
 }
 
 /// Removes the table if present.
@@ -68,8 +117,7 @@ pub fn remove(table: &str) -> Result<(), NftError> {
     let mut batch = Batch::new();
     batch.add(NfListObject::Table(table_object(table)));
     batch.delete(NfListObject::Table(table_object(table)));
-    helper::apply_ruleset(&batch.to_nftables())?;
-    Ok(())
+    apply(batch)
 }
 
 /// Whether the table exists in the kernel now.
@@ -98,6 +146,19 @@ fn nat_chain(table: &str, name: &'static str, hook: NfHook) -> Chain<'static> {
         _type: Some(NfChainType::NAT),
         hook: Some(hook),
         prio: Some(NAT_PRIORITY),
+        policy: Some(NfChainPolicy::Accept),
+        ..Chain::default()
+    }
+}
+
+fn filter_chain(table: &str, name: &'static str, hook: NfHook, prio: i32) -> Chain<'static> {
+    Chain {
+        family: NfFamily::INet,
+        table: Cow::Owned(table.to_owned()),
+        name: Cow::Borrowed(name),
+        _type: Some(NfChainType::Filter),
+        hook: Some(hook),
+        prio: Some(prio),
         policy: Some(NfChainPolicy::Accept),
         ..Chain::default()
     }
@@ -156,6 +217,37 @@ fn marked_agent_redirect(config: &Config) -> Vec<Statement<'static>> {
         tcp(),
         redirect_to(config.gateway.listen_port),
     ]
+}
+
+/// Agent packets (marked) keep conntrack for the redirect; unmarked loopback packets to or from a
+/// protected port skip it.
+fn loopback_notrack_rules(config: &Config) -> Vec<Vec<Statement<'static>>> {
+    let mut ports: Vec<u16> = config
+        .targets
+        .iter()
+        .flat_map(|t| &t.destinations)
+        .map(|d| d.port())
+        .collect();
+    ports.sort_unstable();
+    ports.dedup();
+    let mut rules = vec![vec![
+        equals(meta(MetaKey::Mark), Expression::Number(config.gateway.mark)),
+        Statement::Return(None),
+    ]];
+    for port in ports {
+        for field in ["dport", "sport"] {
+            rules.push(vec![
+                equals(
+                    meta(MetaKey::Oifname),
+                    Expression::String(Cow::Borrowed("lo")),
+                ),
+                tcp(),
+                equals(payload("tcp", field), Expression::Number(port.into())),
+                Statement::Notrack,
+            ]);
+        }
+    }
+    rules
 }
 
 fn ip_protocol(net: &IpNet) -> &'static str {
@@ -220,6 +312,27 @@ mod tests {
         assert!(text.contains(r#""right":7"#), "{text}");
         assert!(text.contains(r#""redirect":{"port":16000}"#), "{text}");
         assert!(remote_agent_rules(&config).is_empty());
+    }
+
+    #[test]
+    fn only_unmarked_loopback_traffic_of_protected_ports_skips_conntrack() {
+        let config = config(
+            "[gateway]\nmark = 7\n[agents]\ncgroups = [\"/a\"]\n[[targets]]\nname = \"db\"\n\
+             kind = \"postgres\"\ndestinations = [\"127.0.0.1:5432\", \"[::1]:5432\", \"*:9000\"]\n",
+        );
+        let rules = loopback_notrack_rules(&config);
+        // The agent's marked packets return first; then dport/sport for each distinct port.
+        assert_eq!(rules.len(), 1 + 2 * 2);
+        let first = serde_json::to_string(&rules[0]).expect("serialises");
+        assert!(
+            first.contains(r#""right":7"#) && first.contains("return"),
+            "{first}"
+        );
+        let text = serde_json::to_string(&rules[1..]).expect("serialises");
+        assert!(text.contains(r#""right":"lo""#), "{text}");
+        assert!(text.contains(r#""field":"dport"}},"right":5432"#), "{text}");
+        assert!(text.contains(r#""field":"sport"}},"right":9000"#), "{text}");
+        assert_eq!(text.matches("notrack").count(), 4, "{text}");
     }
 
     #[test]

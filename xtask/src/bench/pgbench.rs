@@ -146,7 +146,7 @@ impl PgBouncer {
         // pgbouncer refuses to run as root; -u drops to postgres in the same process, so the
         // pid we hold is pgbouncer's own.
         let child = Command::new("pgbouncer")
-            .args(["-u", "postgres"])
+            .args(["-q", "-u", "postgres"])
             .arg(&ini)
             .spawn()
             .context("starting pgbouncer (`cargo xtask setup` installs it)")?;
