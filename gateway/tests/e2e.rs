@@ -14,7 +14,9 @@ use std::{
 };
 
 use serde_json::Value;
-use xtask::testbed::{require_root, AgentCgroup, GatewayConfig, GatewayProcess, PgCluster};
+use xtask::testbed::{
+    require_root, AgentCgroup, GatewayConfig, GatewayProcess, PgCluster, RemoteHost,
+};
 
 const TOLLGATE: &str = env!("CARGO_BIN_EXE_tollgate");
 const NOBODY: u32 = 65534;
@@ -458,4 +460,46 @@ fn run_without_privileges_is_refused_clearly() {
     assert_eq!(output.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("needs root privileges"), "{stderr}");
+}
+
+#[test]
+#[ignore = "privileged: needs root and BPF; run `sudo cargo xtask test`"]
+fn remote_agent_network_is_redirected_in_prerouting() {
+    require_root("remote_agent_network_is_redirected_in_prerouting");
+    let remote = RemoteHost::create().expect("network namespace with a veth link");
+    let serial = SERIAL
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    let pg = PgCluster::start(&format!("127.0.0.1,::1,{}", remote.host_addr)).expect("PostgreSQL");
+    let agents =
+        AgentCgroup::create(&format!("tollgate-e2e-{}", std::process::id())).expect("agent cgroup");
+    let mut config = GatewayConfig::new("e2e");
+    config.cgroups = vec![agents.path.clone()];
+    config.remote_sources = vec![format!("{}/24", remote.host_addr)];
+    config.targets = vec![(
+        "clinic".to_owned(),
+        vec![format!("{}:{}", remote.host_addr, pg.port())],
+    )];
+    let gateway = GatewayProcess::start(Path::new(TOLLGATE), &config).expect("tollgate starts");
+
+    let host = remote.host_addr.to_string();
+    let (_, output) = run(psql(
+        &mut remote.command("psql"),
+        &host,
+        pg.port(),
+        "select 'from afar'",
+    ));
+    assert_success(&output, "psql from the remote agent network");
+    assert_eq!(stdout(&output), "from afar");
+    let open = gateway
+        .wait_for_event(Duration::from_secs(5), |e| {
+            e["event"] == "connection.open" && e["identity"] == "remote"
+        })
+        .unwrap_or_else(|| panic!("no remote connection.open; log:\n{}", gateway.log_text()));
+    assert_eq!(open["source"], remote.remote_addr.to_string());
+    assert_eq!(
+        open["orig_dst"],
+        format!("{}:{}", remote.host_addr, pg.port())
+    );
+    drop((gateway, agents, pg, serial));
 }

@@ -29,7 +29,7 @@ pub fn run(seconds: u32, rounds: u32) -> anyhow::Result<()> {
     );
     let _ = writeln!(report, "- rounds: {rounds}; pgbench: {seconds} s per run\n");
 
-    let connect = connect::measure(&binary, rounds).context("connect() latency")?;
+    let connect = connect::measure(&binary, rounds * 4).context("connect() latency")?;
     report.push_str(&connect);
     let pg = pgbench::measure(&binary, seconds, rounds).context("pgbench")?;
     report.push_str(&pg);

@@ -4,6 +4,7 @@
 
 mod cgroup;
 mod gateway;
+mod netns;
 mod pg;
 
 use std::{
@@ -14,6 +15,7 @@ use std::{
 
 pub use cgroup::{cgroup2_root, AgentCgroup};
 pub use gateway::{GatewayConfig, GatewayProcess};
+pub use netns::RemoteHost;
 pub use pg::PgCluster;
 
 /// Privileged end-to-end work needs root; without it, fail loudly with how to run it.

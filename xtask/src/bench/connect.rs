@@ -17,7 +17,7 @@ use xtask::testbed::{AgentCgroup, GatewayConfig, GatewayProcess};
 
 use super::{median, verdict};
 
-const PROBES: usize = 3000;
+const PROBES: usize = 2000;
 const NOBODY: u32 = 65534;
 /// Floor from the issue: what a non-agent connect may cost with the programs attached.
 const NON_AGENT_FLOOR_NS: f64 = 2000.0;
@@ -97,110 +97,138 @@ fn probe(mut command: Command, port: u16) -> anyhow::Result<f64> {
         .context("probe output")
 }
 
-#[derive(Default)]
-struct Samples {
-    detached_non_agent: Vec<f64>,
-    detached_agent: Vec<f64>,
-    cgroup_mode_non_agent: Vec<f64>,
-    cgroup_mode_agent: Vec<f64>,
-    uid_mode_non_agent: Vec<f64>,
+/// One round's medians (ns) for each case.
+#[derive(Default, Clone, Copy)]
+struct Round {
+    non_agent: f64,
+    non_agent_unprotected: f64,
+    agent: f64,
 }
 
 pub fn measure(binary: &Path, rounds: u32) -> anyhow::Result<String> {
     let xtask = std::env::current_exe()?;
-    let sink = Sink::start()?;
+    let protected = Sink::start()?;
+    let unprotected = Sink::start()?;
     let agents = AgentCgroup::create("tollgate-bench-agents")?;
     let non_agent = || Command::new(&xtask);
-    let agent = || {
-        let mut command = agents.command(&xtask.display().to_string());
-        command.env_remove("RUST_LOG");
-        command
-    };
+    let agent = || agents.command(&xtask.display().to_string());
     let gateway_config = |uid_mode: bool| {
         let mut config = GatewayConfig::new("bench");
         config.cgroups = vec![agents.path.clone()];
         if uid_mode {
             config.uids = vec![NOBODY];
         }
-        config.targets = vec![("sink".to_owned(), vec![format!("127.0.0.1:{}", sink.port)])];
+        config.targets = vec![(
+            "sink".to_owned(),
+            vec![format!("127.0.0.1:{}", protected.port)],
+        )];
         config
     };
+    let measure_round = |with_agent: bool| -> anyhow::Result<Round> {
+        Ok(Round {
+            non_agent: probe(non_agent(), protected.port)?,
+            non_agent_unprotected: probe(non_agent(), unprotected.port)?,
+            agent: if with_agent {
+                probe(agent(), protected.port)?
+            } else {
+                f64::NAN
+            },
+        })
+    };
 
-    let mut samples = Samples::default();
+    // Paired per round: each attached figure is compared with the detached one measured just
+    // before it, and the report takes the median of those differences.
+    let mut detached = Vec::new();
+    let mut cgroup_mode = Vec::new();
+    let mut uid_mode = Vec::new();
     for _ in 0..rounds {
-        samples
-            .detached_non_agent
-            .push(probe(non_agent(), sink.port)?);
-        samples.detached_agent.push(probe(agent(), sink.port)?);
-        {
-            // Programs attached to the agent cgroup only.
+        let base = measure_round(true)?;
+        let with_cgroups = {
             let _gateway = GatewayProcess::start(binary, &gateway_config(false))?;
-            samples
-                .cgroup_mode_non_agent
-                .push(probe(non_agent(), sink.port)?);
-            samples.cgroup_mode_agent.push(probe(agent(), sink.port)?);
-        }
-        {
-            // uid selection attaches at the cgroup root: the programs run for every process.
+            measure_round(true)?
+        };
+        let with_uids = {
             let _gateway = GatewayProcess::start(binary, &gateway_config(true))?;
-            samples
-                .uid_mode_non_agent
-                .push(probe(non_agent(), sink.port)?);
-        }
+            measure_round(false)?
+        };
+        detached.push(base);
+        cgroup_mode.push(with_cgroups);
+        uid_mode.push(with_uids);
     }
 
-    let base = median(&mut samples.detached_non_agent);
-    let base_agent = median(&mut samples.detached_agent);
-    let cgroup_non_agent = median(&mut samples.cgroup_mode_non_agent);
-    let cgroup_agent = median(&mut samples.cgroup_mode_agent);
-    let uid_non_agent = median(&mut samples.uid_mode_non_agent);
-    let worst_overhead = (cgroup_non_agent - base).max(uid_non_agent - base);
+    let delta = |attached: &[Round], pick: fn(&Round) -> f64| {
+        let mut values: Vec<f64> = attached
+            .iter()
+            .zip(&detached)
+            .map(|(a, d)| pick(a) - pick(d))
+            .collect();
+        median(&mut values)
+    };
+    let level = |rounds: &[Round], pick: fn(&Round) -> f64| {
+        let mut values: Vec<f64> = rounds.iter().map(pick).collect();
+        median(&mut values)
+    };
+    let non_agent: fn(&Round) -> f64 = |r| r.non_agent;
+    let unprotected_case: fn(&Round) -> f64 = |r| r.non_agent_unprotected;
+    let agent_case: fn(&Round) -> f64 = |r| r.agent;
+
+    let rows = [
+        (
+            "non-agent → protected destination, attached to agent cgroups",
+            level(&cgroup_mode, non_agent),
+            delta(&cgroup_mode, non_agent),
+        ),
+        (
+            "non-agent → protected destination, attached at root (uid selection)",
+            level(&uid_mode, non_agent),
+            delta(&uid_mode, non_agent),
+        ),
+        (
+            "non-agent → unprotected destination, attached to agent cgroups",
+            level(&cgroup_mode, unprotected_case),
+            delta(&cgroup_mode, unprotected_case),
+        ),
+        (
+            "non-agent → unprotected destination, attached at root (uid selection)",
+            level(&uid_mode, unprotected_case),
+            delta(&uid_mode, unprotected_case),
+        ),
+        (
+            "agent → protected destination (marked, redirected, accepted by the gateway)",
+            level(&cgroup_mode, agent_case),
+            delta(&cgroup_mode, agent_case),
+        ),
+    ];
+    let worst_non_agent = rows[..4]
+        .iter()
+        .map(|(_, _, d)| *d)
+        .fold(f64::MIN, f64::max);
 
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "## connect() latency (median of {PROBES} connects per run, median over rounds)\n"
+        "## connect() latency ({PROBES} connects per case per round, {rounds} rounds)\n"
     );
-    let _ = writeln!(out, "| case | median µs | overhead vs detached µs |");
+    let _ = writeln!(out, "Detached medians: non-agent {:.2} µs, non-agent to an unprotected port {:.2} µs, agent {:.2} µs.\n",
+        level(&detached, non_agent) / 1000.0, level(&detached, unprotected_case) / 1000.0, level(&detached, agent_case) / 1000.0);
+    let _ = writeln!(
+        out,
+        "| case (programs attached) | median µs | overhead vs detached, paired per round µs |"
+    );
     let _ = writeln!(out, "|---|---:|---:|");
-    let row = |out: &mut String, case: &str, value: f64, reference: f64| {
+    for (case, value, overhead) in rows {
         let _ = writeln!(
             out,
             "| {case} | {:.2} | {:+.2} |",
             value / 1000.0,
-            (value - reference) / 1000.0
+            overhead / 1000.0
         );
-    };
-    row(&mut out, "non-agent, programs detached", base, base);
-    row(
-        &mut out,
-        "non-agent, attached to agent cgroups",
-        cgroup_non_agent,
-        base,
-    );
-    row(
-        &mut out,
-        "non-agent, attached at root (uid selection)",
-        uid_non_agent,
-        base,
-    );
-    row(
-        &mut out,
-        "agent, programs detached (direct)",
-        base_agent,
-        base_agent,
-    );
-    row(
-        &mut out,
-        "agent, attached (marked + redirected to gateway)",
-        cgroup_agent,
-        base_agent,
-    );
+    }
     let _ = writeln!(
         out,
         "\nFloor: non-agent connect overhead < 2 µs: worst {:+.2} µs -> **{}**\n",
-        worst_overhead / 1000.0,
-        verdict(worst_overhead < NON_AGENT_FLOOR_NS)
+        worst_non_agent / 1000.0,
+        verdict(worst_non_agent < NON_AGENT_FLOOR_NS)
     );
     Ok(out)
 }

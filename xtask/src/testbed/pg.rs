@@ -28,6 +28,14 @@ impl PgCluster {
                 .arg(&data),
         )
         .context("initdb (is the postgresql package installed? `cargo xtask setup`)")?;
+        // Throwaway test cluster: trust every address, so remote-agent tests can reach it.
+        let mut hba = std::fs::OpenOptions::new()
+            .append(true)
+            .open(data.join("pg_hba.conf"))?;
+        std::io::Write::write_all(
+            &mut hba,
+            b"host all all 0.0.0.0/0 trust\nhost all all ::/0 trust\n",
+        )?;
         let options = format!(
             "-p {port} -k {} -c listen_addresses='{listen_addresses}' -c fsync=off -c max_connections=300 \
              -c shared_buffers=128MB -c log_connections=off",
