@@ -17,6 +17,9 @@ fn main() -> anyhow::Result<()> {
         .parent()
         .ok_or_else(|| anyhow!("gateway-ebpf manifest has no parent directory"))?
         .as_str();
+    // aya-build forwards every line the nested cargo prints as a build warning; keep it to
+    // real diagnostics.
+    std::env::set_var("CARGO_TERM_QUIET", "true");
     aya_build::build_ebpf(
         [aya_build::Package {
             name: "gateway-ebpf",

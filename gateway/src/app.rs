@@ -30,7 +30,7 @@ pub enum AppError {
 pub async fn run(config_path: &Path) -> Result<(), AppError> {
     let config = Arc::new(config::load(config_path)?);
     // Privilege and host checks come first so an unprivileged run fails with that message.
-    intercept::preflight::check().map_err(intercept::InterceptError::from)?;
+    let host = intercept::preflight::check().map_err(intercept::InterceptError::from)?;
     let admin_listener = admin::bind(&config.gateway.admin_socket)?;
     // Listen before redirecting anything, so agents are never sent to a closed port by us.
     let listeners = listener::bind(&config.gateway.bind, config.gateway.listen_port)?;
@@ -40,7 +40,7 @@ pub async fn run(config_path: &Path) -> Result<(), AppError> {
         .map(|a| a.to_string())
         .collect();
 
-    let mut interception = Interception::install(&config, std::process::id())?;
+    let mut interception = Interception::install(&config, &host, std::process::id())?;
     spawn_bpf_logger(&mut interception);
 
     let stats = Arc::new(ProxyStats::default());

@@ -38,17 +38,23 @@ pub struct Interception {
 }
 
 impl Interception {
-    /// Checks the host, loads and attaches the programs, pins them, installs the nft table
-    /// atomically and only then removes what an earlier run left (so agents never bypass).
-    pub fn install(config: &Config, gateway_tgid: u32) -> Result<Self, InterceptError> {
-        let host = preflight::check()?;
+    /// Loads and attaches the programs, pins them, installs the nft table atomically and only then
+    /// removes what an earlier run left (so agents never bypass). If the table cannot be
+    /// installed, the new generation is removed again and an earlier run's state is left as is.
+    pub fn install(
+        config: &Config,
+        host: &preflight::HostFacts,
+        gateway_tgid: u32,
+    ) -> Result<Self, InterceptError> {
         bpffs::ensure_mounted(&config.gateway.bpffs_dir)?;
         let programs = LoadedPrograms::load_and_attach(config, &host.cgroup2_root, gateway_tgid)?;
         let table = config.gateway.nft_table.clone();
-        nft::install(config).map_err(|source| InterceptError::Nft {
-            table: table.clone(),
-            source,
-        })?;
+        if let Err(source) = nft::install(config) {
+            let generation = programs.generation_dir().to_owned();
+            drop(programs);
+            let _ = bpffs::remove_generation(&generation);
+            return Err(InterceptError::Nft { table, source });
+        }
         bpffs::remove_other_generations(&config.gateway.bpffs_dir, programs.generation_dir())?;
         Ok(Self {
             programs,
