@@ -71,7 +71,8 @@ fn kernel_state(table: &str, bpffs_dir: &Path) -> Value {
             .collect::<Vec<_>>());
         state["programs"] = json!(pins
             .iter()
-            .filter(|p| p.starts_with("prog_"))
+            .filter_map(|pin| pin.strip_prefix("prog_"))
+            .map(|name| program_stats(name, &generation.join(format!("prog_{name}"))))
             .collect::<Vec<_>>());
         state["map_entries"] = json!({
             "flows": count_entries::<FlowKey, ConnIdentity>(&generation.join("map_FLOWS")),
@@ -80,6 +81,20 @@ fn kernel_state(table: &str, bpffs_dir: &Path) -> Value {
         state["counters"] = counters(&generation.join("map_STATS"));
     }
     state
+}
+
+/// Kernel statistics of a pinned program. Run counts and times only accumulate while
+/// `sysctl kernel.bpf_stats_enabled=1` (it costs a little per run, so it is off by default).
+fn program_stats(name: &str, pin: &Path) -> Value {
+    match aya::programs::ProgramInfo::from_pin(pin) {
+        Ok(info) => json!({
+            "name": name,
+            "id": info.id(),
+            "run_count": info.run_count(),
+            "run_time_ns": u64::try_from(info.run_time().as_nanos()).unwrap_or(u64::MAX),
+        }),
+        Err(_) => json!({ "name": name }),
+    }
 }
 
 fn open_pinned(path: &Path) -> Option<Map> {
