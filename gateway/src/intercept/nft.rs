@@ -236,13 +236,12 @@ fn loopback_notrack_rules(config: &Config) -> Vec<Vec<Statement<'static>>> {
     ]];
     for port in ports {
         for field in ["dport", "sport"] {
+            // Every loopback packet of the host passes here: the most selective, cheapest tests
+            // come first, and `oif` compares the interface index rather than its name.
             rules.push(vec![
-                equals(
-                    meta(MetaKey::Oifname),
-                    Expression::String(Cow::Borrowed("lo")),
-                ),
                 tcp(),
                 equals(payload("tcp", field), Expression::Number(port.into())),
+                equals(meta(MetaKey::Oif), Expression::String(Cow::Borrowed("lo"))),
                 Statement::Notrack,
             ]);
         }
@@ -329,7 +328,7 @@ mod tests {
             "{first}"
         );
         let text = serde_json::to_string(&rules[1..]).expect("serialises");
-        assert!(text.contains(r#""right":"lo""#), "{text}");
+        assert!(text.contains(r#""key":"oif"}},"right":"lo""#), "{text}");
         assert!(text.contains(r#""field":"dport"}},"right":5432"#), "{text}");
         assert!(text.contains(r#""field":"sport"}},"right":9000"#), "{text}");
         assert_eq!(text.matches("notrack").count(), 4, "{text}");
