@@ -12,6 +12,15 @@ pub type Addr = [u32; 4];
 /// `SO_MARK` is set by `connect4`/`connect6`; the nft `output` chain redirects what carries it.
 pub const DEFAULT_MARK: u32 = 0x7467_0001;
 
+/// How agent connections reach the gateway (the `REDIRECT_MODE` global).
+pub mod redirect {
+    /// `connect()` keeps its destination; the nftables `output` chain redirects the marked SYN.
+    pub const NFTABLES: u32 = 0;
+    /// `connect()` itself is pointed at the gateway's listener (no NAT, no conntrack);
+    /// `getpeername()` still shows the original destination.
+    pub const EBPF: u32 = 1;
+}
+
 /// Deepest cgroup level the programs walk when looking for an agent ancestor.
 pub const MAX_CGROUP_DEPTH: i32 = 16;
 
@@ -58,6 +67,13 @@ pub struct ConnIdentity {
     /// `AF_INET` or `AF_INET6`: the family of the agent's socket.
     pub family: u32,
     pub comm: [u8; 16],
+    /// Where the socket really connects: the original destination with the nftables redirect,
+    /// the gateway's listener with the eBPF redirect. Flow keys use this address.
+    pub conn_addr: Addr,
+    /// Host byte order.
+    pub conn_port: u32,
+    /// Explicit padding to a multiple of 8 bytes.
+    pub _pad: u32,
 }
 
 /// Indexes into the `STATS` per-CPU array.
@@ -89,6 +105,9 @@ mod tests {
     fn shared_types_have_no_padding() {
         assert_eq!(size_of::<DestKey>(), 16 + 4);
         assert_eq!(size_of::<FlowKey>(), 16 + 16 + 4 + 4);
-        assert_eq!(size_of::<ConnIdentity>(), 3 * 8 + 4 * 4 + 16 + 4 + 4 + 16);
+        assert_eq!(
+            size_of::<ConnIdentity>(),
+            3 * 8 + 4 * 4 + 16 + 4 + 4 + 16 + 16 + 4 + 4
+        );
     }
 }

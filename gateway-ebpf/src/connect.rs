@@ -9,11 +9,11 @@ use aya_ebpf::{
     EbpfContext,
 };
 use aya_log_ebpf::{debug, error};
-use gateway_common::{stats, Addr, ConnIdentity};
+use gateway_common::{redirect, stats, Addr, ConnIdentity};
 
 use crate::{
     agent::{is_agent, is_protected},
-    maps::{count, CONNECTS, CONNECT_MARK},
+    maps::{count, CONNECTS, CONNECT_MARK, LISTEN_PORT, REDIRECT_MODE},
 };
 
 const ALLOW: i32 = 1;
@@ -108,6 +108,19 @@ fn intercept(ctx: &SockAddrContext, addr: Addr, user_port: u32, family: u32) -> 
         orig_port: port,
         family,
         comm: bpf_get_current_comm().unwrap_or_default(),
+        conn_addr: addr,
+        conn_port: port,
+        _pad: 0,
+    };
+    let redirect_in_kernel = REDIRECT_MODE.load() == redirect::EBPF;
+    let identity = if redirect_in_kernel {
+        ConnIdentity {
+            conn_addr: listener_addr(family, addr),
+            conn_port: LISTEN_PORT.load(),
+            ..identity
+        }
+    } else {
+        identity
     };
     if CONNECTS.insert(&cookie, &identity, 0).is_err() {
         // Without a record the gateway cannot attribute the connection and would refuse it
@@ -115,10 +128,44 @@ fn intercept(ctx: &SockAddrContext, addr: Addr, user_port: u32, family: u32) -> 
         count(stats::MARK_FAILED);
         return Err(REFUSE);
     }
+    if redirect_in_kernel {
+        point_at_listener(ctx, family, identity.conn_addr, identity.conn_port);
+    }
     count(stats::MARKED);
     debug!(
         ctx,
         "tollgate: marked agent connect tgid={} port={}", identity.tgid, port
     );
     Ok(ALLOW)
+}
+
+/// The gateway's loopback listener in the family the agent's packets will use: IPv4 (also for
+/// a v4-mapped destination on an IPv6 socket) or `::1`.
+#[inline(always)]
+fn listener_addr(family: u32, dest: Addr) -> Addr {
+    let v4_mapped = dest[0] == 0 && dest[1] == 0 && dest[2] == 0xffff_u32.to_be();
+    if family == AF_INET || v4_mapped {
+        [0, 0, 0xffff_u32.to_be(), u32::from_ne_bytes([127, 0, 0, 1])]
+    } else {
+        [0, 0, 0, 1_u32.to_be()]
+    }
+}
+
+/// Rewrites the connect() destination to the gateway's listener.
+#[inline(always)]
+fn point_at_listener(ctx: &SockAddrContext, family: u32, addr: Addr, port: u32) {
+    let user_port = u32::from((port as u16).to_be());
+    // SAFETY: user_ip4/user_ip6/user_port are writable in connect4/connect6 with 32-bit stores.
+    unsafe {
+        let sa = &mut *ctx.sock_addr;
+        if family == AF_INET {
+            sa.user_ip4 = addr[3];
+        } else {
+            sa.user_ip6[0] = addr[0];
+            sa.user_ip6[1] = addr[1];
+            sa.user_ip6[2] = addr[2];
+            sa.user_ip6[3] = addr[3];
+        }
+        sa.user_port = user_port;
+    }
 }

@@ -97,8 +97,8 @@ fn flow_key(ctx: &SockOpsContext, identity: &ConnIdentity) -> FlowKey {
     };
     FlowKey {
         local_addr,
-        remote_addr: identity.orig_addr,
+        remote_addr: identity.conn_addr,
         local_port: ctx.local_port(),
-        remote_port: identity.orig_port,
+        remote_port: identity.conn_port,
     }
 }

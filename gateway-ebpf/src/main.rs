@@ -13,6 +13,8 @@ mod connect;
 mod flows;
 #[cfg(target_arch = "bpf")]
 mod maps;
+#[cfg(target_arch = "bpf")]
+mod peer;
 
 #[cfg(target_arch = "bpf")]
 mod entry {
@@ -32,6 +34,18 @@ mod entry {
     #[cgroup_sock_addr(connect6)]
     pub fn tollgate_connect6(ctx: SockAddrContext) -> i32 {
         crate::connect::try_connect6(&ctx).unwrap_or_else(|verdict| verdict)
+    }
+
+    #[cgroup_sock_addr(getpeername4)]
+    pub fn tollgate_getpeername4(ctx: SockAddrContext) -> i32 {
+        crate::peer::try_getpeername(&ctx, false);
+        ALLOW
+    }
+
+    #[cgroup_sock_addr(getpeername6)]
+    pub fn tollgate_getpeername6(ctx: SockAddrContext) -> i32 {
+        crate::peer::try_getpeername(&ctx, true);
+        ALLOW
     }
 
     // Not named `sockops`: that collides with the section symbol in bpf-linker.

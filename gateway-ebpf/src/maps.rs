@@ -16,6 +16,14 @@ pub static GATEWAY_TGID: Global<u32> = Global::new(0);
 #[unsafe(no_mangle)]
 pub static CONNECT_MARK: Global<u32> = Global::new(gateway_common::DEFAULT_MARK);
 
+/// `gateway_common::redirect::{NFTABLES, EBPF}`.
+#[unsafe(no_mangle)]
+pub static REDIRECT_MODE: Global<u32> = Global::new(gateway_common::redirect::NFTABLES);
+
+/// The gateway's listener port (host order), for the eBPF redirect.
+#[unsafe(no_mangle)]
+pub static LISTEN_PORT: Global<u32> = Global::new(0);
+
 /// Destinations whose connections are intercepted.
 #[map]
 pub static PROTECTED: HashMap<DestKey, u8> = HashMap::with_max_entries(1024, 0);

@@ -154,6 +154,7 @@ fn status_fn(
         "config": config_path.display().to_string(),
         "listen": listen,
         "nft_table": config.gateway.nft_table,
+        "redirect": config.gateway.redirect.as_str(),
         "bpffs_generation": interception.programs.generation_dir().display().to_string(),
         "attach_points": interception.programs.attach_points(),
         "agents": {

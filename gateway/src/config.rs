@@ -33,8 +33,27 @@ pub struct GatewaySettings {
     pub bpffs_dir: PathBuf,
     pub nft_table: String,
     pub mark: u32,
+    pub redirect: RedirectMode,
     pub upstream_connect_timeout: Duration,
     pub drain_timeout: Duration,
+}
+
+/// How local agent connections reach the gateway.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RedirectMode {
+    /// The nftables `output` chain redirects the marked SYN (conntrack + NAT).
+    Nftables,
+    /// `connect()` is pointed at the listener by the eBPF program: no NAT, no conntrack.
+    Ebpf,
+}
+
+impl RedirectMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Nftables => "nftables",
+            Self::Ebpf => "ebpf",
+        }
+    }
 }
 
 /// Who counts as an agent.
@@ -217,8 +236,10 @@ pub fn describe(config: &Config) -> String {
     );
     let _ = writeln!(
         out,
-        "nftables table: inet {} (mark {:#x})",
-        gateway.nft_table, gateway.mark
+        "nftables table: inet {} (mark {:#x}); local agents redirected by {}",
+        gateway.nft_table,
+        gateway.mark,
+        gateway.redirect.as_str()
     );
     let _ = writeln!(
         out,

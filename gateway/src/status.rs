@@ -141,6 +141,10 @@ fn print_text(report: &Value) {
             gateway["version"].as_str().unwrap_or("?")
         );
         println!("  listening on: {}", join(&gateway["listen"]));
+        println!(
+            "  local redirect: {}",
+            gateway["redirect"].as_str().unwrap_or("?")
+        );
         println!("  live connections: {}", gateway["connections"]["live"]);
         println!(
             "  accepted: {}, refused: {}",

@@ -503,3 +503,110 @@ fn remote_agent_network_is_redirected_in_prerouting() {
     );
     drop((gateway, agents, pg, serial));
 }
+
+#[test]
+#[ignore = "privileged: needs root and BPF; run `sudo cargo xtask test`"]
+fn ebpf_redirect_intercepts_v4_v6_and_mapped_without_nat() {
+    let bed = bed(
+        "ebpf_redirect_intercepts_v4_v6_and_mapped_without_nat",
+        |config| {
+            config.redirect = Some("ebpf");
+        },
+    );
+    let port = bed.pg.port();
+    for (host, expected_dst) in [
+        ("127.0.0.1", format!("127.0.0.1:{port}")),
+        ("::1", format!("[::1]:{port}")),
+        ("::ffff:127.0.0.1", format!("127.0.0.1:{port}")),
+    ] {
+        let (pid, output) = run(psql(
+            &mut bed.agents.command("psql"),
+            host,
+            port,
+            "select 'ebpf'",
+        ));
+        assert_success(
+            &output,
+            &format!("agent psql -h {host} with the eBPF redirect"),
+        );
+        assert_eq!(stdout(&output), "ebpf");
+        let open = open_event_for(&bed.gateway, pid);
+        assert_eq!(open["orig_dst"], expected_dst.as_str(), "{host}: {open}");
+        assert_eq!(open["cgroup"], bed.agents.path.as_str());
+    }
+    // No NAT chain: the table holds nothing that turns on connection tracking.
+    let table = Command::new("nft")
+        .args(["list", "table", "inet", bed.gateway.nft_table()])
+        .output()
+        .expect("nft list");
+    let table = String::from_utf8_lossy(&table.stdout);
+    assert!(
+        !table.contains("redirect") && !table.contains("nat"),
+        "{table}"
+    );
+
+    // The agent still sees the destination it asked for.
+    let script = format!("import socket; s = socket.create_connection(('127.0.0.1', {port})); print(s.getpeername())");
+    let (_, output) = run({
+        let mut command = bed.agents.command("python3");
+        command.args(["-c", &script]);
+        command
+    });
+    assert_success(&output, "getpeername as an agent");
+    assert_eq!(stdout(&output), format!("('127.0.0.1', {port})"));
+    let (_, direct) = run(psql(
+        &mut Command::new("psql"),
+        "127.0.0.1",
+        port,
+        "select 1",
+    ));
+    assert_success(&direct, "non-agent with the eBPF redirect");
+    assert_eq!(
+        accepted(&bed.gateway),
+        4,
+        "three psql agents and one python agent; the non-agent went direct"
+    );
+}
+
+#[test]
+#[ignore = "privileged: needs root and BPF; run `sudo cargo xtask test`"]
+fn ebpf_redirect_fails_closed_when_the_gateway_dies() {
+    let mut bed = bed(
+        "ebpf_redirect_fails_closed_when_the_gateway_dies",
+        |config| {
+            config.redirect = Some("ebpf");
+        },
+    );
+    let port = bed.pg.port();
+    bed.gateway.kill9().expect("kill -9 the gateway");
+    let (_, refused) = run(psql(
+        &mut bed.agents.command("psql"),
+        "127.0.0.1",
+        port,
+        "select 1",
+    ));
+    assert!(
+        !refused.status.success(),
+        "an agent must not bypass a dead gateway"
+    );
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("refused"),
+        "{}",
+        String::from_utf8_lossy(&refused.stderr)
+    );
+    let (_, direct) = run(psql(
+        &mut Command::new("psql"),
+        "127.0.0.1",
+        port,
+        "select 1",
+    ));
+    assert_success(&direct, "non-agent while the gateway is down");
+    bed.gateway.spawn().expect("restart");
+    let (_, again) = run(psql(
+        &mut bed.agents.command("psql"),
+        "127.0.0.1",
+        port,
+        "select 1",
+    ));
+    assert_success(&again, "agent after restart");
+}

@@ -12,7 +12,7 @@ use toml::Spanned;
 
 use super::{
     raw::{RawAgents, RawConfig, RawGateway, RawTarget},
-    AgentSelection, Config, Destination, GatewaySettings, Target, TargetKind,
+    AgentSelection, Config, Destination, GatewaySettings, RedirectMode, Target, TargetKind,
 };
 
 pub const DEFAULT_LISTEN_PORT: u16 = 15432;
@@ -160,6 +160,20 @@ fn validate_gateway(
             5_000,
         )?,
         drain_timeout: millis("gateway.drain_timeout_ms", &raw.drain_timeout_ms, 10_000)?,
+        redirect: match &raw.redirect {
+            None => RedirectMode::Nftables,
+            Some(mode) => match mode.get_ref().as_str() {
+                "nftables" => RedirectMode::Nftables,
+                "ebpf" => RedirectMode::Ebpf,
+                other => {
+                    return Err(issue(
+                        "gateway.redirect",
+                        mode,
+                        format!("`{other}` is not one of: nftables, ebpf"),
+                    ))
+                }
+            },
+        },
     })
 }
 

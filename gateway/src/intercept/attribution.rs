@@ -51,8 +51,7 @@ pub fn addr_words(ip: IpAddr) -> Addr {
     words
 }
 
-#[cfg(test)]
-fn words_addr(words: Addr) -> IpAddr {
+pub fn words_addr(words: Addr) -> IpAddr {
     let mut octets = [0u8; 16];
     for (chunk, word) in octets.chunks_exact_mut(4).zip(words) {
         chunk.copy_from_slice(&word.to_ne_bytes());

@@ -10,6 +10,9 @@
 //!   would pay for tracking it never needs. Only loopback is exempted, so host firewalls that
 //!   rely on conntrack for real network traffic are unaffected.
 //!
+//! With `gateway.redirect = "ebpf"` the programs point agent connects at the listener
+//! themselves, and the table holds only the `prerouting` chain (if any).
+//!
 //! The batch deletes any stale table of the same name in the same transaction, so there is never
 //! a moment without rules. A crash leaves the table: agents are refused, never let through.
 
@@ -25,7 +28,7 @@ use nftables::{
     types::{NfChainPolicy, NfChainType, NfFamily, NfHook},
 };
 
-use crate::config::{Config, Destination};
+use crate::config::{Config, Destination, RedirectMode};
 
 #[derive(Debug, thiserror::Error)]
 pub enum NftError {
@@ -78,24 +81,28 @@ pub fn install(config: &Config) -> Result<(), NftError> {
     batch.add(NfListObject::Table(table_object(table)));
     batch.delete(NfListObject::Table(table_object(table)));
     batch.add(NfListObject::Table(table_object(table)));
-    batch.add(NfListObject::Chain(nat_chain(
-        table,
-        "output",
-        NfHook::Output,
-    )));
-    batch.add(NfListObject::Rule(rule(
-        table,
-        "output",
-        marked_agent_redirect(config),
-    )));
-    batch.add(NfListObject::Chain(filter_chain(
-        table,
-        "raw_output",
-        NfHook::Output,
-        RAW_PRIORITY,
-    )));
-    for statements in loopback_notrack_rules(config) {
-        batch.add(NfListObject::Rule(rule(table, "raw_output", statements)));
+    // With the eBPF redirect, local agents never need NAT: no output chains, and the host's
+    // connection tracking stays off unless remote agents need the prerouting chain.
+    if config.gateway.redirect == RedirectMode::Nftables {
+        batch.add(NfListObject::Chain(nat_chain(
+            table,
+            "output",
+            NfHook::Output,
+        )));
+        batch.add(NfListObject::Rule(rule(
+            table,
+            "output",
+            marked_agent_redirect(config),
+        )));
+        batch.add(NfListObject::Chain(filter_chain(
+            table,
+            "raw_output",
+            NfHook::Output,
+            RAW_PRIORITY,
+        )));
+        for statements in loopback_notrack_rules(config) {
+            batch.add(NfListObject::Rule(rule(table, "raw_output", statements)));
+        }
     }
 
     let remote_rules = remote_agent_rules(config);

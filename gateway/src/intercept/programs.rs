@@ -22,7 +22,7 @@ use super::{
     attribution::{addr_words, BpfAttribution},
     bpffs, Attribution,
 };
-use crate::config::{Config, Destination};
+use crate::config::{Config, Destination, RedirectMode};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ProgramsError {
@@ -68,7 +68,18 @@ pub const CONNECT4: &str = "tollgate_connect4";
 pub const CONNECT6: &str = "tollgate_connect6";
 pub const FLOW_EVENTS: &str = "tollgate_flow_events";
 pub const SOCK_RELEASE: &str = "tollgate_sock_release";
-pub const PROGRAM_NAMES: [&str; 4] = [CONNECT4, CONNECT6, FLOW_EVENTS, SOCK_RELEASE];
+pub const GETPEERNAME4: &str = "tollgate_getpeername4";
+pub const GETPEERNAME6: &str = "tollgate_getpeername6";
+
+/// The programs a configuration attaches: the getpeername pair only with the eBPF redirect,
+/// where the socket is really connected to the listener.
+fn program_names(config: &Config) -> Vec<&'static str> {
+    let mut names = vec![CONNECT4, CONNECT6, FLOW_EVENTS, SOCK_RELEASE];
+    if config.gateway.redirect == RedirectMode::Ebpf {
+        names.extend([GETPEERNAME4, GETPEERNAME6]);
+    }
+    names
+}
 
 /// aya-log level for the kernel side: warnings and errors (aya_log_common::Level::Warn).
 const BPF_LOG_LEVEL_WARN: u8 = 2;
@@ -99,10 +110,17 @@ impl LoadedPrograms {
         let cgroups = agent_cgroup_dirs(config, cgroup2_root)?;
 
         let mark = config.gateway.mark;
+        let redirect_mode = match config.gateway.redirect {
+            RedirectMode::Nftables => gateway_common::redirect::NFTABLES,
+            RedirectMode::Ebpf => gateway_common::redirect::EBPF,
+        };
+        let listen_port = u32::from(config.gateway.listen_port);
         let log_level = BPF_LOG_LEVEL_WARN;
         let mut ebpf = EbpfLoader::new()
             .override_global("GATEWAY_TGID", &gateway_tgid, true)
             .override_global("CONNECT_MARK", &mark, true)
+            .override_global("REDIRECT_MODE", &redirect_mode, true)
+            .override_global("LISTEN_PORT", &listen_port, true)
             .override_global("AYA_LOG_LEVEL", &log_level, false)
             .load(aya::include_bytes_aligned!(concat!(
                 env!("OUT_DIR"),
@@ -257,7 +275,8 @@ fn attach_and_pin(
         vec![("/".to_owned(), cgroup2_root.to_owned())]
     };
 
-    for name in PROGRAM_NAMES {
+    let names = program_names(config);
+    for &name in &names {
         load_program(ebpf, name)?;
     }
     let mut links = Vec::new();
@@ -268,7 +287,7 @@ fn attach_and_pin(
             path: dir.clone(),
             source,
         })?;
-        for name in PROGRAM_NAMES {
+        for &name in &names {
             let link = attach_program(ebpf, name, &file)?;
             let path = generation.join(format!("link_{name}_{id}"));
             links.push(
@@ -279,11 +298,11 @@ fn attach_and_pin(
         attach_points.push(AttachPoint {
             cgroup: cgroup.clone(),
             cgroup_id: id,
-            programs: PROGRAM_NAMES.to_vec(),
+            programs: names.clone(),
         });
     }
 
-    for name in PROGRAM_NAMES {
+    for &name in &names {
         let path = generation.join(format!("prog_{name}"));
         let program = ebpf.program_mut(name).ok_or(ProgramsError::Program {
             name,
@@ -311,7 +330,7 @@ fn load_program(ebpf: &mut Ebpf, name: &'static str) -> Result<(), ProgramsError
         source: aya::programs::ProgramError::NotLoaded,
     })?;
     match name {
-        CONNECT4 | CONNECT6 => {
+        CONNECT4 | CONNECT6 | GETPEERNAME4 | GETPEERNAME6 => {
             let program: &mut CgroupSockAddr = program.try_into().map_err(err)?;
             program.load().map_err(err)
         }
@@ -341,7 +360,7 @@ fn attach_program(
     // the flag value the kernel accepts for them here (AllowMultiple fails with EINVAL).
     let mode = CgroupAttachMode::Single;
     let link: FdLink = match name {
-        CONNECT4 | CONNECT6 => {
+        CONNECT4 | CONNECT6 | GETPEERNAME4 | GETPEERNAME6 => {
             let program: &mut CgroupSockAddr = program.try_into().map_err(err)?;
             let id = program.attach(cgroup, mode).map_err(err)?;
             program

@@ -1,7 +1,9 @@
 //! One accepted connection, in explicit phases: attribute -> select target -> connect upstream
 //! -> relay. Anything that cannot be attributed is refused (fail closed).
 
-use std::{io, sync::Arc};
+use std::{io, net::SocketAddr, sync::Arc};
+
+use gateway_common::ConnIdentity;
 
 use tokio::net::TcpStream;
 
@@ -15,7 +17,7 @@ use crate::{
     config::Target,
     drain,
     identity::{read_process, AgentIdentity, ProcessIdentity},
-    intercept::attribution::flow_key,
+    intercept::attribution::{flow_key, words_addr},
 };
 
 pub async fn handle_connection(
@@ -26,17 +28,32 @@ pub async fn handle_connection(
     _drain: drain::Watch,
 ) {
     let mut guard = SessionGuard::new(context.stats.clone(), client);
-    let orig_dst = match orig_dst {
-        Ok(orig_dst) => orig_dst,
-        Err(error) => {
-            guard.error = Some(error.to_string());
-            guard.outcome = Outcome::Refused("no original destination (not redirected)");
-            return;
-        }
+    // With the eBPF redirect the agent's socket is connected to this listener itself: its flow
+    // is keyed by our own address and the record carries the original destination.
+    let redirected_in_kernel = agent
+        .local_addr()
+        .ok()
+        .and_then(|local| context.attribution.lookup(&flow_key(client.0, local)));
+    let (orig_dst, identity) = match redirected_in_kernel {
+        Some(conn) => (
+            OrigDst(SocketAddr::new(
+                words_addr(conn.orig_addr),
+                conn.orig_port as u16,
+            )),
+            Some(process_identity(&context, &conn)),
+        ),
+        None => match orig_dst {
+            Ok(orig_dst) => (orig_dst, attribute(&context, client, orig_dst)),
+            Err(error) => {
+                guard.error = Some(error.to_string());
+                guard.outcome = Outcome::Refused("no original destination (not redirected)");
+                return;
+            }
+        },
     };
     guard.orig_dst = Some(orig_dst);
 
-    let Some(identity) = attribute(&context, client, orig_dst) else {
+    let Some(identity) = identity else {
         guard.outcome = Outcome::Refused("no attribution: not an agent connection");
         return;
     };
@@ -94,10 +111,7 @@ fn attribute(
     orig_dst: OrigDst,
 ) -> Option<AgentIdentity> {
     if let Some(conn) = context.attribution.lookup(&flow_key(client.0, orig_dst.0)) {
-        let info = read_process(&context.proc_root, conn.tgid, Some(conn.connect_ns));
-        return Some(AgentIdentity::Process(ProcessIdentity::from_kernel(
-            &conn, info,
-        )));
+        return Some(process_identity(context, &conn));
     }
     let source = crate::config::canonical_ip(client.0.ip());
     context
@@ -107,6 +121,11 @@ fn attribute(
         .iter()
         .any(|net| net.contains(&source))
         .then_some(AgentIdentity::Remote { source })
+}
+
+fn process_identity(context: &ProxyContext, conn: &ConnIdentity) -> AgentIdentity {
+    let info = read_process(&context.proc_root, conn.tgid, Some(conn.connect_ns));
+    AgentIdentity::Process(ProcessIdentity::from_kernel(conn, info))
 }
 
 fn log_open(

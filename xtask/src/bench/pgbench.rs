@@ -32,31 +32,43 @@ pub fn measure(binary: &Path, seconds: u32, rounds: u32) -> anyhow::Result<Strin
     }
     let bouncer = PgBouncer::start(pg.port())?;
     let agents = AgentCgroup::create("tollgate-bench-pgbench")?;
-    let mut config = GatewayConfig::new("benchpg");
-    config.cgroups = vec![agents.path.clone()];
-    config.targets = vec![("bench".to_owned(), vec![format!("127.0.0.1:{}", pg.port())])];
-    let _gateway = GatewayProcess::start(binary, &config)?;
+    let config = |redirect: &'static str| {
+        let mut config = GatewayConfig::new("benchpg");
+        config.cgroups = vec![agents.path.clone()];
+        config.redirect = Some(redirect);
+        config.targets = vec![("bench".to_owned(), vec![format!("127.0.0.1:{}", pg.port())])];
+        config
+    };
+    // One gateway at a time (both would mark the same agents); each round runs every case.
+    let through_tollgate = |redirect: &'static str| -> anyhow::Result<f64> {
+        let _gateway = GatewayProcess::start(binary, &config(redirect))?;
+        pgbench(agents.command("pgbench"), pg.port(), seconds)
+    };
 
-    let mut direct = Vec::new();
-    let mut tollgate = Vec::new();
-    let mut pgbouncer = Vec::new();
+    let mut nft_ratios = Vec::new();
+    let mut ebpf_ratios = Vec::new();
+    let mut bouncer_ratios = Vec::new();
     let mut rows = String::new();
     for round in 1..=rounds {
         let d = pgbench(Command::new("pgbench"), pg.port(), seconds)?;
-        let t = pgbench(agents.command("pgbench"), pg.port(), seconds)?;
+        let n = through_tollgate("nftables")?;
+        let e = through_tollgate("ebpf")?;
         let b = pgbench(Command::new("pgbench"), bouncer.port, seconds)?;
         let _ = writeln!(
             rows,
-            "| {round} | {d:.0} | {t:.0} ({:.3}×) | {b:.0} ({:.3}×) |",
-            t / d,
+            "| {round} | {d:.0} | {n:.0} ({:.3}×) | {e:.0} ({:.3}×) | {b:.0} ({:.3}×) |",
+            n / d,
+            e / d,
             b / d
         );
-        direct.push(d);
-        tollgate.push(t / d);
-        pgbouncer.push(b / d);
+        nft_ratios.push(n / d);
+        ebpf_ratios.push(e / d);
+        bouncer_ratios.push(b / d);
     }
-    let tollgate_ratio = median(&mut tollgate);
-    let bouncer_ratio = median(&mut pgbouncer);
+    let nft_ratio = median(&mut nft_ratios);
+    let ebpf_ratio = median(&mut ebpf_ratios);
+    let bouncer_ratio = median(&mut bouncer_ratios);
+    let tollgate_ratio = nft_ratio.max(ebpf_ratio);
 
     let mut out = String::new();
     let _ = writeln!(
@@ -65,14 +77,15 @@ pub fn measure(binary: &Path, seconds: u32, rounds: u32) -> anyhow::Result<Strin
     );
     let _ = writeln!(
         out,
-        "| round | direct | Tollgate relay (agent) | pgbouncer (session) |"
+        "| round | direct | Tollgate, nftables redirect | Tollgate, eBPF redirect | pgbouncer (session) |"
     );
-    let _ = writeln!(out, "|---|---:|---:|---:|");
+    let _ = writeln!(out, "|---|---:|---:|---:|---:|");
     out.push_str(&rows);
     let _ = writeln!(
         out,
-        "\nFloors: relay ≥ 0.9× direct: {tollgate_ratio:.3}× -> **{}**; no worse than pgbouncer's ratio \
-         ({bouncer_ratio:.3}×) -> **{}**\n",
+        "\nMedian ratios: nftables redirect {nft_ratio:.3}×, eBPF redirect {ebpf_ratio:.3}×, \
+         pgbouncer {bouncer_ratio:.3}×.\n\nFloors (best redirect): relay ≥ 0.9× direct: \
+         {tollgate_ratio:.3}× -> **{}**; no worse than pgbouncer's ratio -> **{}**\n",
         verdict(tollgate_ratio >= RELAY_FLOOR),
         verdict(tollgate_ratio >= bouncer_ratio)
     );

@@ -25,6 +25,8 @@ pub struct GatewayConfig {
     pub uids: Vec<u32>,
     pub remote_sources: Vec<String>,
     pub bind: Option<Vec<String>>,
+    /// `gateway.redirect`: "nftables" (the default) or "ebpf".
+    pub redirect: Option<&'static str>,
     /// (name, destinations)
     pub targets: Vec<(String, Vec<String>)>,
 }
@@ -39,6 +41,7 @@ impl GatewayConfig {
             uids: Vec::new(),
             remote_sources: Vec::new(),
             bind: None,
+            redirect: None,
             targets: Vec::new(),
         }
     }
@@ -64,6 +67,9 @@ impl GatewayConfig {
             "nft_table = {:?}\nmark = {}\ndrain_timeout_ms = 2000",
             self.nft_table, self.mark
         );
+        if let Some(redirect) = self.redirect {
+            let _ = writeln!(text, "redirect = {redirect:?}");
+        }
         if let Some(bind) = &self.bind {
             let _ = writeln!(text, "bind = [{}]", list(bind));
         }
