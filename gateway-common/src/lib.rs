@@ -12,6 +12,9 @@ pub type Addr = [u32; 4];
 /// `SO_MARK` is set by `connect4`/`connect6`; the nft `output` chain redirects what carries it.
 pub const DEFAULT_MARK: u32 = 0x7467_0001;
 
+/// The gateway's own upstream sockets carry this mark and are never intercepted.
+pub const DEFAULT_BYPASS_MARK: u32 = 0x7467_0002;
+
 /// How agent connections reach the gateway (the `REDIRECT_MODE` global).
 pub mod redirect {
     /// `connect()` keeps its destination; the nftables `output` chain redirects the marked SYN.
@@ -55,7 +58,7 @@ pub struct FlowKey {
 pub struct ConnIdentity {
     pub cookie: u64,
     pub cgroup_id: u64,
-    /// `bpf_ktime_get_ns()` at connect (CLOCK_MONOTONIC).
+    /// `bpf_ktime_get_boot_ns()` at connect (CLOCK_BOOTTIME, the clock of /proc starttime).
     pub connect_ns: u64,
     pub tgid: u32,
     pub tid: u32,

@@ -1,11 +1,14 @@
 //! Is the current task an agent, and is the destination protected?
 
-use aya_ebpf::helpers::{
-    bpf_get_current_ancestor_cgroup_id, bpf_get_current_pid_tgid, bpf_get_current_uid_gid,
+use core::ptr::read_volatile;
+
+use aya_ebpf::{
+    helpers::{bpf_get_current_ancestor_cgroup_id, bpf_get_current_uid_gid},
+    programs::SockAddrContext,
 };
 use gateway_common::{Addr, DestKey, MAX_CGROUP_DEPTH};
 
-use crate::maps::{AGENT_CGROUPS, AGENT_UIDS, GATEWAY_TGID, PROTECTED};
+use crate::maps::{AGENT_CGROUPS, AGENT_UIDS, BYPASS_MARK, PROTECTED};
 
 #[inline(always)]
 pub fn is_protected(addr: Addr, port: u32) -> bool {
@@ -15,9 +18,11 @@ pub fn is_protected(addr: Addr, port: u32) -> bool {
 }
 
 #[inline(always)]
-pub fn is_agent() -> bool {
-    let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
-    if tgid == GATEWAY_TGID.load() {
+pub fn is_agent(ctx: &SockAddrContext) -> bool {
+    // SAFETY: ctx->sk is a valid socket pointer in cgroup_sock_addr programs; `mark` is a
+    // 32-bit readable field of bpf_sock.
+    let mark = unsafe { read_volatile(&raw const (*(*ctx.sock_addr).__bindgen_anon_1.sk).mark) };
+    if mark == BYPASS_MARK.load() {
         return false;
     }
     let uid = bpf_get_current_uid_gid() as u32;

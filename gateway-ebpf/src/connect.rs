@@ -3,7 +3,7 @@
 use aya_ebpf::{
     helpers::{
         bpf_get_current_cgroup_id, bpf_get_current_comm, bpf_get_current_pid_tgid,
-        bpf_get_current_uid_gid, bpf_get_socket_cookie, bpf_ktime_get_ns, bpf_setsockopt,
+        bpf_get_current_uid_gid, bpf_get_socket_cookie, bpf_ktime_get_boot_ns, bpf_setsockopt,
     },
     programs::SockAddrContext,
     EbpfContext,
@@ -37,7 +37,7 @@ pub fn try_connect4(ctx: &SockAddrContext) -> Result<i32, i32> {
         return Ok(ALLOW);
     }
     let addr: Addr = [0, 0, 0xffff_u32.to_be(), ip4];
-    intercept(ctx, addr, user_port, AF_INET)
+    intercept(ctx, unspecified_to_loopback(addr), user_port, AF_INET)
 }
 
 pub fn try_connect6(ctx: &SockAddrContext) -> Result<i32, i32> {
@@ -55,14 +55,28 @@ pub fn try_connect6(ctx: &SockAddrContext) -> Result<i32, i32> {
     if protocol != IPPROTO_TCP {
         return Ok(ALLOW);
     }
-    intercept(ctx, addr, user_port, AF_INET6)
+    intercept(ctx, unspecified_to_loopback(addr), user_port, AF_INET6)
+}
+
+/// The kernel connects `0.0.0.0`, `::` and `::ffff:0.0.0.0` to loopback; match them as the
+/// loopback address they reach, or `connect(0.0.0.0:5432)` would slip past `127.0.0.1:5432`.
+#[inline(always)]
+fn unspecified_to_loopback(addr: Addr) -> Addr {
+    let mapped_prefix = addr[0] == 0 && addr[1] == 0 && addr[2] == 0xffff_u32.to_be();
+    if mapped_prefix && addr[3] == 0 {
+        [0, 0, 0xffff_u32.to_be(), u32::from_ne_bytes([127, 0, 0, 1])]
+    } else if addr == [0; 4] {
+        [0, 0, 0, 1_u32.to_be()]
+    } else {
+        addr
+    }
 }
 
 #[inline(always)]
 fn intercept(ctx: &SockAddrContext, addr: Addr, user_port: u32, family: u32) -> Result<i32, i32> {
     // user_port holds the port in network order in its low 16 bits.
     let port = u32::from(u16::from_be(user_port as u16));
-    if !is_protected(addr, port) || !is_agent() {
+    if !is_protected(addr, port) || !is_agent(ctx) {
         return Ok(ALLOW);
     }
 
@@ -93,7 +107,7 @@ fn intercept(ctx: &SockAddrContext, addr: Addr, user_port: u32, family: u32) -> 
         (
             bpf_get_socket_cookie(ctx.as_ptr()),
             bpf_get_current_cgroup_id(),
-            bpf_ktime_get_ns(),
+            bpf_ktime_get_boot_ns(),
         )
     };
     let identity = ConnIdentity {

@@ -8,9 +8,11 @@ use aya_ebpf::{
 };
 use gateway_common::{stats, ConnIdentity, DestKey, FlowKey, MAX_CONNECTIONS};
 
-/// The gateway's own tgid: its upstream connections must never be marked (no redirect loop).
+/// The mark the gateway puts on its own upstream sockets before connect(): they are never
+/// intercepted (no redirect loop). Agents cannot set SO_MARK without CAP_NET_ADMIN, and unlike a
+/// pid the mark cannot go stale after a crash or be reused by another process.
 #[unsafe(no_mangle)]
-pub static GATEWAY_TGID: Global<u32> = Global::new(0);
+pub static BYPASS_MARK: Global<u32> = Global::new(gateway_common::DEFAULT_BYPASS_MARK);
 
 /// The `SO_MARK` value the nft `output` chain redirects.
 #[unsafe(no_mangle)]

@@ -40,7 +40,7 @@ pub async fn run(config_path: &Path) -> Result<(), AppError> {
         .map(|a| a.to_string())
         .collect();
 
-    let mut interception = Interception::install(&config, &host, std::process::id())?;
+    let mut interception = Interception::install(&config, &host)?;
     spawn_bpf_logger(&mut interception);
 
     let stats = Arc::new(ProxyStats::default());

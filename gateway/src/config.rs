@@ -33,6 +33,8 @@ pub struct GatewaySettings {
     pub bpffs_dir: PathBuf,
     pub nft_table: String,
     pub mark: u32,
+    /// Mark on the gateway's own upstream sockets: never intercepted.
+    pub bypass_mark: u32,
     pub redirect: RedirectMode,
     pub upstream_connect_timeout: Duration,
     pub drain_timeout: Duration,

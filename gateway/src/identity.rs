@@ -50,15 +50,29 @@ impl ProcessIdentity {
             tid: conn.tid,
             uid: conn.uid,
             gid: conn.gid,
-            comm: String::from_utf8_lossy(&conn.comm[..comm_len]).into_owned(),
+            comm: printable(&String::from_utf8_lossy(&conn.comm[..comm_len])),
             cgroup_id: conn.cgroup_id,
             cgroup: info.cgroup,
             exe: info.exe,
-            cmdline: info.cmdline,
+            cmdline: info.cmdline.iter().map(|arg| printable(arg)).collect(),
             ppid: info.ppid,
             parent_exe: info.parent_exe,
         }
     }
+}
+
+/// Agent-controlled text (thread names, arguments) with control characters escaped, so a
+/// newline in argv cannot forge a log line.
+pub fn printable(text: &str) -> String {
+    text.chars()
+        .map(|c| {
+            if c.is_control() {
+                c.escape_default().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
 }
 
 impl AgentIdentity {
@@ -67,5 +81,19 @@ impl AgentIdentity {
             Self::Process(_) => "process",
             Self::Remote { .. } => "remote",
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::printable;
+
+    #[test]
+    fn control_characters_are_escaped() {
+        assert_eq!(
+            printable("psql\n{\"event\":\"forged\"}\t"),
+            "psql\\n{\"event\":\"forged\"}\\t"
+        );
+        assert_eq!(printable("select 'x'"), "select 'x'");
     }
 }

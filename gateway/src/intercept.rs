@@ -41,13 +41,9 @@ impl Interception {
     /// Loads and attaches the programs, pins them, installs the nft table atomically and only then
     /// removes what an earlier run left (so agents never bypass). If the table cannot be
     /// installed, the new generation is removed again and an earlier run's state is left as is.
-    pub fn install(
-        config: &Config,
-        host: &preflight::HostFacts,
-        gateway_tgid: u32,
-    ) -> Result<Self, InterceptError> {
+    pub fn install(config: &Config, host: &preflight::HostFacts) -> Result<Self, InterceptError> {
         bpffs::ensure_mounted(&config.gateway.bpffs_dir)?;
-        let programs = LoadedPrograms::load_and_attach(config, &host.cgroup2_root, gateway_tgid)?;
+        let programs = LoadedPrograms::load_and_attach(config, &host.cgroup2_root)?;
         let table = config.gateway.nft_table.clone();
         if let Err(source) = nft::install(config) {
             let generation = programs.generation_dir().to_owned();

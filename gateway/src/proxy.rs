@@ -5,6 +5,7 @@ mod connection;
 mod guard;
 pub mod listener;
 mod relay;
+mod upstream;
 
 use std::sync::{
     atomic::{AtomicU64, Ordering},

@@ -17,6 +17,14 @@ use crate::{
 const NOT_RUNNING: u8 = 3;
 
 pub fn run(config_path: &Path, as_json: bool) -> ExitCode {
+    // The admin socket, nft and the pinned maps are root-only: without root everything would
+    // look absent, which reads like "not running".
+    // /proc/self belongs to the effective uid.
+    let euid = std::fs::metadata("/proc/self").map(|meta| std::os::unix::fs::MetadataExt::uid(&meta));
+    if euid.is_ok_and(|uid| uid != 0) {
+        eprintln!("tollgate: error: status needs root (the admin socket, nftables and the pinned maps are root-only); run `sudo tollgate status`");
+        return ExitCode::from(2);
+    }
     // Without a readable config, inspect the defaults.
     let (socket, table, bpffs_dir) = match config::load(config_path) {
         Ok(config) => (

@@ -20,6 +20,7 @@ pub struct RawGateway {
     pub bpffs_dir: Option<Spanned<String>>,
     pub nft_table: Option<Spanned<String>>,
     pub mark: Option<Spanned<u32>>,
+    pub bypass_mark: Option<Spanned<u32>>,
     pub redirect: Option<Spanned<String>>,
     pub upstream_connect_timeout_ms: Option<Spanned<u64>>,
     pub drain_timeout_ms: Option<Spanned<u64>>,

@@ -130,7 +130,7 @@ destinations = ["127.0.0.1:5432"]
 "#,
     );
     let gateway = &config.gateway;
-    assert_eq!(gateway.listen_port, 15432);
+    assert_eq!(gateway.listen_port, validate::DEFAULT_LISTEN_PORT);
     assert_eq!(gateway.listen_port, validate::DEFAULT_LISTEN_PORT);
     assert_eq!(
         gateway.bind,

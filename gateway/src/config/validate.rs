@@ -15,7 +15,9 @@ use super::{
     AgentSelection, Config, Destination, GatewaySettings, RedirectMode, Target, TargetKind,
 };
 
-pub const DEFAULT_LISTEN_PORT: u16 = 15432;
+/// Below 1024 on purpose: while the gateway is down the rules keep sending agents to this port,
+/// and an unprivileged user must not be able to bind it and receive their connections.
+pub const DEFAULT_LISTEN_PORT: u16 = 954;
 pub const DEFAULT_ADMIN_SOCKET: &str = "/run/tollgate/admin.sock";
 pub const DEFAULT_BPFFS_DIR: &str = "/sys/fs/bpf/tollgate";
 pub const DEFAULT_NFT_TABLE: &str = "tollgate";
@@ -141,19 +143,33 @@ fn validate_gateway(
         None => gateway_common::DEFAULT_MARK,
     };
 
+    let bypass_mark = match &raw.bypass_mark {
+        Some(value) if *value.get_ref() == 0 || *value.get_ref() == mark => {
+            return Err(issue(
+                "gateway.bypass_mark",
+                value,
+                "must be non-zero and differ from gateway.mark",
+            ))
+        }
+        Some(value) => *value.get_ref(),
+        None if mark == gateway_common::DEFAULT_BYPASS_MARK => gateway_common::DEFAULT_MARK,
+        None => gateway_common::DEFAULT_BYPASS_MARK,
+    };
+
     let millis = |field: &str, value: &Option<Spanned<u64>>, default: u64| match value {
         Some(ms) if *ms.get_ref() == 0 => Err(issue(field, ms, "must be greater than 0")),
         Some(ms) => Ok(Duration::from_millis(*ms.get_ref())),
         None => Ok(Duration::from_millis(default)),
     };
 
-    Ok(GatewaySettings {
+    let settings = GatewaySettings {
         listen_port,
         bind,
         admin_socket,
         bpffs_dir,
         nft_table,
         mark,
+        bypass_mark,
         upstream_connect_timeout: millis(
             "gateway.upstream_connect_timeout_ms",
             &raw.upstream_connect_timeout_ms,
@@ -174,7 +190,27 @@ fn validate_gateway(
                 }
             },
         },
-    })
+    };
+    // With the eBPF redirect agents connect to 127.0.0.1 / ::1 on the listen port.
+    let reaches = |loopback: IpAddr| {
+        settings.bind.iter().any(|ip| {
+            *ip == loopback || (ip.is_unspecified() && ip.is_ipv4() == loopback.is_ipv4())
+        })
+    };
+    if settings.redirect == RedirectMode::Ebpf
+        && !(reaches(IpAddr::V4(Ipv4Addr::LOCALHOST)) && reaches(IpAddr::V6(Ipv6Addr::LOCALHOST)))
+    {
+        let message = "with redirect = \"ebpf\" the listener must include 127.0.0.1 and ::1 (or 0.0.0.0 and ::)";
+        return Err(match &raw.bind {
+            Some(bind) => issue("gateway.bind", bind, message),
+            None => Issue {
+                field: "gateway.bind".into(),
+                offset: 0,
+                message: message.into(),
+            },
+        });
+    }
+    Ok(settings)
 }
 
 fn is_nft_identifier(name: &str) -> bool {
@@ -209,6 +245,17 @@ fn validate_agents(raw: &Spanned<RawAgents>) -> Result<AgentSelection, Issue> {
                 field,
                 path,
                 format!("`{text}` must not contain `.` or `..`"),
+            ));
+        }
+        let depth = text.trim_matches('/').split('/').count();
+        if depth > gateway_common::MAX_CGROUP_DEPTH as usize {
+            return Err(issue(
+                field,
+                path,
+                format!(
+                    "`{text}` is {depth} levels deep; the kernel programs look {} levels down",
+                    gateway_common::MAX_CGROUP_DEPTH
+                ),
             ));
         }
         cgroups.push(text.trim_end_matches('/').to_owned());
@@ -360,7 +407,19 @@ fn parse_destination(text: &str) -> Result<Vec<Destination>, String> {
         return Err(format!("`{text}` must be host:port, [ipv6]:port or *:port"));
     }
     let addrs = resolve(text)?;
-    Ok(addrs.into_iter().map(Destination::Exact).collect())
+    if let Some(any) = addrs.iter().find(|a| a.ip().is_unspecified()) {
+        return Err(format!(
+            "`{text}` is the unspecified address; to protect port {} on every address write \"*:{}\"",
+            any.port(),
+            any.port()
+        ));
+    }
+    Ok(addrs
+        .into_iter()
+        .map(|addr| {
+            Destination::Exact(SocketAddr::new(super::canonical_ip(addr.ip()), addr.port()))
+        })
+        .collect())
 }
 
 fn parse_port(text: &str) -> Result<u16, String> {

@@ -19,9 +19,10 @@ pub fn read_process(proc_root: &Path, pid: u32, connect_boot_ns: Option<u64>) ->
         return ProcessInfo::default();
     };
     let fields = stat_fields(&stat);
+    // Both are CLOCK_BOOTTIME. starttime is rounded down to a clock tick, so a process that
+    // started after the connect can never look older than it.
     if let (Some(connect_ns), Some(start_ns)) = (connect_boot_ns, fields.start_ns) {
-        // starttime has clock-tick (10 ms) granularity.
-        if start_ns > connect_ns + 20_000_000 {
+        if start_ns > connect_ns {
             return ProcessInfo::default();
         }
     }
@@ -72,13 +73,33 @@ fn cgroup2_path(text: &str) -> Option<String> {
         .map(str::to_owned)
 }
 
-/// Hides secrets that agents commonly pass on the command line: the password in a
-/// `scheme://user:password@host` URI and the value of `password=...` connection parameters.
+/// Hides what must not reach the logs: the password in a `scheme://user:password@host` URI,
+/// the value of `password=...` parameters, and inline code or SQL (`-c`/`--command` values,
+/// as in `psql -c`, `sh -c`, `python -c`), which can quote PHI.
 pub fn redact_cmdline(args: Vec<String>) -> Vec<String> {
-    args.into_iter()
-        .map(|arg| redact_password_param(&redact_uri_password(&arg)))
-        .collect()
+    let mut redacted = Vec::with_capacity(args.len());
+    let mut inline_code_follows = false;
+    for arg in args {
+        if inline_code_follows {
+            redacted.push(REDACTED.to_owned());
+            inline_code_follows = false;
+            continue;
+        }
+        if arg == "-c" || arg == "--command" {
+            inline_code_follows = true;
+            redacted.push(arg);
+            continue;
+        }
+        if arg.starts_with("--command=") {
+            redacted.push(format!("--command={REDACTED}"));
+            continue;
+        }
+        redacted.push(redact_password_param(&redact_uri_password(&arg)));
+    }
+    redacted
 }
+
+const REDACTED: &str = "<redacted>";
 
 fn redact_uri_password(arg: &str) -> String {
     let Some(scheme_end) = arg.find("://") else {
@@ -137,6 +158,30 @@ mod tests {
         assert_eq!(redacted[3], "postgres://agent@db/clinic");
         assert!(!redacted.concat().contains("s3cret"));
         assert!(!redacted.concat().contains("hunter2"));
+    }
+
+    #[test]
+    fn redacts_inline_code_and_sql() {
+        let args = [
+            "psql",
+            "-h",
+            "db",
+            "-c",
+            "select ssn from patients where ssn = '123-45-6789'",
+            "--command=select 1",
+        ];
+        let redacted = redact_cmdline(args.iter().map(ToString::to_string).collect());
+        assert_eq!(
+            redacted,
+            [
+                "psql",
+                "-h",
+                "db",
+                "-c",
+                "<redacted>",
+                "--command=<redacted>"
+            ]
+        );
     }
 
     #[test]

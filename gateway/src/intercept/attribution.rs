@@ -23,7 +23,15 @@ impl BpfAttribution {
 
 impl Attribution for BpfAttribution {
     fn lookup(&self, flow: &FlowKey) -> Option<ConnIdentity> {
-        self.flows.get(flow, 0).ok()
+        match self.flows.get(flow, 0) {
+            Ok(identity) => Some(identity),
+            Err(aya::maps::MapError::KeyNotFound) => None,
+            Err(error) => {
+                // Still a refusal (fail closed), but not one to blame on the peer.
+                tracing::error!(%error, "flow map lookup failed");
+                None
+            }
+        }
     }
 }
 

@@ -69,8 +69,10 @@ fn fix_notrack(value: &mut serde_json::Value) {
     }
 }
 
-/// Priority of the nat chains: before conntrack's dstnat users; `dstnat` is refused in `output`.
-const NAT_PRIORITY: i32 = -100;
+/// Priority of the nat chains: ahead of iptables-nft/Docker/kube-proxy nat rules at -100 (the
+/// first chain that translates a connection wins), after conntrack (-200). The `dstnat` keyword
+/// is refused in `output`, so the number is used.
+const NAT_PRIORITY: i32 = -150;
 /// Priority `raw`: before conntrack (-200) sees the packet.
 const RAW_PRIORITY: i32 = -300;
 

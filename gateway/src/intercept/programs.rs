@@ -74,7 +74,8 @@ pub const GETPEERNAME6: &str = "tollgate_getpeername6";
 /// The programs a configuration attaches: the getpeername pair only with the eBPF redirect,
 /// where the socket is really connected to the listener.
 fn program_names(config: &Config) -> Vec<&'static str> {
-    let mut names = vec![CONNECT4, CONNECT6, FLOW_EVENTS, SOCK_RELEASE];
+    // Cleanup and flow tracking first: a connect marked while attaching must find them there.
+    let mut names = vec![SOCK_RELEASE, FLOW_EVENTS, CONNECT4, CONNECT6];
     if config.gateway.redirect == RedirectMode::Ebpf {
         names.extend([GETPEERNAME4, GETPEERNAME6]);
     }
@@ -102,14 +103,11 @@ pub struct LoadedPrograms {
 }
 
 impl LoadedPrograms {
-    pub fn load_and_attach(
-        config: &Config,
-        cgroup2_root: &Path,
-        gateway_tgid: u32,
-    ) -> Result<Self, ProgramsError> {
+    pub fn load_and_attach(config: &Config, cgroup2_root: &Path) -> Result<Self, ProgramsError> {
         let cgroups = agent_cgroup_dirs(config, cgroup2_root)?;
 
         let mark = config.gateway.mark;
+        let bypass_mark = config.gateway.bypass_mark;
         let redirect_mode = match config.gateway.redirect {
             RedirectMode::Nftables => gateway_common::redirect::NFTABLES,
             RedirectMode::Ebpf => gateway_common::redirect::EBPF,
@@ -117,7 +115,7 @@ impl LoadedPrograms {
         let listen_port = u32::from(config.gateway.listen_port);
         let log_level = BPF_LOG_LEVEL_WARN;
         let mut ebpf = EbpfLoader::new()
-            .override_global("GATEWAY_TGID", &gateway_tgid, true)
+            .override_global("BYPASS_MARK", &bypass_mark, true)
             .override_global("CONNECT_MARK", &mark, true)
             .override_global("REDIRECT_MODE", &redirect_mode, true)
             .override_global("LISTEN_PORT", &listen_port, true)

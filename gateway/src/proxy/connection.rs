@@ -11,7 +11,7 @@ use super::{
     addrs::{ClientAddr, OrigDst, UpstreamAddr},
     guard::{Outcome, SessionGuard},
     relay::relay,
-    ProxyContext,
+    upstream, ProxyContext,
 };
 use crate::{
     config::Target,
@@ -69,22 +69,26 @@ pub async fn handle_connection(
 
     let upstream_addr = UpstreamAddr(target.upstream.unwrap_or(orig_dst.0));
     let timeout = context.config.gateway.upstream_connect_timeout;
-    let mut upstream =
-        match tokio::time::timeout(timeout, TcpStream::connect(upstream_addr.0)).await {
-            Ok(Ok(stream)) => stream,
-            Ok(Err(error)) => {
-                guard.outcome = Outcome::UpstreamUnreachable;
-                guard.error = Some(format!("{upstream_addr}: {error}"));
-                return;
-            }
-            Err(_) => {
-                guard.outcome = Outcome::UpstreamUnreachable;
-                guard.error = Some(format!(
-                    "{upstream_addr}: connect timed out after {timeout:?}"
-                ));
-                return;
-            }
-        };
+    let mut upstream = match tokio::time::timeout(
+        timeout,
+        upstream::connect(upstream_addr.0, context.config.gateway.bypass_mark),
+    )
+    .await
+    {
+        Ok(Ok(stream)) => stream,
+        Ok(Err(error)) => {
+            guard.outcome = Outcome::UpstreamUnreachable;
+            guard.error = Some(format!("{upstream_addr}: {error}"));
+            return;
+        }
+        Err(_) => {
+            guard.outcome = Outcome::UpstreamUnreachable;
+            guard.error = Some(format!(
+                "{upstream_addr}: connect timed out after {timeout:?}"
+            ));
+            return;
+        }
+    };
     // Request/response protocols: latency matters more than packet count.
     let _ = agent.set_nodelay(true);
     let _ = upstream.set_nodelay(true);

@@ -90,6 +90,7 @@ impl Drop for SessionGuard {
                 orig_dst,
                 outcome = self.outcome.as_str(),
                 reason,
+                error = self.error.as_deref(),
                 duration_ms,
                 "connection refused"
             );

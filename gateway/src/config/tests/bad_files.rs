@@ -377,6 +377,34 @@ upstream = "127.0.0.1"
         field: "",
         fragments: &[],
     },
+    Bad {
+        what: "unspecified address as an exact destination",
+        text: "[agents]\nuids = [1000]\n[[targets]]\nname = \"db\"\nkind = \"postgres\"\ndestinations = [\"0.0.0.0:5432\"]\n",
+        line: 6,
+        field: "targets[0].destinations[0]",
+        fragments: &["unspecified address", "\"*:5432\""],
+    },
+    Bad {
+        what: "bypass mark equal to the agent mark",
+        text: "[gateway]\nmark = 7\nbypass_mark = 7\n",
+        line: 3,
+        field: "gateway.bypass_mark",
+        fragments: &["differ from gateway.mark"],
+    },
+    Bad {
+        what: "eBPF redirect without a loopback listener",
+        text: "[gateway]\nredirect = \"ebpf\"\nbind = [\"10.0.0.1\"]\n",
+        line: 3,
+        field: "gateway.bind",
+        fragments: &["127.0.0.1 and ::1"],
+    },
+    Bad {
+        what: "cgroup deeper than the programs look",
+        text: "[agents]\ncgroups = [\"/a/b/c/d/e/f/g/h/i/j/k/l/m/n/o/p/q\"]\n",
+        line: 2,
+        field: "agents.cgroups[0]",
+        fragments: &["17 levels deep"],
+    },
 ];
 
 fn check_bad(case: &Bad, text: &str) -> Result<(), String> {
@@ -530,11 +558,11 @@ name = "db"
 kind = "postgres"
 destinations = [
   "127.0.0.1:6543",
-  "*:15432",
+  "*:954",
 ]
 "#,
         9,
-        &["targets[0].destinations[1]: *:15432 uses the gateway's own listen_port"],
+        &["targets[0].destinations[1]: *:954 uses the gateway's own listen_port"],
     ),
 ];
 
