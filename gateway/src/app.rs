@@ -25,13 +25,26 @@ pub enum AppError {
     Admin(#[from] admin::AdminError),
     #[error("installing signal handlers: {0}")]
     Signals(std::io::Error),
+    #[error(
+        "another tollgate already manages {bpffs_dir} (lock {lock} is held); a second instance \
+         would unpin the first one's programs"
+    )]
+    AlreadyRunning { bpffs_dir: String, lock: String },
+    #[error("instance lock {path}: {source}")]
+    Lock {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 pub async fn run(config_path: &Path) -> Result<(), AppError> {
     let config = Arc::new(config::load(config_path)?);
     // Privilege and host checks come first so an unprivileged run fails with that message.
     let host = intercept::preflight::check().map_err(intercept::InterceptError::from)?;
+    let _instance = instance_lock(&config)?;
     let admin_listener = admin::bind(&config.gateway.admin_socket)?;
+    warn_if_listen_port_unprivileged(config.gateway.listen_port);
     // Listen before redirecting anything, so agents are never sent to a closed port by us.
     let listeners = listener::bind(&config.gateway.bind, config.gateway.listen_port)?;
     let listen_addrs: Vec<String> = listeners
@@ -73,11 +86,12 @@ pub async fn run(config_path: &Path) -> Result<(), AppError> {
         listen = ?listen_addrs,
         nft_table = %config.gateway.nft_table,
         generation = %interception.programs.generation_dir().display(),
-        attach_points = ?interception.programs.attach_points().iter().map(|p| p.cgroup.as_str()).collect::<Vec<_>>(),
+        attach_points = ?config.agents.cgroups,
+        redirect = config.gateway.redirect.as_str(),
         "tollgate is intercepting agent connections"
     );
 
-    wait_for_shutdown().await?;
+    serve_until_shutdown(&mut interception, &host.cgroup2_root).await?;
     tracing::info!(
         event = "gateway.stopping",
         "clean shutdown: removing interception, draining connections"
@@ -104,10 +118,64 @@ pub async fn run(config_path: &Path) -> Result<(), AppError> {
     Ok(())
 }
 
-async fn wait_for_shutdown() -> Result<(), AppError> {
+/// One gateway per bpffs directory: startup removes every other generation pinned there.
+fn instance_lock(config: &Config) -> Result<std::fs::File, AppError> {
+    let bpffs_dir = config.gateway.bpffs_dir.display().to_string();
+    let name = format!(
+        "{}.lock",
+        bpffs_dir.trim_start_matches('/').replace('/', "_")
+    );
+    let path = Path::new(LOCK_DIR).join(name);
+    let lock_error = |source| AppError::Lock {
+        path: path.display().to_string(),
+        source,
+    };
+    std::fs::create_dir_all(LOCK_DIR).map_err(lock_error)?;
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(lock_error)?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(AppError::AlreadyRunning {
+            bpffs_dir,
+            lock: path.display().to_string(),
+        }),
+        Err(std::fs::TryLockError::Error(source)) => Err(lock_error(source)),
+    }
+}
+
+const LOCK_DIR: &str = "/run/tollgate";
+
+/// While the gateway is down the rules keep sending agents to this port: any user who can bind
+/// it then would receive their connections.
+fn warn_if_listen_port_unprivileged(port: u16) {
+    let first_unprivileged =
+        std::fs::read_to_string("/proc/sys/net/ipv4/ip_unprivileged_port_start")
+            .ok()
+            .and_then(|text| text.trim().parse::<u16>().ok())
+            .unwrap_or(1024);
+    if port >= first_unprivileged {
+        tracing::warn!(
+            listen_port = port,
+            first_unprivileged,
+            "gateway.listen_port can be bound by unprivileged users; while tollgate is down they \
+             could receive agent connections. Use a port below {first_unprivileged}."
+        );
+    }
+}
+
+/// Runs until SIGTERM or SIGINT, following agent cgroups that are re-created meanwhile.
+async fn serve_until_shutdown(
+    interception: &mut Interception,
+    cgroup2_root: &Path,
+) -> Result<(), AppError> {
     let mut terminate = signal(SignalKind::terminate()).map_err(AppError::Signals)?;
     let mut interrupt = signal(SignalKind::interrupt()).map_err(AppError::Signals)?;
     let mut hangup = signal(SignalKind::hangup()).map_err(AppError::Signals)?;
+    let mut follow = tokio::time::interval(CGROUP_FOLLOW_INTERVAL);
     loop {
         tokio::select! {
             _ = terminate.recv() => return Ok(()),
@@ -115,9 +183,24 @@ async fn wait_for_shutdown() -> Result<(), AppError> {
             _ = hangup.recv() => {
                 tracing::warn!("SIGHUP: live reload is not supported yet; restart tollgate to apply a changed config");
             }
+            _ = follow.tick() => match interception.programs.follow_recreated_cgroups(cgroup2_root) {
+                Ok(changes) => for change in changes {
+                    tracing::warn!(
+                        event = "agent_cgroup.recreated",
+                        cgroup = %change.cgroup,
+                        old_id = change.old_id,
+                        new_id = change.new_id,
+                        "agent cgroup was re-created; programs attached to the new one"
+                    );
+                },
+                Err(error) => tracing::error!(%error, "could not attach to a re-created agent cgroup"),
+            },
         }
     }
 }
+
+/// How often agent cgroups are checked for re-creation (a systemd service restart).
+const CGROUP_FOLLOW_INTERVAL: std::time::Duration = std::time::Duration::from_millis(250);
 
 /// Forwards aya-log records from the kernel programs into our log. They are rare (failures
 /// only at the default level), so polling the ring buffer is enough.
@@ -156,7 +239,6 @@ fn status_fn(
         "nft_table": config.gateway.nft_table,
         "redirect": config.gateway.redirect.as_str(),
         "bpffs_generation": interception.programs.generation_dir().display().to_string(),
-        "attach_points": interception.programs.attach_points(),
         "agents": {
             "cgroups": config.agents.cgroups,
             "uids": config.agents.uids,
@@ -168,9 +250,13 @@ fn status_fn(
             "destinations": t.destinations.iter().map(|d| d.to_string()).collect::<Vec<_>>(),
         })).collect::<Vec<_>>(),
     });
+    let attach_points = interception.programs.attach_points();
     Arc::new(move || {
         let mut status = fixed.clone();
         status["connections"] = stats.snapshot();
+        if let Ok(points) = attach_points.lock() {
+            status["attach_points"] = serde_json::json!(*points);
+        }
         status
     })
 }

@@ -20,7 +20,8 @@ pub fn run(config_path: &Path, as_json: bool) -> ExitCode {
     // The admin socket, nft and the pinned maps are root-only: without root everything would
     // look absent, which reads like "not running".
     // /proc/self belongs to the effective uid.
-    let euid = std::fs::metadata("/proc/self").map(|meta| std::os::unix::fs::MetadataExt::uid(&meta));
+    let euid =
+        std::fs::metadata("/proc/self").map(|meta| std::os::unix::fs::MetadataExt::uid(&meta));
     if euid.is_ok_and(|uid| uid != 0) {
         eprintln!("tollgate: error: status needs root (the admin socket, nftables and the pinned maps are root-only); run `sudo tollgate status`");
         return ExitCode::from(2);

@@ -214,12 +214,18 @@ fn non_agent_connection_goes_direct() {
 
 #[test]
 #[ignore = "privileged: needs root and BPF; run `sudo cargo xtask test`"]
-fn ipv6_and_v4_mapped_connections_are_intercepted() {
-    let bed = bed("ipv6_and_v4_mapped_connections_are_intercepted", |_| {});
+fn ipv6_v4_mapped_and_unspecified_connections_are_intercepted() {
+    let bed = bed(
+        "ipv6_v4_mapped_and_unspecified_connections_are_intercepted",
+        |_| {},
+    );
     let port = bed.pg.port();
+    // The kernel connects the unspecified addresses to loopback: they must not slip past.
     for (host, expected_dst) in [
         ("::1", format!("[::1]:{port}")),
         ("::ffff:127.0.0.1", format!("127.0.0.1:{port}")),
+        ("0.0.0.0", format!("127.0.0.1:{port}")),
+        ("::", format!("[::1]:{port}")),
     ] {
         let (pid, output) = run(psql(
             &mut bed.agents.command("psql"),
@@ -231,7 +237,7 @@ fn ipv6_and_v4_mapped_connections_are_intercepted() {
         let open = open_event_for(&bed.gateway, pid);
         assert_eq!(open["orig_dst"], expected_dst.as_str(), "{host}: {open}");
     }
-    assert_eq!(accepted(&bed.gateway), 2);
+    assert_eq!(accepted(&bed.gateway), 4);
 }
 
 #[test]
@@ -519,6 +525,7 @@ fn ebpf_redirect_intercepts_v4_v6_and_mapped_without_nat() {
         ("127.0.0.1", format!("127.0.0.1:{port}")),
         ("::1", format!("[::1]:{port}")),
         ("::ffff:127.0.0.1", format!("127.0.0.1:{port}")),
+        ("0.0.0.0", format!("127.0.0.1:{port}")),
     ] {
         let (pid, output) = run(psql(
             &mut bed.agents.command("psql"),
@@ -564,8 +571,8 @@ fn ebpf_redirect_intercepts_v4_v6_and_mapped_without_nat() {
     assert_success(&direct, "non-agent with the eBPF redirect");
     assert_eq!(
         accepted(&bed.gateway),
-        4,
-        "three psql agents and one python agent; the non-agent went direct"
+        5,
+        "four psql agents and one python agent; the non-agent went direct"
     );
 }
 
@@ -610,4 +617,31 @@ fn ebpf_redirect_fails_closed_when_the_gateway_dies() {
         "select 1",
     ));
     assert_success(&again, "agent after restart");
+}
+
+#[test]
+#[ignore = "privileged: needs root and BPF; run `sudo cargo xtask test`"]
+fn recreated_agent_cgroup_is_followed() {
+    let bed = bed("recreated_agent_cgroup_is_followed", |_| {});
+    // What systemd does to a service's cgroup on restart: remove it, create it again (new id).
+    std::fs::remove_dir(&bed.agents.dir).expect("remove the empty agent cgroup");
+    std::fs::create_dir(&bed.agents.dir).expect("create it again");
+    bed.gateway
+        .wait_for_event(Duration::from_secs(5), |e| {
+            e["event"] == "agent_cgroup.recreated"
+        })
+        .unwrap_or_else(|| {
+            panic!(
+                "the gateway did not follow the new cgroup; log:\n{}",
+                bed.gateway.log_text()
+            )
+        });
+    let (pid, output) = run(psql(
+        &mut bed.agents.command("psql"),
+        "127.0.0.1",
+        bed.pg.port(),
+        "select 1",
+    ));
+    assert_success(&output, "agent in the re-created cgroup");
+    open_event_for(&bed.gateway, pid);
 }

@@ -1,11 +1,14 @@
 //! Loads the eBPF object, fills the selection maps from config, attaches the programs to the
 //! agent cgroups (or the cgroup root when agents are also selected by uid) and pins everything.
 
+mod follow;
+
 use std::{
+    collections::BTreeMap,
     fs::File,
     os::unix::fs::MetadataExt,
     path::{Path, PathBuf},
-    sync::Arc,
+    sync::{Arc, Mutex},
 };
 
 use aya::{
@@ -98,8 +101,14 @@ pub struct LoadedPrograms {
     ebpf: Ebpf,
     attribution: Arc<BpfAttribution>,
     generation: PathBuf,
-    attach_points: Vec<AttachPoint>,
-    _links: Vec<PinnedLink>,
+    /// Shared with the status document, which follows re-attachments.
+    attach_points: Arc<Mutex<Vec<AttachPoint>>>,
+    links: Vec<PinnedLink>,
+    names: Vec<&'static str>,
+    /// Configured agent cgroup path -> the id its programs and map entry belong to.
+    agent_cgroup_ids: BTreeMap<String, u64>,
+    /// Attached to each agent cgroup (no uid selection) rather than at the root.
+    per_cgroup: bool,
 }
 
 impl LoadedPrograms {
@@ -136,12 +145,19 @@ impl LoadedPrograms {
             }
         };
         let flows = take_hash_map::<FlowKey, ConnIdentity>(&mut ebpf, "FLOWS")?;
+        let agent_cgroup_ids = cgroups
+            .iter()
+            .map(|(cgroup, dir)| Ok((cgroup.clone(), cgroup_id(dir)?)))
+            .collect::<Result<_, ProgramsError>>()?;
         Ok(Self {
             ebpf,
             attribution: Arc::new(BpfAttribution::new(flows)),
             generation,
-            attach_points,
-            _links: links,
+            attach_points: Arc::new(Mutex::new(attach_points)),
+            links,
+            names: program_names(config),
+            agent_cgroup_ids,
+            per_cgroup: config.agents.uids.is_empty(),
         })
     }
 
@@ -153,8 +169,8 @@ impl LoadedPrograms {
         &self.generation
     }
 
-    pub fn attach_points(&self) -> &[AttachPoint] {
-        &self.attach_points
+    pub fn attach_points(&self) -> Arc<Mutex<Vec<AttachPoint>>> {
+        self.attach_points.clone()
     }
 
     pub fn ebpf_mut(&mut self) -> &mut Ebpf {
@@ -280,24 +296,9 @@ fn attach_and_pin(
     let mut links = Vec::new();
     let mut attach_points = Vec::new();
     for (cgroup, dir) in &points {
-        let id = cgroup_id(dir)?;
-        let file = File::open(dir).map_err(|source| ProgramsError::OpenCgroup {
-            path: dir.clone(),
-            source,
-        })?;
-        for &name in &names {
-            let link = attach_program(ebpf, name, &file)?;
-            let path = generation.join(format!("link_{name}_{id}"));
-            links.push(
-                link.pin(&path)
-                    .map_err(|source| ProgramsError::Pin { path, source })?,
-            );
-        }
-        attach_points.push(AttachPoint {
-            cgroup: cgroup.clone(),
-            cgroup_id: id,
-            programs: names.clone(),
-        });
+        let (point_links, point) = attach_at(ebpf, &names, cgroup, dir, generation)?;
+        links.extend(point_links);
+        attach_points.push(point);
     }
 
     for &name in &names {
@@ -319,6 +320,36 @@ fn attach_and_pin(
             .map_err(|source| ProgramsError::Pin { path, source })?;
     }
     Ok((links, attach_points))
+}
+
+/// Attaches every program to one cgroup and pins the links in the generation directory.
+fn attach_at(
+    ebpf: &mut Ebpf,
+    names: &[&'static str],
+    cgroup: &str,
+    dir: &Path,
+    generation: &Path,
+) -> Result<(Vec<PinnedLink>, AttachPoint), ProgramsError> {
+    let id = cgroup_id(dir)?;
+    let file = File::open(dir).map_err(|source| ProgramsError::OpenCgroup {
+        path: dir.to_owned(),
+        source,
+    })?;
+    let mut links = Vec::new();
+    for &name in names {
+        let link = attach_program(ebpf, name, &file)?;
+        let path = generation.join(format!("link_{name}_{id}"));
+        links.push(
+            link.pin(&path)
+                .map_err(|source| ProgramsError::Pin { path, source })?,
+        );
+    }
+    let point = AttachPoint {
+        cgroup: cgroup.to_owned(),
+        cgroup_id: id,
+        programs: names.to_vec(),
+    };
+    Ok((links, point))
 }
 
 fn load_program(ebpf: &mut Ebpf, name: &'static str) -> Result<(), ProgramsError> {
