@@ -38,7 +38,7 @@ pub enum AppError {
     },
 }
 
-pub async fn run(config_path: &Path) -> Result<(), AppError> {
+pub async fn run(config_path: &Path, keep_on_exit: bool) -> Result<(), AppError> {
     let config = Arc::new(config::load(config_path)?);
     // Privilege and host checks come first so an unprivileged run fails with that message.
     let host = intercept::preflight::check().map_err(intercept::InterceptError::from)?;
@@ -98,8 +98,17 @@ pub async fn run(config_path: &Path) -> Result<(), AppError> {
     );
     // Stop accepting first (the accept loops end on the signal).
     drain_signal.start();
-    // Clean shutdown removes the table: agents connect directly, as without Tollgate.
-    if let Err(error) = interception.remove() {
+    if keep_on_exit {
+        // The pins keep the programs attached and the table stays: agents are refused until
+        // the next start replaces both.
+        drop(interception);
+        tracing::warn!(
+            event = "gateway.interception_kept",
+            "interception left in place: agent connections are refused until tollgate runs again \
+             (`tollgate uninstall` removes it)"
+        );
+    } else if let Err(error) = interception.remove() {
+        // Clean shutdown removes the table: agents connect directly, as without Tollgate.
         tracing::error!(%error, "could not remove interception state");
     }
     let _ = std::fs::remove_file(&config.gateway.admin_socket);
@@ -116,6 +125,18 @@ pub async fn run(config_path: &Path) -> Result<(), AppError> {
         );
     }
     Ok(())
+}
+
+/// `tollgate uninstall`: removes a stopped gateway's table and pins.
+pub fn uninstall(config_path: &Path) -> Result<String, AppError> {
+    let config = config::load(config_path)?;
+    intercept::preflight::check().map_err(intercept::InterceptError::from)?;
+    let _instance = instance_lock(&config)?;
+    if admin::query(&config.gateway.admin_socket).is_some() {
+        return Err(admin::AdminError::AlreadyRunning(config.gateway.admin_socket.clone()).into());
+    }
+    let removed = intercept::remove_leftovers(&config)?;
+    Ok(removed)
 }
 
 /// One gateway per bpffs directory: startup removes every other generation pinned there.

@@ -73,3 +73,28 @@ impl Interception {
         Ok(())
     }
 }
+
+/// Removes what a stopped gateway left: its nft table and every pinned generation.
+/// Returns a short report of what was there.
+pub fn remove_leftovers(config: &Config) -> Result<String, InterceptError> {
+    let table = config.gateway.nft_table.clone();
+    let mut report = String::new();
+    if nft::exists(&table) {
+        nft::remove(&table).map_err(|source| InterceptError::Nft {
+            table: table.clone(),
+            source,
+        })?;
+        report.push_str(&format!("removed nftables table inet {table}\n"));
+    }
+    for generation in bpffs::generations(&config.gateway.bpffs_dir) {
+        bpffs::remove_generation(&generation)?;
+        report.push_str(&format!(
+            "removed pinned programs {}\n",
+            generation.display()
+        ));
+    }
+    if report.is_empty() {
+        report.push_str("nothing to remove\n");
+    }
+    Ok(report)
+}

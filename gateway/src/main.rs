@@ -41,6 +41,19 @@ enum Command {
         /// Log format on stdout.
         #[arg(long, value_enum, default_value_t = LogFormat::Text)]
         log_format: LogFormat,
+        /// On SIGTERM/Ctrl-C leave the programs and nftables rules in place, so agents are
+        /// refused (not let through) until tollgate runs again: use this for service restarts
+        /// and upgrades. `tollgate uninstall` removes them. Without it, a clean stop removes
+        /// interception and agents connect directly.
+        #[arg(long)]
+        keep_on_exit: bool,
+    },
+    /// Remove what a stopped gateway left in the kernel (its nftables table and pinned
+    /// programs): agents then connect directly. Refuses while a gateway is running.
+    Uninstall {
+        /// Configuration naming the nft table and bpffs directory.
+        #[arg(long, short, default_value = DEFAULT_CONFIG)]
+        config: PathBuf,
     },
     /// Validate a configuration file and print what it protects; errors name the line and field.
     CheckConfig {
@@ -68,7 +81,11 @@ enum LogFormat {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Run { config, log_format } => {
+        Command::Run {
+            config,
+            log_format,
+            keep_on_exit,
+        } => {
             init_logging(log_format);
             let runtime = match tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
@@ -77,7 +94,7 @@ fn main() -> ExitCode {
                 Ok(runtime) => runtime,
                 Err(error) => return fail(&format!("cannot start the runtime: {error}")),
             };
-            match runtime.block_on(app::run(&config)) {
+            match runtime.block_on(app::run(&config, keep_on_exit)) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(error) => fail(&error.to_string()),
             }
@@ -91,6 +108,13 @@ fn main() -> ExitCode {
             Err(error) => fail(&error.to_string()),
         },
         Command::Status { config, json } => status::run(&config, json),
+        Command::Uninstall { config } => match app::uninstall(&config) {
+            Ok(report) => {
+                print!("{report}");
+                ExitCode::SUCCESS
+            }
+            Err(error) => fail(&error.to_string()),
+        },
     }
 }
 

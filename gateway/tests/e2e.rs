@@ -645,3 +645,56 @@ fn recreated_agent_cgroup_is_followed() {
     assert_success(&output, "agent in the re-created cgroup");
     open_event_for(&bed.gateway, pid);
 }
+
+#[test]
+#[ignore = "privileged: needs root and BPF; run `sudo cargo xtask test`"]
+fn keep_on_exit_stays_closed_until_uninstall() {
+    let mut bed = bed("keep_on_exit_stays_closed_until_uninstall", |config| {
+        config.keep_on_exit = true;
+    });
+    let port = bed.pg.port();
+    let status = bed.gateway.stop().expect("SIGTERM");
+    assert!(
+        status.success(),
+        "clean exit: {status}\n{}",
+        bed.gateway.log_text()
+    );
+    assert!(
+        bed.gateway.nft_table_present(),
+        "--keep-on-exit leaves the table"
+    );
+    let (_, refused) = run(psql(
+        &mut bed.agents.command("psql"),
+        "127.0.0.1",
+        port,
+        "select 1",
+    ));
+    assert!(
+        !refused.status.success(),
+        "agents stay refused after a --keep-on-exit stop"
+    );
+
+    let uninstall = Command::new(TOLLGATE)
+        .args(["uninstall", "--config"])
+        .arg(bed.gateway.config_path())
+        .output()
+        .expect("tollgate uninstall");
+    assert!(
+        uninstall.status.success(),
+        "{}",
+        String::from_utf8_lossy(&uninstall.stderr)
+    );
+    let report = String::from_utf8_lossy(&uninstall.stdout);
+    assert!(
+        report.contains("removed nftables table") && report.contains("removed pinned programs"),
+        "{report}"
+    );
+    assert!(!bed.gateway.nft_table_present());
+    let (_, direct) = run(psql(
+        &mut bed.agents.command("psql"),
+        "127.0.0.1",
+        port,
+        "select 1",
+    ));
+    assert_success(&direct, "agent after uninstall connects directly");
+}

@@ -167,6 +167,32 @@ pub fn measure(binary: &Path, rounds: u32) -> anyhow::Result<String> {
         })
     };
 
+    // Precise figures per redirect mode, eBPF first (the nftables runs leave conntrack entries
+    // that the kernel keeps collecting for two minutes): the programs' exact kernel time per non-agent connect
+    // (worst case: attached at the root, so they run for every process) and the table's cost
+    // toggled in place (cgroup selection, so no program runs for the non-agent).
+    let mut precise = Vec::new();
+    for redirect in ["ebpf", "nftables"] {
+        let programs = {
+            let gateway = GatewayProcess::start(binary, &config_for(true, redirect))?;
+            let to_protected = bpf_time_per_connect(binary, &gateway, || {
+                probe(Command::new(&xtask), protected.port)
+            })?;
+            let to_unprotected = bpf_time_per_connect(binary, &gateway, || {
+                probe(Command::new(&xtask), unprotected.port)
+            })?;
+            (to_protected, to_unprotected)
+        };
+        let table = {
+            let gateway = GatewayProcess::start(binary, &config_for(false, redirect))?;
+            (
+                table_overhead(&gateway, protected.port)?,
+                table_overhead(&gateway, unprotected.port)?,
+            )
+        };
+        precise.push((redirect, table, programs));
+    }
+
     // Paired per round: each attached figure is compared with the detached one measured just
     // before it, and the report takes the median of those differences.
     let mut detached = Vec::new();
@@ -232,30 +258,6 @@ pub fn measure(binary: &Path, rounds: u32) -> anyhow::Result<String> {
     ];
     // Exact kernel time of the programs per non-agent connect, in the worst case (attached at
     // the root, so they run for every process), from the kernel's own bpf_stats.
-    // Precise figures per redirect mode: the programs' exact kernel time per non-agent connect
-    // (worst case: attached at the root, so they run for every process) and the table's cost
-    // toggled in place (cgroup selection, so no program runs for the non-agent).
-    let mut precise = Vec::new();
-    for redirect in ["nftables", "ebpf"] {
-        let programs = {
-            let gateway = GatewayProcess::start(binary, &config_for(true, redirect))?;
-            let to_protected = bpf_time_per_connect(binary, &gateway, || {
-                probe(Command::new(&xtask), protected.port)
-            })?;
-            let to_unprotected = bpf_time_per_connect(binary, &gateway, || {
-                probe(Command::new(&xtask), unprotected.port)
-            })?;
-            (to_protected, to_unprotected)
-        };
-        let table = {
-            let gateway = GatewayProcess::start(binary, &config_for(false, redirect))?;
-            (
-                table_overhead(&gateway, protected.port)?,
-                table_overhead(&gateway, unprotected.port)?,
-            )
-        };
-        precise.push((redirect, table, programs));
-    }
 
     let mut out = String::new();
     let _ = writeln!(

@@ -27,6 +27,8 @@ pub struct GatewayConfig {
     pub bind: Option<Vec<String>>,
     /// `gateway.redirect`: "nftables" (the default) or "ebpf".
     pub redirect: Option<&'static str>,
+    /// `tollgate run --keep-on-exit`.
+    pub keep_on_exit: bool,
     /// (name, destinations)
     pub targets: Vec<(String, Vec<String>)>,
 }
@@ -42,6 +44,7 @@ impl GatewayConfig {
             remote_sources: Vec::new(),
             bind: None,
             redirect: None,
+            keep_on_exit: false,
             targets: Vec::new(),
         }
     }
@@ -100,6 +103,7 @@ pub struct GatewayProcess {
     log_path: PathBuf,
     nft_table: String,
     bpffs_dir: PathBuf,
+    keep_on_exit: bool,
 }
 
 impl GatewayProcess {
@@ -118,6 +122,7 @@ impl GatewayProcess {
             log_path,
             nft_table: config.nft_table.clone(),
             bpffs_dir,
+            keep_on_exit: config.keep_on_exit,
         };
         gateway.spawn()?;
         Ok(gateway)
@@ -129,9 +134,14 @@ impl GatewayProcess {
             .create(true)
             .append(true)
             .open(&self.log_path)?;
-        let child = Command::new(&self.binary)
+        let mut command = Command::new(&self.binary);
+        command
             .args(["run", "--log-format", "json", "--config"])
-            .arg(&self.config_path)
+            .arg(&self.config_path);
+        if self.keep_on_exit {
+            command.arg("--keep-on-exit");
+        }
+        let child = command
             .env("RUST_LOG", "info")
             .stdout(log.try_clone()?)
             .stderr(log)
