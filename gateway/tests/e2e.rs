@@ -124,6 +124,30 @@ fn accepted(gateway: &GatewayProcess) -> u64 {
         .expect("accepted count")
 }
 
+/// While the gateway is down: agents are refused (never let through), non-agents unaffected.
+fn assert_agent_refused_non_agent_direct(bed: &Bed) {
+    let port = bed.pg.port();
+    let (_, refused) = run(psql(
+        &mut bed.agents.command("psql"),
+        "127.0.0.1",
+        port,
+        "select 1",
+    ));
+    assert!(
+        !refused.status.success(),
+        "an agent must not bypass a dead gateway"
+    );
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(stderr.contains("refused"), "{stderr}");
+    let (_, direct) = run(psql(
+        &mut Command::new("psql"),
+        "127.0.0.1",
+        port,
+        "select 7",
+    ));
+    assert_success(&direct, "non-agent while the gateway is down");
+}
+
 fn kernel_status(gateway: &GatewayProcess) -> Value {
     let output = Command::new(TOLLGATE)
         .args(["status", "--json", "--config"])
@@ -258,23 +282,7 @@ fn killed_gateway_fails_closed_and_restart_recovers() {
     assert_success(&agent_select(&bed), "agent before the crash");
     bed.gateway.kill9().expect("kill -9 the gateway");
 
-    let refused = agent_select(&bed);
-    assert!(
-        !refused.status.success(),
-        "an agent must not bypass a dead gateway"
-    );
-    assert!(
-        String::from_utf8_lossy(&refused.stderr).contains("refused"),
-        "{}",
-        String::from_utf8_lossy(&refused.stderr)
-    );
-    let (_, direct) = run(psql(
-        &mut Command::new("psql"),
-        "127.0.0.1",
-        port,
-        "select 7",
-    ));
-    assert_success(&direct, "non-agent while the gateway is down");
+    assert_agent_refused_non_agent_direct(&bed);
     assert!(
         bed.gateway.nft_table_present(),
         "the nft table must survive a crash"
@@ -587,28 +595,7 @@ fn ebpf_redirect_fails_closed_when_the_gateway_dies() {
     );
     let port = bed.pg.port();
     bed.gateway.kill9().expect("kill -9 the gateway");
-    let (_, refused) = run(psql(
-        &mut bed.agents.command("psql"),
-        "127.0.0.1",
-        port,
-        "select 1",
-    ));
-    assert!(
-        !refused.status.success(),
-        "an agent must not bypass a dead gateway"
-    );
-    assert!(
-        String::from_utf8_lossy(&refused.stderr).contains("refused"),
-        "{}",
-        String::from_utf8_lossy(&refused.stderr)
-    );
-    let (_, direct) = run(psql(
-        &mut Command::new("psql"),
-        "127.0.0.1",
-        port,
-        "select 1",
-    ));
-    assert_success(&direct, "non-agent while the gateway is down");
+    assert_agent_refused_non_agent_direct(&bed);
     bed.gateway.spawn().expect("restart");
     let (_, again) = run(psql(
         &mut bed.agents.command("psql"),
@@ -663,16 +650,8 @@ fn keep_on_exit_stays_closed_until_uninstall() {
         bed.gateway.nft_table_present(),
         "--keep-on-exit leaves the table"
     );
-    let (_, refused) = run(psql(
-        &mut bed.agents.command("psql"),
-        "127.0.0.1",
-        port,
-        "select 1",
-    ));
-    assert!(
-        !refused.status.success(),
-        "agents stay refused after a --keep-on-exit stop"
-    );
+    // Agents stay refused after a --keep-on-exit stop.
+    assert_agent_refused_non_agent_direct(&bed);
 
     let uninstall = Command::new(TOLLGATE)
         .args(["uninstall", "--config"])

@@ -145,10 +145,7 @@ impl LoadedPrograms {
             }
         };
         let flows = take_hash_map::<FlowKey, ConnIdentity>(&mut ebpf, "FLOWS")?;
-        let agent_cgroup_ids = cgroups
-            .iter()
-            .map(|(cgroup, dir)| Ok((cgroup.clone(), cgroup_id(dir)?)))
-            .collect::<Result<_, ProgramsError>>()?;
+        let agent_cgroup_ids = cgroups.iter().map(|c| (c.path.clone(), c.id)).collect();
         Ok(Self {
             ebpf,
             attribution: Arc::new(BpfAttribution::new(flows)),
@@ -178,22 +175,31 @@ impl LoadedPrograms {
     }
 }
 
-/// (cgroup v2 path, directory) of each configured agent cgroup.
-fn agent_cgroup_dirs(
-    config: &Config,
-    root: &Path,
-) -> Result<Vec<(String, PathBuf)>, ProgramsError> {
+/// A configured agent cgroup as found at startup.
+struct AgentCgroupDir {
+    /// cgroup v2 path as configured.
+    path: String,
+    dir: PathBuf,
+    /// Read once: the map entry and the id re-creation is detected against must agree.
+    id: u64,
+}
+
+fn agent_cgroup_dirs(config: &Config, root: &Path) -> Result<Vec<AgentCgroupDir>, ProgramsError> {
     config
         .agents
         .cgroups
         .iter()
         .map(|cgroup| {
             let dir = root.join(cgroup.trim_start_matches('/'));
-            if dir.is_dir() {
-                Ok((cgroup.clone(), dir))
-            } else {
-                Err(ProgramsError::MissingCgroup { path: dir })
+            if !dir.is_dir() {
+                return Err(ProgramsError::MissingCgroup { path: dir });
             }
+            let id = cgroup_id(&dir)?;
+            Ok(AgentCgroupDir {
+                path: cgroup.clone(),
+                dir,
+                id,
+            })
         })
         .collect()
 }
@@ -237,7 +243,7 @@ fn map_mut<'a, K: aya::Pod, V: aya::Pod>(
 fn fill_selection_maps(
     ebpf: &mut Ebpf,
     config: &Config,
-    cgroups: &[(String, PathBuf)],
+    cgroups: &[AgentCgroupDir],
 ) -> Result<(), ProgramsError> {
     let map_error = |name| move |source| ProgramsError::Map { name, source };
 
@@ -266,9 +272,9 @@ fn fill_selection_maps(
     }
 
     let mut agent_cgroups = map_mut::<u64, u8>(ebpf, "AGENT_CGROUPS")?;
-    for (_, dir) in cgroups {
+    for cgroup in cgroups {
         agent_cgroups
-            .insert(cgroup_id(dir)?, 1, 0)
+            .insert(cgroup.id, 1, 0)
             .map_err(map_error("AGENT_CGROUPS"))?;
     }
     Ok(())
@@ -278,13 +284,16 @@ fn attach_and_pin(
     ebpf: &mut Ebpf,
     config: &Config,
     cgroup2_root: &Path,
-    cgroups: &[(String, PathBuf)],
+    cgroups: &[AgentCgroupDir],
     generation: &Path,
 ) -> Result<(Vec<PinnedLink>, Vec<AttachPoint>), ProgramsError> {
     // uid selection cannot be expressed as a cgroup, so the programs then run for every
     // process and decide inside (they check uids and agent cgroup ancestors either way).
     let points: Vec<(String, PathBuf)> = if config.agents.uids.is_empty() {
-        cgroups.to_vec()
+        cgroups
+            .iter()
+            .map(|c| (c.path.clone(), c.dir.clone()))
+            .collect()
     } else {
         vec![("/".to_owned(), cgroup2_root.to_owned())]
     };

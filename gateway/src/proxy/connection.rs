@@ -14,7 +14,7 @@ use super::{
     upstream, ProxyContext,
 };
 use crate::{
-    config::Target,
+    config::{RedirectMode, Target},
     drain,
     identity::{read_process, AgentIdentity, ProcessIdentity},
     intercept::attribution::{flow_key, words_addr},
@@ -29,10 +29,11 @@ pub async fn handle_connection(
 ) {
     let mut guard = SessionGuard::new(context.stats.clone(), client);
     // With the eBPF redirect the agent's socket is connected to this listener itself: its flow
-    // is keyed by our own address and the record carries the original destination.
-    let redirected_in_kernel = agent
-        .local_addr()
-        .ok()
+    // is keyed by our own address and the record carries the original destination. With the
+    // nftables redirect that key never exists, so the lookup is not made.
+    let redirected_in_kernel = (context.config.gateway.redirect == RedirectMode::Ebpf)
+        .then(|| agent.local_addr().ok())
+        .flatten()
         .and_then(|local| context.attribution.lookup(&flow_key(client.0, local)));
     let (orig_dst, identity) = match redirected_in_kernel {
         Some(conn) => (
