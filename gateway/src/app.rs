@@ -10,6 +10,7 @@ use crate::{
     config::{self, Config},
     drain,
     intercept::{self, Interception},
+    postgres::{CancelRegistry, PostgresSettings, RecordingHooks},
     proxy::{listener, ProxyContext, ProxyStats},
 };
 
@@ -62,6 +63,7 @@ pub async fn run(config_path: &Path, keep_on_exit: bool) -> Result<(), AppError>
         attribution: interception.attribution(),
         stats: stats.clone(),
         proc_root: "/proc".into(),
+        postgres: postgres_settings(&config),
     });
     let (drain_signal, drain_watch) = drain::channel();
     for listener in listeners {
@@ -280,4 +282,18 @@ fn status_fn(
         }
         status
     })
+}
+
+/// Message-level PostgreSQL settings; this stage's hooks record statements and allow all.
+pub fn postgres_settings(config: &Config) -> PostgresSettings {
+    let hooks = Arc::new(RecordingHooks);
+    PostgresSettings {
+        startup_timeout: config.gateway.startup_timeout,
+        max_message_bytes: config.gateway.max_message_bytes,
+        upstream_connect_timeout: config.gateway.upstream_connect_timeout,
+        bypass_mark: config.gateway.bypass_mark,
+        cancels: Arc::new(CancelRegistry::default()),
+        request_hook: hooks.clone(),
+        response_hook: hooks,
+    }
 }

@@ -38,6 +38,10 @@ pub struct GatewaySettings {
     pub redirect: RedirectMode,
     pub upstream_connect_timeout: Duration,
     pub drain_timeout: Duration,
+    /// A client must finish startup and authentication within this.
+    pub startup_timeout: Duration,
+    /// Largest PostgreSQL message a client may send after authentication.
+    pub max_message_bytes: usize,
 }
 
 /// How local agent connections reach the gateway.

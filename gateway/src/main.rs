@@ -6,6 +6,7 @@ mod config;
 mod drain;
 mod identity;
 mod intercept;
+mod postgres;
 mod proxy;
 mod status;
 

@@ -2,17 +2,17 @@
 
 pub mod addrs;
 mod connection;
-mod guard;
+pub mod guard;
 pub mod listener;
 mod relay;
-mod upstream;
+pub mod upstream;
 
 use std::sync::{
     atomic::{AtomicU64, Ordering},
     Arc,
 };
 
-use crate::{config::Config, intercept::Attribution};
+use crate::{config::Config, intercept::Attribution, postgres::PostgresSettings};
 
 pub use connection::handle_connection;
 
@@ -23,6 +23,7 @@ pub struct ProxyContext {
     pub stats: Arc<ProxyStats>,
     /// Root of the proc filesystem (tests point it at a fake tree).
     pub proc_root: std::path::PathBuf,
+    pub postgres: PostgresSettings,
 }
 
 /// Counters for `tollgate status`.

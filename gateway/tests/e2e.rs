@@ -343,8 +343,9 @@ fn ten_thousand_connections_leave_no_stale_map_entries() {
     let bed = bed(
         "ten_thousand_connections_leave_no_stale_map_entries",
         |config| {
+            // A raw echo protocol: an object-store target is relayed byte for byte.
             config
-                .targets
+                .object_stores
                 .push(("echo".to_owned(), vec![echo_addr.to_string()]));
         },
     );

@@ -24,6 +24,8 @@ pub struct RawGateway {
     pub redirect: Option<Spanned<String>>,
     pub upstream_connect_timeout_ms: Option<Spanned<u64>>,
     pub drain_timeout_ms: Option<Spanned<u64>>,
+    pub startup_timeout_ms: Option<Spanned<u64>>,
+    pub max_message_bytes: Option<Spanned<u64>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

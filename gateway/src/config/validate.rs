@@ -21,6 +21,12 @@ pub const DEFAULT_LISTEN_PORT: u16 = 954;
 pub const DEFAULT_ADMIN_SOCKET: &str = "/run/tollgate/admin.sock";
 pub const DEFAULT_BPFFS_DIR: &str = "/sys/fs/bpf/tollgate";
 pub const DEFAULT_NFT_TABLE: &str = "tollgate";
+/// PostgreSQL accepts messages up to 1 GiB; the gateway buffers a whole message before it
+/// forwards it, so it takes less by default.
+pub const DEFAULT_MESSAGE_BYTES: usize = 64 * 1024 * 1024;
+/// Below PostgreSQL's own pre-authentication limit nothing useful fits.
+const MIN_MESSAGE_BYTES: u64 = 10_000;
+const MAX_MESSAGE_BYTES: u64 = 0x3fff_ffff;
 
 /// What is wrong, where (byte offset into the file) and in which field.
 #[derive(Debug)]
@@ -176,6 +182,22 @@ fn validate_gateway(
             5_000,
         )?,
         drain_timeout: millis("gateway.drain_timeout_ms", &raw.drain_timeout_ms, 10_000)?,
+        startup_timeout: millis(
+            "gateway.startup_timeout_ms",
+            &raw.startup_timeout_ms,
+            15_000,
+        )?,
+        max_message_bytes: match &raw.max_message_bytes {
+            Some(bytes) if !(MIN_MESSAGE_BYTES..=MAX_MESSAGE_BYTES).contains(bytes.get_ref()) => {
+                return Err(issue(
+                    "gateway.max_message_bytes",
+                    bytes,
+                    format!("must be between {MIN_MESSAGE_BYTES} and {MAX_MESSAGE_BYTES}"),
+                ))
+            }
+            Some(bytes) => *bytes.get_ref() as usize,
+            None => DEFAULT_MESSAGE_BYTES,
+        },
         redirect: match &raw.redirect {
             None => RedirectMode::Nftables,
             Some(mode) => match mode.get_ref().as_str() {

@@ -1,5 +1,6 @@
-//! One accepted connection, in explicit phases: attribute -> select target -> connect upstream
-//! -> relay. Anything that cannot be attributed is refused (fail closed).
+//! One accepted connection, in explicit phases: attribute -> select target -> serve it by kind
+//! (PostgreSQL at message level, object storage as a byte relay for now). Anything that cannot
+//! be attributed is refused (fail closed).
 
 use std::{io, net::SocketAddr, sync::Arc};
 
@@ -14,14 +15,14 @@ use super::{
     upstream, ProxyContext,
 };
 use crate::{
-    config::{RedirectMode, Target},
+    config::{RedirectMode, Target, TargetKind},
     drain,
     identity::{read_process, AgentIdentity, ProcessIdentity},
     intercept::attribution::{flow_key, words_addr},
 };
 
 pub async fn handle_connection(
-    mut agent: TcpStream,
+    agent: TcpStream,
     client: ClientAddr,
     orig_dst: io::Result<OrigDst>,
     context: Arc<ProxyContext>,
@@ -69,6 +70,29 @@ pub async fn handle_connection(
     log_open(guard.id, client, orig_dst, target, &identity);
 
     let upstream_addr = UpstreamAddr(target.upstream.unwrap_or(orig_dst.0));
+    match target.kind {
+        TargetKind::Postgres => {
+            crate::postgres::serve(
+                agent,
+                &context.postgres,
+                &target.name,
+                upstream_addr,
+                identity,
+                &mut guard,
+            )
+            .await
+        }
+        // Object storage is relayed byte for byte until its HTTP gateway lands.
+        TargetKind::ObjectStore => relay_bytes(agent, upstream_addr, &context, &mut guard).await,
+    }
+}
+
+async fn relay_bytes(
+    mut agent: TcpStream,
+    upstream_addr: UpstreamAddr,
+    context: &ProxyContext,
+    guard: &mut SessionGuard,
+) {
     let timeout = context.config.gateway.upstream_connect_timeout;
     let mut upstream = match tokio::time::timeout(
         timeout,

@@ -19,6 +19,10 @@ pub enum Outcome {
     Closed,
     /// A socket error ended the relay.
     Failed,
+    /// The client broke the protocol and was sent FATAL 08P01.
+    ProtocolViolation,
+    /// A CancelRequest was passed to the server.
+    CancelForwarded,
     /// The task was dropped (forced shutdown) before it finished.
     Interrupted,
 }
@@ -30,6 +34,8 @@ impl Outcome {
             Self::UpstreamUnreachable => "upstream_unreachable",
             Self::Closed => "closed",
             Self::Failed => "failed",
+            Self::ProtocolViolation => "protocol_violation",
+            Self::CancelForwarded => "cancel_forwarded",
             Self::Interrupted => "interrupted",
         }
     }

@@ -29,8 +29,10 @@ pub struct GatewayConfig {
     pub redirect: Option<&'static str>,
     /// `tollgate run --keep-on-exit`.
     pub keep_on_exit: bool,
-    /// (name, destinations)
+    /// PostgreSQL targets: (name, destinations).
     pub targets: Vec<(String, Vec<String>)>,
+    /// Object-store targets, relayed byte for byte: (name, destinations).
+    pub object_stores: Vec<(String, Vec<String>)>,
 }
 
 impl GatewayConfig {
@@ -46,6 +48,7 @@ impl GatewayConfig {
             redirect: None,
             keep_on_exit: false,
             targets: Vec::new(),
+            object_stores: Vec::new(),
         }
     }
 
@@ -84,10 +87,12 @@ impl GatewayConfig {
             uids.join(", "),
             list(&self.remote_sources)
         );
-        for (name, destinations) in &self.targets {
+        let kinds = self.targets.iter().map(|t| ("postgres", t));
+        let kinds = kinds.chain(self.object_stores.iter().map(|t| ("object_store", t)));
+        for (kind, (name, destinations)) in kinds {
             let _ = writeln!(
                 text,
-                "\n[[targets]]\nname = {name:?}\nkind = \"postgres\"\ndestinations = [{}]",
+                "\n[[targets]]\nname = {name:?}\nkind = {kind:?}\ndestinations = [{}]",
                 list(destinations)
             );
         }

@@ -97,7 +97,7 @@ upstream_connect_timeout_ms = 2000
 
 [[targets]]
 name = "echo-db"
-kind = "postgres"
+kind = "object_store"
 destinations = ["{destination}"]
 "#
     );
@@ -121,11 +121,13 @@ fn harness(config: Config) -> Harness {
         !proc_root.join("4000001").exists(),
         "the fake proc root must not hold the agent pid"
     );
+    let postgres = crate::app::postgres_settings(&config);
     let context = Arc::new(ProxyContext {
         config: Arc::new(config),
         attribution: attribution.clone(),
         stats: stats.clone(),
         proc_root,
+        postgres,
     });
     Harness {
         context,
@@ -551,7 +553,7 @@ uids = [1000]
 
 [[targets]]
 name = "echo-db"
-kind = "postgres"
+kind = "object_store"
 destinations = ["{asked_for}"]
 upstream = "{echo_addr}"
 "#

@@ -1,0 +1,96 @@
+//! The two points where policy meets the protocol: every whole request before it is forwarded,
+//! every server message before it reaches the agent. This stage's hooks allow everything and
+//! record each statement, its parameters (described, never their values) and who sent it.
+
+use pgwire::messages::PgWireBackendMessage;
+
+use super::{
+    redact::{describe_parameter, redact_sql},
+    request::{Request, Statement},
+    startup::StartupInfo,
+};
+use crate::identity::{printable, AgentIdentity};
+
+/// Who a session belongs to, as the hooks see it.
+#[derive(Debug)]
+pub struct SessionInfo {
+    pub conn_id: u64,
+    pub target: String,
+    pub agent: AgentIdentity,
+    pub startup: StartupInfo,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RequestVerdict {
+    Forward,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ResponseVerdict {
+    Forward,
+}
+
+pub trait RequestHook: Send + Sync {
+    fn on_request(&self, session: &SessionInfo, request: &Request) -> RequestVerdict;
+}
+
+pub trait ResponseHook: Send + Sync {
+    fn on_response(&self, session: &SessionInfo, message: &PgWireBackendMessage)
+        -> ResponseVerdict;
+}
+
+/// Allows everything; writes one `statement` record per statement.
+#[derive(Debug, Default)]
+pub struct RecordingHooks;
+
+impl RequestHook for RecordingHooks {
+    fn on_request(&self, session: &SessionInfo, request: &Request) -> RequestVerdict {
+        for statement in &request.statements {
+            record_statement(session, statement);
+        }
+        RequestVerdict::Forward
+    }
+}
+
+impl ResponseHook for RecordingHooks {
+    fn on_response(&self, _: &SessionInfo, _: &PgWireBackendMessage) -> ResponseVerdict {
+        ResponseVerdict::Forward
+    }
+}
+
+fn record_statement(session: &SessionInfo, statement: &Statement) {
+    let pid = match &session.agent {
+        AgentIdentity::Process(process) => Some(process.pid),
+        AgentIdentity::Remote { .. } => None,
+    };
+    let (protocol, sql, parameters) = match statement {
+        Statement::Simple { sql } => ("simple", Some(redact_sql(sql)), None),
+        Statement::Prepare { .. } => return,
+        Statement::Execute {
+            sql, parameters, ..
+        } => (
+            "extended",
+            sql.as_deref().map(redact_sql),
+            Some(
+                parameters
+                    .iter()
+                    .map(|p| describe_parameter(p.value.as_deref(), p.binary))
+                    .collect::<Vec<_>>()
+                    .join(","),
+            ),
+        ),
+    };
+    tracing::info!(
+        event = "statement",
+        conn_id = session.conn_id,
+        target = %session.target,
+        identity = session.agent.kind(),
+        pid,
+        db_user = %printable(&session.startup.user),
+        database = %printable(&session.startup.database),
+        protocol,
+        sql = sql.as_deref().unwrap_or("<unknown prepared statement>"),
+        parameters = parameters.as_deref(),
+        "statement"
+    );
+}

@@ -1,0 +1,335 @@
+//! Frontend messages gathered into whole requests: a `Query`, or extended-protocol messages up
+//! to `Sync` or `Flush`. Each request carries what policy needs (statement text, bound
+//! parameters, the portal an `Execute` runs) and the exact bytes to forward.
+
+use std::{collections::HashMap, sync::Arc};
+
+use bytes::BytesMut;
+use pgwire::messages::{extendedquery::Bind, PgWireFrontendMessage};
+
+/// Extended-protocol messages buffered beyond this are handed on as a partial request, so a
+/// long pipeline without `Sync` cannot grow without bound.
+const PARTIAL_REQUEST_BYTES: usize = 1024 * 1024;
+
+/// How a request ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RequestEnd {
+    /// A simple `Query`: answered by exactly one ReadyForQuery.
+    Query,
+    /// `Sync`: answered by exactly one ReadyForQuery.
+    Sync,
+    /// `Flush`: the client wants what is pending, no ReadyForQuery.
+    Flush,
+    /// Buffered messages handed on early (see [`PARTIAL_REQUEST_BYTES`]).
+    Partial,
+}
+
+/// A prepared statement's text, shared by every portal and execution that uses it.
+pub type Sql = Arc<str>;
+
+/// One statement the server will run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Statement {
+    /// A simple-protocol query string (possibly several statements).
+    Simple { sql: Sql },
+    /// `Parse`: a statement prepared under a name ("" is the unnamed statement).
+    Prepare { name: String, sql: Sql },
+    /// `Execute` of a portal, with the statement it was bound from and its parameters.
+    Execute {
+        portal: String,
+        /// `None` when the portal or statement is unknown to the gateway (the server will
+        /// refuse it too).
+        sql: Option<Sql>,
+        parameters: Vec<Parameter>,
+        max_rows: i32,
+    },
+}
+
+/// One bound parameter value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Parameter {
+    pub value: Option<bytes::Bytes>,
+    pub binary: bool,
+}
+
+#[derive(Debug)]
+pub struct Request {
+    pub end: RequestEnd,
+    pub statements: Vec<Statement>,
+    /// The frames exactly as received, in order.
+    pub frames: BytesMut,
+}
+
+impl Request {
+    pub fn expects_ready_for_query(&self) -> bool {
+        matches!(self.end, RequestEnd::Query | RequestEnd::Sync)
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Portal {
+    sql: Option<Sql>,
+    parameters: Vec<Parameter>,
+}
+
+/// Gathers messages and remembers prepared statements and portals across requests.
+#[derive(Debug, Default)]
+pub struct RequestAssembler {
+    frames: BytesMut,
+    statements: Vec<Statement>,
+    prepared: HashMap<String, Sql>,
+    portals: HashMap<String, Portal>,
+}
+
+impl RequestAssembler {
+    /// Adds one request message; returns the request once it is complete.
+    pub fn push(&mut self, frame: BytesMut, message: &PgWireFrontendMessage) -> Option<Request> {
+        use PgWireFrontendMessage as F;
+        self.frames.unsplit(frame);
+        let end = match message {
+            F::Query(query) => {
+                // A simple query drops the unnamed statement and portal.
+                self.prepared.remove("");
+                self.portals.remove("");
+                self.statements.push(Statement::Simple {
+                    sql: Sql::from(query.query.as_str()),
+                });
+                Some(RequestEnd::Query)
+            }
+            F::Parse(parse) => {
+                let name = parse.name.clone().unwrap_or_default();
+                let sql = Sql::from(parse.query.as_str());
+                self.prepared.insert(name.clone(), sql.clone());
+                self.statements.push(Statement::Prepare { name, sql });
+                None
+            }
+            F::Bind(bind) => {
+                self.bind(bind);
+                None
+            }
+            F::Execute(execute) => {
+                let portal = execute.name.clone().unwrap_or_default();
+                let known = self.portals.get(&portal).cloned();
+                self.statements.push(Statement::Execute {
+                    portal,
+                    sql: known.as_ref().and_then(|p| p.sql.clone()),
+                    parameters: known.map(|p| p.parameters).unwrap_or_default(),
+                    max_rows: execute.max_rows,
+                });
+                None
+            }
+            F::Close(close) => {
+                let name = close.name.clone().unwrap_or_default();
+                match close.target_type {
+                    b'S' => self.prepared.remove(&name),
+                    _ => self.portals.remove(&name).and(None),
+                };
+                None
+            }
+            F::Sync(_) => {
+                // The unnamed portal does not outlive the transaction; keep it simple and
+                // let the next Bind replace it.
+                Some(RequestEnd::Sync)
+            }
+            F::Flush(_) => Some(RequestEnd::Flush),
+            _ => None,
+        };
+        let end = end.or_else(|| {
+            (self.frames.len() >= PARTIAL_REQUEST_BYTES).then_some(RequestEnd::Partial)
+        })?;
+        Some(Request {
+            end,
+            statements: std::mem::take(&mut self.statements),
+            frames: self.frames.split(),
+        })
+    }
+
+    fn bind(&mut self, bind: &Bind) {
+        let portal = bind.portal_name.clone().unwrap_or_default();
+        let statement = bind.statement_name.clone().unwrap_or_default();
+        // Format codes: none = all text, one = applies to all, else one per parameter.
+        let binary = |index: usize| match bind.parameter_format_codes.as_slice() {
+            [] => false,
+            [all] => *all == 1,
+            codes => codes.get(index) == Some(&1),
+        };
+        let parameters = bind
+            .parameters
+            .iter()
+            .enumerate()
+            .map(|(index, value)| Parameter {
+                value: value.clone(),
+                binary: binary(index),
+            })
+            .collect();
+        self.portals.insert(
+            portal,
+            Portal {
+                sql: self.prepared.get(&statement).cloned(),
+                parameters,
+            },
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+    use pgwire::messages::{
+        extendedquery::{Close, Execute, Parse, Sync},
+        simplequery::Query,
+    };
+
+    fn push(assembler: &mut RequestAssembler, message: PgWireFrontendMessage) -> Option<Request> {
+        let mut frame = BytesMut::new();
+        message.encode(&mut frame).unwrap();
+        assembler.push(frame, &message)
+    }
+
+    fn bind(portal: &str, statement: &str, values: Vec<Option<Bytes>>, formats: Vec<i16>) -> Bind {
+        Bind::new(
+            Some(portal.into()).filter(|p: &String| !p.is_empty()),
+            Some(statement.into()).filter(|s: &String| !s.is_empty()),
+            formats,
+            values,
+            vec![],
+        )
+    }
+
+    #[test]
+    fn extended_messages_are_gathered_up_to_sync() {
+        let mut assembler = RequestAssembler::default();
+        let parse = Parse::new(Some("s1".into()), "SELECT $1::int".into(), vec![]);
+        assert!(push(&mut assembler, PgWireFrontendMessage::Parse(parse)).is_none());
+        let b = bind(
+            "p1",
+            "s1",
+            vec![Some(Bytes::from_static(b"42")), None],
+            vec![],
+        );
+        assert!(push(&mut assembler, PgWireFrontendMessage::Bind(b)).is_none());
+        let execute = Execute::new(Some("p1".into()), 10);
+        assert!(push(&mut assembler, PgWireFrontendMessage::Execute(execute)).is_none());
+        let request = push(&mut assembler, PgWireFrontendMessage::Sync(Sync::new())).unwrap();
+        assert_eq!(request.end, RequestEnd::Sync);
+        assert!(request.expects_ready_for_query());
+        assert_eq!(request.statements.len(), 2);
+        assert_eq!(
+            request.statements[1],
+            Statement::Execute {
+                portal: "p1".into(),
+                sql: Some("SELECT $1::int".into()),
+                parameters: vec![
+                    Parameter {
+                        value: Some(Bytes::from_static(b"42")),
+                        binary: false
+                    },
+                    Parameter {
+                        value: None,
+                        binary: false
+                    },
+                ],
+                max_rows: 10,
+            }
+        );
+        // The frames are forwarded byte for byte: P, B, E, S.
+        let tags: Vec<u8> = frame_tags(&request.frames);
+        assert_eq!(tags, b"PBES");
+    }
+
+    /// Bind `statement` to the unnamed portal, Execute it, Sync.
+    fn run_unnamed_portal(assembler: &mut RequestAssembler, statement: &str) -> Request {
+        let b = bind("", statement, vec![], vec![]);
+        push(assembler, PgWireFrontendMessage::Bind(b));
+        push(
+            assembler,
+            PgWireFrontendMessage::Execute(Execute::new(None, 0)),
+        );
+        push(assembler, PgWireFrontendMessage::Sync(Sync::new())).unwrap()
+    }
+
+    #[test]
+    fn prepared_statements_outlive_requests_until_closed() {
+        let mut assembler = RequestAssembler::default();
+        let parse = Parse::new(Some("s1".into()), "SELECT 1".into(), vec![]);
+        push(&mut assembler, PgWireFrontendMessage::Parse(parse));
+        push(&mut assembler, PgWireFrontendMessage::Sync(Sync::new()));
+        let request = run_unnamed_portal(&mut assembler, "s1");
+        assert!(matches!(
+            &request.statements[0],
+            Statement::Execute { sql: Some(sql), .. } if &**sql == "SELECT 1"
+        ));
+        let close = Close::new(b'S', Some("s1".into()));
+        push(&mut assembler, PgWireFrontendMessage::Close(close));
+        let request = run_unnamed_portal(&mut assembler, "s1");
+        assert!(matches!(
+            &request.statements[0],
+            Statement::Execute { sql: None, .. }
+        ));
+    }
+
+    #[test]
+    fn binary_formats_are_tracked_per_parameter() {
+        let mut assembler = RequestAssembler::default();
+        let parse = Parse::new(None, "SELECT $1, $2".into(), vec![]);
+        push(&mut assembler, PgWireFrontendMessage::Parse(parse));
+        let values = vec![
+            Some(Bytes::from_static(b"a")),
+            Some(Bytes::from_static(&[0, 1])),
+        ];
+        push(
+            &mut assembler,
+            PgWireFrontendMessage::Bind(bind("", "", values, vec![0, 1])),
+        );
+        push(
+            &mut assembler,
+            PgWireFrontendMessage::Execute(Execute::new(None, 0)),
+        );
+        let request = push(&mut assembler, PgWireFrontendMessage::Sync(Sync::new())).unwrap();
+        let Statement::Execute { parameters, .. } = &request.statements[1] else {
+            panic!("expected an Execute")
+        };
+        assert!(!parameters[0].binary);
+        assert!(parameters[1].binary);
+    }
+
+    #[test]
+    fn a_query_is_a_request_on_its_own() {
+        let mut assembler = RequestAssembler::default();
+        let request = push(
+            &mut assembler,
+            PgWireFrontendMessage::Query(Query::new("SELECT 1; SELECT 2".into())),
+        )
+        .unwrap();
+        assert_eq!(request.end, RequestEnd::Query);
+        assert_eq!(
+            request.statements,
+            vec![Statement::Simple {
+                sql: "SELECT 1; SELECT 2".into()
+            }]
+        );
+    }
+
+    #[test]
+    fn long_pipelines_are_handed_on_in_parts() {
+        let mut assembler = RequestAssembler::default();
+        let parse = Parse::new(None, "SELECT $1".into(), vec![]);
+        push(&mut assembler, PgWireFrontendMessage::Parse(parse));
+        let big = Bytes::from(vec![b'x'; PARTIAL_REQUEST_BYTES]);
+        let b = bind("", "", vec![Some(big)], vec![]);
+        let request = push(&mut assembler, PgWireFrontendMessage::Bind(b)).unwrap();
+        assert_eq!(request.end, RequestEnd::Partial);
+        assert!(!request.expects_ready_for_query());
+    }
+
+    fn frame_tags(mut frames: &[u8]) -> Vec<u8> {
+        let mut tags = Vec::new();
+        while frames.len() >= 5 {
+            tags.push(frames[0]);
+            let len = i32::from_be_bytes(frames[1..5].try_into().unwrap()) as usize;
+            frames = &frames[1 + len..];
+        }
+        tags
+    }
+}

@@ -1,0 +1,341 @@
+//! One PostgreSQL session through the gateway, in phases: opening (encryption negotiation,
+//! startup packet or cancel request) under the startup timeout, connecting upstream, then the
+//! two pumps until either side ends. Every way it ends sets the connection's close record.
+
+mod pumps;
+
+use std::{sync::Arc, time::Duration};
+
+use bytes::BytesMut;
+use pgwire::messages::cancel::CancelRequest;
+use tokio::{
+    io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt},
+    net::TcpStream,
+    sync::mpsc,
+    time::Instant,
+};
+
+use self::pumps::{Expectation, PumpError};
+use super::{
+    cancel::CancelRegistry,
+    errors::{sqlstate, ClientError},
+    frame::{FrameError, FrameReader},
+    hooks::{RequestHook, ResponseHook, SessionInfo},
+    startup::{read_opening, Opening, StartupError},
+    state::SharedState,
+};
+use crate::{
+    identity::AgentIdentity,
+    proxy::{
+        addrs::UpstreamAddr,
+        guard::{Outcome, SessionGuard},
+        upstream,
+    },
+};
+
+/// How long a forwarded cancel waits for the server to close its end.
+const CANCEL_WAIT: Duration = Duration::from_secs(5);
+
+/// Everything a session needs from the gateway.
+pub struct PostgresSettings {
+    pub startup_timeout: Duration,
+    pub max_message_bytes: usize,
+    pub upstream_connect_timeout: Duration,
+    pub bypass_mark: u32,
+    pub cancels: Arc<CancelRegistry>,
+    pub request_hook: Arc<dyn RequestHook>,
+    pub response_hook: Arc<dyn ResponseHook>,
+}
+
+/// What the pumps share for one session.
+pub struct SessionParts<'a> {
+    session: &'a SessionInfo,
+    state: &'a SharedState,
+    request_hook: &'a dyn RequestHook,
+    response_hook: &'a dyn ResponseHook,
+    cancels: &'a Arc<CancelRegistry>,
+    upstream: UpstreamAddr,
+    max_message_bytes: usize,
+}
+
+/// How a running session ended without an error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SessionEnd {
+    ClientTerminated,
+    ClientClosed,
+    ServerClosed { server_sent_fatal: bool },
+    StartupTimeout,
+}
+
+pub async fn serve(
+    mut agent: TcpStream,
+    settings: &PostgresSettings,
+    target: &str,
+    upstream_addr: UpstreamAddr,
+    agent_identity: AgentIdentity,
+    guard: &mut SessionGuard,
+) {
+    let deadline = Instant::now() + settings.startup_timeout;
+    let opening = match tokio::time::timeout_at(deadline, read_opening(&mut agent)).await {
+        Ok(Ok(opening)) => opening,
+        Ok(Err(error)) => return refuse_opening(&mut agent, error, guard).await,
+        Err(_) => {
+            guard.outcome = Outcome::Refused("startup packet not received in time");
+            return;
+        }
+    };
+    let (startup, packet) = match opening {
+        Opening::Cancel(request) => return forward_cancel(request, settings, guard).await,
+        Opening::Session { startup, packet } => (startup, packet),
+    };
+    if startup.replication_requested {
+        let error = ClientError::fatal(
+            sqlstate::INSUFFICIENT_PRIVILEGE,
+            "replication connections are not allowed through Tollgate",
+        );
+        send_fatal(&mut agent, &error).await;
+        guard.outcome = Outcome::Refused("replication connection");
+        return;
+    }
+    let session = SessionInfo {
+        conn_id: guard.id,
+        target: target.to_owned(),
+        agent: agent_identity,
+        startup,
+    };
+    log_startup(&session);
+
+    let connect = upstream::connect(upstream_addr.0, settings.bypass_mark);
+    let mut upstream = match tokio::time::timeout(settings.upstream_connect_timeout, connect).await
+    {
+        Ok(Ok(stream)) => stream,
+        failure => {
+            let detail = match failure {
+                Ok(Err(error)) => error.to_string(),
+                _ => format!("timed out after {:?}", settings.upstream_connect_timeout),
+            };
+            let error = ClientError::fatal(
+                sqlstate::CONNECTION_FAILURE,
+                format!("Tollgate could not connect to the database server of target \"{target}\""),
+            );
+            send_fatal(&mut agent, &error).await;
+            guard.outcome = Outcome::UpstreamUnreachable;
+            guard.error = Some(format!("{upstream_addr}: {detail}"));
+            return;
+        }
+    };
+    let _ = agent.set_nodelay(true);
+    let _ = upstream.set_nodelay(true);
+    if let Err(error) = upstream.write_all(&packet).await {
+        guard.outcome = Outcome::Failed;
+        guard.error = Some(format!("upstream: {error}"));
+        return;
+    }
+    guard.bytes_from_agent += packet.len() as u64;
+
+    let state = SharedState::default();
+    state.startup_forwarded();
+    let parts = SessionParts {
+        session: &session,
+        state: &state,
+        request_hook: settings.request_hook.as_ref(),
+        response_hook: settings.response_hook.as_ref(),
+        cancels: &settings.cancels,
+        upstream: upstream_addr,
+        max_message_bytes: settings.max_message_bytes,
+    };
+    run(parts, agent, upstream, deadline, guard).await;
+}
+
+async fn run<A, U>(
+    parts: SessionParts<'_>,
+    agent: A,
+    upstream: U,
+    startup_deadline: Instant,
+    guard: &mut SessionGuard,
+) where
+    A: AsyncRead + AsyncWrite + Unpin,
+    U: AsyncRead + AsyncWrite + Unpin,
+{
+    let (agent_read, mut agent_write) = tokio::io::split(agent);
+    let (upstream_read, mut upstream_write) = tokio::io::split(upstream);
+    let mut agent_frames = FrameReader::new(agent_read);
+    let mut upstream_frames = FrameReader::new(upstream_read);
+    let (sender, mut receiver) = mpsc::unbounded_channel::<Expectation>();
+    let mut cancel_registration = None;
+    let (mut from_agent, mut to_agent) = (0, 0);
+    let result = {
+        let frontend = pumps::frontend(
+            &parts,
+            &mut agent_frames,
+            &mut upstream_write,
+            &sender,
+            &mut from_agent,
+        );
+        let backend = pumps::backend(
+            &parts,
+            &mut upstream_frames,
+            &mut agent_write,
+            &mut receiver,
+            &mut to_agent,
+            &mut cancel_registration,
+        );
+        let startup_timer = async {
+            tokio::time::sleep_until(startup_deadline).await;
+            if parts.state.ready() {
+                std::future::pending::<()>().await;
+            }
+        };
+        tokio::select! {
+            end = frontend => end,
+            end = backend => end,
+            () = startup_timer => Ok(SessionEnd::StartupTimeout),
+        }
+    };
+    guard.bytes_from_agent += from_agent;
+    guard.bytes_to_agent += to_agent;
+    // The state at the end says, for instance, that a client left mid-transaction (which the
+    // server rolls back when the upstream connection closes below).
+    tracing::info!(
+        event = "session.end",
+        conn_id = parts.session.conn_id,
+        state = ?parts.state.state(),
+        "postgres session ended"
+    );
+    let target = &parts.session.target;
+    match result {
+        Ok(SessionEnd::ClientTerminated | SessionEnd::ClientClosed) => {
+            guard.outcome = Outcome::Closed
+        }
+        Ok(SessionEnd::ServerClosed { server_sent_fatal }) => {
+            if !server_sent_fatal {
+                send_fatal(&mut agent_write, &connection_lost(target)).await;
+            }
+            guard.outcome = Outcome::Closed;
+        }
+        Ok(SessionEnd::StartupTimeout) => {
+            let error = ClientError::fatal(
+                sqlstate::PROTOCOL_VIOLATION,
+                "canceling authentication due to timeout",
+            );
+            send_fatal(&mut agent_write, &error).await;
+            guard.outcome = Outcome::Refused("startup not completed in time");
+        }
+        Err(PumpError::Client(error)) => {
+            send_fatal(&mut agent_write, &error).await;
+            guard.outcome = Outcome::ProtocolViolation;
+            guard.error = Some(error.message);
+        }
+        Err(PumpError::Upstream(detail)) => {
+            send_fatal(&mut agent_write, &connection_lost(target)).await;
+            guard.outcome = Outcome::Failed;
+            guard.error = Some(format!("upstream: {detail}"));
+        }
+        Err(PumpError::Agent(error)) => {
+            guard.outcome = Outcome::Failed;
+            guard.error = Some(format!("agent: {error}"));
+        }
+    }
+    // Dropping the upstream halves closes the server connection: an open transaction is
+    // rolled back by the server.
+}
+
+fn connection_lost(target: &str) -> ClientError {
+    ClientError::fatal(
+        sqlstate::CONNECTION_FAILURE,
+        format!("the connection to the database server of target \"{target}\" was lost"),
+    )
+}
+
+async fn refuse_opening(agent: &mut TcpStream, error: StartupError, guard: &mut SessionGuard) {
+    match error {
+        StartupError::Refused(client_error) => {
+            send_fatal(agent, &client_error).await;
+            guard.outcome = Outcome::ProtocolViolation;
+            guard.error = Some(client_error.message);
+        }
+        StartupError::Frame(
+            frame_error @ (FrameError::TooLarge { .. } | FrameError::BadLength(_)),
+        ) => {
+            let client_error =
+                ClientError::fatal(sqlstate::PROTOCOL_VIOLATION, frame_error.to_string());
+            send_fatal(agent, &client_error).await;
+            guard.outcome = Outcome::ProtocolViolation;
+            guard.error = Some(client_error.message);
+        }
+        StartupError::Frame(other) => {
+            guard.outcome = Outcome::Failed;
+            guard.error = Some(other.to_string());
+        }
+        StartupError::Closed => guard.outcome = Outcome::Closed,
+    }
+}
+
+async fn send_fatal<W: AsyncWrite + Unpin>(writer: &mut W, error: &ClientError) {
+    let mut out = BytesMut::new();
+    error.encode_into(&mut out);
+    // Best effort: the connection closes either way.
+    let _ = writer.write_all(&out).await;
+    let _ = writer.shutdown().await;
+}
+
+/// A CancelRequest carrying a key this gateway issued goes to that session's server with the
+/// server's own secret; any other key is dropped, as PostgreSQL does, without a reply.
+async fn forward_cancel(
+    request: CancelRequest,
+    settings: &PostgresSettings,
+    guard: &mut SessionGuard,
+) {
+    let Some(route) = settings.cancels.route(&request) else {
+        guard.outcome = Outcome::Refused("cancel request with an unknown key");
+        return;
+    };
+    guard.target = Some(route.target.clone());
+    let result = async {
+        let mut upstream = upstream::connect(route.upstream.0, settings.bypass_mark).await?;
+        upstream.write_all(&route.upstream_request()).await?;
+        // The server closes once it has read the request.
+        let mut rest = Vec::new();
+        upstream.read_to_end(&mut rest).await.map(|_| ())
+    };
+    match tokio::time::timeout(CANCEL_WAIT, result).await {
+        Ok(Ok(())) => {
+            tracing::info!(
+                event = "cancel.forwarded",
+                conn_id = guard.id,
+                cancelled_conn_id = route.conn_id,
+                target = %route.target,
+                backend_pid = route.pid,
+                "cancel request forwarded"
+            );
+            guard.outcome = Outcome::CancelForwarded;
+        }
+        Ok(Err(error)) => {
+            guard.outcome = Outcome::UpstreamUnreachable;
+            guard.error = Some(format!("{}: {error}", route.upstream));
+        }
+        Err(_) => {
+            guard.outcome = Outcome::UpstreamUnreachable;
+            guard.error = Some(format!("{}: cancel not acknowledged", route.upstream));
+        }
+    }
+}
+
+fn log_startup(session: &SessionInfo) {
+    let startup = &session.startup;
+    let settings: Vec<String> = startup
+        .settings
+        .iter()
+        .map(|(name, value)| crate::identity::printable(&format!("{name}={value}")))
+        .collect();
+    tracing::info!(
+        event = "session.startup",
+        conn_id = session.conn_id,
+        target = %session.target,
+        db_user = %crate::identity::printable(&startup.user),
+        database = %crate::identity::printable(&startup.database),
+        application_name = startup.application_name.as_deref().map(crate::identity::printable),
+        settings = %settings.join(" "),
+        "postgres session started"
+    );
+}

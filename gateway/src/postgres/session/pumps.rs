@@ -1,0 +1,333 @@
+//! The two directions of a running session. The frontend pump gathers client messages into
+//! requests, checks them against the session state and passes them through the request hook;
+//! the backend pump moves the state on from server messages and passes them through the
+//! response hook. Replies the gateway makes itself are queued behind the answers to earlier
+//! requests, so the client sees them in protocol order.
+
+use std::{collections::VecDeque, io};
+
+use bytes::BytesMut;
+use pgwire::messages::{
+    startup::{Authentication, BackendKeyData},
+    DecodeContext, PgWireBackendMessage, PgWireFrontendMessage, ProtocolVersion,
+};
+use tokio::{
+    io::{AsyncRead, AsyncWrite, AsyncWriteExt},
+    sync::mpsc::{UnboundedReceiver, UnboundedSender},
+};
+
+use super::{SessionEnd, SessionParts};
+use crate::postgres::{
+    cancel::CancelRegistration,
+    codec::{decode_backend, decode_frontend, session_context, CodecError, Frontend},
+    errors::{encode_ready_for_query, sqlstate, ClientError},
+    frame::{complete_frame_len, FrameError, FrameKind, FrameReader, PRE_AUTH_LIMIT},
+    hooks::{RequestVerdict, ResponseVerdict},
+    request::RequestAssembler,
+};
+
+/// Server messages may be as large as PostgreSQL allows (1 GiB); the server is trusted to
+/// frame correctly, the limit only guards against a corrupt length.
+const BACKEND_LIMIT: usize = 1 << 30;
+
+/// SCRAM channel binding ties the client's SCRAM exchange to the TLS session it sees; behind
+/// a gateway that is a different session from the server's, so `-PLUS` can never succeed.
+const CHANNEL_BINDING_SUFFIX: &str = "-PLUS";
+
+#[derive(Debug, thiserror::Error)]
+pub enum PumpError {
+    /// The client broke the protocol; the message goes to the client as FATAL.
+    #[error("{}", .0.message)]
+    Client(ClientError),
+    #[error("agent connection: {0}")]
+    Agent(io::Error),
+    #[error("upstream connection: {0}")]
+    Upstream(String),
+}
+
+/// What the backend pump must send in order with the server's answers.
+#[derive(Debug)]
+pub enum Expectation {
+    /// A forwarded request that the server answers with one ReadyForQuery.
+    Ready,
+    /// A request the gateway refused itself: an error, then ReadyForQuery.
+    Refusal(ClientError),
+}
+
+pub async fn frontend<R, W>(
+    parts: &SessionParts<'_>,
+    reader: &mut FrameReader<R>,
+    upstream: &mut W,
+    expectations: &UnboundedSender<Expectation>,
+    forwarded: &mut u64,
+) -> Result<SessionEnd, PumpError>
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    let context = session_context(parts.session.startup.protocol);
+    let mut assembler = RequestAssembler::default();
+    let mut out = BytesMut::new();
+    loop {
+        let limit = message_limit(parts);
+        let frame = match reader.next(FrameKind::Tagged, limit).await {
+            Ok(Some(frame)) => frame,
+            Ok(None) => return Ok(SessionEnd::ClientClosed),
+            Err(error) => return Err(frame_error(error)),
+        };
+        let message = match decode_frontend(&frame, &context) {
+            Ok(Frontend::Message(message)) => message,
+            Ok(Frontend::FunctionCall) => {
+                refuse(parts, expectations, function_call_refusal())?;
+                continue;
+            }
+            Err(error) => return Err(codec_error(error)),
+        };
+        parts
+            .state
+            .check_frontend(&message)
+            .map_err(|reason| violation(reason.to_owned()))?;
+        use PgWireFrontendMessage as F;
+        match &message {
+            F::Terminate(_) => {
+                out.unsplit(frame);
+                write_counted(upstream, &mut out, forwarded)
+                    .await
+                    .map_err(upstream_io)?;
+                return Ok(SessionEnd::ClientTerminated);
+            }
+            F::PasswordMessageFamily(_) | F::CopyData(_) | F::CopyDone(_) | F::CopyFail(_) => {
+                out.unsplit(frame)
+            }
+            // The server ignores Sync and Flush during COPY FROM STDIN (libpq sends them).
+            F::Sync(_) | F::Flush(_) if parts.state.in_copy_in() => out.unsplit(frame),
+            _ => {
+                if let Some(request) = assembler.push(frame, &message) {
+                    match parts.request_hook.on_request(parts.session, &request) {
+                        RequestVerdict::Forward => {}
+                    }
+                    if request.expects_ready_for_query() {
+                        parts.state.request_sent();
+                        send(expectations, Expectation::Ready)?;
+                    }
+                    out.unsplit(request.frames);
+                }
+            }
+        }
+        // Coalesce: write once nothing complete is left to process.
+        if !out.is_empty() && !reader_has_frame(reader, limit) {
+            write_counted(upstream, &mut out, forwarded)
+                .await
+                .map_err(upstream_io)?;
+        }
+    }
+}
+
+pub async fn backend<R, W>(
+    parts: &SessionParts<'_>,
+    reader: &mut FrameReader<R>,
+    agent: &mut W,
+    expectations: &mut UnboundedReceiver<Expectation>,
+    forwarded: &mut u64,
+    cancel_registration: &mut Option<CancelRegistration>,
+) -> Result<SessionEnd, PumpError>
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    let mut context = DecodeContext::new(parts.session.startup.protocol);
+    context.awaiting_frontend_ssl = false;
+    context.awaiting_frontend_startup = false;
+    let mut queue = VecDeque::new();
+    let mut out = BytesMut::new();
+    let mut frontend_gone = false;
+    let mut server_sent_fatal = false;
+    loop {
+        while let Ok(expectation) = expectations.try_recv() {
+            queue.push_back(expectation);
+        }
+        emit_refusals(parts, &mut queue, &mut out);
+        if !out.is_empty() && !reader_has_frame(reader, BACKEND_LIMIT) {
+            write_counted(agent, &mut out, forwarded)
+                .await
+                .map_err(PumpError::Agent)?;
+        }
+        let frame = tokio::select! {
+            biased;
+            expectation = expectations.recv(), if !frontend_gone => {
+                match expectation {
+                    Some(expectation) => queue.push_back(expectation),
+                    None => frontend_gone = true,
+                }
+                continue;
+            }
+            frame = reader.next(FrameKind::Tagged, BACKEND_LIMIT) => frame,
+        };
+        let frame = match frame {
+            Ok(Some(frame)) => frame,
+            Ok(None) => return Ok(SessionEnd::ServerClosed { server_sent_fatal }),
+            Err(error) => return Err(PumpError::Upstream(error.to_string())),
+        };
+        let message = decode_backend(&frame, &context)
+            .map_err(|error| PumpError::Upstream(error.to_string()))?;
+        parts.state.on_backend(&message);
+        use PgWireBackendMessage as B;
+        match message {
+            B::Authentication(Authentication::SASL(mechanisms))
+                if mechanisms
+                    .iter()
+                    .any(|m| m.ends_with(CHANNEL_BINDING_SUFFIX)) =>
+            {
+                let offered = mechanisms
+                    .into_iter()
+                    .filter(|m| !m.ends_with(CHANNEL_BINDING_SUFFIX))
+                    .collect();
+                encode(B::Authentication(Authentication::SASL(offered)), &mut out);
+            }
+            B::BackendKeyData(key) => {
+                let issued = issue_cancel_key(parts, key, cancel_registration)?;
+                encode(B::BackendKeyData(issued), &mut out);
+            }
+            B::NegotiateProtocolVersion(ref negotiated) => {
+                context.protocol_version = ProtocolVersion::from_version_number(
+                    3,
+                    negotiated.newest_minor_protocol as u16,
+                )
+                .unwrap_or(ProtocolVersion::PROTOCOL3_0);
+                out.unsplit(frame);
+            }
+            message => {
+                match parts.response_hook.on_response(parts.session, &message) {
+                    ResponseVerdict::Forward => {}
+                }
+                if let B::ErrorResponse(error) = &message {
+                    server_sent_fatal = error.fields.iter().any(|(code, value)| {
+                        *code == b'V' && value == "FATAL" || *code == b'S' && value == "PANIC"
+                    });
+                }
+                out.unsplit(frame);
+                if matches!(message, B::ReadyForQuery(_)) {
+                    // Answers the oldest forwarded request; refusals queued behind it follow.
+                    if let Some(Expectation::Ready) = queue.front() {
+                        queue.pop_front();
+                    }
+                    emit_refusals(parts, &mut queue, &mut out);
+                }
+            }
+        }
+    }
+}
+
+/// Refusals at the head of the queue are due now: all earlier requests are answered.
+fn emit_refusals(parts: &SessionParts<'_>, queue: &mut VecDeque<Expectation>, out: &mut BytesMut) {
+    while let Some(Expectation::Refusal(_)) = queue.front() {
+        if let Some(Expectation::Refusal(error)) = queue.pop_front() {
+            error.encode_into(out);
+            encode_ready_for_query(parts.state.transaction(), out);
+        }
+    }
+}
+
+fn issue_cancel_key(
+    parts: &SessionParts<'_>,
+    key: BackendKeyData,
+    registration: &mut Option<CancelRegistration>,
+) -> Result<BackendKeyData, PumpError> {
+    let (issued, new_registration) = parts
+        .cancels
+        .register(
+            parts.session.conn_id,
+            &parts.session.target,
+            parts.upstream,
+            key.pid,
+            key.secret_key,
+        )
+        .map_err(|error| PumpError::Upstream(format!("issuing a cancel key: {error}")))?;
+    *registration = Some(new_registration);
+    Ok(BackendKeyData::new(key.pid, issued))
+}
+
+fn refuse(
+    parts: &SessionParts<'_>,
+    expectations: &UnboundedSender<Expectation>,
+    error: ClientError,
+) -> Result<(), PumpError> {
+    tracing::warn!(
+        event = "request.refused",
+        conn_id = parts.session.conn_id,
+        code = error.code,
+        reason = %error.message,
+        "request refused by the gateway"
+    );
+    send(expectations, Expectation::Refusal(error))
+}
+
+fn function_call_refusal() -> ClientError {
+    ClientError::error(
+        sqlstate::FEATURE_NOT_SUPPORTED,
+        "the FunctionCall protocol message is not allowed through Tollgate (it carries no SQL \
+         to inspect); call the function in a SELECT instead",
+    )
+}
+
+fn send(
+    expectations: &UnboundedSender<Expectation>,
+    expectation: Expectation,
+) -> Result<(), PumpError> {
+    expectations
+        .send(expectation)
+        .map_err(|_| PumpError::Upstream("session ended".into()))
+}
+
+fn message_limit(parts: &SessionParts<'_>) -> usize {
+    if parts.state.authenticated() {
+        parts.max_message_bytes
+    } else {
+        PRE_AUTH_LIMIT
+    }
+}
+
+/// A complete (or invalid) frame is waiting, so processing goes on before writing.
+fn reader_has_frame<R>(reader: &FrameReader<R>, limit: usize) -> bool {
+    matches!(
+        complete_frame_len(reader.buffered_bytes(), FrameKind::Tagged, limit),
+        Ok(Some(_)) | Err(_)
+    )
+}
+
+fn encode(message: PgWireBackendMessage, out: &mut BytesMut) {
+    message
+        .encode(out)
+        .expect("messages rebuilt from decoded ones encode");
+}
+
+async fn write_counted<W: AsyncWrite + Unpin>(
+    writer: &mut W,
+    out: &mut BytesMut,
+    counter: &mut u64,
+) -> io::Result<()> {
+    writer.write_all(out).await?;
+    *counter += out.len() as u64;
+    out.clear();
+    Ok(())
+}
+
+fn upstream_io(error: io::Error) -> PumpError {
+    PumpError::Upstream(error.to_string())
+}
+
+fn violation(message: String) -> PumpError {
+    PumpError::Client(ClientError::fatal(sqlstate::PROTOCOL_VIOLATION, message))
+}
+
+fn frame_error(error: FrameError) -> PumpError {
+    match error {
+        FrameError::Io(error) => PumpError::Agent(error),
+        FrameError::Truncated => PumpError::Agent(io::Error::from(io::ErrorKind::UnexpectedEof)),
+        other => violation(other.to_string()),
+    }
+}
+
+fn codec_error(error: CodecError) -> PumpError {
+    violation(error.to_string())
+}
