@@ -2,6 +2,8 @@
 
 mod bench;
 mod demo;
+mod pg_client;
+mod pg_script;
 mod setup;
 mod tests;
 
@@ -46,6 +48,24 @@ enum Task {
         #[arg(long, default_value_t = 2)]
         rounds: u32,
     },
+    /// (internal) Run a PostgreSQL message script (see `pg_script.rs`) against 127.0.0.1:`port`
+    /// and print the backend messages, normalised, one per line.
+    #[command(hide = true)]
+    PgScript {
+        #[arg(long)]
+        port: u16,
+        /// Script file.
+        script: std::path::PathBuf,
+    },
+    /// (internal) Exercise a real driver (tokio-postgres) against 127.0.0.1:`port`; exits
+    /// non-zero naming the first check that failed.
+    #[command(hide = true)]
+    PgClient {
+        #[arg(long)]
+        port: u16,
+        /// Which checks to run (all when omitted).
+        checks: Vec<String>,
+    },
     /// (internal) Time `count` TCP connects to 127.0.0.1:`port`; prints "median_ns p90_ns".
     #[command(hide = true)]
     ConnectProbe {
@@ -72,6 +92,8 @@ fn main() -> anyhow::Result<()> {
             bench::run(seconds, rounds)
         }
         Task::ConnectProbe { port, count } => bench::connect_probe(port, count),
+        Task::PgScript { port, script } => pg_script::run(port, &script),
+        Task::PgClient { port, checks } => pg_client::run(port, &checks),
     }
 }
 

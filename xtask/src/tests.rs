@@ -21,12 +21,15 @@ pub fn run() -> anyhow::Result<()> {
             "the privileged end-to-end tests need root (eBPF, nftables, cgroups): run `sudo -E cargo xtask test`"
         );
     }
+    // The protocol and driver tests run the hidden `xtask pg-script` / `xtask pg-client`
+    // commands as agents; build this binary's latest version first.
+    cargo(&["build", "-p", "xtask"])?;
+    // Every integration-test binary, one privileged test at a time (they share the kernel).
     cargo(&[
         "test",
         "-p",
         "tollgate",
-        "--test",
-        "e2e",
+        "--tests",
         "--",
         "--ignored",
         "--test-threads=1",

@@ -33,6 +33,8 @@ pub struct GatewayConfig {
     pub targets: Vec<(String, Vec<String>)>,
     /// Object-store targets, relayed byte for byte: (name, destinations).
     pub object_stores: Vec<(String, Vec<String>)>,
+    /// Extra `key = value` lines for the `[gateway]` section (e.g. `startup_timeout_ms = 500`).
+    pub extra_gateway: Vec<String>,
 }
 
 impl GatewayConfig {
@@ -49,6 +51,7 @@ impl GatewayConfig {
             keep_on_exit: false,
             targets: Vec::new(),
             object_stores: Vec::new(),
+            extra_gateway: Vec::new(),
         }
     }
 
@@ -78,6 +81,9 @@ impl GatewayConfig {
         }
         if let Some(bind) = &self.bind {
             let _ = writeln!(text, "bind = [{}]", list(bind));
+        }
+        for line in &self.extra_gateway {
+            let _ = writeln!(text, "{line}");
         }
         let _ = writeln!(text, "\n[agents]\ncgroups = [{}]", list(&self.cgroups));
         let uids: Vec<String> = self.uids.iter().map(ToString::to_string).collect();

@@ -1,0 +1,62 @@
+//! Shared by the privileged protocol and driver tests: a throwaway PostgreSQL, an agent cgroup
+//! and a gateway protecting the cluster, plus the hidden `xtask` client commands.
+
+#![allow(dead_code, reason = "each test binary uses a different part")]
+
+use std::{
+    path::{Path, PathBuf},
+    sync::{Mutex, MutexGuard},
+};
+
+use xtask::testbed::{require_root, AgentCgroup, GatewayConfig, GatewayProcess, PgCluster};
+
+pub const TOLLGATE: &str = env!("CARGO_BIN_EXE_tollgate");
+
+/// Tests share the kernel (cgroup hooks, nat hooks): one at a time.
+static SERIAL: Mutex<()> = Mutex::new(());
+
+pub struct PgBed {
+    pub pg: PgCluster,
+    pub agents: AgentCgroup,
+    pub gateway: GatewayProcess,
+    _serial: MutexGuard<'static, ()>,
+}
+
+/// A cluster on 127.0.0.1 and ::1, protected as target `clinic` for agents in a fresh cgroup.
+pub fn pg_bed(test: &str, adjust: impl FnOnce(&mut GatewayConfig)) -> PgBed {
+    require_root(test);
+    let serial = SERIAL
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    let pg = PgCluster::start("127.0.0.1,::1").expect("throwaway PostgreSQL cluster");
+    let agents = AgentCgroup::create(&format!("tollgate-pg-{}", std::process::id()))
+        .expect("agent cgroup");
+    let mut config = GatewayConfig::new("pg");
+    config.cgroups = vec![agents.path.clone()];
+    config.targets = vec![(
+        "clinic".to_owned(),
+        vec![
+            format!("127.0.0.1:{}", pg.port()),
+            format!("[::1]:{}", pg.port()),
+        ],
+    )];
+    adjust(&mut config);
+    let gateway = GatewayProcess::start(Path::new(TOLLGATE), &config).expect("tollgate starts");
+    PgBed {
+        pg,
+        agents,
+        gateway,
+        _serial: serial,
+    }
+}
+
+/// The `xtask` binary beside `tollgate` (built by `cargo xtask test` before the tests run).
+pub fn xtask_binary() -> PathBuf {
+    let path = Path::new(TOLLGATE).with_file_name("xtask");
+    assert!(
+        path.exists(),
+        "{} is missing: build it with `cargo build -p xtask` (cargo xtask test does)",
+        path.display()
+    );
+    path
+}
