@@ -7,10 +7,14 @@ use tokio::signal::unix::{signal, SignalKind};
 
 use crate::{
     admin,
+    config::TargetKind,
     config::{self, Config},
     drain,
     intercept::{self, Interception},
-    postgres::{CancelRegistry, PostgresSettings, RecordingHooks},
+    postgres::{
+        agent_acceptor, CancelRegistry, CertificateSource, PostgresSettings, RecordingHooks,
+        TlsError, UpstreamConnector,
+    },
     proxy::{listener, ProxyContext, ProxyStats},
 };
 
@@ -24,6 +28,8 @@ pub enum AppError {
     Listen(#[from] listener::BindError),
     #[error(transparent)]
     Admin(#[from] admin::AdminError),
+    #[error(transparent)]
+    Tls(#[from] TlsError),
     #[error("installing signal handlers: {0}")]
     Signals(std::io::Error),
     #[error(
@@ -46,6 +52,7 @@ pub async fn run(config_path: &Path, keep_on_exit: bool) -> Result<(), AppError>
     let _instance = instance_lock(&config)?;
     let admin_listener = admin::bind(&config.gateway.admin_socket)?;
     warn_if_listen_port_unprivileged(config.gateway.listen_port);
+    raise_open_file_limit();
     // Listen before redirecting anything, so agents are never sent to a closed port by us.
     let listeners = listener::bind(&config.gateway.bind, config.gateway.listen_port)?;
     let listen_addrs: Vec<String> = listeners
@@ -63,7 +70,7 @@ pub async fn run(config_path: &Path, keep_on_exit: bool) -> Result<(), AppError>
         attribution: interception.attribution(),
         stats: stats.clone(),
         proc_root: "/proc".into(),
-        postgres: postgres_settings(&config),
+        postgres: postgres_settings(&config)?,
     });
     let (drain_signal, drain_watch) = drain::channel();
     for listener in listeners {
@@ -285,9 +292,33 @@ fn status_fn(
 }
 
 /// Message-level PostgreSQL settings; this stage's hooks record statements and allow all.
-pub fn postgres_settings(config: &Config) -> PostgresSettings {
+/// Fails if a TLS file named in the configuration cannot be used.
+pub fn postgres_settings(config: &Config) -> Result<PostgresSettings, TlsError> {
     let hooks = Arc::new(RecordingHooks);
-    PostgresSettings {
+    let (agent_tls, certificate) = agent_acceptor(&config.gateway.tls)?;
+    match certificate {
+        CertificateSource::Configured(path) => {
+            tracing::info!(cert_file = %path.display(), "TLS for agents: configured certificate")
+        }
+        CertificateSource::Appliance {
+            cert_file,
+            generated,
+        } => tracing::info!(
+            cert_file = %cert_file.display(),
+            generated,
+            "TLS for agents: appliance certificate (self-signed; set gateway.tls_cert_file to use your own)"
+        ),
+    }
+    let upstreams = config
+        .targets
+        .iter()
+        .filter(|target| target.kind == TargetKind::Postgres)
+        .map(|target| {
+            UpstreamConnector::new(&target.name, &target.upstream_tls)
+                .map(|connector| (target.name.clone(), connector))
+        })
+        .collect::<Result<_, _>>()?;
+    Ok(PostgresSettings {
         startup_timeout: config.gateway.startup_timeout,
         max_message_bytes: config.gateway.max_message_bytes,
         upstream_connect_timeout: config.gateway.upstream_connect_timeout,
@@ -295,5 +326,16 @@ pub fn postgres_settings(config: &Config) -> PostgresSettings {
         cancels: Arc::new(CancelRegistry::default()),
         request_hook: hooks.clone(),
         response_hook: hooks,
+        agent_tls,
+        upstreams,
+    })
+}
+
+/// Every session holds two sockets; a soft limit of 1024 (systemd's default) would refuse
+/// agents long before memory runs out, so the soft limit is raised to the hard one.
+fn raise_open_file_limit() {
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(limit) => tracing::debug!(open_files = limit, "open file limit"),
+        Err(error) => tracing::warn!(%error, "could not raise the open file limit"),
     }
 }

@@ -2,6 +2,7 @@
 //! validated into [`Config`]. Every error names the file, the line and the field.
 
 mod raw;
+mod tls;
 pub mod validate;
 
 use std::{
@@ -12,6 +13,7 @@ use std::{
 
 use ipnet::IpNet;
 
+pub use tls::{AgentTls, UpstreamTls, UpstreamTlsMode};
 pub use validate::validate;
 
 /// A validated configuration. Only [`load`] and [`validate`] build one.
@@ -42,6 +44,7 @@ pub struct GatewaySettings {
     pub startup_timeout: Duration,
     /// Largest PostgreSQL message a client may send after authentication.
     pub max_message_bytes: usize,
+    pub tls: AgentTls,
 }
 
 /// How local agent connections reach the gateway.
@@ -136,6 +139,7 @@ pub struct Target {
     pub destinations: Vec<Destination>,
     /// Where the gateway connects; `None` means the destination the agent asked for.
     pub upstream: Option<SocketAddr>,
+    pub upstream_tls: UpstreamTls,
 }
 
 impl Config {

@@ -87,7 +87,8 @@ fn main() -> ExitCode {
             log_format,
             keep_on_exit,
         } => {
-            init_logging(log_format);
+            // Flushes the log writer when `run` returns.
+            let _log_writer = init_logging(log_format);
             let runtime = match tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
                 .build()
@@ -124,15 +125,23 @@ fn fail(message: &str) -> ExitCode {
     ExitCode::from(2)
 }
 
-fn init_logging(format: LogFormat) {
+/// Records are written by a background thread, so a statement record costs the session its
+/// formatting but not a write(2). Not lossy: when the queue is full, sessions wait rather than
+/// drop records.
+fn init_logging(format: LogFormat) -> tracing_appender::non_blocking::WorkerGuard {
+    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
+        .lossy(false)
+        .finish(std::io::stdout());
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_target(false)
+        .with_writer(writer)
         .with_ansi(std::io::stdout().is_terminal());
     match format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().flatten_event(true).init(),
     }
+    guard
 }

@@ -12,7 +12,9 @@ mod request;
 mod session;
 mod startup;
 mod state;
+mod tls;
 
 pub use cancel::CancelRegistry;
 pub use hooks::RecordingHooks;
 pub use session::{serve, PostgresSettings};
+pub use tls::{agent_acceptor, CertificateSource, TlsError, UpstreamConnector};

@@ -3,6 +3,7 @@
 
 mod connect;
 mod pgbench;
+mod sessions;
 
 use std::fmt::Write as _;
 
@@ -33,6 +34,8 @@ pub fn run(seconds: u32, rounds: u32) -> anyhow::Result<()> {
     report.push_str(&connect);
     let pg = pgbench::measure(&binary, seconds, rounds).context("pgbench")?;
     report.push_str(&pg);
+    let sessions = sessions::measure(&binary).context("sessions")?;
+    report.push_str(&sessions);
 
     let dir = workspace_root().join("target/bench");
     std::fs::create_dir_all(&dir)?;

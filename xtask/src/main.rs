@@ -42,7 +42,7 @@ enum Task {
     /// Tollgate vs pgbouncer). Writes target/bench/report.md.
     Bench {
         /// Seconds per pgbench run.
-        #[arg(long, default_value_t = 8)]
+        #[arg(long, default_value_t = 5)]
         seconds: u32,
         /// Rounds of each measurement (ratios are taken within a round).
         #[arg(long, default_value_t = 2)]

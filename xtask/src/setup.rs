@@ -5,7 +5,8 @@ use std::process::Command;
 use anyhow::{bail, Context};
 
 /// Debian packages: the database and clients the tests and demo use, nftables for the redirect,
-/// pgbouncer and socat as benchmark baselines, iproute2 for network namespaces.
+/// pgbouncer and socat as benchmark baselines, iproute2 for network namespaces, psycopg 3 for
+/// the driver tests (pipeline mode, COPY, server-side cursors, LISTEN/NOTIFY, cancel).
 const APT_PACKAGES: &[&str] = &[
     "postgresql",
     "postgresql-contrib",
@@ -15,6 +16,7 @@ const APT_PACKAGES: &[&str] = &[
     "socat",
     "iproute2",
     "python3",
+    "python3-psycopg",
     "util-linux",
     "procps",
 ];

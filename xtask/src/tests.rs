@@ -2,7 +2,15 @@
 
 use anyhow::bail;
 
-use crate::cargo;
+use std::process::Command;
+
+use anyhow::Context;
+
+use crate::{cargo, workspace_root};
+
+/// The decoder fuzz targets (gateway/fuzz) and how long each runs in `cargo xtask test`.
+const FUZZ_TARGETS: [&str; 3] = ["frontend_messages", "backend_messages", "startup_packet"];
+const FUZZ_SECONDS: u32 = 15;
 
 pub fn run() -> anyhow::Result<()> {
     cargo(&["fmt", "--all", "--check"])?;
@@ -16,6 +24,7 @@ pub fn run() -> anyhow::Result<()> {
     ])?;
     // Unprivileged tests; the end-to-end tests show as ignored here.
     cargo(&["test", "--workspace"])?;
+    fuzz_briefly()?;
     if !crate::is_root() {
         bail!(
             "the privileged end-to-end tests need root (eBPF, nftables, cgroups): run `sudo -E cargo xtask test`"
@@ -34,4 +43,21 @@ pub fn run() -> anyhow::Result<()> {
         "--ignored",
         "--test-threads=1",
     ])
+}
+
+/// Each fuzz target for a few seconds: the decoders must never panic on any input. A crash
+/// fails the run and leaves the input under gateway/fuzz/artifacts/.
+fn fuzz_briefly() -> anyhow::Result<()> {
+    for target in FUZZ_TARGETS {
+        let status = Command::new("cargo")
+            .args(["+nightly", "fuzz", "run", target, "--"])
+            .arg(format!("-max_total_time={FUZZ_SECONDS}"))
+            .current_dir(workspace_root().join("gateway"))
+            .status()
+            .context("running cargo +nightly fuzz (installed by `cargo xtask setup`)")?;
+        if !status.success() {
+            bail!("fuzz target {target} failed ({status}); see gateway/fuzz/artifacts/{target}/");
+        }
+    }
+    Ok(())
 }

@@ -26,6 +26,9 @@ pub struct RawGateway {
     pub drain_timeout_ms: Option<Spanned<u64>>,
     pub startup_timeout_ms: Option<Spanned<u64>>,
     pub max_message_bytes: Option<Spanned<u64>>,
+    pub tls_cert_file: Option<Spanned<String>>,
+    pub tls_key_file: Option<Spanned<String>>,
+    pub state_dir: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -46,4 +49,7 @@ pub struct RawTarget {
     pub kind: Spanned<String>,
     pub destinations: Spanned<Vec<Spanned<String>>>,
     pub upstream: Option<Spanned<String>>,
+    pub upstream_tls: Option<Spanned<String>>,
+    pub upstream_ca_file: Option<Spanned<String>>,
+    pub upstream_server_name: Option<Spanned<String>>,
 }

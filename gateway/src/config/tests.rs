@@ -6,6 +6,7 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 use super::*;
 
 mod bad_files;
+mod bad_tls_files;
 
 const FULL: &str = r#"# A file that sets every field.
 [gateway]

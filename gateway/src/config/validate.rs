@@ -36,7 +36,11 @@ pub struct Issue {
     pub message: String,
 }
 
-fn issue<T>(field: impl Into<String>, at: &Spanned<T>, message: impl Into<String>) -> Issue {
+pub(super) fn issue<T>(
+    field: impl Into<String>,
+    at: &Spanned<T>,
+    message: impl Into<String>,
+) -> Issue {
     Issue {
         field: field.into(),
         offset: at.span().start,
@@ -182,6 +186,7 @@ fn validate_gateway(
             5_000,
         )?,
         drain_timeout: millis("gateway.drain_timeout_ms", &raw.drain_timeout_ms, 10_000)?,
+        tls: super::tls::agent_tls(raw)?,
         startup_timeout: millis(
             "gateway.startup_timeout_ms",
             &raw.startup_timeout_ms,
@@ -415,6 +420,7 @@ fn validate_targets(
             kind,
             destinations,
             upstream,
+            upstream_tls: super::tls::upstream_tls(target, index)?,
         });
     }
     Ok(targets)

@@ -94,8 +94,19 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
         kind: FrameKind,
         limit: usize,
     ) -> Result<Option<BytesMut>, FrameError> {
+        self.next_with_limit(kind, || limit).await
+    }
+
+    /// Like [`Self::next`], with the limit asked again whenever bytes arrive: a read that
+    /// starts before authentication must apply the post-authentication limit to a message
+    /// that arrives after it.
+    pub async fn next_with_limit(
+        &mut self,
+        kind: FrameKind,
+        limit: impl Fn() -> usize,
+    ) -> Result<Option<BytesMut>, FrameError> {
         loop {
-            if let Some(frame) = self.buffered(kind, limit)? {
+            if let Some(frame) = self.buffered(kind, limit())? {
                 return Ok(Some(frame));
             }
             let wanted = self.missing_bytes(kind).max(READ_CHUNK);
@@ -184,6 +195,24 @@ mod tests {
         assert_eq!(&second[..], b"S\0\0\0\x04");
         sender.await.unwrap();
         assert!(frames.next(FrameKind::Tagged, 100).await.unwrap().is_none());
+    }
+
+    #[tokio::test]
+    async fn the_limit_in_force_when_a_frame_arrives_applies() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        use tokio::io::AsyncWriteExt;
+        let (mut writer, reader) = tokio::io::duplex(64);
+        let mut frames = FrameReader::new(reader);
+        let limit = AtomicUsize::new(8);
+        let read = frames.next_with_limit(FrameKind::Tagged, || limit.load(Ordering::Relaxed));
+        let write = async {
+            tokio::task::yield_now().await;
+            // The read is already waiting when the limit is raised (authentication done).
+            limit.store(100, Ordering::Relaxed);
+            writer.write_all(b"Q\0\0\0\x0bSELECT\0").await.unwrap();
+        };
+        let (frame, ()) = tokio::join!(read, write);
+        assert_eq!(&frame.unwrap().unwrap()[..], b"Q\0\0\0\x0bSELECT\0");
     }
 
     #[tokio::test]

@@ -18,6 +18,8 @@ pub struct SessionInfo {
     pub target: String,
     pub agent: AgentIdentity,
     pub startup: StartupInfo,
+    /// The agent's connection is TLS-encrypted (to the gateway).
+    pub tls: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

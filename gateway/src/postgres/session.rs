@@ -4,7 +4,7 @@
 
 mod pumps;
 
-use std::{sync::Arc, time::Duration};
+use std::{collections::HashMap, sync::Arc, time::Duration};
 
 use bytes::BytesMut;
 use pgwire::messages::cancel::CancelRequest;
@@ -23,8 +23,12 @@ use super::{
     hooks::{RequestHook, ResponseHook, SessionInfo},
     startup::{read_opening, Opening, StartupError},
     state::SharedState,
+    tls::{PgStream, UpstreamConnector},
 };
+use tokio_rustls::TlsAcceptor;
+
 use crate::{
+    config::Target,
     identity::AgentIdentity,
     proxy::{
         addrs::UpstreamAddr,
@@ -45,6 +49,10 @@ pub struct PostgresSettings {
     pub cancels: Arc<CancelRegistry>,
     pub request_hook: Arc<dyn RequestHook>,
     pub response_hook: Arc<dyn ResponseHook>,
+    /// Answers agents' SSLRequests.
+    pub agent_tls: TlsAcceptor,
+    /// Per target name: how its server is reached.
+    pub upstreams: HashMap<String, UpstreamConnector>,
 }
 
 /// What the pumps share for one session.
@@ -68,25 +76,36 @@ pub enum SessionEnd {
 }
 
 pub async fn serve(
-    mut agent: TcpStream,
+    agent: TcpStream,
     settings: &PostgresSettings,
-    target: &str,
+    target: &Target,
     upstream_addr: UpstreamAddr,
     agent_identity: AgentIdentity,
     guard: &mut SessionGuard,
 ) {
     let deadline = Instant::now() + settings.startup_timeout;
-    let opening = match tokio::time::timeout_at(deadline, read_opening(&mut agent)).await {
-        Ok(Ok(opening)) => opening,
-        Ok(Err(error)) => return refuse_opening(&mut agent, error, guard).await,
+    let _ = agent.set_nodelay(true);
+    let opened = tokio::time::timeout_at(deadline, open(agent, &settings.agent_tls)).await;
+    let (mut agent, tls, opening) = match opened {
+        Ok(Ok(opened)) => opened,
+        Ok(Err((agent, error))) => {
+            if let Some(mut agent) = agent {
+                return refuse_opening(&mut agent, error, guard).await;
+            }
+            guard.outcome = Outcome::Failed;
+            guard.error = Some(error.to_string());
+            return;
+        }
         Err(_) => {
             guard.outcome = Outcome::Refused("startup packet not received in time");
             return;
         }
     };
+    let target_name = target.name.as_str();
     let (startup, packet) = match opening {
         Opening::Cancel(request) => return forward_cancel(request, settings, guard).await,
         Opening::Session { startup, packet } => (startup, packet),
+        Opening::EncryptionRequested => unreachable!("open() answers SSLRequest"),
     };
     if startup.replication_requested {
         let error = ClientError::fatal(
@@ -99,24 +118,21 @@ pub async fn serve(
     }
     let session = SessionInfo {
         conn_id: guard.id,
-        target: target.to_owned(),
+        target: target_name.to_owned(),
         agent: agent_identity,
         startup,
+        tls,
     };
     log_startup(&session);
 
-    let connect = upstream::connect(upstream_addr.0, settings.bypass_mark);
-    let mut upstream = match tokio::time::timeout(settings.upstream_connect_timeout, connect).await
-    {
-        Ok(Ok(stream)) => stream,
-        failure => {
-            let detail = match failure {
-                Ok(Err(error)) => error.to_string(),
-                _ => format!("timed out after {:?}", settings.upstream_connect_timeout),
-            };
+    let mut upstream = match connect_upstream(settings, target_name, upstream_addr).await {
+        Ok(stream) => stream,
+        Err(detail) => {
             let error = ClientError::fatal(
                 sqlstate::CONNECTION_FAILURE,
-                format!("Tollgate could not connect to the database server of target \"{target}\""),
+                format!(
+                    "Tollgate could not connect to the database server of target \"{target_name}\""
+                ),
             );
             send_fatal(&mut agent, &error).await;
             guard.outcome = Outcome::UpstreamUnreachable;
@@ -124,8 +140,6 @@ pub async fn serve(
             return;
         }
     };
-    let _ = agent.set_nodelay(true);
-    let _ = upstream.set_nodelay(true);
     if let Err(error) = upstream.write_all(&packet).await {
         guard.outcome = Outcome::Failed;
         guard.error = Some(format!("upstream: {error}"));
@@ -145,6 +159,63 @@ pub async fn serve(
         max_message_bytes: settings.max_message_bytes,
     };
     run(parts, agent, upstream, deadline, guard).await;
+}
+
+/// The opening under TLS if the agent asks for it: the stream to use from here on, whether it
+/// is encrypted, and what the agent opened it for. On error the stream is returned if an
+/// error can still be sent on it.
+async fn open(
+    mut tcp: TcpStream,
+    acceptor: &TlsAcceptor,
+) -> Result<(Box<dyn PgStream>, bool, Opening), (Option<Box<dyn PgStream>>, StartupError)> {
+    match read_opening(&mut tcp).await {
+        Ok(Opening::EncryptionRequested) => {}
+        Ok(opening) => return Ok((Box::new(tcp), false, opening)),
+        Err(error) => return Err((Some(Box::new(tcp)), error)),
+    }
+    if let Err(error) = tcp.write_all(b"S").await {
+        return Err((None, StartupError::Frame(FrameError::Io(error))));
+    }
+    let mut tls: Box<dyn PgStream> = match acceptor.accept(tcp).await {
+        Ok(stream) => Box::new(stream),
+        Err(error) => return Err((None, StartupError::Frame(FrameError::Io(error)))),
+    };
+    match read_opening(&mut tls).await {
+        Ok(Opening::EncryptionRequested) => Err((
+            Some(tls),
+            StartupError::Refused(ClientError::fatal(
+                sqlstate::PROTOCOL_VIOLATION,
+                "SSLRequest inside TLS",
+            )),
+        )),
+        Ok(opening) => Ok((tls, true, opening)),
+        Err(error) => Err((Some(tls), error)),
+    }
+}
+
+/// TCP connect (bypassing interception), then TLS as the target's `upstream_tls` says.
+async fn connect_upstream(
+    settings: &PostgresSettings,
+    target: &str,
+    address: UpstreamAddr,
+) -> Result<Box<dyn PgStream>, String> {
+    let timeout = settings.upstream_connect_timeout;
+    let connecting = async {
+        let tcp = upstream::connect(address.0, settings.bypass_mark)
+            .await
+            .map_err(|error| error.to_string())?;
+        let _ = tcp.set_nodelay(true);
+        match settings.upstreams.get(target) {
+            Some(connector) => connector
+                .negotiate(tcp, address.0.ip())
+                .await
+                .map_err(|error| error.to_string()),
+            None => Err(format!("no upstream settings for target {target}")),
+        }
+    };
+    tokio::time::timeout(timeout, connecting)
+        .await
+        .unwrap_or_else(|_| Err(format!("timed out after {timeout:?}")))
 }
 
 async fn run<A, U>(
@@ -247,7 +318,11 @@ fn connection_lost(target: &str) -> ClientError {
     )
 }
 
-async fn refuse_opening(agent: &mut TcpStream, error: StartupError, guard: &mut SessionGuard) {
+async fn refuse_opening(
+    agent: &mut Box<dyn PgStream>,
+    error: StartupError,
+    guard: &mut SessionGuard,
+) {
     match error {
         StartupError::Refused(client_error) => {
             send_fatal(agent, &client_error).await;
@@ -335,6 +410,7 @@ fn log_startup(session: &SessionInfo) {
         db_user = %crate::identity::printable(&startup.user),
         database = %crate::identity::printable(&startup.database),
         application_name = startup.application_name.as_deref().map(crate::identity::printable),
+        tls = session.tls,
         settings = %settings.join(" "),
         "postgres session started"
     );

@@ -15,15 +15,17 @@ use super::{
     frame::{complete_frame_len, FrameError, FrameKind, PRE_AUTH_LIMIT},
 };
 
-/// Answer to SSLRequest/GSSENCRequest: "not supported, continue in plain text".
+/// Answer to GSSENCRequest: "not supported, continue in plain text".
 const NEGOTIATION_REFUSED: u8 = b'N';
 
-/// At most one SSLRequest and one GSSENCRequest precede the startup packet.
-const MAX_NEGOTIATIONS: usize = 2;
+/// At most one GSSENCRequest precedes an SSLRequest or the startup packet.
+const MAX_NEGOTIATIONS: usize = 1;
 
 /// What the client opened the connection for.
 #[derive(Debug)]
 pub enum Opening {
+    /// SSLRequest: the caller answers and, if it accepts, reads the opening again over TLS.
+    EncryptionRequested,
     Session {
         startup: StartupInfo,
         /// The packet exactly as the client sent it, forwarded upstream unchanged.
@@ -57,9 +59,9 @@ pub enum StartupError {
     Refused(ClientError),
 }
 
-/// Reads packets until the startup packet or a cancel request, answering encryption requests
-/// with "N" (TLS termination is configured separately). Reads exactly one packet at a time,
-/// so nothing the client sends later is consumed here.
+/// Reads packets until an SSLRequest, the startup packet or a cancel request, answering
+/// GSS encryption requests with "N". Reads exactly one packet at a time, so nothing the
+/// client sends later (such as a TLS handshake) is consumed here.
 pub async fn read_opening<S>(stream: &mut S) -> Result<Opening, StartupError>
 where
     S: AsyncRead + AsyncWrite + Unpin,
@@ -67,7 +69,8 @@ where
     for _ in 0..=MAX_NEGOTIATIONS {
         let packet = read_packet(stream).await?;
         match decode_opening(&packet)? {
-            Decoded::Negotiation => stream
+            Decoded::Ssl => return Ok(Opening::EncryptionRequested),
+            Decoded::Gss => stream
                 .write_all(&[NEGOTIATION_REFUSED])
                 .await
                 .map_err(FrameError::Io)?,
@@ -80,7 +83,7 @@ where
             }
         }
     }
-    Err(protocol_violation("too many encryption requests"))
+    Err(protocol_violation("more than one GSSENCRequest"))
 }
 
 /// One untagged packet, read exactly (length first, then the body).
@@ -105,7 +108,8 @@ async fn read_packet<S: AsyncRead + Unpin>(stream: &mut S) -> Result<BytesMut, S
 }
 
 enum Decoded {
-    Negotiation,
+    Ssl,
+    Gss,
     Cancel(CancelRequest),
     Startup(Startup),
 }
@@ -115,7 +119,10 @@ fn decode_opening(packet: &BytesMut) -> Result<Decoded, StartupError> {
     let mut scratch = packet.clone();
     match PgWireFrontendMessage::decode(&mut scratch, &context) {
         Ok(Some(PgWireFrontendMessage::SslNegotiation(SslNegotiationMetaMessage::None))) => {}
-        Ok(Some(PgWireFrontendMessage::SslNegotiation(_))) => return Ok(Decoded::Negotiation),
+        Ok(Some(PgWireFrontendMessage::SslNegotiation(
+            SslNegotiationMetaMessage::PostgresSsl(_),
+        ))) => return Ok(Decoded::Ssl),
+        Ok(Some(PgWireFrontendMessage::SslNegotiation(_))) => return Ok(Decoded::Gss),
         _ => return Err(protocol_violation("invalid startup packet")),
     }
     context.awaiting_frontend_ssl = false;
@@ -316,17 +323,21 @@ mod opening_tests {
     }
 
     #[tokio::test]
-    async fn ssl_and_gss_requests_are_answered_no_then_startup_is_read() {
+    async fn gss_is_answered_no_ssl_is_handed_back_then_startup_is_read() {
         let (mut client, mut server) = tokio::io::duplex(4096);
         let mut sent = Vec::new();
-        sent.extend_from_slice(&[0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f]); // SSLRequest
         sent.extend_from_slice(&[0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x30]); // GSSENCRequest
+        sent.extend_from_slice(&[0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f]); // SSLRequest
         sent.extend_from_slice(&startup_packet("agent"));
         client.write_all(&sent).await.unwrap();
+        assert!(matches!(
+            read_opening(&mut server).await.unwrap(),
+            Opening::EncryptionRequested
+        ));
         let opening = read_opening(&mut server).await.unwrap();
-        let mut answers = [0u8; 2];
-        client.read_exact(&mut answers).await.unwrap();
-        assert_eq!(&answers, b"NN");
+        let mut answer = [0u8; 1];
+        client.read_exact(&mut answer).await.unwrap();
+        assert_eq!(&answer, b"N");
         match opening {
             Opening::Session { startup, packet } => {
                 assert_eq!(startup.user, "agent");

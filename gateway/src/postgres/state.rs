@@ -30,6 +30,17 @@ enum Copy {
     Out,
 }
 
+/// The client's side of COPY FROM STDIN, which the server's side lags behind: a client may
+/// send CopyDone and its next requests before the server has answered the CopyDone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ClientCopy {
+    None,
+    /// From the server's CopyInResponse until the client's CopyDone or CopyFail.
+    Sending,
+    /// The client has just sent CopyDone or CopyFail; a Sync may follow.
+    Ended,
+}
+
 #[derive(Debug)]
 struct Tracker {
     started: bool,
@@ -37,6 +48,7 @@ struct Tracker {
     ready: bool,
     transaction: TransactionStatus,
     copy: Option<Copy>,
+    client_copy: ClientCopy,
     in_flight: usize,
 }
 
@@ -52,6 +64,7 @@ impl Default for SharedState {
             ready: false,
             transaction: TransactionStatus::Idle,
             copy: None,
+            client_copy: ClientCopy::None,
             in_flight: 0,
         }))
     }
@@ -93,8 +106,31 @@ impl SharedState {
         self.lock().transaction
     }
 
-    pub fn in_copy_in(&self) -> bool {
-        self.lock().copy == Some(Copy::In)
+    /// Records a client message. True for a Sync or Flush that belongs to the client's COPY
+    /// FROM STDIN and so is no request of its own: the server ignores Sync and Flush during the
+    /// copy (libpq and tokio-postgres send a Sync right after the COPY's Execute), and the Sync
+    /// that follows CopyDone or CopyFail gets the ReadyForQuery the COPY's request expects.
+    pub fn copy_in_sync(&self, message: &PgWireFrontendMessage) -> bool {
+        use PgWireFrontendMessage as F;
+        let mut t = self.lock();
+        match (message, t.client_copy) {
+            (F::CopyDone(_) | F::CopyFail(_), ClientCopy::Sending) => {
+                t.client_copy = ClientCopy::Ended;
+                false
+            }
+            (F::Sync(_) | F::Flush(_), ClientCopy::Sending) => true,
+            (F::Flush(_), ClientCopy::Ended) => true,
+            (F::Sync(_), ClientCopy::Ended) => {
+                t.client_copy = ClientCopy::None;
+                true
+            }
+            (F::CopyData(_) | F::CopyDone(_) | F::CopyFail(_), _) => false,
+            (_, ClientCopy::Ended) => {
+                t.client_copy = ClientCopy::None;
+                false
+            }
+            _ => false,
+        }
     }
 
     pub fn request_sent(&self) {
@@ -115,7 +151,10 @@ impl SharedState {
             F::PasswordMessageFamily(_) => Err("unexpected password message after authentication"),
             F::CopyData(_) | F::CopyDone(_) | F::CopyFail(_) | F::Flush(_) | F::Sync(_) => Ok(()),
             F::Terminate(_) => Ok(()),
-            _ if t.copy == Some(Copy::In) => Err("unexpected message during COPY FROM STDIN"),
+            // Judged by the client's side: after its CopyDone the server may still be copying.
+            _ if t.client_copy == ClientCopy::Sending => {
+                Err("unexpected message during COPY FROM STDIN")
+            }
             _ => Ok(()),
         }
     }
@@ -132,10 +171,21 @@ impl SharedState {
                 t.copy = None;
                 t.in_flight = t.in_flight.saturating_sub(1);
             }
-            B::CopyInResponse(_) => t.copy = Some(Copy::In),
+            B::CopyInResponse(_) => {
+                t.copy = Some(Copy::In);
+                t.client_copy = ClientCopy::Sending;
+            }
             B::CopyOutResponse(_) => t.copy = Some(Copy::Out),
             // The end of a COPY, successful or not.
-            B::CommandComplete(_) | B::ErrorResponse(_) => t.copy = None,
+            B::CommandComplete(_) => t.copy = None,
+            B::ErrorResponse(_) => {
+                t.copy = None;
+                // The server stopped the copy: it drops the client's further copy messages
+                // and answers its next Sync (or, after a simple Query, already has).
+                if t.client_copy == ClientCopy::Sending {
+                    t.client_copy = ClientCopy::Ended;
+                }
+            }
             _ => {}
         }
     }
@@ -145,14 +195,112 @@ impl SharedState {
 mod tests {
     use super::*;
     use pgwire::messages::{
-        copy::{CopyData, CopyInResponse},
-        response::{CommandComplete, ReadyForQuery},
+        copy::{CopyData, CopyDone, CopyFail, CopyInResponse},
+        extendedquery::{Close, Sync},
+        response::{CommandComplete, ErrorResponse, ReadyForQuery},
         simplequery::Query,
         startup::{Password, PasswordMessageFamily},
     };
 
     fn query() -> PgWireFrontendMessage {
         PgWireFrontendMessage::Query(Query::new("SELECT 1".into()))
+    }
+
+    fn sync() -> PgWireFrontendMessage {
+        PgWireFrontendMessage::Sync(Sync::new())
+    }
+
+    fn copy_data() -> PgWireFrontendMessage {
+        PgWireFrontendMessage::CopyData(CopyData::new(bytes::Bytes::from_static(b"1\n")))
+    }
+
+    /// Authenticated and idle, then a COPY FROM STDIN request answered with CopyInResponse.
+    fn copying() -> SharedState {
+        let state = SharedState::default();
+        state.startup_forwarded();
+        state.on_backend(&PgWireBackendMessage::Authentication(Authentication::Ok));
+        state.on_backend(&PgWireBackendMessage::ReadyForQuery(ReadyForQuery::new(
+            TransactionStatus::Idle,
+        )));
+        state.request_sent();
+        state.on_backend(&PgWireBackendMessage::CopyInResponse(CopyInResponse::new(
+            0,
+            1,
+            vec![0],
+        )));
+        state
+    }
+
+    /// Each client message with: whether it is legal now, and whether it is a Sync or Flush
+    /// that belongs to the COPY (no request of its own).
+    fn assert_client(state: &SharedState, steps: &[(PgWireFrontendMessage, bool, bool)]) {
+        for (i, (message, legal, copy_in_sync)) in steps.iter().enumerate() {
+            assert_eq!(state.check_frontend(message).is_ok(), *legal, "step {i}");
+            if *legal {
+                assert_eq!(state.copy_in_sync(message), *copy_in_sync, "step {i}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_client_may_go_on_after_copy_done_before_the_server_answers() {
+        // tokio-postgres: Bind/Execute/Sync, data, CopyDone + Sync, then Close + Sync (the
+        // COPY's statement dropped) written before the server's CommandComplete arrives.
+        let state = copying();
+        let close = PgWireFrontendMessage::Close(Close::new(b'S', Some("s1".into())));
+        assert_client(
+            &state,
+            &[
+                (query(), false, false),
+                (copy_data(), true, false),
+                (sync(), true, true),
+                (
+                    PgWireFrontendMessage::CopyDone(CopyDone::new()),
+                    true,
+                    false,
+                ),
+                (sync(), true, true),
+                (close, true, false),
+                (sync(), true, false),
+            ],
+        );
+        assert_eq!(state.state(), SessionState::CopyIn, "the server is behind");
+    }
+
+    #[test]
+    fn a_simple_query_may_follow_copy_fail() {
+        let state = copying();
+        assert_client(
+            &state,
+            &[
+                (copy_data(), true, false),
+                (
+                    PgWireFrontendMessage::CopyFail(CopyFail::new("x".into())),
+                    true,
+                    false,
+                ),
+                (query(), true, false),
+                (sync(), true, false),
+            ],
+        );
+    }
+
+    #[test]
+    fn a_server_error_ends_the_clients_copy() {
+        let state = copying();
+        state.on_backend(&PgWireBackendMessage::ErrorResponse(ErrorResponse::new(
+            vec![(b'C', "22P02".into())],
+        )));
+        // Late copy messages are dropped by the server; the next Sync is the one it waits for.
+        assert_client(
+            &state,
+            &[
+                (copy_data(), true, false),
+                (sync(), true, true),
+                (query(), true, false),
+                (sync(), true, false),
+            ],
+        );
     }
 
     #[test]

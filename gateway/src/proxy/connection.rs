@@ -75,7 +75,7 @@ pub async fn handle_connection(
             crate::postgres::serve(
                 agent,
                 &context.postgres,
-                &target.name,
+                target,
                 upstream_addr,
                 identity,
                 &mut guard,

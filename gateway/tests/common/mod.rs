@@ -24,14 +24,26 @@ pub struct PgBed {
 
 /// A cluster on 127.0.0.1 and ::1, protected as target `clinic` for agents in a fresh cgroup.
 pub fn pg_bed(test: &str, adjust: impl FnOnce(&mut GatewayConfig)) -> PgBed {
+    pg_bed_with(test, "", adjust)
+}
+
+/// [`pg_bed`] with more server settings (`-c name=value ...`), e.g. TLS files.
+pub fn pg_bed_with(
+    test: &str,
+    server_options: &str,
+    adjust: impl FnOnce(&mut GatewayConfig),
+) -> PgBed {
     require_root(test);
     let serial = SERIAL
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner());
-    let pg = PgCluster::start("127.0.0.1,::1").expect("throwaway PostgreSQL cluster");
-    let agents = AgentCgroup::create(&format!("tollgate-pg-{}", std::process::id()))
-        .expect("agent cgroup");
-    let mut config = GatewayConfig::new("pg");
+    let pg = PgCluster::start_with_options("127.0.0.1,::1", 300, server_options)
+        .expect("throwaway PostgreSQL cluster");
+    let agents =
+        AgentCgroup::create(&format!("tollgate-pg-{}", std::process::id())).expect("agent cgroup");
+    // Named per test binary: `protocol` and `drivers` may run at the same time (their own
+    // nft table and bpffs dir; a second gateway on the same ones refuses to start).
+    let mut config = GatewayConfig::new(&format!("pg_{}", env!("CARGO_CRATE_NAME")));
     config.cgroups = vec![agents.path.clone()];
     config.targets = vec![(
         "clinic".to_owned(),
@@ -59,4 +71,22 @@ pub fn xtask_binary() -> PathBuf {
         path.display()
     );
     path
+}
+
+impl PgBed {
+    /// The gateway's log once `ready` holds for it. Records are written by a background
+    /// thread, and a close record follows what the client saw, so tests wait (bounded).
+    pub fn log_when(&self, what: &str, ready: impl Fn(&str) -> bool) -> String {
+        for _ in 0..100 {
+            let log = self.gateway.log_text();
+            if ready(&log) {
+                return log;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        panic!(
+            "the gateway log never showed {what}:\n{}",
+            self.gateway.log_text()
+        );
+    }
 }

@@ -1,5 +1,6 @@
-//! pgbench -S -M extended -c10 -j2: direct vs through Tollgate vs through pgbouncer (session
-//! mode), interleaved within each round so the ratios share the machine's conditions.
+//! pgbench -S in every protocol mode at 1 and 10 clients: direct vs through Tollgate (message
+//! level, recording hooks on; both redirects) vs through pgbouncer (session mode). Each round
+//! runs every case, so a round's ratios share the machine's conditions.
 
 use std::{
     fmt::Write as _,
@@ -13,9 +14,20 @@ use xtask::testbed::{free_port, AgentCgroup, GatewayConfig, GatewayProcess, PgCl
 
 use super::{median, verdict};
 
-const CLIENTS: &str = "10";
-const THREADS: &str = "2";
-const RELAY_FLOOR: f64 = 0.9;
+const MODES: [&str; 3] = ["simple", "extended", "prepared"];
+const CLIENTS: [u32; 2] = [1, 10];
+/// Floors at 10 clients: the gateway's ratio to direct, and its distance to pgbouncer's.
+const DIRECT_FLOOR: f64 = 0.85;
+const BOUNCER_TOLERANCE: f64 = 0.05;
+
+/// One (mode, clients) case: tps per setup, per round.
+#[derive(Default)]
+struct Case {
+    direct: Vec<f64>,
+    nftables: Vec<f64>,
+    ebpf: Vec<f64>,
+    bouncer: Vec<f64>,
+}
 
 pub fn measure(binary: &Path, seconds: u32, rounds: u32) -> anyhow::Result<String> {
     let pg = PgCluster::start("127.0.0.1")?;
@@ -39,73 +51,96 @@ pub fn measure(binary: &Path, seconds: u32, rounds: u32) -> anyhow::Result<Strin
         config.targets = vec![("bench".to_owned(), vec![format!("127.0.0.1:{}", pg.port())])];
         config
     };
-    // One gateway at a time (both would mark the same agents); each round runs every case.
-    let through_tollgate = |redirect: &'static str| -> anyhow::Result<f64> {
-        let _gateway = GatewayProcess::start(binary, &config(redirect))?;
-        pgbench(agents.command("pgbench"), pg.port(), seconds)
-    };
-
-    let mut nft_ratios = Vec::new();
-    let mut ebpf_ratios = Vec::new();
-    let mut bouncer_ratios = Vec::new();
-    let mut rows = String::new();
-    for round in 1..=rounds {
-        let d = pgbench(Command::new("pgbench"), pg.port(), seconds)?;
-        let n = through_tollgate("nftables")?;
-        let e = through_tollgate("ebpf")?;
-        let b = pgbench(Command::new("pgbench"), bouncer.port, seconds)?;
-        let _ = writeln!(
-            rows,
-            "| {round} | {d:.0} | {n:.0} ({:.3}×) | {e:.0} ({:.3}×) | {b:.0} ({:.3}×) |",
-            n / d,
-            e / d,
-            b / d
-        );
-        nft_ratios.push(n / d);
-        ebpf_ratios.push(e / d);
-        bouncer_ratios.push(b / d);
+    let cases: Vec<(&str, u32)> = MODES
+        .iter()
+        .flat_map(|mode| CLIENTS.iter().map(move |clients| (*mode, *clients)))
+        .collect();
+    let mut results: Vec<Case> = cases.iter().map(|_| Case::default()).collect();
+    for _ in 0..rounds {
+        for (case, &(mode, clients)) in results.iter_mut().zip(&cases) {
+            let direct = Command::new("pgbench");
+            case.direct
+                .push(pgbench(direct, pg.port(), mode, clients, seconds)?);
+            let via_bouncer = Command::new("pgbench");
+            case.bouncer
+                .push(pgbench(via_bouncer, bouncer.port, mode, clients, seconds)?);
+        }
+        // One gateway at a time (both would mark the same agents).
+        for redirect in ["nftables", "ebpf"] {
+            let _gateway = GatewayProcess::start(binary, &config(redirect))?;
+            for (case, &(mode, clients)) in results.iter_mut().zip(&cases) {
+                let tps = pgbench(agents.command("pgbench"), pg.port(), mode, clients, seconds)?;
+                match redirect {
+                    "nftables" => case.nftables.push(tps),
+                    _ => case.ebpf.push(tps),
+                }
+            }
+        }
     }
-    let nft_ratio = median(&mut nft_ratios);
-    let ebpf_ratio = median(&mut ebpf_ratios);
-    let bouncer_ratio = median(&mut bouncer_ratios);
-    let tollgate_ratio = nft_ratio.max(ebpf_ratio);
+    Ok(report(&cases, &mut results, seconds, rounds))
+}
 
+fn report(cases: &[(&str, u32)], results: &mut [Case], seconds: u32, rounds: u32) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "## pgbench -S -M extended -c{CLIENTS} -j{THREADS}, {seconds} s (tps)\n"
+        "## pgbench -S, scale 10, {seconds} s per run, {rounds} round(s): tps and ratio to direct\n"
     );
     let _ = writeln!(
         out,
-        "| round | direct | Tollgate, nftables redirect | Tollgate, eBPF redirect | pgbouncer (session) |"
+        "Tollgate runs at message level with the recording hooks on (one `statement` record per \
+         statement). Ratios are medians of per-round ratios.\n"
     );
-    let _ = writeln!(out, "|---|---:|---:|---:|---:|");
-    out.push_str(&rows);
     let _ = writeln!(
         out,
-        "\nMedian ratios: nftables redirect {nft_ratio:.3}×, eBPF redirect {ebpf_ratio:.3}×, \
-         pgbouncer {bouncer_ratio:.3}×.\n\nFloors (best redirect): relay ≥ 0.9× direct: \
-         {tollgate_ratio:.3}× -> **{}**; no worse than pgbouncer's ratio -> **{}**\n",
-        verdict(tollgate_ratio >= RELAY_FLOOR),
-        verdict(tollgate_ratio >= bouncer_ratio)
+        "| mode | clients | direct | Tollgate nftables | Tollgate eBPF | pgbouncer (session) |"
     );
-    Ok(out)
+    let _ = writeln!(out, "|---|---:|---:|---:|---:|---:|");
+    let mut floors = String::new();
+    for (case, &(mode, clients)) in results.iter_mut().zip(cases) {
+        let ratio = |tps: &[f64], direct: &[f64]| {
+            let mut ratios: Vec<f64> = tps.iter().zip(direct).map(|(t, d)| t / d).collect();
+            median(&mut ratios)
+        };
+        let nft = ratio(&case.nftables, &case.direct);
+        let ebpf = ratio(&case.ebpf, &case.direct);
+        let bouncer = ratio(&case.bouncer, &case.direct);
+        let _ = writeln!(
+            out,
+            "| {mode} | {clients} | {:.0} | {:.0} ({nft:.3}×) | {:.0} ({ebpf:.3}×) | {:.0} ({bouncer:.3}×) |",
+            median(&mut case.direct),
+            median(&mut case.nftables),
+            median(&mut case.ebpf),
+            median(&mut case.bouncer),
+        );
+        if clients == 10 {
+            let best = nft.max(ebpf);
+            let _ = writeln!(
+                floors,
+                "- {mode}, 10 clients: ≥ {DIRECT_FLOOR}× direct: nftables {nft:.3}× **{}**, eBPF \
+                 {ebpf:.3}× **{}**; within {:.0}% of pgbouncer ({bouncer:.3}×): best {best:.3}× **{}**",
+                verdict(nft >= DIRECT_FLOOR),
+                verdict(ebpf >= DIRECT_FLOOR),
+                BOUNCER_TOLERANCE * 100.0,
+                verdict(best >= bouncer * (1.0 - BOUNCER_TOLERANCE)),
+            );
+        }
+    }
+    let _ = writeln!(out, "\nFloors:\n\n{floors}");
+    out
 }
 
-fn pgbench(mut command: Command, port: u16, seconds: u32) -> anyhow::Result<f64> {
+fn pgbench(
+    mut command: Command,
+    port: u16,
+    mode: &str,
+    clients: u32,
+    seconds: u32,
+) -> anyhow::Result<f64> {
+    let threads = clients.min(2);
     let output = command
-        .args([
-            "-S",
-            "-M",
-            "extended",
-            "-c",
-            CLIENTS,
-            "-j",
-            THREADS,
-            "-T",
-            &seconds.to_string(),
-            "-n",
-        ])
+        .args(["-S", "-M", mode, "-n", "-T", &seconds.to_string()])
+        .args(["-c", &clients.to_string(), "-j", &threads.to_string()])
         .args([
             "-U",
             "postgres",

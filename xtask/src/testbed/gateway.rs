@@ -31,6 +31,10 @@ pub struct GatewayConfig {
     pub keep_on_exit: bool,
     /// PostgreSQL targets: (name, destinations).
     pub targets: Vec<(String, Vec<String>)>,
+    /// `upstream` of a target (by name): (target name, host:port).
+    pub upstreams: Vec<(String, String)>,
+    /// Extra `key = value` lines for a target (by name), e.g. `upstream_tls = "require"`.
+    pub target_lines: Vec<(String, String)>,
     /// Object-store targets, relayed byte for byte: (name, destinations).
     pub object_stores: Vec<(String, Vec<String>)>,
     /// Extra `key = value` lines for the `[gateway]` section (e.g. `startup_timeout_ms = 500`).
@@ -50,6 +54,8 @@ impl GatewayConfig {
             redirect: None,
             keep_on_exit: false,
             targets: Vec::new(),
+            upstreams: Vec::new(),
+            target_lines: Vec::new(),
             object_stores: Vec::new(),
             extra_gateway: Vec::new(),
         }
@@ -71,6 +77,8 @@ impl GatewayConfig {
             state_dir.join("admin.sock").display().to_string()
         );
         let _ = writeln!(text, "bpffs_dir = {:?}", bpffs_dir.display().to_string());
+        // The appliance TLS certificate is generated here, not under /var/lib/tollgate.
+        let _ = writeln!(text, "state_dir = {:?}", state_dir.display().to_string());
         let _ = writeln!(
             text,
             "nft_table = {:?}\nmark = {}\ndrain_timeout_ms = 2000",
@@ -101,6 +109,17 @@ impl GatewayConfig {
                 "\n[[targets]]\nname = {name:?}\nkind = {kind:?}\ndestinations = [{}]",
                 list(destinations)
             );
+            let upstream = self.upstreams.iter().find(|(target, _)| target == name);
+            if let Some((_, upstream)) = upstream {
+                let _ = writeln!(text, "upstream = {upstream:?}");
+            }
+            for (_, line) in self
+                .target_lines
+                .iter()
+                .filter(|(target, _)| target == name)
+            {
+                let _ = writeln!(text, "{line}");
+            }
         }
         text
     }

@@ -16,6 +16,22 @@ pub struct PgCluster {
 impl PgCluster {
     /// Starts a cluster listening on `listen_addresses` (e.g. "127.0.0.1,::1") with trust auth.
     pub fn start(listen_addresses: &str) -> anyhow::Result<Self> {
+        Self::start_with_max_connections(listen_addresses, 300)
+    }
+
+    pub fn start_with_max_connections(
+        listen_addresses: &str,
+        max_connections: u32,
+    ) -> anyhow::Result<Self> {
+        Self::start_with_options(listen_addresses, max_connections, "")
+    }
+
+    /// `server_options` are more `-c name=value` server settings (e.g. TLS files).
+    pub fn start_with_options(
+        listen_addresses: &str,
+        max_connections: u32,
+        server_options: &str,
+    ) -> anyhow::Result<Self> {
         let dir = TempDir::new("tollgate-pg")?;
         dir.chown_to("postgres")?;
         let port = free_port();
@@ -37,8 +53,8 @@ impl PgCluster {
             b"host all all 0.0.0.0/0 trust\nhost all all ::/0 trust\n",
         )?;
         let options = format!(
-            "-p {port} -k {} -c listen_addresses='{listen_addresses}' -c fsync=off -c max_connections=300 \
-             -c shared_buffers=128MB -c log_connections=off",
+            "-p {port} -k {} -c listen_addresses='{listen_addresses}' -c fsync=off -c max_connections={max_connections} \
+             -c shared_buffers=128MB -c log_connections=off {server_options}",
             dir.path().display()
         );
         run_capture(

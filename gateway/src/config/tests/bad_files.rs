@@ -5,18 +5,18 @@ use std::path::Path;
 use crate::config::{parse, ConfigError};
 
 /// One bad file: where the error must point and what it must say.
-struct Bad {
-    what: &'static str,
-    text: &'static str,
-    line: usize,
+pub(super) struct Bad {
+    pub what: &'static str,
+    pub text: &'static str,
+    pub line: usize,
     /// The `field` of the error; empty for errors found while reading the TOML itself.
-    field: &'static str,
+    pub field: &'static str,
     /// Text the Display must contain besides the file and line (for serde errors, the field).
-    fragments: &'static [&'static str],
+    pub fragments: &'static [&'static str],
 }
 
 /// Valid `[agents]` and `[[targets]]`, appended after a bad `[gateway]`.
-const REST: &str = r#"
+pub(super) const REST: &str = r#"
 [agents]
 uids = [1000]
 
@@ -44,11 +44,11 @@ uids = [1000]
 name = "db"
 kind = "postgres"
 destinations = ["127.0.0.1:5432"]
-upstream_tls = true
+upstream_tsl = true
 "#,
         line: 9,
-        field: "targets[0].upstream_tls",
-        fragments: &["unknown field", "upstream_tls"],
+        field: "targets[0].upstream_tsl",
+        fragments: &["unknown field", "upstream_tsl"],
     },
     Bad {
         what: "unknown top-level table",
@@ -407,7 +407,7 @@ upstream = "127.0.0.1"
     },
 ];
 
-fn check_bad(case: &Bad, text: &str) -> Result<(), String> {
+pub(super) fn check_bad(case: &Bad, text: &str) -> Result<(), String> {
     let error = match parse(Path::new("bad.toml"), text) {
         Ok(config) => return Err(format!("parsed, but should not have: {config:?}")),
         Err(error) => error,
@@ -453,8 +453,13 @@ fn check_bad(case: &Bad, text: &str) -> Result<(), String> {
 
 #[test]
 fn bad_configs_name_file_line_and_field() {
+    assert_all_reported(BAD);
+}
+
+/// Every case must fail with its file, line, field and fragments.
+pub(super) fn assert_all_reported(cases: &[Bad]) {
     let mut failures = Vec::new();
-    for case in BAD {
+    for case in cases {
         // Agents and targets are checked before the gateway section, so a gateway case
         // gets valid ones appended.
         let text = if case.field.starts_with("gateway.") {

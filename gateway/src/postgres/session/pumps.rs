@@ -69,8 +69,9 @@ where
     let mut assembler = RequestAssembler::default();
     let mut out = BytesMut::new();
     loop {
-        let limit = message_limit(parts);
-        let frame = match reader.next(FrameKind::Tagged, limit).await {
+        // Asked as bytes arrive: this read may start before the server accepts the client.
+        let limit = || message_limit(parts);
+        let frame = match reader.next_with_limit(FrameKind::Tagged, limit).await {
             Ok(Some(frame)) => frame,
             Ok(None) => return Ok(SessionEnd::ClientClosed),
             Err(error) => return Err(frame_error(error)),
@@ -87,6 +88,7 @@ where
             .state
             .check_frontend(&message)
             .map_err(|reason| violation(reason.to_owned()))?;
+        let copy_in_sync = parts.state.copy_in_sync(&message);
         use PgWireFrontendMessage as F;
         match &message {
             F::Terminate(_) => {
@@ -99,8 +101,8 @@ where
             F::PasswordMessageFamily(_) | F::CopyData(_) | F::CopyDone(_) | F::CopyFail(_) => {
                 out.unsplit(frame)
             }
-            // The server ignores Sync and Flush during COPY FROM STDIN (libpq sends them).
-            F::Sync(_) | F::Flush(_) if parts.state.in_copy_in() => out.unsplit(frame),
+            // Part of a COPY FROM STDIN, not a request (see `SharedState::copy_in_sync`).
+            F::Sync(_) | F::Flush(_) if copy_in_sync => out.unsplit(frame),
             _ => {
                 if let Some(request) = assembler.push(frame, &message) {
                     match parts.request_hook.on_request(parts.session, &request) {
@@ -115,7 +117,7 @@ where
             }
         }
         // Coalesce: write once nothing complete is left to process.
-        if !out.is_empty() && !reader_has_frame(reader, limit) {
+        if !out.is_empty() && !reader_has_frame(reader, limit()) {
             write_counted(upstream, &mut out, forwarded)
                 .await
                 .map_err(upstream_io)?;
@@ -166,6 +168,11 @@ where
         let frame = match frame {
             Ok(Some(frame)) => frame,
             Ok(None) => return Ok(SessionEnd::ServerClosed { server_sent_fatal }),
+            // After its FATAL the server may reset rather than close (the client's next
+            // messages reached a closed socket): still the server's own close.
+            Err(FrameError::Io(_) | FrameError::Truncated) if server_sent_fatal => {
+                return Ok(SessionEnd::ServerClosed { server_sent_fatal })
+            }
             Err(error) => return Err(PumpError::Upstream(error.to_string())),
         };
         let message = decode_backend(&frame, &context)

@@ -87,10 +87,17 @@ fn empty_proc_root() -> PathBuf {
 
 /// One target protecting `destination`, plus `agents` (a TOML body for `[agents]`).
 fn config_for(destination: SocketAddr, agents: &str) -> Config {
+    // The appliance certificate is generated here once per test process.
+    let state_dir = std::env::temp_dir().join(format!(
+        "tollgate-connection-tests-state-{}",
+        std::process::id()
+    ));
+    let state_dir = state_dir.display();
     let text = format!(
         r#"
 [gateway]
 upstream_connect_timeout_ms = 2000
+state_dir = "{state_dir}"
 
 [agents]
 {agents}
@@ -121,7 +128,7 @@ fn harness(config: Config) -> Harness {
         !proc_root.join("4000001").exists(),
         "the fake proc root must not hold the agent pid"
     );
-    let postgres = crate::app::postgres_settings(&config);
+    let postgres = crate::app::postgres_settings(&config).expect("TLS settings");
     let context = Arc::new(ProxyContext {
         config: Arc::new(config),
         attribution: attribution.clone(),
