@@ -79,6 +79,8 @@ pub struct RequestAssembler {
     statements: Vec<Statement>,
     prepared: HashMap<String, Sql>,
     portals: HashMap<String, Portal>,
+    /// Extended-protocol messages were handed on (at Flush, or in part) without a Sync yet.
+    unsynced: bool,
 }
 
 impl RequestAssembler {
@@ -137,11 +139,18 @@ impl RequestAssembler {
         let end = end.or_else(|| {
             (self.frames.len() >= PARTIAL_REQUEST_BYTES).then_some(RequestEnd::Partial)
         })?;
+        self.unsynced = matches!(end, RequestEnd::Flush | RequestEnd::Partial);
         Some(Request {
             end,
             statements: std::mem::take(&mut self.statements),
             frames: self.frames.split(),
         })
+    }
+
+    /// An extended-protocol batch is open: messages are pending or were handed on without a
+    /// Sync. The server's answers to it end with no ReadyForQuery of their own.
+    pub fn batch_open(&self) -> bool {
+        self.unsynced || !self.frames.is_empty()
     }
 
     fn bind(&mut self, bind: &Bind) {
@@ -177,7 +186,7 @@ mod tests {
     use super::*;
     use bytes::Bytes;
     use pgwire::messages::{
-        extendedquery::{Close, Execute, Parse, Sync},
+        extendedquery::{Close, Execute, Flush, Parse, Sync},
         simplequery::Query,
     };
 
@@ -292,6 +301,19 @@ mod tests {
         };
         assert!(!parameters[0].binary);
         assert!(parameters[1].binary);
+    }
+
+    #[test]
+    fn a_batch_is_open_until_sync() {
+        let mut assembler = RequestAssembler::default();
+        assert!(!assembler.batch_open());
+        let parse = Parse::new(None, "SELECT 1".into(), vec![]);
+        push(&mut assembler, PgWireFrontendMessage::Parse(parse));
+        assert!(assembler.batch_open());
+        push(&mut assembler, PgWireFrontendMessage::Flush(Flush::new()));
+        assert!(assembler.batch_open(), "flushed but not synced");
+        push(&mut assembler, PgWireFrontendMessage::Sync(Sync::new()));
+        assert!(!assembler.batch_open());
     }
 
     #[test]

@@ -51,6 +51,29 @@ fn function_call_is_refused_and_the_session_stays_usable() {
 
 #[test]
 #[ignore = "privileged: run by cargo xtask test as root"]
+fn function_call_inside_an_open_extended_batch_ends_the_session() {
+    let bed = pg_bed("function_call_in_batch", |_| {});
+    // Its refusal could not be ordered after the batch's answers: fail closed, not misordered.
+    for script in [
+        "P - select 5\nB - -\nE -\nF 1\nS\nrecv eof\n",
+        "P - select 5\nB - -\nE -\nH\nrecv-until C\nF 1\nS\nrecv eof\n",
+    ] {
+        let run = run_agent(&bed, script);
+        let output = run.ok(script);
+        let lines = after_startup(output);
+        assert!(
+            lines.ends_with(&[
+                "E FATAL 08P01 FunctionCall inside an unfinished extended-query batch",
+                "EOF"
+            ]),
+            "script:\n{script}\ngot:\n{output}"
+        );
+        assert_closed_with(&bed, run.pid, "protocol_violation");
+    }
+}
+
+#[test]
+#[ignore = "privileged: run by cargo xtask test as root"]
 fn replication_connections_are_refused() {
     let bed = pg_bed("replication", |_| {});
     let run = run_agent(&bed, "param replication=database\nQ select 1\nrecv 1\n");

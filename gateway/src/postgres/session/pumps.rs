@@ -78,6 +78,13 @@ where
         };
         let message = match decode_frontend(&frame, &context) {
             Ok(Frontend::Message(message)) => message,
+            // Inside an open extended batch the refusal could not be placed after the batch's
+            // answers (they end with no ReadyForQuery): fail closed instead of misordering.
+            Ok(Frontend::FunctionCall) if assembler.batch_open() => {
+                return Err(violation(
+                    "FunctionCall inside an unfinished extended-query batch".to_owned(),
+                ))
+            }
             Ok(Frontend::FunctionCall) => {
                 refuse(parts, expectations, function_call_refusal())?;
                 continue;
