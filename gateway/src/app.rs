@@ -7,13 +7,14 @@ use tokio::signal::unix::{signal, SignalKind};
 
 use crate::{
     admin,
-    config::TargetKind,
     config::{self, Config},
+    config::{TargetAuth, TargetKind},
     drain,
     intercept::{self, Interception},
     postgres::{
-        agent_acceptor, CancelRegistry, CertificateSource, PostgresSettings, RecordingHooks,
-        TlsError, UpstreamConnector,
+        agent_acceptor, load_credentials, CancelRegistry, CertificateSource, CredentialsError,
+        JwksError, PostgresSettings, RecordingHooks, TlsError, TokenLogin, TokenValidator,
+        UpstreamConnector,
     },
     proxy::{listener, ProxyContext, ProxyStats},
 };
@@ -30,6 +31,10 @@ pub enum AppError {
     Admin(#[from] admin::AdminError),
     #[error(transparent)]
     Tls(#[from] TlsError),
+    #[error(transparent)]
+    Jwks(#[from] JwksError),
+    #[error(transparent)]
+    Credentials(#[from] CredentialsError),
     #[error("installing signal handlers: {0}")]
     Signals(std::io::Error),
     #[error(
@@ -292,8 +297,8 @@ fn status_fn(
 }
 
 /// Message-level PostgreSQL settings; this stage's hooks record statements and allow all.
-/// Fails if a TLS file named in the configuration cannot be used.
-pub fn postgres_settings(config: &Config) -> Result<PostgresSettings, TlsError> {
+/// Fails if a TLS, JWKS or credentials file named in the configuration cannot be used.
+pub fn postgres_settings(config: &Config) -> Result<PostgresSettings, AppError> {
     let hooks = Arc::new(RecordingHooks);
     let (agent_tls, certificate) = agent_acceptor(&config.gateway.tls)?;
     match certificate {
@@ -318,6 +323,16 @@ pub fn postgres_settings(config: &Config) -> Result<PostgresSettings, TlsError> 
                 .map(|connector| (target.name.clone(), connector))
         })
         .collect::<Result<_, _>>()?;
+    let mut tokens = std::collections::HashMap::new();
+    for target in &config.targets {
+        if let TargetAuth::Token(token) = &target.auth {
+            let login = TokenLogin {
+                validator: TokenValidator::new(&target.name, token)?,
+                credentials: load_credentials(&target.name, &token.credentials_file)?,
+            };
+            tokens.insert(target.name.clone(), Arc::new(login));
+        }
+    }
     Ok(PostgresSettings {
         startup_timeout: config.gateway.startup_timeout,
         max_message_bytes: config.gateway.max_message_bytes,
@@ -328,6 +343,7 @@ pub fn postgres_settings(config: &Config) -> Result<PostgresSettings, TlsError> 
         response_hook: hooks,
         agent_tls,
         upstreams,
+        tokens,
     })
 }
 

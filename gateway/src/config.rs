@@ -1,6 +1,7 @@
 //! Configuration: one TOML file, parsed into raw serde types (`deny_unknown_fields`) and then
 //! validated into [`Config`]. Every error names the file, the line and the field.
 
+mod auth;
 mod raw;
 mod tls;
 pub mod validate;
@@ -13,6 +14,7 @@ use std::{
 
 use ipnet::IpNet;
 
+pub use auth::{TargetAuth, TokenAuth};
 pub use tls::{AgentTls, UpstreamTls, UpstreamTlsMode};
 pub use validate::validate;
 
@@ -140,6 +142,7 @@ pub struct Target {
     /// Where the gateway connects; `None` means the destination the agent asked for.
     pub upstream: Option<SocketAddr>,
     pub upstream_tls: UpstreamTls,
+    pub auth: TargetAuth,
 }
 
 impl Config {

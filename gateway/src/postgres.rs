@@ -9,12 +9,15 @@ mod frame;
 mod hooks;
 mod redact;
 mod request;
+mod scram;
 mod session;
 mod startup;
 mod state;
 mod tls;
+mod token;
 
 pub use cancel::CancelRegistry;
 pub use hooks::RecordingHooks;
-pub use session::{serve, PostgresSettings};
+pub use session::{load_credentials, serve, CredentialsError, PostgresSettings, TokenLogin};
 pub use tls::{agent_acceptor, CertificateSource, TlsError, UpstreamConnector};
+pub use token::{JwksError, TokenValidator};

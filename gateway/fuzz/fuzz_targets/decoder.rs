@@ -6,5 +6,7 @@ pub mod codec;
 pub mod errors;
 #[path = "../../src/postgres/frame.rs"]
 pub mod frame;
+#[path = "../../src/postgres/scram.rs"]
+pub mod scram;
 #[path = "../../src/postgres/startup.rs"]
 pub mod startup;

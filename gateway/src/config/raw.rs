@@ -52,4 +52,12 @@ pub struct RawTarget {
     pub upstream_tls: Option<Spanned<String>>,
     pub upstream_ca_file: Option<Spanned<String>>,
     pub upstream_server_name: Option<Spanned<String>>,
+    pub auth: Option<Spanned<String>>,
+    pub token_issuer: Option<Spanned<String>>,
+    pub token_audience: Option<Spanned<String>>,
+    pub token_jwks_file: Option<Spanned<String>>,
+    pub token_required_claims: Option<Vec<Spanned<String>>>,
+    pub token_groups_claim: Option<Spanned<String>>,
+    pub token_leeway_s: Option<Spanned<u64>>,
+    pub upstream_credentials_file: Option<Spanned<String>>,
 }

@@ -415,12 +415,23 @@ fn validate_targets(
             ),
             None => None,
         };
+        let auth = super::auth::target_auth(target, index)?;
+        if let (TargetKind::ObjectStore, super::TargetAuth::Token(_), Some(at)) =
+            (kind, &auth, &target.auth)
+        {
+            return Err(issue(
+                field("auth"),
+                at,
+                "token authentication is for postgres targets",
+            ));
+        }
         targets.push(Target {
             name: name.to_owned(),
             kind,
             destinations,
             upstream,
             upstream_tls: super::tls::upstream_tls(target, index)?,
+            auth,
         });
     }
     Ok(targets)

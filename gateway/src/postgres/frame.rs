@@ -77,6 +77,18 @@ impl<R> FrameReader<R> {
     pub fn buffered_bytes(&self) -> &[u8] {
         &self.buf
     }
+
+    /// Continues a stream of which `buffered` was already read (e.g. during a login).
+    pub fn with_buffered(reader: R, buffered: BytesMut) -> Self {
+        Self {
+            reader,
+            buf: buffered,
+        }
+    }
+
+    pub fn into_parts(self) -> (R, BytesMut) {
+        (self.reader, self.buf)
+    }
 }
 
 impl<R: AsyncRead + Unpin> FrameReader<R> {

@@ -8,6 +8,7 @@ use super::{
     redact::{describe_parameter, redact_sql},
     request::{Request, Statement},
     startup::StartupInfo,
+    token::TokenIdentity,
 };
 use crate::identity::{printable, AgentIdentity};
 
@@ -20,6 +21,8 @@ pub struct SessionInfo {
     pub startup: StartupInfo,
     /// The agent's connection is TLS-encrypted (to the gateway).
     pub tls: bool,
+    /// With `auth = "token"`: who the access token names.
+    pub token: Option<TokenIdentity>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -88,6 +91,7 @@ fn record_statement(session: &SessionInfo, statement: &Statement) {
         target = %session.target,
         identity = session.agent.kind(),
         pid,
+        subject = session.token.as_ref().map(|t| printable(&t.subject)),
         db_user = %printable(&session.startup.user),
         database = %printable(&session.startup.database),
         protocol,

@@ -3,6 +3,7 @@
 //! two pumps until either side ends. Every way it ends sets the connection's close record.
 
 mod pumps;
+mod token_login;
 
 use std::{collections::HashMap, sync::Arc, time::Duration};
 
@@ -27,8 +28,10 @@ use super::{
 };
 use tokio_rustls::TlsAcceptor;
 
+pub use token_login::{load_credentials, CredentialsError, TokenLogin};
+
 use crate::{
-    config::Target,
+    config::{Target, TargetAuth},
     identity::AgentIdentity,
     proxy::{
         addrs::UpstreamAddr,
@@ -53,6 +56,8 @@ pub struct PostgresSettings {
     pub agent_tls: TlsAcceptor,
     /// Per target name: how its server is reached.
     pub upstreams: HashMap<String, UpstreamConnector>,
+    /// Per `auth = "token"` target name: token validation and the gateway's credentials.
+    pub tokens: HashMap<String, Arc<TokenLogin>>,
 }
 
 /// What the pumps share for one session.
@@ -116,12 +121,42 @@ pub async fn serve(
         guard.outcome = Outcome::Refused("replication connection");
         return;
     }
+    let token_login = match &target.auth {
+        TargetAuth::Passthrough => None,
+        TargetAuth::Token(_) => match settings.tokens.get(target_name) {
+            Some(login) => Some(login.as_ref()),
+            None => {
+                guard.outcome = Outcome::Refused("token target without a validator");
+                return;
+            }
+        },
+    };
+    let token = match token_login {
+        None => None,
+        Some(login) => {
+            let admitted = token_login::admit(
+                &mut agent,
+                tls,
+                &agent_identity,
+                &startup,
+                login,
+                deadline,
+                guard,
+            )
+            .await;
+            match admitted {
+                Some(token) => Some(token),
+                None => return,
+            }
+        }
+    };
     let session = SessionInfo {
         conn_id: guard.id,
         target: target_name.to_owned(),
         agent: agent_identity,
         startup,
         tls,
+        token,
     };
     log_startup(&session);
 
@@ -140,15 +175,36 @@ pub async fn serve(
             return;
         }
     };
-    if let Err(error) = upstream.write_all(&packet).await {
-        guard.outcome = Outcome::Failed;
-        guard.error = Some(format!("upstream: {error}"));
-        return;
-    }
-    guard.bytes_from_agent += packet.len() as u64;
-
     let state = SharedState::default();
     state.startup_forwarded();
+    let upstream_buffered = match token_login {
+        None => {
+            if let Err(error) = upstream.write_all(&packet).await {
+                guard.outcome = Outcome::Failed;
+                guard.error = Some(format!("upstream: {error}"));
+                return;
+            }
+            guard.bytes_from_agent += packet.len() as u64;
+            BytesMut::new()
+        }
+        Some(login) => {
+            let logged_in = token_login::log_in(
+                &mut agent,
+                &mut upstream,
+                &packet,
+                &session,
+                login,
+                deadline,
+                guard,
+            )
+            .await;
+            state.mark_authenticated();
+            match logged_in {
+                Some(rest) => rest,
+                None => return,
+            }
+        }
+    };
     let parts = SessionParts {
         session: &session,
         state: &state,
@@ -158,7 +214,7 @@ pub async fn serve(
         upstream: upstream_addr,
         max_message_bytes: settings.max_message_bytes,
     };
-    run(parts, agent, upstream, deadline, guard).await;
+    run(parts, agent, upstream, upstream_buffered, deadline, guard).await;
 }
 
 /// The opening under TLS if the agent asks for it: the stream to use from here on, whether it
@@ -222,6 +278,7 @@ async fn run<A, U>(
     parts: SessionParts<'_>,
     agent: A,
     upstream: U,
+    upstream_buffered: BytesMut,
     startup_deadline: Instant,
     guard: &mut SessionGuard,
 ) where
@@ -231,7 +288,7 @@ async fn run<A, U>(
     let (agent_read, mut agent_write) = tokio::io::split(agent);
     let (upstream_read, mut upstream_write) = tokio::io::split(upstream);
     let mut agent_frames = FrameReader::new(agent_read);
-    let mut upstream_frames = FrameReader::new(upstream_read);
+    let mut upstream_frames = FrameReader::with_buffered(upstream_read, upstream_buffered);
     let (sender, mut receiver) = mpsc::unbounded_channel::<Expectation>();
     let mut cancel_registration = None;
     let (mut from_agent, mut to_agent) = (0, 0);

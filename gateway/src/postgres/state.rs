@@ -94,6 +94,11 @@ impl SharedState {
         self.lock().started = true;
     }
 
+    /// The gateway authenticated the client itself (token mode).
+    pub fn mark_authenticated(&self) {
+        self.lock().authenticated = true;
+    }
+
     pub fn authenticated(&self) -> bool {
         self.lock().authenticated
     }

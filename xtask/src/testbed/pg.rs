@@ -110,6 +110,15 @@ impl PgCluster {
                 .args(["-p", &self.port.to_string(), "-d", "postgres", "-c", sql]),
         )
     }
+
+    /// Puts `lines` first in pg_hba.conf (so they win over the trust lines) and reloads.
+    pub fn prepend_hba(&self, lines: &str) -> anyhow::Result<()> {
+        let path = self.dir.path().join("data/pg_hba.conf");
+        let current = std::fs::read_to_string(&path)?;
+        std::fs::write(&path, format!("{lines}\n{current}"))?;
+        self.psql_direct("select pg_reload_conf()")?;
+        Ok(())
+    }
 }
 
 impl Drop for PgCluster {
