@@ -13,7 +13,8 @@ use crate::{cargo, workspace_root};
 
 pub use connect::connect_probe;
 
-pub fn run(seconds: u32, rounds: u32) -> anyhow::Result<()> {
+pub fn run(seconds: u32, rounds: u32, only: &[String]) -> anyhow::Result<()> {
+    let wanted = |section: &str| only.is_empty() || only.iter().any(|s| s == section);
     if !crate::is_root() {
         bail!("benchmarks attach eBPF programs: run `sudo -E cargo xtask bench`");
     }
@@ -30,12 +31,15 @@ pub fn run(seconds: u32, rounds: u32) -> anyhow::Result<()> {
     );
     let _ = writeln!(report, "- rounds: {rounds}; pgbench: {seconds} s per run\n");
 
-    let connect = connect::measure(&binary, rounds * 4).context("connect() latency")?;
-    report.push_str(&connect);
-    let pg = pgbench::measure(&binary, seconds, rounds).context("pgbench")?;
-    report.push_str(&pg);
-    let sessions = sessions::measure(&binary).context("sessions")?;
-    report.push_str(&sessions);
+    if wanted("connect") {
+        report.push_str(&connect::measure(&binary, rounds * 4).context("connect() latency")?);
+    }
+    if wanted("pgbench") {
+        report.push_str(&pgbench::measure(&binary, seconds, rounds).context("pgbench")?);
+    }
+    if wanted("sessions") {
+        report.push_str(&sessions::measure(&binary).context("sessions")?);
+    }
 
     let dir = workspace_root().join("target/bench");
     std::fs::create_dir_all(&dir)?;

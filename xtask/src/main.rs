@@ -47,6 +47,9 @@ enum Task {
         /// Rounds of each measurement (ratios are taken within a round).
         #[arg(long, default_value_t = 2)]
         rounds: u32,
+        /// Run only these sections (default: all).
+        #[arg(long, value_delimiter = ',', value_parser = ["connect", "pgbench", "sessions"])]
+        only: Vec<String>,
     },
     /// (internal) Run a PostgreSQL message script (see `pg_script.rs`) against 127.0.0.1:`port`
     /// and print the backend messages, normalised, one per line.
@@ -87,9 +90,13 @@ fn main() -> anyhow::Result<()> {
             setup::run()?;
             tests::run()
         }
-        Task::Bench { seconds, rounds } => {
+        Task::Bench {
+            seconds,
+            rounds,
+            only,
+        } => {
             setup::run()?;
-            bench::run(seconds, rounds)
+            bench::run(seconds, rounds, &only)
         }
         Task::ConnectProbe { port, count } => bench::connect_probe(port, count),
         Task::PgScript { port, script } => pg_script::run(port, &script),

@@ -19,15 +19,33 @@ const APT_PACKAGES: &[&str] = &[
     "python3-psycopg",
     "util-linux",
     "procps",
+    // Test certificate authorities for the TLS tests.
+    "openssl",
 ];
 
 const BPF_LINKER_VERSION: &str = "0.10.3";
+/// Runs the decoder fuzz targets briefly in `cargo xtask test`.
+const CARGO_FUZZ_VERSION: &str = "0.13.2";
 
 pub fn run() -> anyhow::Result<()> {
     apt_packages()?;
     nightly_rust_src()?;
     bpf_linker()?;
+    cargo_fuzz()?;
     Ok(())
+}
+
+fn cargo_fuzz() -> anyhow::Result<()> {
+    let version = Command::new("cargo").args(["fuzz", "--version"]).output();
+    if version.is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains(CARGO_FUZZ_VERSION)) {
+        return Ok(());
+    }
+    eprintln!("setup: installing cargo-fuzz {CARGO_FUZZ_VERSION} (about 40 s)");
+    run_checked(Command::new("cargo").args([
+        "install",
+        &format!("cargo-fuzz@{CARGO_FUZZ_VERSION}"),
+        "--locked",
+    ]))
 }
 
 fn apt_packages() -> anyhow::Result<()> {

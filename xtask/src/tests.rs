@@ -9,7 +9,12 @@ use anyhow::Context;
 use crate::{cargo, workspace_root};
 
 /// The decoder fuzz targets (gateway/fuzz) and how long each runs in `cargo xtask test`.
-const FUZZ_TARGETS: [&str; 3] = ["frontend_messages", "backend_messages", "startup_packet"];
+const FUZZ_TARGETS: [&str; 4] = [
+    "frontend_messages",
+    "backend_messages",
+    "startup_packet",
+    "sasl_messages",
+];
 const FUZZ_SECONDS: u32 = 15;
 
 pub fn run() -> anyhow::Result<()> {

@@ -266,6 +266,21 @@ mod tests {
     }
 
     #[test]
+    fn empty_user_exchange_as_postgresql_runs_it() {
+        // Expected values computed independently (Python hashlib/hmac) for `n=` and i=4.
+        let client = ScramClient::with_nonce("pencil", "fyko+d2lbbFgONRv9qkxdawL");
+        assert_eq!(client.client_first(), b"n,,n=,r=fyko+d2lbbFgONRv9qkxdawL");
+        let server_first = b"r=fyko+d2lbbFgONRv9qkxdawL3rfcNHYJY1ZVvWVs7j,s=QSXCR+Q6sek8bf92,i=4";
+        let (client_final, verifier) = client.handle_server_first(server_first).unwrap();
+        let expected = "c=biws,r=fyko+d2lbbFgONRv9qkxdawL3rfcNHYJY1ZVvWVs7j,\
+                        p=LBPNdWFejrNgow59dfD7K/sXkTzrhf8qO1lC+ebFbnU=";
+        assert_eq!(String::from_utf8(client_final).unwrap(), expected);
+        verifier
+            .verify_server_final(b"v=KqkNo5L72NLkvd+jkb4UYiVQ7fMyuKHYwi7uw5m86fw=")
+            .unwrap();
+    }
+
+    #[test]
     fn production_client_first_has_empty_user_and_fresh_nonce() {
         let a = ScramClient::new("pw").unwrap().client_first();
         let b = ScramClient::new("pw").unwrap().client_first();

@@ -1,6 +1,6 @@
 //! Sessions: the gateway's memory per idle PostgreSQL session (RSS growth with 1,000 idle
-//! sessions open) and connection setup time (connect to ReadyForQuery), direct vs through
-//! Tollgate.
+//! sessions open), and connection setup time with psycopg: directly with a SCRAM password vs
+//! through Tollgate with TLS and an access token (the gateway then logs in with SCRAM itself).
 
 use std::{
     fmt::Write as _,
@@ -14,13 +14,17 @@ use xtask::testbed::{AgentCgroup, GatewayConfig, GatewayProcess, PgCluster};
 
 use super::verdict;
 
+mod token;
+
 const IDLE_SESSIONS: usize = 1000;
+/// Debian's interpreter, the one `python3-psycopg` is installed for.
+const PYTHON: &str = "/usr/bin/python3";
 const IDLE_FLOOR_BYTES: f64 = 64.0 * 1024.0;
-const SETUP_SAMPLES: usize = 300;
+const SETUP_SAMPLES: usize = 200;
 const SETUP_FLOOR_MS: f64 = 2.0;
 
 /// Python client: `idle N` opens N sessions, prints "ready", holds them until stdin closes;
-/// `setup N` times N sequential connect+startup+ReadyForQuery+Terminate and prints the
+/// `psycopg N PORT CONNINFO` times N sequential psycopg connects and closes and prints the
 /// median and p90 in microseconds.
 const CLIENT: &str = r#"
 import socket, struct, sys, time, resource
@@ -46,36 +50,52 @@ def session():
         if not chunk:
             raise SystemExit('closed during startup')
         buf += chunk
-if mode == 'idle':
-    held = [session() for _ in range(count)]
-    print('ready', flush=True)
-    sys.stdin.read()
-else:
+if mode == 'psycopg':
+    import psycopg
+    conninfo = sys.argv[4]
     times = []
     for _ in range(count):
         start = time.perf_counter()
-        s = session()
+        psycopg.connect(conninfo).close()
         times.append((time.perf_counter() - start) * 1e6)
-        s.sendall(b'X\0\0\0\x04')
-        s.close()
     times.sort()
     print('%.1f %.1f' % (times[len(times) // 2], times[len(times) * 9 // 10]))
+elif mode == 'idle':
+    held = [session() for _ in range(count)]
+    print('ready', flush=True)
+    sys.stdin.read()
 "#;
 
 pub fn measure(binary: &Path) -> anyhow::Result<String> {
     let pg = PgCluster::start_with_max_connections("127.0.0.1", IDLE_SESSIONS as u32 + 100)?;
     let agents = AgentCgroup::create("tollgate-bench-sessions")?;
-    let mut config = GatewayConfig::new("benchsess");
-    config.cgroups = vec![agents.path.clone()];
-    config.targets = vec![("bench".to_owned(), vec![format!("127.0.0.1:{}", pg.port())])];
-    let gateway = GatewayProcess::start(binary, &config)?;
-    let gateway_pid = gateway.pid().context("gateway pid")?;
     let port = pg.port().to_string();
 
-    let direct = setup_times(Command::new("python3"), &port)?;
-    let through = setup_times(agents.command("python3"), &port)?;
+    let token = token::TokenSetup::new(&pg)?;
+    let mut config = GatewayConfig::new("benchsess");
+    config.cgroups = vec![agents.path.clone()];
+    config.targets = vec![("bench".to_owned(), vec![format!("127.0.0.1:{port}")])];
+    config.target_lines = token.target_lines("bench");
+    let (direct, through) = {
+        let _gateway = GatewayProcess::start(binary, &config)?;
+        let direct_conninfo = format!(
+            "host=127.0.0.1 port={port} dbname=postgres user={} password={} sslmode=disable",
+            token::DB_USER,
+            token::DB_PASSWORD
+        );
+        let direct = setup_times(Command::new(PYTHON), &port, &direct_conninfo)?;
+        let gateway_conninfo = format!(
+            "host=127.0.0.1 port={port} dbname=postgres user=bench-agent password={} sslmode=require",
+            token.token()?
+        );
+        let through = setup_times(agents.command(PYTHON), &port, &gateway_conninfo)?;
+        (direct, through)
+    };
     let added_ms = (through.0 - direct.0) / 1000.0;
 
+    config.target_lines.clear();
+    let gateway = GatewayProcess::start(binary, &config)?;
+    let gateway_pid = gateway.pid().context("gateway pid")?;
     let before = rss_bytes(gateway_pid)?;
     let mut idle = agents
         .command("python3")
@@ -98,10 +118,11 @@ pub fn measure(binary: &Path) -> anyhow::Result<String> {
     let _ = writeln!(out, "## Sessions\n");
     let _ = writeln!(
         out,
-        "Connection setup (connect, startup, trust auth, ReadyForQuery), {SETUP_SAMPLES} \
-         sequential sessions: direct median {:.0} µs (p90 {:.0}); through Tollgate median {:.0} µs \
-         (p90 {:.0}); added {added_ms:.2} ms at the median (floor ≤ {SETUP_FLOOR_MS} ms: **{}**). \
-         Plain TCP: TLS and token validation are not in this path yet.\n",
+        "Connection setup with psycopg (connect and close), {SETUP_SAMPLES} sequential sessions: \
+         direct with a SCRAM-SHA-256 password: median {:.0} µs (p90 {:.0}); through Tollgate \
+         with TLS and an ES256 access token, the gateway logging in upstream with SCRAM: median \
+         {:.0} µs (p90 {:.0}); added {added_ms:.2} ms at the median (floor ≤ {SETUP_FLOOR_MS} ms: \
+         **{}**).\n",
         direct.0,
         direct.1,
         through.0,
@@ -110,8 +131,8 @@ pub fn measure(binary: &Path) -> anyhow::Result<String> {
     );
     let _ = writeln!(
         out,
-        "Idle sessions: gateway RSS {:.1} MiB before, {:.1} MiB with {IDLE_SESSIONS} idle \
-         sessions: {:.1} KiB per session (floor ≤ 64 KiB: **{}**).\n",
+        "Idle sessions (passthrough, plain TCP): gateway RSS {:.1} MiB before, {:.1} MiB with \
+         {IDLE_SESSIONS} idle sessions: {:.1} KiB per session (floor ≤ 64 KiB: **{}**).\n",
         before as f64 / 1048576.0,
         (before as f64 + per_session * IDLE_SESSIONS as f64) / 1048576.0,
         per_session / 1024.0,
@@ -120,9 +141,16 @@ pub fn measure(binary: &Path) -> anyhow::Result<String> {
     Ok(out)
 }
 
-fn setup_times(mut command: Command, port: &str) -> anyhow::Result<(f64, f64)> {
+fn setup_times(mut command: Command, port: &str, conninfo: &str) -> anyhow::Result<(f64, f64)> {
     let output = command
-        .args(["-c", CLIENT, "setup", &SETUP_SAMPLES.to_string(), port])
+        .args([
+            "-c",
+            CLIENT,
+            "psycopg",
+            &SETUP_SAMPLES.to_string(),
+            port,
+            conninfo,
+        ])
         .output()
         .context("setup-time client")?;
     let text = String::from_utf8_lossy(&output.stdout);
