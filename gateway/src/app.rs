@@ -327,7 +327,7 @@ pub fn postgres_settings(config: &Config) -> Result<PostgresSettings, AppError> 
     for target in &config.targets {
         if let TargetAuth::Token(token) = &target.auth {
             let login = TokenLogin {
-                validator: TokenValidator::new(&target.name, token)?,
+                validator: TokenValidator::new(&target.name, token, config.gateway.bypass_mark)?,
                 credentials: load_credentials(&target.name, &token.credentials_file)?,
             };
             tokens.insert(target.name.clone(), Arc::new(login));

@@ -14,7 +14,7 @@ use std::{
 
 use ipnet::IpNet;
 
-pub use auth::{TargetAuth, TokenAuth};
+pub use auth::{JwksSource, JwksUrl, TargetAuth, TokenAuth};
 pub use tls::{AgentTls, UpstreamTls, UpstreamTlsMode};
 pub use validate::validate;
 

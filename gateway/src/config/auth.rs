@@ -2,7 +2,7 @@
 //! (`passthrough`), or an OIDC access token checked by the gateway, which then logs in with
 //! credentials only it holds (`token`).
 
-use std::{path::PathBuf, time::Duration};
+use std::{net::IpAddr, path::PathBuf, time::Duration};
 
 use toml::Spanned;
 
@@ -13,6 +13,11 @@ use super::{
 
 const DEFAULT_LEEWAY_S: u64 = 30;
 const MAX_LEEWAY_S: u64 = 300;
+/// The PEM bundle that verifies the identity provider's certificate unless one is named.
+pub const DEFAULT_JWKS_CA_FILE: &str = "/etc/ssl/certs/ca-certificates.crt";
+/// Tokens naming unknown keys are attacker-controlled: each may trigger a fetch at most this often.
+const DEFAULT_MIN_REFETCH_S: u64 = 10;
+const MAX_MIN_REFETCH_S: u64 = 3600;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TargetAuth {
@@ -24,7 +29,7 @@ pub enum TargetAuth {
 pub struct TokenAuth {
     pub issuer: String,
     pub audience: String,
-    pub jwks_file: PathBuf,
+    pub jwks: JwksSource,
     /// Claims a token must carry besides `iss`, `aud` and `exp`.
     pub required_claims: Vec<String>,
     /// Claim holding the subject's groups (a string or a list of strings).
@@ -33,6 +38,31 @@ pub struct TokenAuth {
     pub leeway: Duration,
     /// TOML file with `user` and `password` the gateway logs in with (mode 0600).
     pub credentials_file: PathBuf,
+}
+
+/// Where the signing keys come from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum JwksSource {
+    File(PathBuf),
+    /// Boxed: most targets hold no URL, and `TargetAuth` stays small.
+    Url(Box<JwksUrl>),
+}
+
+/// An identity provider's JWKS endpoint, split for a minimal HTTP client.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JwksUrl {
+    /// As written, for logs.
+    pub text: String,
+    pub https: bool,
+    /// A DNS name or an IP address (IPv6 without brackets).
+    pub host: String,
+    pub port: u16,
+    /// Path and query, starting with `/`.
+    pub path: String,
+    /// PEM bundle verifying the server's certificate (https only).
+    pub ca_file: PathBuf,
+    /// Least time between two fetches caused by unknown keys or failed refreshes.
+    pub min_refetch: Duration,
 }
 
 fn absolute(field: String, value: &Spanned<String>) -> Result<PathBuf, Issue> {
@@ -58,6 +88,30 @@ pub fn target_auth(raw: &RawTarget, index: usize) -> Result<TargetAuth, Issue> {
         (
             "token_jwks_file",
             raw.token_jwks_file.as_ref().map(Spanned::span),
+        ),
+        (
+            "token_jwks_url",
+            raw.token_jwks_url.as_ref().map(Spanned::span),
+        ),
+        (
+            "token_jwks_ca_file",
+            raw.token_jwks_ca_file.as_ref().map(Spanned::span),
+        ),
+        (
+            "token_jwks_min_refetch_s",
+            raw.token_jwks_min_refetch_s.as_ref().map(Spanned::span),
+        ),
+        (
+            "token_required_claims",
+            raw.token_required_claims.as_ref().map(Spanned::span),
+        ),
+        (
+            "token_groups_claim",
+            raw.token_groups_claim.as_ref().map(Spanned::span),
+        ),
+        (
+            "token_leeway_s",
+            raw.token_leeway_s.as_ref().map(Spanned::span),
         ),
         (
             "upstream_credentials_file",
@@ -88,7 +142,7 @@ pub fn target_auth(raw: &RawTarget, index: usize) -> Result<TargetAuth, Issue> {
             };
             let issuer = required("token_issuer", &raw.token_issuer)?;
             let audience = required("token_audience", &raw.token_audience)?;
-            let jwks_file = required("token_jwks_file", &raw.token_jwks_file)?;
+            let jwks = jwks_source(raw, index, at)?;
             let credentials =
                 required("upstream_credentials_file", &raw.upstream_credentials_file)?;
             let leeway = match &raw.token_leeway_s {
@@ -105,10 +159,16 @@ pub fn target_auth(raw: &RawTarget, index: usize) -> Result<TargetAuth, Issue> {
             Ok(TargetAuth::Token(TokenAuth {
                 issuer: issuer.into_inner(),
                 audience: audience.into_inner(),
-                jwks_file: absolute(field("token_jwks_file"), &jwks_file)?,
+                jwks,
                 required_claims: raw.token_required_claims.as_ref().map_or_else(
                     || vec!["sub".to_owned()],
-                    |claims| claims.iter().map(|c| c.get_ref().clone()).collect(),
+                    |claims| {
+                        claims
+                            .get_ref()
+                            .iter()
+                            .map(|c| c.get_ref().clone())
+                            .collect()
+                    },
                 ),
                 groups_claim: raw
                     .token_groups_claim
@@ -124,4 +184,177 @@ pub fn target_auth(raw: &RawTarget, index: usize) -> Result<TargetAuth, Issue> {
             format!("`{other}` is not one of: passthrough, token"),
         )),
     }
+}
+
+/// Exactly one of `token_jwks_file` or `token_jwks_url`, and the URL-only settings only with a URL.
+fn jwks_source(raw: &RawTarget, index: usize, auth: &Spanned<String>) -> Result<JwksSource, Issue> {
+    let field = |name: &str| format!("targets[{index}].{name}");
+    let url = match (&raw.token_jwks_file, &raw.token_jwks_url) {
+        (Some(_), Some(url)) => {
+            return Err(issue(
+                field("token_jwks_url"),
+                url,
+                "give token_jwks_file or token_jwks_url, not both",
+            ))
+        }
+        (None, None) => {
+            return Err(issue(
+                field("auth"),
+                auth,
+                "auth = \"token\" needs token_jwks_file or token_jwks_url",
+            ))
+        }
+        (Some(file), None) => {
+            let only_with_url = [
+                (
+                    "token_jwks_ca_file",
+                    raw.token_jwks_ca_file.as_ref().map(Spanned::span),
+                ),
+                (
+                    "token_jwks_min_refetch_s",
+                    raw.token_jwks_min_refetch_s.as_ref().map(Spanned::span),
+                ),
+            ];
+            if let Some((name, Some(span))) = only_with_url.iter().find(|(_, s)| s.is_some()) {
+                return Err(Issue {
+                    field: field(name),
+                    offset: span.start,
+                    message: "is only used with token_jwks_url".into(),
+                });
+            }
+            return absolute(field("token_jwks_file"), file).map(JwksSource::File);
+        }
+        (None, Some(url)) => url,
+    };
+    let parsed = parse_url(url.get_ref()).map_err(|m| issue(field("token_jwks_url"), url, m))?;
+    if !parsed.https && !is_loopback(&parsed.host) {
+        return Err(issue(
+            field("token_jwks_url"),
+            url,
+            "http:// is only allowed to a loopback host (127.0.0.0/8, ::1, localhost); \
+             use https:// so the signing keys cannot be swapped on the way",
+        ));
+    }
+    let ca_file = match &raw.token_jwks_ca_file {
+        Some(ca) if !parsed.https => {
+            return Err(issue(
+                field("token_jwks_ca_file"),
+                ca,
+                "is only used with an https:// token_jwks_url",
+            ))
+        }
+        Some(ca) => absolute(field("token_jwks_ca_file"), ca)?,
+        None => PathBuf::from(DEFAULT_JWKS_CA_FILE),
+    };
+    let min_refetch = match &raw.token_jwks_min_refetch_s {
+        Some(value) if !(1..=MAX_MIN_REFETCH_S).contains(value.get_ref()) => {
+            return Err(issue(
+                field("token_jwks_min_refetch_s"),
+                value,
+                format!("must be 1 to {MAX_MIN_REFETCH_S} seconds"),
+            ))
+        }
+        Some(value) => *value.get_ref(),
+        None => DEFAULT_MIN_REFETCH_S,
+    };
+    Ok(JwksSource::Url(Box::new(JwksUrl {
+        text: url.get_ref().clone(),
+        https: parsed.https,
+        host: parsed.host,
+        port: parsed.port,
+        path: parsed.path,
+        ca_file,
+        min_refetch: Duration::from_secs(min_refetch),
+    })))
+}
+
+struct ParsedUrl {
+    https: bool,
+    host: String,
+    port: u16,
+    path: String,
+}
+
+/// `http[s]://host[:port][/path][?query]`; a fragment is dropped. Deliberately narrow: no
+/// credentials, no spaces, IPv6 only in brackets.
+fn parse_url(text: &str) -> Result<ParsedUrl, String> {
+    if text.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err("must not contain spaces or control characters".into());
+    }
+    let lower = text.to_ascii_lowercase();
+    let (https, rest) = if lower.starts_with("https://") {
+        (true, &text["https://".len()..])
+    } else if lower.starts_with("http://") {
+        (false, &text["http://".len()..])
+    } else {
+        return Err(format!(
+            "`{text}` must start with https:// (or http:// to a loopback host)"
+        ));
+    };
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(end);
+    if authority.contains('@') {
+        return Err("must not carry credentials (user@host)".into());
+    }
+    let (host, port) = if let Some(bracketed) = authority.strip_prefix('[') {
+        let (host, after) = bracketed
+            .split_once(']')
+            .ok_or("has an unclosed `[` in its host")?;
+        if host.parse::<std::net::Ipv6Addr>().is_err() {
+            return Err(format!("`[{host}]` is not an IPv6 address"));
+        }
+        match after {
+            "" => (host, None),
+            _ => (
+                host,
+                Some(after.strip_prefix(':').ok_or("has text after `]`")?),
+            ),
+        }
+    } else {
+        match authority.split_once(':') {
+            Some((host, port)) => (host, Some(port)),
+            None => (authority, None),
+        }
+    };
+    if host.is_empty() {
+        return Err("has no host".into());
+    }
+    if !host
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || "-._:".contains(c))
+    {
+        return Err(format!("`{host}` is not a host name or IP address"));
+    }
+    let port = match port {
+        None => {
+            if https {
+                443
+            } else {
+                80
+            }
+        }
+        Some(port) => port
+            .parse::<u16>()
+            .ok()
+            .filter(|p| *p != 0)
+            .ok_or_else(|| format!("`{port}` is not a port (1 to 65535)"))?,
+    };
+    let tail = tail.split('#').next().unwrap_or_default();
+    let path = if tail.starts_with('/') {
+        tail.to_owned()
+    } else {
+        format!("/{tail}")
+    };
+    Ok(ParsedUrl {
+        https,
+        host: host.to_owned(),
+        port,
+        path,
+    })
+}
+
+/// Plain HTTP only where nobody else is on the path.
+fn is_loopback(host: &str) -> bool {
+    host.eq_ignore_ascii_case("localhost")
+        || host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }

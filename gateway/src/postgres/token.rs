@@ -1,26 +1,23 @@
-//! OIDC access tokens (JWT) presented as the password: signature checked against the JWKS
-//! file (re-read when a token names a key it does not hold, so rotated keys are picked up),
-//! then `iss`, `aud`, `exp`/`nbf` with leeway and the required claims. Only asymmetric
-//! algorithms are accepted, and only the one the key is for.
+//! OIDC access tokens (JWT) presented as the password: signature checked against the
+//! identity provider's keys (a JWKS file, or its JWKS URL with a cache), then `iss`, `aud`,
+//! `exp`/`nbf` with leeway and the required claims. Only asymmetric algorithms are accepted,
+//! and only the one the key is for.
 
-use std::{
-    path::PathBuf,
-    sync::Mutex,
-    time::{Duration, Instant, SystemTime},
-};
+mod fetch;
+mod file;
+mod http;
+mod keys;
+mod remote;
 
-use jsonwebtoken::{
-    decode, decode_header,
-    errors::ErrorKind,
-    jwk::{AlgorithmParameters, EllipticCurve, Jwk, KeyAlgorithm},
-    Algorithm, DecodingKey, Validation,
-};
+use std::path::PathBuf;
+
+use jsonwebtoken::{decode, decode_header, errors::ErrorKind, jwk::Jwk, DecodingKey, Validation};
 use serde_json::Value;
 
-use crate::config::TokenAuth;
-
-/// A token naming an unknown key re-reads the JWKS at most this often.
-const RELOAD_INTERVAL: Duration = Duration::from_secs(1);
+use crate::config::{JwksSource, TokenAuth};
+use file::FileKeys;
+use keys::{algorithms_for, is_asymmetric};
+use remote::{RemoteKeys, Timing};
 
 /// What a valid token says about who is behind the session.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -67,40 +64,60 @@ pub struct JwksError {
     detail: String,
 }
 
-struct KeySet {
-    keys: Vec<Jwk>,
-    modified: Option<SystemTime>,
-    checked: Instant,
+enum KeySource {
+    File(FileKeys),
+    Url(RemoteKeys),
 }
 
 pub struct TokenValidator {
     settings: TokenAuth,
-    field: String,
-    keys: Mutex<KeySet>,
+    keys: KeySource,
 }
 
 impl TokenValidator {
-    /// Reads the JWKS now, so a missing or broken file stops startup with its field named.
-    pub fn new(target: &str, settings: &TokenAuth) -> Result<Self, JwksError> {
-        let field = format!("targets[{target}].token_jwks_file");
-        let keys = read_keys(&settings.jwks_file).map_err(|detail| JwksError {
-            field: field.clone(),
-            path: settings.jwks_file.clone(),
-            detail,
-        })?;
+    /// A JWKS file is read now and a broken one stops startup with its field named. A URL is
+    /// fetched in the background (its CA bundle is read now): an identity provider that is
+    /// down must not stop the gateway, and tokens are refused until its keys arrive.
+    /// `bypass_mark` keeps the gateway's own connection to the provider from being intercepted.
+    pub fn new(target: &str, settings: &TokenAuth, bypass_mark: u32) -> Result<Self, JwksError> {
+        let field = |name: &str| format!("targets[{target}].{name}");
+        let keys = match &settings.jwks {
+            JwksSource::File(path) => {
+                let field = field("token_jwks_file");
+                KeySource::File(FileKeys::open(path, field.clone()).map_err(|detail| {
+                    JwksError {
+                        field,
+                        path: path.clone(),
+                        detail,
+                    }
+                })?)
+            }
+            JwksSource::Url(url) => {
+                let fetcher =
+                    fetch::HttpFetcher::new(url, bypass_mark).map_err(|detail| JwksError {
+                        field: field("token_jwks_ca_file"),
+                        path: url.ca_file.clone(),
+                        detail,
+                    })?;
+                KeySource::Url(RemoteKeys::new(
+                    Box::new(fetcher),
+                    field("token_jwks_url"),
+                    Timing::new(url.min_refetch),
+                ))
+            }
+        };
         Ok(Self {
             settings: settings.clone(),
-            field,
-            keys: Mutex::new(keys),
+            keys,
         })
     }
 
-    pub fn validate(&self, token: &str) -> Result<TokenIdentity, TokenError> {
+    pub async fn validate(&self, token: &str) -> Result<TokenIdentity, TokenError> {
         let header = decode_header(token).map_err(|_| unaccepted_algorithm(token))?;
         if !is_asymmetric(header.alg) {
             return Err(TokenError::Algorithm(format!("{:?}", header.alg)));
         }
-        let jwk = self.key_for(header.kid.as_deref())?;
+        let jwk = self.key_for(header.kid.as_deref()).await?;
         if !algorithms_for(&jwk).contains(&header.alg) {
             return Err(TokenError::Algorithm(format!("{:?}", header.alg)));
         }
@@ -130,30 +147,12 @@ impl TokenValidator {
         })
     }
 
-    /// The key a token names; an unknown one re-reads the file (rate-limited) first.
-    fn key_for(&self, kid: Option<&str>) -> Result<Jwk, TokenError> {
-        let mut set = self.keys.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(jwk) = find(&set.keys, kid)? {
-            return Ok(jwk);
+    /// The key a token names; an unknown one re-reads the source (rate-limited) first.
+    async fn key_for(&self, kid: Option<&str>) -> Result<Jwk, TokenError> {
+        match &self.keys {
+            KeySource::File(file) => file.key_for(kid),
+            KeySource::Url(remote) => remote.key_for(kid).await,
         }
-        if set.checked.elapsed() >= RELOAD_INTERVAL {
-            set.checked = Instant::now();
-            let modified = std::fs::metadata(&self.settings.jwks_file)
-                .and_then(|m| m.modified())
-                .ok();
-            if modified != set.modified {
-                match read_keys(&self.settings.jwks_file) {
-                    Ok(fresh) => {
-                        tracing::info!(jwks = %self.settings.jwks_file.display(), keys = fresh.keys.len(), "JWKS reloaded");
-                        *set = fresh;
-                    }
-                    Err(detail) => {
-                        tracing::warn!(field = %self.field, %detail, "JWKS reload failed; keeping the keys held");
-                    }
-                }
-            }
-        }
-        find(&set.keys, kid)?.ok_or_else(|| TokenError::UnknownKey(kid.unwrap_or("").to_owned()))
     }
 }
 
@@ -174,87 +173,6 @@ fn base64_url_json(part: &str) -> Option<Value> {
         .decode(part.trim_end_matches('='))
         .ok()?;
     serde_json::from_slice(&bytes).ok()
-}
-
-fn find(keys: &[Jwk], kid: Option<&str>) -> Result<Option<Jwk>, TokenError> {
-    match kid {
-        Some(kid) => Ok(keys
-            .iter()
-            .find(|k| k.common.key_id.as_deref() == Some(kid))
-            .cloned()),
-        None if keys.len() == 1 => Ok(keys.first().cloned()),
-        None => Err(TokenError::NoKeyId),
-    }
-}
-
-/// Keys that cannot verify signatures (unknown types, encryption-only) are skipped, so one
-/// odd key in an identity provider's set does not disable the others.
-fn read_keys(path: &std::path::Path) -> Result<KeySet, String> {
-    let text = std::fs::read_to_string(path).map_err(|e| e.to_string())?;
-    let modified = std::fs::metadata(path).and_then(|m| m.modified()).ok();
-    let value: Value = serde_json::from_str(&text).map_err(|e| format!("not JSON: {e}"))?;
-    let entries = value
-        .get("keys")
-        .and_then(Value::as_array)
-        .ok_or("no `keys` array")?;
-    let keys: Vec<Jwk> = entries
-        .iter()
-        .filter_map(|entry| serde_json::from_value::<Jwk>(entry.clone()).ok())
-        .filter(|jwk| !algorithms_for(jwk).is_empty())
-        .collect();
-    if keys.is_empty() {
-        return Err("no signature verification key (RSA, EC or OKP) in the set".into());
-    }
-    Ok(KeySet {
-        keys,
-        modified,
-        checked: Instant::now(),
-    })
-}
-
-fn is_asymmetric(alg: Algorithm) -> bool {
-    !matches!(alg, Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512)
-}
-
-/// The algorithms a key may verify: its `alg` if it names one, else those of its type.
-fn algorithms_for(jwk: &Jwk) -> Vec<Algorithm> {
-    use Algorithm as A;
-    let by_type = match &jwk.algorithm {
-        AlgorithmParameters::RSA(_) => {
-            vec![A::RS256, A::RS384, A::RS512, A::PS256, A::PS384, A::PS512]
-        }
-        AlgorithmParameters::EllipticCurve(ec) => match ec.curve {
-            EllipticCurve::P256 => vec![A::ES256],
-            EllipticCurve::P384 => vec![A::ES384],
-            _ => vec![],
-        },
-        AlgorithmParameters::OctetKeyPair(_) => vec![A::EdDSA],
-        // Shared secrets are not public keys: never accepted from a JWKS.
-        AlgorithmParameters::OctetKey(_) => vec![],
-    };
-    match jwk.common.key_algorithm {
-        None => by_type,
-        Some(named) => key_algorithm(named)
-            .filter(|alg| by_type.contains(alg))
-            .into_iter()
-            .collect(),
-    }
-}
-
-fn key_algorithm(named: KeyAlgorithm) -> Option<Algorithm> {
-    use {Algorithm as A, KeyAlgorithm as K};
-    Some(match named {
-        K::RS256 => A::RS256,
-        K::RS384 => A::RS384,
-        K::RS512 => A::RS512,
-        K::PS256 => A::PS256,
-        K::PS384 => A::PS384,
-        K::PS512 => A::PS512,
-        K::ES256 => A::ES256,
-        K::ES384 => A::ES384,
-        K::EdDSA => A::EdDSA,
-        _ => return None,
-    })
 }
 
 fn claim_error(kind: ErrorKind) -> TokenError {

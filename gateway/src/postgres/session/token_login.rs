@@ -118,7 +118,7 @@ pub async fn authenticate_agent(
             .map_err(|_| (malformed_password(), None))?,
         _ => return Err((malformed_password(), None)),
     };
-    validator.validate(password.trim()).map_err(|reason| {
+    validator.validate(password.trim()).await.map_err(|reason| {
         let error = ClientError::fatal(
             sqlstate::INVALID_AUTHORIZATION,
             format!("Tollgate refused the access token: {reason}"),

@@ -3,7 +3,7 @@
 use std::{path::PathBuf, time::Duration};
 
 use base64::Engine;
-use jsonwebtoken::{encode, EncodingKey, Header};
+use jsonwebtoken::{encode, Algorithm, EncodingKey, Header};
 use serde_json::{json, Value};
 
 use super::*;
@@ -73,13 +73,13 @@ impl Jwks {
         let settings = TokenAuth {
             issuer: ISSUER.into(),
             audience: AUDIENCE.into(),
-            jwks_file: self.path.clone(),
+            jwks: JwksSource::File(self.path.clone()),
             required_claims: vec!["sub".into()],
             groups_claim: "groups".into(),
             leeway: Duration::from_secs(30),
             credentials_file: "/unused".into(),
         };
-        TokenValidator::new("db", &settings).unwrap()
+        TokenValidator::new("db", &settings, 0).unwrap()
     }
 }
 
@@ -100,19 +100,23 @@ fn with(mut claims: Value, changes: Value) -> Value {
     claims
 }
 
-#[test]
-fn a_valid_token_yields_subject_and_groups() {
+#[tokio::test]
+async fn a_valid_token_yields_subject_and_groups() {
     let key = Key::new("k1");
     let jwks = Jwks::write(&[&key]);
-    let identity = jwks.validator().validate(&key.sign(&claims())).unwrap();
+    let identity = jwks
+        .validator()
+        .validate(&key.sign(&claims()))
+        .await
+        .unwrap();
     assert_eq!(identity.subject, "agent-7");
     assert_eq!(identity.groups, ["etl", "readers"]);
     assert_eq!(identity.issuer, ISSUER);
     assert_eq!(identity.key_id.as_deref(), Some("k1"));
 }
 
-#[test]
-fn bad_tokens_are_refused_with_their_reason() {
+#[tokio::test]
+async fn bad_tokens_are_refused_with_their_reason() {
     let key = Key::new("k1");
     let jwks = Jwks::write(&[&key]);
     let validator = jwks.validator();
@@ -150,18 +154,18 @@ fn bad_tokens_are_refused_with_their_reason() {
     ];
     for (what, claims, expected) in cases {
         assert_eq!(
-            validator.validate(&key.sign(&claims)),
+            validator.validate(&key.sign(&claims)).await,
             Err(expected),
             "{what}"
         );
     }
     // Inside the leeway an expired token still passes.
     let recent = with(claims(), json!({"exp": now() - 10}));
-    assert!(validator.validate(&key.sign(&recent)).is_ok());
+    assert!(validator.validate(&key.sign(&recent)).await.is_ok());
 }
 
-#[test]
-fn signatures_and_algorithms_are_checked() {
+#[tokio::test]
+async fn signatures_and_algorithms_are_checked() {
     let key = Key::new("k1");
     let jwks = Jwks::write(&[&key]);
     let validator = jwks.validator();
@@ -171,7 +175,7 @@ fn signatures_and_algorithms_are_checked() {
         pair: rcgen::KeyPair::generate().unwrap(),
     };
     assert_eq!(
-        validator.validate(&impostor.sign(&claims())),
+        validator.validate(&impostor.sign(&claims())).await,
         Err(TokenError::Signature)
     );
     // alg none: an unsigned token.
@@ -184,7 +188,7 @@ fn signatures_and_algorithms_are_checked() {
         b64(&claims())
     );
     assert_eq!(
-        validator.validate(&unsigned),
+        validator.validate(&unsigned).await,
         Err(TokenError::Algorithm("none".into()))
     );
     // HS256 "signed" with the public key as the secret (algorithm confusion).
@@ -197,26 +201,29 @@ fn signatures_and_algorithms_are_checked() {
     )
     .unwrap();
     assert!(matches!(
-        validator.validate(&confused),
+        validator.validate(&confused).await,
         Err(TokenError::Algorithm(_))
     ));
-    assert_eq!(validator.validate("not a jwt"), Err(TokenError::Malformed));
+    assert_eq!(
+        validator.validate("not a jwt").await,
+        Err(TokenError::Malformed)
+    );
 }
 
-#[test]
-fn rotated_keys_are_picked_up_from_the_file() {
+#[tokio::test]
+async fn rotated_keys_are_picked_up_from_the_file() {
     let old = Key::new("2026-old");
     let new = Key::new("2026-new");
     let jwks = Jwks::write(&[&old]);
     let validator = jwks.validator();
     let token = new.sign(&claims());
     assert_eq!(
-        validator.validate(&token),
+        validator.validate(&token).await,
         Err(TokenError::UnknownKey("2026-new".into()))
     );
     // The identity provider publishes the new key; the next unknown-key token re-reads.
     jwks.rewrite(&[&old, &new]);
-    std::thread::sleep(RELOAD_INTERVAL + Duration::from_millis(100));
-    assert!(validator.validate(&token).is_ok());
-    assert!(validator.validate(&old.sign(&claims())).is_ok());
+    std::thread::sleep(file::RELOAD_INTERVAL + Duration::from_millis(100));
+    assert!(validator.validate(&token).await.is_ok());
+    assert!(validator.validate(&old.sign(&claims())).await.is_ok());
 }

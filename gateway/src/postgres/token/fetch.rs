@@ -1,0 +1,195 @@
+//! A minimal HTTP/1.1 GET for the identity provider's JWKS: one request per connection
+//! (`Connection: close`), TLS verified against the configured CA bundle, bounded in time and
+//! size. The socket carries the bypass mark so the gateway never intercepts itself.
+
+use std::{io, net::SocketAddr, path::Path, sync::Arc, time::Duration};
+
+use rustls::{
+    pki_types::{pem::PemObject, CertificateDer, ServerName},
+    ClientConfig, RootCertStore,
+};
+use tokio::{
+    io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt},
+    net::TcpStream,
+};
+use tokio_rustls::TlsConnector;
+
+use super::http::{self, HttpError, Response, MAX_HEAD};
+use crate::{config::JwksUrl, proxy::upstream};
+
+/// Resolve, connect, handshake, request and response together.
+pub(super) const FETCH_TIMEOUT: Duration = Duration::from_secs(5);
+/// A key set is a few KiB; anything near this is not one.
+pub(super) const MAX_BODY: usize = 1024 * 1024;
+/// Raw bytes read, headers and chunk framing included.
+const MAX_READ: usize = MAX_HEAD + 2 * MAX_BODY;
+
+#[derive(Debug, thiserror::Error)]
+pub enum FetchError {
+    #[error("resolving {host}: {source}")]
+    Resolve {
+        host: String,
+        #[source]
+        source: io::Error,
+    },
+    #[error("{0} resolves to no address")]
+    NoAddress(String),
+    #[error("connecting to {addr}: {source}")]
+    Connect {
+        addr: SocketAddr,
+        #[source]
+        source: io::Error,
+    },
+    #[error("plain http is for loopback only, but the host resolved to {0}")]
+    NotLoopback(SocketAddr),
+    #[error("`{0}` is not a valid TLS server name")]
+    ServerName(String),
+    #[error("TLS handshake: {0}")]
+    Handshake(#[source] io::Error),
+    #[error("exchange: {0}")]
+    Io(#[from] io::Error),
+    #[error("no complete response within {0:?}")]
+    TimedOut(Duration),
+    #[error(transparent)]
+    Http(#[from] HttpError),
+}
+
+pub(super) struct HttpFetcher {
+    url: JwksUrl,
+    tls: Option<TlsConnector>,
+    bypass_mark: u32,
+}
+
+impl HttpFetcher {
+    /// Reads the CA bundle now (https only), so a missing one stops startup.
+    pub(super) fn new(url: &JwksUrl, bypass_mark: u32) -> Result<Self, String> {
+        let tls = if url.https {
+            Some(connector(&url.ca_file)?)
+        } else {
+            None
+        };
+        Ok(Self {
+            url: url.clone(),
+            tls,
+            bypass_mark,
+        })
+    }
+
+    pub(super) fn url(&self) -> &str {
+        &self.url.text
+    }
+
+    pub(super) async fn get(&self) -> Result<Response, FetchError> {
+        tokio::time::timeout(FETCH_TIMEOUT, self.exchange())
+            .await
+            .map_err(|_| FetchError::TimedOut(FETCH_TIMEOUT))?
+    }
+
+    async fn exchange(&self) -> Result<Response, FetchError> {
+        let tcp = self.connect().await?;
+        let request = self.request();
+        match &self.tls {
+            None => send_and_read(tcp, request.as_bytes()).await,
+            Some(connector) => {
+                let name = ServerName::try_from(self.url.host.clone())
+                    .map_err(|_| FetchError::ServerName(self.url.host.clone()))?;
+                let tls = connector
+                    .connect(name, tcp)
+                    .await
+                    .map_err(FetchError::Handshake)?;
+                send_and_read(tls, request.as_bytes()).await
+            }
+        }
+    }
+
+    /// Every address the name resolves to, in order, until one answers.
+    async fn connect(&self) -> Result<TcpStream, FetchError> {
+        let host = self.url.host.as_str();
+        let addrs = tokio::net::lookup_host((host, self.url.port))
+            .await
+            .map_err(|source| FetchError::Resolve {
+                host: host.to_owned(),
+                source,
+            })?;
+        let mut failure = FetchError::NoAddress(host.to_owned());
+        for addr in addrs {
+            // The config allows plain http to loopback names only; hold the name to it.
+            if !self.url.https && !addr.ip().is_loopback() {
+                failure = FetchError::NotLoopback(addr);
+                continue;
+            }
+            match upstream::connect(addr, self.bypass_mark).await {
+                Ok(stream) => return Ok(stream),
+                Err(source) => failure = FetchError::Connect { addr, source },
+            }
+        }
+        Err(failure)
+    }
+
+    fn request(&self) -> String {
+        let url = &self.url;
+        let host = if url.host.contains(':') {
+            format!("[{}]", url.host)
+        } else {
+            url.host.clone()
+        };
+        let default_port = if url.https { 443 } else { 80 };
+        let authority = if url.port == default_port {
+            host
+        } else {
+            format!("{host}:{}", url.port)
+        };
+        format!(
+            "GET {} HTTP/1.1\r\nHost: {authority}\r\nUser-Agent: tollgate/{}\r\n\
+             Accept: application/jwk-set+json, application/json\r\n\
+             Accept-Encoding: identity\r\nConnection: close\r\n\r\n",
+            url.path,
+            env!("CARGO_PKG_VERSION"),
+        )
+    }
+}
+
+/// Writes the request and reads until the response is complete, the cap is hit or the
+/// server closes. A TLS close without close_notify is an error, so truncation is never a body.
+async fn send_and_read<S: AsyncRead + AsyncWrite + Unpin>(
+    mut stream: S,
+    request: &[u8],
+) -> Result<Response, FetchError> {
+    stream.write_all(request).await?;
+    stream.flush().await?;
+    let mut buf = Vec::with_capacity(16 * 1024);
+    let mut chunk = vec![0u8; 16 * 1024];
+    loop {
+        let read = stream.read(&mut chunk).await?;
+        buf.extend_from_slice(&chunk[..read]);
+        if buf.len() > MAX_READ {
+            return Err(HttpError::TooLarge(MAX_BODY).into());
+        }
+        let eof = read == 0;
+        match http::parse_response(&buf, eof, MAX_BODY)? {
+            Some(response) => return Ok(response),
+            None if eof => return Err(HttpError::Truncated.into()),
+            None => {}
+        }
+    }
+}
+
+fn connector(ca_file: &Path) -> Result<TlsConnector, String> {
+    let certs = CertificateDer::pem_file_iter(ca_file)
+        .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+        .map_err(|error| error.to_string())?;
+    let mut roots = RootCertStore::empty();
+    // A system bundle may hold a certificate rustls cannot use; the others still count.
+    let (added, _ignored) = roots.add_parsable_certificates(certs);
+    if added == 0 {
+        return Err("no usable CA certificate in the file".into());
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|error| error.to_string())?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(TlsConnector::from(Arc::new(config)))
+}
