@@ -6,6 +6,7 @@ mod config;
 mod drain;
 mod identity;
 mod intercept;
+mod logging;
 mod postgres;
 mod proxy;
 mod status;
@@ -125,13 +126,9 @@ fn fail(message: &str) -> ExitCode {
     ExitCode::from(2)
 }
 
-/// Records are written by a background thread, so a statement record costs the session its
-/// formatting but not a write(2). Not lossy: when the queue is full, sessions wait rather than
-/// drop records.
-fn init_logging(format: LogFormat) -> tracing_appender::non_blocking::WorkerGuard {
-    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
-        .lossy(false)
-        .finish(std::io::stdout());
+/// Records are written in batches by a background thread (see `logging.rs`).
+fn init_logging(format: LogFormat) -> logging::FlushGuard {
+    let (writer, guard) = logging::batch_writer(std::io::stdout());
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()

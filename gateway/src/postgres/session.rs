@@ -68,6 +68,8 @@ pub struct SessionParts<'a> {
     response_hook: &'a dyn ResponseHook,
     cancels: &'a Arc<CancelRegistry>,
     upstream: UpstreamAddr,
+    /// The server connection is TLS, so the server can tell a client's channel-binding flag.
+    upstream_tls: bool,
     max_message_bytes: usize,
 }
 
@@ -160,21 +162,22 @@ pub async fn serve(
     };
     log_startup(&session);
 
-    let mut upstream = match connect_upstream(settings, target_name, upstream_addr).await {
-        Ok(stream) => stream,
-        Err(detail) => {
-            let error = ClientError::fatal(
-                sqlstate::CONNECTION_FAILURE,
-                format!(
+    let (mut upstream, upstream_tls) =
+        match connect_upstream(settings, target_name, upstream_addr).await {
+            Ok(connected) => connected,
+            Err(detail) => {
+                let error = ClientError::fatal(
+                    sqlstate::CONNECTION_FAILURE,
+                    format!(
                     "Tollgate could not connect to the database server of target \"{target_name}\""
                 ),
-            );
-            send_fatal(&mut agent, &error).await;
-            guard.outcome = Outcome::UpstreamUnreachable;
-            guard.error = Some(format!("{upstream_addr}: {detail}"));
-            return;
-        }
-    };
+                );
+                send_fatal(&mut agent, &error).await;
+                guard.outcome = Outcome::UpstreamUnreachable;
+                guard.error = Some(format!("{upstream_addr}: {detail}"));
+                return;
+            }
+        };
     let state = SharedState::default();
     state.startup_forwarded();
     let upstream_buffered = match token_login {
@@ -212,6 +215,7 @@ pub async fn serve(
         response_hook: settings.response_hook.as_ref(),
         cancels: &settings.cancels,
         upstream: upstream_addr,
+        upstream_tls,
         max_message_bytes: settings.max_message_bytes,
     };
     run(parts, agent, upstream, upstream_buffered, deadline, guard).await;
@@ -254,7 +258,7 @@ async fn connect_upstream(
     settings: &PostgresSettings,
     target: &str,
     address: UpstreamAddr,
-) -> Result<Box<dyn PgStream>, String> {
+) -> Result<(Box<dyn PgStream>, bool), String> {
     let timeout = settings.upstream_connect_timeout;
     let connecting = async {
         let tcp = upstream::connect(address.0, settings.bypass_mark)

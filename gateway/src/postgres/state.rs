@@ -50,6 +50,7 @@ struct Tracker {
     copy: Option<Copy>,
     client_copy: ClientCopy,
     in_flight: usize,
+    sasl_offered: bool,
 }
 
 /// Shared by the two pumps of one session (one task, so the lock is never contended).
@@ -66,6 +67,7 @@ impl Default for SharedState {
             copy: None,
             client_copy: ClientCopy::None,
             in_flight: 0,
+            sasl_offered: false,
         }))
     }
 }
@@ -92,6 +94,13 @@ impl SharedState {
 
     pub fn startup_forwarded(&self) {
         self.lock().started = true;
+    }
+
+    /// Whether the client message now due is a SASLInitialResponse: the server has just
+    /// offered SASL and no password message has followed yet.
+    pub fn sasl_initial_due(&self) -> bool {
+        let mut t = self.lock();
+        std::mem::take(&mut t.sasl_offered)
     }
 
     /// The gateway authenticated the client itself (token mode).
@@ -170,6 +179,7 @@ impl SharedState {
         let mut t = self.lock();
         match message {
             B::Authentication(Authentication::Ok) => t.authenticated = true,
+            B::Authentication(Authentication::SASL(_)) => t.sasl_offered = true,
             B::ReadyForQuery(ready) => {
                 t.ready = true;
                 t.transaction = ready.status;

@@ -219,14 +219,15 @@ impl UpstreamConnector {
     }
 
     /// SSLRequest, then TLS or plain text as the mode allows. The certificate is checked
-    /// against the configured server name, or else the address connected to.
+    /// against the configured server name, or else the address connected to. The flag says
+    /// whether the connection is encrypted.
     pub async fn negotiate(
         &self,
         mut stream: TcpStream,
         address: IpAddr,
-    ) -> Result<Box<dyn PgStream>, UpstreamTlsError> {
+    ) -> Result<(Box<dyn PgStream>, bool), UpstreamTlsError> {
         let Some(connector) = &self.connector else {
-            return Ok(Box::new(stream));
+            return Ok((Box::new(stream), false));
         };
         stream.write_all(&SSL_REQUEST).await?;
         let mut answer = [0u8; 1];
@@ -241,9 +242,9 @@ impl UpstreamConnector {
                     .connect(name, stream)
                     .await
                     .map_err(UpstreamTlsError::Handshake)?;
-                Ok(Box::new(tls))
+                Ok((Box::new(tls), true))
             }
-            (b'N', UpstreamTlsMode::Prefer) => Ok(Box::new(stream)),
+            (b'N', UpstreamTlsMode::Prefer) => Ok((Box::new(stream), false)),
             (b'N', mode) => Err(UpstreamTlsError::Refused(mode.as_str())),
             _ => Err(UpstreamTlsError::BadAnswer),
         }

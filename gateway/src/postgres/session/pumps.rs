@@ -105,6 +105,13 @@ where
                     .map_err(upstream_io)?;
                 return Ok(SessionEnd::ClientTerminated);
             }
+            F::PasswordMessageFamily(_)
+                if parts.state.sasl_initial_due()
+                    && parts.upstream_tls
+                    && claims_channel_binding_support(&frame) =>
+            {
+                return Err(PumpError::Client(channel_binding_refusal()));
+            }
             F::PasswordMessageFamily(_) | F::CopyData(_) | F::CopyDone(_) | F::CopyFail(_) => {
                 out.unsplit(frame)
             }
@@ -274,6 +281,27 @@ fn refuse(
         "request refused by the gateway"
     );
     send(expectations, Expectation::Refusal(error))
+}
+
+/// A SASLInitialResponse whose GS2 header is `y`: "I support channel binding but you did not
+/// offer it". The server, which does support it over its TLS connection, would take that as
+/// a downgrade attack; the flag is covered by the client's proof, so it cannot be rewritten.
+fn claims_channel_binding_support(frame: &[u8]) -> bool {
+    let body = &frame[5.min(frame.len())..];
+    let Some(end) = body.iter().position(|&b| b == 0) else {
+        return false;
+    };
+    body.get(end + 5..)
+        .is_some_and(|data| data.starts_with(b"y,"))
+}
+
+fn channel_binding_refusal() -> ClientError {
+    ClientError::fatal(
+        sqlstate::INVALID_AUTHORIZATION,
+        "SCRAM channel binding cannot pass through Tollgate's TLS termination, and this \
+         server connection uses TLS: connect with channel_binding=disable, or ask the operator \
+         for auth = \"token\" on this target",
+    )
 }
 
 fn function_call_refusal() -> ClientError {
