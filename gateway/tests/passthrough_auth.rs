@@ -54,12 +54,15 @@ fn server_certificate() -> (TempDir, String) {
     (dir, options)
 }
 
-fn bed(test: &str) -> (PgBed, TempDir) {
+/// A TLS-capable server with password roles; `upstream_tls` as given (None: the default).
+fn bed(test: &str, upstream_tls: Option<&str>) -> (PgBed, TempDir) {
     let (certs, options) = server_certificate();
     let bed = pg_bed_with(test, &options, |config| {
-        config
-            .target_lines
-            .push(("clinic".into(), "upstream_tls = \"require\"".into()));
+        if let Some(mode) = upstream_tls {
+            config
+                .target_lines
+                .push(("clinic".into(), format!("upstream_tls = {mode:?}")));
+        }
     });
     bed.pg
         .psql_direct(
@@ -111,7 +114,7 @@ fn text(output: &Output) -> String {
 #[test]
 #[ignore = "privileged: run by cargo xtask test as root"]
 fn scram_md5_and_password_logins_are_relayed() {
-    let (bed, _certs) = bed("scram_md5_and_password_logins_are_relayed");
+    let (bed, _certs) = bed("scram_md5_and_password_logins_are_relayed", Some("require"));
     let cases = [
         ("scram_user", "scram-pass", "sslmode=disable"),
         (
@@ -149,7 +152,10 @@ fn scram_md5_and_password_logins_are_relayed() {
 #[test]
 #[ignore = "privileged: run by cargo xtask test as root"]
 fn channel_binding_cannot_pass_and_is_refused_clearly() {
-    let (bed, _certs) = bed("channel_binding_cannot_pass_and_is_refused_clearly");
+    let (bed, _certs) = bed(
+        "channel_binding_cannot_pass_and_is_refused_clearly",
+        Some("require"),
+    );
     // Directly over TLS the server offers SCRAM-SHA-256-PLUS and libpq uses it.
     let direct = std::process::Command::new("psql")
         .args(["-X", "-A", "-t", "-d"])
@@ -195,5 +201,25 @@ fn channel_binding_cannot_pass_and_is_refused_clearly() {
     bed.log_when("the refusal as a protocol violation", |log| {
         log.contains("\"outcome\":\"protocol_violation\"")
             && log.contains("SCRAM channel binding cannot pass")
+    });
+}
+
+#[test]
+#[ignore = "privileged: run by cargo xtask test as root"]
+fn by_default_a_tls_agents_scram_login_to_a_local_server_works() {
+    // The default (`auto`) keeps the loopback hop to the server in plain text, so the server
+    // does not support channel binding there and accepts the agent's "could have bound" flag.
+    let (bed, _certs) = bed(
+        "by_default_a_tls_agents_scram_login_to_a_local_server_works",
+        None,
+    );
+    let output = agent_psql(&bed, "scram_user", "scram-pass", "sslmode=require");
+    assert!(
+        output.status.success() && String::from_utf8_lossy(&output.stdout).trim() == "scram_user",
+        "{}",
+        text(&output)
+    );
+    bed.log_when("a TLS session", |log| {
+        log.contains("\"event\":\"session.startup\"") && log.contains("\"tls\":true")
     });
 }

@@ -345,7 +345,8 @@ fn upstream_require_refuses_a_plain_server_and_prefer_falls_back() {
     });
     drop(bed);
 
-    // The default, prefer, uses plain text with a server that has no TLS.
+    // The default (auto: plain text to a loopback server) and prefer both end in plain text
+    // with a server that has no TLS.
     let bed = pg_bed(
         "upstream_require_refuses_a_plain_server_and_prefer_falls_back",
         |_| {},

@@ -25,6 +25,10 @@ pub struct AgentTls {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum UpstreamTlsMode {
     Disable,
+    /// The default: plain text to a server on a loopback address (the gateway runs on the
+    /// database host; nothing crosses a network, and a TLS server connection would break SCRAM
+    /// logins of TLS agents, see policies/README.md), `Prefer` to any other.
+    Auto,
     /// TLS if the server offers it, unverified; plain text otherwise.
     Prefer,
     /// TLS or nothing, unverified.
@@ -37,6 +41,7 @@ impl UpstreamTlsMode {
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Disable => "disable",
+            Self::Auto => "auto",
             Self::Prefer => "prefer",
             Self::Require => "require",
             Self::VerifyFull => "verify-full",
@@ -106,9 +111,10 @@ pub fn agent_tls(raw: &RawGateway) -> Result<AgentTls, Issue> {
 pub fn upstream_tls(raw: &RawTarget, index: usize) -> Result<UpstreamTls, Issue> {
     let field = |name: &str| format!("targets[{index}].{name}");
     let mode = match &raw.upstream_tls {
-        None => UpstreamTlsMode::Prefer,
+        None => UpstreamTlsMode::Auto,
         Some(text) => match text.get_ref().as_str() {
             "disable" => UpstreamTlsMode::Disable,
+            "auto" => UpstreamTlsMode::Auto,
             "prefer" => UpstreamTlsMode::Prefer,
             "require" => UpstreamTlsMode::Require,
             "verify-full" => UpstreamTlsMode::VerifyFull,
@@ -116,7 +122,7 @@ pub fn upstream_tls(raw: &RawTarget, index: usize) -> Result<UpstreamTls, Issue>
                 return Err(issue(
                     field("upstream_tls"),
                     text,
-                    format!("`{other}` is not one of: disable, prefer, require, verify-full"),
+                    format!("`{other}` is not one of: auto, disable, prefer, require, verify-full"),
                 ))
             }
         },
@@ -140,7 +146,10 @@ pub fn upstream_tls(raw: &RawTarget, index: usize) -> Result<UpstreamTls, Issue>
         }
         (
             Some(ca),
-            UpstreamTlsMode::Disable | UpstreamTlsMode::Prefer | UpstreamTlsMode::Require,
+            UpstreamTlsMode::Disable
+            | UpstreamTlsMode::Auto
+            | UpstreamTlsMode::Prefer
+            | UpstreamTlsMode::Require,
         ) => {
             return Err(issue(
                 field("upstream_ca_file"),

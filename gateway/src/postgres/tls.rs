@@ -184,7 +184,7 @@ impl UpstreamConnector {
         let field = |name: &str| format!("targets[{target}].{name}");
         let connector = match tls.mode {
             UpstreamTlsMode::Disable => None,
-            UpstreamTlsMode::Prefer | UpstreamTlsMode::Require => {
+            UpstreamTlsMode::Auto | UpstreamTlsMode::Prefer | UpstreamTlsMode::Require => {
                 let config = ClientConfig::builder_with_provider(provider())
                     .with_safe_default_protocol_versions()?
                     .dangerous()
@@ -229,6 +229,10 @@ impl UpstreamConnector {
         let Some(connector) = &self.connector else {
             return Ok((Box::new(stream), false));
         };
+        if self.mode == UpstreamTlsMode::Auto && crate::config::canonical_ip(address).is_loopback()
+        {
+            return Ok((Box::new(stream), false));
+        }
         stream.write_all(&SSL_REQUEST).await?;
         let mut answer = [0u8; 1];
         stream.read_exact(&mut answer).await?;
@@ -244,7 +248,9 @@ impl UpstreamConnector {
                     .map_err(UpstreamTlsError::Handshake)?;
                 Ok((Box::new(tls), true))
             }
-            (b'N', UpstreamTlsMode::Prefer) => Ok((Box::new(stream), false)),
+            (b'N', UpstreamTlsMode::Auto | UpstreamTlsMode::Prefer) => {
+                Ok((Box::new(stream), false))
+            }
             (b'N', mode) => Err(UpstreamTlsError::Refused(mode.as_str())),
             _ => Err(UpstreamTlsError::BadAnswer),
         }

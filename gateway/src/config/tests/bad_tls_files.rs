@@ -47,7 +47,7 @@ const BAD_TLS: &[Bad] = &[
         text: in_target!("upstream_tls = \"verify-ca\"\n"),
         line: 8,
         field: "targets[0].upstream_tls",
-        fragments: &["`verify-ca` is not one of: disable, prefer, require, verify-full"],
+        fragments: &["`verify-ca` is not one of: auto, disable, prefer, require, verify-full"],
     },
     Bad {
         what: "verify-full without a CA file",
