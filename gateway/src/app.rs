@@ -8,7 +8,7 @@ use tokio::signal::unix::{signal, SignalKind};
 use crate::{
     admin,
     config::{self, Config},
-    config::{TargetAuth, TargetKind},
+    config::{TargetAuth, TargetKind, UpstreamTlsMode},
     drain,
     intercept::{self, Interception},
     postgres::{
@@ -329,6 +329,7 @@ pub fn postgres_settings(config: &Config) -> Result<PostgresSettings, AppError> 
             let login = TokenLogin {
                 validator: TokenValidator::new(&target.name, token, config.gateway.bypass_mark)?,
                 credentials: load_credentials(&target.name, &token.credentials_file)?,
+                password_methods_allowed: target.upstream_tls.mode == UpstreamTlsMode::VerifyFull,
             };
             tokens.insert(target.name.clone(), Arc::new(login));
         }

@@ -12,6 +12,7 @@ mod support;
 use std::{path::Path, process::Command, time::Duration};
 
 use common::{pg_bed, xtask_binary, PgBed};
+use serde_json::Value;
 use support::{assert_not_intercepted, assert_success, run_bounded, stdout, Recorded};
 use xtask::testbed::TempDir;
 
@@ -160,7 +161,21 @@ fn pgbench_protocol_modes_as_agent() {
         } else {
             "extended"
         };
-        let updates = recorded.statements_with(&["UPDATE pgbench_accounts SET abalance"]);
+        // Named statements are also recorded once when prepared (protocol "prepare").
+        let (prepares, updates): (Vec<&Value>, Vec<&Value>) = recorded
+            .statements_with(&["UPDATE pgbench_accounts SET abalance"])
+            .into_iter()
+            .partition(|record| record["protocol"] == "prepare");
+        let expected_prepares = if mode == "prepared" {
+            CLIENTS as usize
+        } else {
+            0
+        };
+        assert_eq!(
+            prepares.len(),
+            expected_prepares,
+            "-M {mode}: prepare records"
+        );
         assert_eq!(
             updates.len() as u64,
             total,
@@ -183,13 +198,9 @@ fn pgbench_protocol_modes_as_agent() {
                 );
             }
         }
-        assert_eq!(
-            recorded
-                .statements_with(&["INSERT INTO pgbench_history"])
-                .len() as u64,
-            total,
-            "-M {mode}"
-        );
+        let inserts = recorded.statements_with(&["INSERT INTO pgbench_history"]);
+        let executed = inserts.iter().filter(|r| r["protocol"] != "prepare");
+        assert_eq!(executed.count() as u64, total, "-M {mode}");
     }
 }
 
@@ -238,7 +249,14 @@ fn tokio_postgres_checks_as_agent() {
     let recorded = Recorded::of(&bed.gateway, pid, 11);
     recorded.assert_attributed("xtask", &bed.agents.path, &orig_dst(&bed));
     assert_eq!(recorded.cancels.len(), 2, "both cancels forwarded");
-    let prepared = recorded.statements_with(&["SELECT $1::int4 + $2::int4, $3::text || ?"]);
+    let (prepares, prepared): (Vec<&Value>, Vec<&Value>) = recorded
+        .statements_with(&["SELECT $1::int4 + $2::int4, $3::text || ?"])
+        .into_iter()
+        .partition(|record| record["protocol"] == "prepare");
+    assert!(
+        !prepares.is_empty(),
+        "the named statement is recorded when prepared"
+    );
     assert!(
         prepared.len() >= 151,
         "every execution of the prepared statement recorded: {}",

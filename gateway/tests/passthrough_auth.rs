@@ -87,28 +87,11 @@ fn agent_psql(bed: &PgBed, user: &str, password: &str, options: &str) -> Output 
         "host=127.0.0.1 port={} user={user} dbname=postgres connect_timeout=10 {options}",
         bed.pg.port()
     );
-    bed.agents
-        .command("psql")
-        .args([
-            "-X",
-            "-A",
-            "-t",
-            "-d",
-            &conninfo,
-            "-c",
-            "select current_user",
-        ])
-        .env("PGPASSWORD", password)
-        .output()
-        .expect("psql")
+    common::agent_psql(bed, &conninfo, Some(password), "select current_user")
 }
 
 fn text(output: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    )
+    common::output_text(output)
 }
 
 #[test]

@@ -122,29 +122,11 @@ fn agent_psql(bed: &PgBed, options: &str, sql: &str) -> Output {
         "host=localhost port={} user=postgres dbname=postgres connect_timeout=10 {options}",
         bed.pg.port()
     );
-    bed.agents
-        .command("psql")
-        .args([
-            "-X",
-            "-A",
-            "-t",
-            "-v",
-            "ON_ERROR_STOP=1",
-            "-d",
-            &conninfo,
-            "-c",
-            sql,
-        ])
-        .output()
-        .expect("psql")
+    common::agent_psql(bed, &conninfo, None, sql)
 }
 
 fn text(output: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    )
+    common::output_text(output)
 }
 
 fn assert_ok(output: &Output, expected: &str, what: &str) {

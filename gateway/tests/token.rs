@@ -134,13 +134,7 @@ impl TokenBed {
             "host=127.0.0.1 port={} user=etl-agent-7 dbname=postgres sslmode=disable connect_timeout=10",
             self.bed.pg.port()
         );
-        self.bed
-            .agents
-            .command("psql")
-            .args(["-X", "-A", "-t", "-d", &conninfo, "-c", sql])
-            .env("PGPASSWORD", token)
-            .output()
-            .expect("psql")
+        common::agent_psql(&self.bed, &conninfo, Some(token), sql)
     }
 }
 
@@ -299,11 +293,7 @@ fn idp_tls() -> (String, Arc<rustls::ServerConfig>) {
 }
 
 fn text(output: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    )
+    common::output_text(output)
 }
 
 fn assert_refused(bed: &TokenBed, token: &str, reason: &str) {
@@ -565,4 +555,33 @@ fn an_https_jwks_url_with_an_untrusted_certificate_yields_no_keys() {
         0,
         "nothing was served to an unverified client"
     );
+}
+
+#[test]
+#[ignore = "privileged: run by cargo xtask test as root"]
+fn a_token_session_cannot_switch_roles_at_startup() {
+    let key = SigningKey::new("k1");
+    let bed = TokenBed::start("a_token_session_cannot_switch_roles_at_startup", &[&key]);
+    let token = key.sign(&claims(json!({})));
+    let conninfo = format!(
+        "host=127.0.0.1 port={} user=etl-agent-7 dbname=postgres sslmode=disable options='-c role=postgres'",
+        bed.bed.pg.port()
+    );
+    let output = common::agent_psql(&bed.bed, &conninfo, Some(&token), "select current_user");
+    assert!(
+        !output.status.success(),
+        "must be refused: {}",
+        text(&output)
+    );
+    assert!(
+        text(&output)
+            .contains("FATAL:  setting role at startup is not allowed with token authentication"),
+        "{}",
+        text(&output)
+    );
+    // The token itself was never asked for.
+    let log = bed.bed.log_when("the refused close", |log| {
+        log.contains("role switch at startup with token authentication")
+    });
+    assert!(!log.contains("token.accepted"), "{log}");
 }

@@ -24,6 +24,8 @@ pub enum CodecError {
     },
     #[error("invalid UTF-8 in SQL text")]
     InvalidUtf8,
+    #[error("invalid UTF-8 in a statement or portal name")]
+    InvalidUtf8Name,
 }
 
 /// A frontend message after framing.
@@ -88,19 +90,32 @@ fn malformed(direction: &'static str, error: Option<PgWireError>) -> CodecError 
 }
 
 /// pgwire decodes C strings lossily; SQL must reach policy exactly as the server would read
-/// it, so invalid UTF-8 in a Query or Parse is refused rather than silently replaced.
+/// it, and two different statement or portal names must not become the same string, so
+/// invalid UTF-8 in any of them is refused rather than silently replaced.
 fn check_sql_utf8(frame: &[u8], message: &PgWireFrontendMessage) -> Result<(), CodecError> {
+    use PgWireFrontendMessage as F;
     let body = &frame[5..];
-    let text_fields = match message {
-        PgWireFrontendMessage::Query(_) => 1,
+    let utf8 = |text: &[u8]| std::str::from_utf8(text).map(|_| ());
+    let (skip, names, sql) = match message {
+        F::Query(_) => (0, 0, true),
         // Statement name, then the query text.
-        PgWireFrontendMessage::Parse(_) => 2,
+        F::Parse(_) => (0, 1, true),
+        // Portal, then statement.
+        F::Bind(_) => (0, 2, false),
+        F::Execute(_) => (0, 1, false),
+        // A target type byte, then the name.
+        F::Close(_) | F::Describe(_) => (1, 1, false),
         _ => return Ok(()),
     };
-    body.split(|&b| b == 0)
-        .take(text_fields)
-        .try_for_each(|text| std::str::from_utf8(text).map(|_| ()))
-        .map_err(|_| CodecError::InvalidUtf8)
+    let mut fields = body[skip..].split(|&b| b == 0);
+    for _ in 0..names {
+        let name = fields.next().unwrap_or_default();
+        utf8(name).map_err(|_| CodecError::InvalidUtf8Name)?;
+    }
+    if sql {
+        utf8(fields.next().unwrap_or_default()).map_err(|_| CodecError::InvalidUtf8)?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -146,6 +161,14 @@ mod tests {
         assert!(matches!(
             decode_frontend(&frame, &context()),
             Err(CodecError::InvalidUtf8)
+        ));
+        // Portal names \xff and \xfe would both decode to U+FFFD: refused.
+        let execute = pgwire::messages::extendedquery::Execute::new(Some("p1".into()), 0);
+        let mut frame = encode(PgWireFrontendMessage::Execute(execute));
+        frame[5] = 0xff;
+        assert!(matches!(
+            decode_frontend(&frame, &context()),
+            Err(CodecError::InvalidUtf8Name)
         ));
     }
 

@@ -70,6 +70,12 @@ fn record_statement(session: &SessionInfo, statement: &Statement) {
     };
     let (protocol, sql, parameters) = match statement {
         Statement::Simple { sql } => ("simple", Some(redact_sql(sql)), None),
+        // A named statement is recorded when prepared: what the server will run under that
+        // name, even if its Execute is later recorded with other text or never seen. Unnamed
+        // ones are recorded with their Execute.
+        Statement::Prepare { name, sql } if !name.is_empty() => {
+            ("prepare", Some(redact_sql(sql)), None)
+        }
         Statement::Prepare { .. } => return,
         Statement::Execute {
             sql, parameters, ..

@@ -11,14 +11,19 @@ pub fn redact_sql(sql: &str) -> String {
         let next = bytes.get(i + 1).copied();
         match c {
             b'\'' => {
-                i = skip_quoted(bytes, i, b'\'');
+                i = skip_quoted(bytes, i, b'\'', false);
                 out.push('?');
             }
-            // E'..', U&'..', B'..', X'..', N'..': the prefix is a value marker too.
-            b'E' | b'e' | b'B' | b'b' | b'X' | b'x' | b'N' | b'n'
+            // E'..' is the only string where a backslash escapes the quote.
+            b'E' | b'e' if next == Some(b'\'') && !continues_word(bytes, i) => {
+                i = skip_quoted(bytes, i + 1, b'\'', true);
+                out.push('?');
+            }
+            // B'..', X'..', N'..': the prefix is a value marker too.
+            b'B' | b'b' | b'X' | b'x' | b'N' | b'n'
                 if next == Some(b'\'') && !continues_word(bytes, i) =>
             {
-                i = skip_quoted(bytes, i + 1, b'\'');
+                i = skip_quoted(bytes, i + 1, b'\'', false);
                 out.push('?');
             }
             b'U' | b'u'
@@ -26,12 +31,12 @@ pub fn redact_sql(sql: &str) -> String {
                     && bytes.get(i + 2) == Some(&b'\'')
                     && !continues_word(bytes, i) =>
             {
-                i = skip_quoted(bytes, i + 2, b'\'');
+                i = skip_quoted(bytes, i + 2, b'\'', false);
                 out.push('?');
             }
             b'"' => {
                 // Quoted identifiers are kept as written.
-                let end = skip_quoted(bytes, i, b'"');
+                let end = skip_quoted(bytes, i, b'"', false);
                 out.push_str(&sql[i..end]);
                 i = end;
             }
@@ -95,12 +100,13 @@ fn continues_word(bytes: &[u8], i: usize) -> bool {
 }
 
 /// End (exclusive) of a quoted run starting at `start`; a doubled quote is an escaped quote.
-/// Backslash escapes in E'' strings are skipped too, which is harmless for other strings
-/// because the only effect is to keep redacting.
-fn skip_quoted(bytes: &[u8], start: usize, quote: u8) -> usize {
+/// A backslash escapes only in E'' strings (`standard_conforming_strings` is on, the default
+/// since PostgreSQL 9.1): treating it as an escape elsewhere would let `'a\'; DROP ...` hide
+/// the rest of the statement inside what looks like one string.
+fn skip_quoted(bytes: &[u8], start: usize, quote: u8, backslash_escapes: bool) -> usize {
     let mut i = start + 1;
     while i < bytes.len() {
-        if bytes[i] == b'\\' && quote == b'\'' {
+        if backslash_escapes && bytes[i] == b'\\' {
             i += 2;
             continue;
         }
@@ -224,6 +230,15 @@ mod tests {
             ),
             ("SELECT 'unterminated", "SELECT ?"),
             ("SELECT 'é' AS café", "SELECT ? AS café"),
+            // A backslash does not escape in a standard string: the DROP stays visible.
+            (
+                "SELECT 'abc\\'; DROP TABLE phi; --'",
+                "SELECT ?; DROP TABLE phi; --?",
+            ),
+            (
+                "SELECT 'a\\' || (SELECT ssn FROM patients) || '\\'",
+                "SELECT ? || (SELECT ssn FROM patients) || ?",
+            ),
         ];
         for (sql, expected) in cases {
             assert_eq!(redact_sql(sql), expected, "for {sql:?}");

@@ -11,6 +11,12 @@ use pgwire::messages::{extendedquery::Bind, PgWireFrontendMessage};
 /// long pipeline without `Sync` cannot grow without bound.
 const PARTIAL_REQUEST_BYTES: usize = 1024 * 1024;
 
+/// Portals the gateway remembers (with their bound values). The server drops portals at the
+/// end of their transaction, which the gateway does not see in order with the client's
+/// messages; past this many the map is cleared, and an Execute of a forgotten portal is
+/// recorded as unknown rather than memory growing without bound.
+const MAX_PORTALS: usize = 256;
+
 /// How a request ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RequestEnd {
@@ -37,8 +43,8 @@ pub enum Statement {
     /// `Execute` of a portal, with the statement it was bound from and its parameters.
     Execute {
         portal: String,
-        /// `None` when the portal or statement is unknown to the gateway (the server will
-        /// refuse it too).
+        /// `None` when the portal or statement is unknown to the gateway: never prepared
+        /// through it, forgotten (see [`MAX_PORTALS`]), or prepared with SQL-level PREPARE.
         sql: Option<Sql>,
         parameters: Vec<Parameter>,
         max_rows: i32,
@@ -101,7 +107,11 @@ impl RequestAssembler {
             F::Parse(parse) => {
                 let name = parse.name.clone().unwrap_or_default();
                 let sql = Sql::from(parse.query.as_str());
-                self.prepared.insert(name.clone(), sql.clone());
+                // The server refuses to redefine a named statement (42P05) and keeps the old
+                // one; only the unnamed statement is replaced.
+                if name.is_empty() || !self.prepared.contains_key(&name) {
+                    self.prepared.insert(name.clone(), sql.clone());
+                }
                 self.statements.push(Statement::Prepare { name, sql });
                 None
             }
@@ -171,6 +181,9 @@ impl RequestAssembler {
                 binary: binary(index),
             })
             .collect();
+        if self.portals.len() >= MAX_PORTALS && !self.portals.contains_key(&portal) {
+            self.portals.clear();
+        }
         self.portals.insert(
             portal,
             Portal {
@@ -301,6 +314,35 @@ mod tests {
         };
         assert!(!parameters[0].binary);
         assert!(parameters[1].binary);
+    }
+
+    #[test]
+    fn a_named_statement_is_not_redefined() {
+        // The server refuses the second Parse (42P05) and keeps the first statement.
+        let mut assembler = RequestAssembler::default();
+        for sql in ["DELETE FROM patients", "SELECT 1"] {
+            let parse = Parse::new(Some("s1".into()), sql.into(), vec![]);
+            push(&mut assembler, PgWireFrontendMessage::Parse(parse));
+            push(&mut assembler, PgWireFrontendMessage::Sync(Sync::new()));
+        }
+        let request = run_unnamed_portal(&mut assembler, "s1");
+        assert!(matches!(
+            &request.statements[0],
+            Statement::Execute { sql: Some(sql), .. } if &**sql == "DELETE FROM patients"
+        ));
+    }
+
+    #[test]
+    fn portals_are_forgotten_past_the_cap() {
+        let mut assembler = RequestAssembler::default();
+        let parse = Parse::new(Some("s1".into()), "SELECT 1".into(), vec![]);
+        push(&mut assembler, PgWireFrontendMessage::Parse(parse));
+        for i in 0..=MAX_PORTALS {
+            let b = bind(&format!("p{i}"), "s1", vec![], vec![]);
+            push(&mut assembler, PgWireFrontendMessage::Bind(b));
+        }
+        assert!(assembler.portals.len() <= MAX_PORTALS);
+        assert!(assembler.portals.contains_key(&format!("p{MAX_PORTALS}")));
     }
 
     #[test]

@@ -152,6 +152,12 @@ pub async fn serve(
             }
         }
     };
+    // With a token the server session runs as the gateway's user; records say so (the name
+    // the agent gave is in the token.accepted record).
+    let mut startup = startup;
+    if let Some(login) = token_login {
+        startup.user = login.credentials.user.clone();
+    }
     let session = SessionInfo {
         conn_id: guard.id,
         target: target_name.to_owned(),

@@ -51,6 +51,7 @@ struct Tracker {
     client_copy: ClientCopy,
     in_flight: usize,
     sasl_offered: bool,
+    refusals_pending: usize,
 }
 
 /// Shared by the two pumps of one session (one task, so the lock is never contended).
@@ -68,6 +69,7 @@ impl Default for SharedState {
             client_copy: ClientCopy::None,
             in_flight: 0,
             sasl_offered: false,
+            refusals_pending: 0,
         }))
     }
 }
@@ -101,6 +103,19 @@ impl SharedState {
     pub fn sasl_initial_due(&self) -> bool {
         let mut t = self.lock();
         std::mem::take(&mut t.sasl_offered)
+    }
+
+    pub fn refusals_pending(&self) -> usize {
+        self.lock().refusals_pending
+    }
+
+    pub fn refusal_queued(&self) {
+        self.lock().refusals_pending += 1;
+    }
+
+    pub fn refusal_sent(&self) {
+        let mut t = self.lock();
+        t.refusals_pending = t.refusals_pending.saturating_sub(1);
     }
 
     /// The gateway authenticated the client itself (token mode).

@@ -127,16 +127,24 @@ impl TokenValidator {
         validation.set_audience(&[&self.settings.audience]);
         validation.leeway = self.settings.leeway.as_secs();
         validation.validate_nbf = true;
-        let mut required = vec!["exp", "iss", "aud"];
+        // `sub` names who is behind the session in every record: always required.
+        let mut required = vec!["exp", "iss", "aud", "sub"];
         required.extend(self.settings.required_claims.iter().map(String::as_str));
         validation.set_required_spec_claims(&required);
         let claims = decode::<Value>(token, &key, &validation)
             .map_err(|error| claim_error(error.into_kind()))?
             .claims;
-        for claim in &self.settings.required_claims {
-            if claims.get(claim).is_none_or(Value::is_null) {
-                return Err(TokenError::MissingClaim(claim.clone()));
+        for claim in required.iter().skip(3) {
+            if claims.get(*claim).is_none_or(Value::is_null) {
+                return Err(TokenError::MissingClaim((*claim).to_owned()));
             }
+        }
+        if claims
+            .get("sub")
+            .and_then(Value::as_str)
+            .is_none_or(str::is_empty)
+        {
+            return Err(TokenError::MissingClaim("sub".to_owned()));
         }
         Ok(TokenIdentity {
             subject: text_claim(&claims, "sub"),

@@ -90,3 +90,37 @@ impl PgBed {
         );
     }
 }
+
+/// `psql` as an agent with a libpq connection string, `PGPASSWORD` when given, one statement.
+pub fn agent_psql(
+    bed: &PgBed,
+    conninfo: &str,
+    password: Option<&str>,
+    sql: &str,
+) -> std::process::Output {
+    let mut command = bed.agents.command("psql");
+    command.args([
+        "-X",
+        "-A",
+        "-t",
+        "-v",
+        "ON_ERROR_STOP=1",
+        "-d",
+        conninfo,
+        "-c",
+        sql,
+    ]);
+    if let Some(password) = password {
+        command.env("PGPASSWORD", password);
+    }
+    command.output().expect("psql")
+}
+
+/// Everything a client printed, for assertion messages.
+pub fn output_text(output: &std::process::Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
+}

@@ -194,6 +194,35 @@ fn sql_that_is_not_utf8_is_refused() {
     // Valid multi-byte text goes through unchanged.
     let (output, _) = same_both_ways(&bed, "Q select 'caf\\xc3\\xa9' as word\nrecv 1\n");
     assert_eq!(after_startup(&output)[1], "D caf\\xc3\\xa9");
+    // Names must be UTF-8 too: \xff and \xfe would otherwise both read as U+FFFD.
+    assert_violation(
+        &bed,
+        // A Bind of portal "p\\xff" to statement "s1", written byte by byte.
+        "P s1 select 1\nraw 42 00000010 70ff00 733100 0000 0000 0000\nS\nrecv eof\n",
+        "E FATAL 08P01 invalid UTF-8 in a statement or portal name",
+    );
+}
+
+#[test]
+#[ignore = "privileged: run by cargo xtask test as root"]
+fn a_client_encoding_other_than_utf8_ends_the_session() {
+    let bed = pg_bed("client_encoding", |_| {});
+    // Set by a statement: the server's ParameterStatus ends the session before more SQL.
+    assert_violation(
+        &bed,
+        "Q set client_encoding = 'SJIS'\nrecv eof\n",
+        "E FATAL 0A000 Tollgate requires client_encoding UTF8; the session asked for SJIS",
+    );
+    // Asked for at startup.
+    let run = run_agent(&bed, "param client_encoding=BIG5\nrecv eof\n");
+    let output = run.ok("client_encoding at startup");
+    assert!(
+        output.contains(
+            "E FATAL 0A000 Tollgate requires client_encoding UTF8; the session asked for BIG5"
+        ) && output.ends_with("EOF\n"),
+        "{output}"
+    );
+    assert_closed_with(&bed, run.pid, "protocol_violation");
 }
 
 #[test]

@@ -89,7 +89,8 @@ fn report(cases: &[(&str, u32)], results: &mut [Case], seconds: u32, rounds: u32
     let _ = writeln!(
         out,
         "Tollgate runs at message level with the recording hooks on (one `statement` record per \
-         statement). Ratios are medians of per-round ratios.\n"
+         statement). Every path is plain text (`PGSSLMODE=disable`). Ratios are medians of \
+         per-round ratios.\n"
     );
     let _ = writeln!(
         out,
@@ -140,6 +141,9 @@ fn pgbench(
     let threads = clients.min(2);
     let output = command
         .args(["-S", "-M", mode, "-n", "-T", &seconds.to_string()])
+        // Plain text on every path: the test cluster and pgbouncer offer no TLS, while the
+        // gateway would (libpq's default sslmode is prefer).
+        .env("PGSSLMODE", "disable")
         .args(["-c", &clients.to_string(), "-j", &threads.to_string()])
         .args([
             "-U",

@@ -30,6 +30,9 @@ use crate::postgres::{
 /// frame correctly, the limit only guards against a corrupt length.
 const BACKEND_LIMIT: usize = 1 << 30;
 
+/// Gateway-made refusals that may wait for earlier answers before the session is ended.
+const MAX_PENDING_REFUSALS: usize = 64;
+
 /// SCRAM channel binding ties the client's SCRAM exchange to the TLS session it sees; behind
 /// a gateway that is a different session from the server's, so `-PLUS` can never succeed.
 const CHANNEL_BINDING_SUFFIX: &str = "-PLUS";
@@ -85,7 +88,22 @@ where
                     "FunctionCall inside an unfinished extended-query batch".to_owned(),
                 ))
             }
+            Ok(Frontend::FunctionCall) if !parts.state.authenticated() => {
+                return Err(violation(
+                    "unexpected message during authentication".to_owned(),
+                ))
+            }
+            // Refusals are answered by the gateway, so nothing upstream slows a client that
+            // sends them without reading: cap how many may wait.
+            Ok(Frontend::FunctionCall)
+                if parts.state.refusals_pending() >= MAX_PENDING_REFUSALS =>
+            {
+                return Err(violation(
+                    "too many refused messages awaiting their answers".to_owned(),
+                ))
+            }
             Ok(Frontend::FunctionCall) => {
+                parts.state.refusal_queued();
                 refuse(parts, expectations, function_call_refusal())?;
                 continue;
             }
@@ -209,6 +227,20 @@ where
                 let issued = issue_cancel_key(parts, key, cancel_registration)?;
                 encode(B::BackendKeyData(issued), &mut out);
             }
+            // SQL is inspected as UTF-8; in another client encoding the server would read the
+            // same bytes as different text (a multibyte character can swallow a backslash).
+            B::ParameterStatus(ref status)
+                if status.name.eq_ignore_ascii_case("client_encoding")
+                    && !status.value.eq_ignore_ascii_case("UTF8") =>
+            {
+                return Err(PumpError::Client(ClientError::fatal(
+                    sqlstate::FEATURE_NOT_SUPPORTED,
+                    format!(
+                        "Tollgate requires client_encoding UTF8; the session asked for {}",
+                        crate::identity::printable(&status.value)
+                    ),
+                )));
+            }
             B::NegotiateProtocolVersion(ref negotiated) => {
                 context.protocol_version = ProtocolVersion::from_version_number(
                     3,
@@ -243,6 +275,7 @@ where
 fn emit_refusals(parts: &SessionParts<'_>, queue: &mut VecDeque<Expectation>, out: &mut BytesMut) {
     while let Some(Expectation::Refusal(_)) = queue.front() {
         if let Some(Expectation::Refusal(error)) = queue.pop_front() {
+            parts.state.refusal_sent();
             error.encode_into(out);
             encode_ready_for_query(parts.state.transaction(), out);
         }

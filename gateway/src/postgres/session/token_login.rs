@@ -173,6 +173,7 @@ pub async fn login_upstream(
     upstream: &mut Box<dyn PgStream>,
     context: &DecodeContext,
     credentials: &Credentials,
+    password_methods_allowed: bool,
 ) -> Result<BytesMut, LoginError> {
     let mut reader = FrameReader::new(&mut *upstream);
     let mut scram = Scram::NotStarted;
@@ -231,6 +232,16 @@ pub async fn login_upstream(
                     .map_err(|e| LoginError::Upstream(e.to_string()))?;
                 scram = Scram::Verified;
                 continue;
+            }
+            PgWireBackendMessage::Authentication(
+                Authentication::MD5Password(_) | Authentication::CleartextPassword,
+            ) if !password_methods_allowed => {
+                return Err(LoginError::Upstream(
+                    "the server asked for an md5 or cleartext password; the gateway sends its \
+                     password that way only to a server verified with upstream_tls = \
+                     \"verify-full\" (use SCRAM-SHA-256 on the server)"
+                        .into(),
+                ))
             }
             PgWireBackendMessage::Authentication(Authentication::MD5Password(salt)) => {
                 PasswordMessageFamily::Password(Password::new(md5_password(credentials, &salt)))
@@ -299,6 +310,9 @@ fn encode_frontend(message: PgWireFrontendMessage, out: &mut BytesMut) {
 pub struct TokenLogin {
     pub validator: TokenValidator,
     pub credentials: Credentials,
+    /// The server's certificate is verified (`upstream_tls = "verify-full"`): only then may
+    /// the password itself (md5, cleartext) be sent, since anyone in the middle could ask.
+    pub password_methods_allowed: bool,
 }
 
 /// Admits the agent if its token is valid. On refusal the agent has been sent FATAL and the
@@ -312,6 +326,19 @@ pub async fn admit(
     deadline: Instant,
     guard: &mut SessionGuard,
 ) -> Option<TokenIdentity> {
+    // The session runs as the gateway's user: an agent may not switch it to another role.
+    if let Some(setting) = ["role", "session_authorization"]
+        .into_iter()
+        .find(|name| startup.settings.contains_key(*name))
+    {
+        let error = ClientError::fatal(
+            sqlstate::INSUFFICIENT_PRIVILEGE,
+            format!("setting {setting} at startup is not allowed with token authentication"),
+        );
+        send_fatal(agent, &error).await;
+        guard.outcome = Outcome::Refused("role switch at startup with token authentication");
+        return None;
+    }
     // A token is a bearer secret: it may cross the network only encrypted.
     if !tls && matches!(identity, AgentIdentity::Remote { .. }) {
         let error = ClientError::fatal(
@@ -336,6 +363,8 @@ pub async fn admit(
                 groups = %printable(&token.groups.join(",")),
                 issuer = %printable(&token.issuer),
                 key_id = token.key_id.as_deref().map(printable),
+                declared_user = %printable(&startup.user),
+                db_user = %printable(&login.credentials.user),
                 expires_at = token.expires_at,
                 "access token accepted"
             );
@@ -385,7 +414,13 @@ pub async fn log_in(
             .write_all(&upstream_startup(agent_packet, &login.credentials))
             .await
             .map_err(|e| LoginError::Upstream(e.to_string()))?;
-        login_upstream(upstream, &context, &login.credentials).await
+        login_upstream(
+            upstream,
+            &context,
+            &login.credentials,
+            login.password_methods_allowed,
+        )
+        .await
     };
     let result = tokio::time::timeout_at(deadline, exchange)
         .await

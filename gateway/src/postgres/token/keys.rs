@@ -21,6 +21,13 @@ pub(super) fn parse_keys(document: &[u8]) -> Result<Vec<Jwk>, String> {
         .iter()
         .filter_map(|entry| serde_json::from_value::<Jwk>(entry.clone()).ok())
         .filter(|jwk| !algorithms_for(jwk).is_empty())
+        // Encryption keys never verify signatures.
+        .filter(|jwk| {
+            !matches!(
+                jwk.common.public_key_use,
+                Some(jsonwebtoken::jwk::PublicKeyUse::Encryption)
+            )
+        })
         .collect();
     if keys.is_empty() {
         return Err("no signature verification key (RSA, EC or OKP) in the set".into());
