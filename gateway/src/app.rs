@@ -16,7 +16,7 @@ use crate::{
         JwksError, PostgresSettings, RecordingHooks, TlsError, TokenLogin, TokenValidator,
         UpstreamConnector,
     },
-    proxy::{listener, ProxyContext, ProxyStats},
+    proxy::{listener, workers, ProxyContext, ProxyStats},
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -35,6 +35,8 @@ pub enum AppError {
     Jwks(#[from] JwksError),
     #[error(transparent)]
     Credentials(#[from] CredentialsError),
+    #[error("starting the worker threads: {0}")]
+    Workers(std::io::Error),
     #[error("installing signal handlers: {0}")]
     Signals(std::io::Error),
     #[error(
@@ -59,9 +61,16 @@ pub async fn run(config_path: &Path, keep_on_exit: bool) -> Result<(), AppError>
     warn_if_listen_port_unprivileged(config.gateway.listen_port);
     raise_open_file_limit();
     // Listen before redirecting anything, so agents are never sent to a closed port by us.
-    let listeners = listener::bind(&config.gateway.bind, config.gateway.listen_port)?;
-    let listen_addrs: Vec<String> = listeners
-        .iter()
+    let worker_count = std::thread::available_parallelism().map_or(1, usize::from);
+    let listener_groups = listener::bind(
+        &config.gateway.bind,
+        config.gateway.listen_port,
+        worker_count,
+    )?;
+    let listen_addrs: Vec<String> = listener_groups
+        .first()
+        .into_iter()
+        .flatten()
         .filter_map(|l| l.local_addr().ok())
         .map(|a| a.to_string())
         .collect();
@@ -78,13 +87,8 @@ pub async fn run(config_path: &Path, keep_on_exit: bool) -> Result<(), AppError>
         postgres: postgres_settings(&config)?,
     });
     let (drain_signal, drain_watch) = drain::channel();
-    for listener in listeners {
-        tokio::spawn(listener::serve(
-            listener,
-            context.clone(),
-            drain_watch.clone(),
-        ));
-    }
+    let workers =
+        workers::start(listener_groups, &context, &drain_watch).map_err(AppError::Workers)?;
     let status = status_fn(
         &config,
         config_path,
@@ -138,6 +142,7 @@ pub async fn run(config_path: &Path, keep_on_exit: bool) -> Result<(), AppError>
             "drain timeout: closing the remaining connections"
         );
     }
+    workers.stop().await;
     Ok(())
 }
 

@@ -6,6 +6,7 @@ pub mod guard;
 pub mod listener;
 mod relay;
 pub mod upstream;
+pub mod workers;
 
 use std::sync::{
     atomic::{AtomicU64, Ordering},

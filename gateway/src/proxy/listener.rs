@@ -23,38 +23,47 @@ pub struct BindError {
     pub source: io::Error,
 }
 
-/// Binds every configured address on `port`. IPv6 sockets are v6-only so each family has its
-/// own listener (and `SO_ORIGINAL_DST` is asked in the right family).
-pub fn bind(addresses: &[IpAddr], port: u16) -> Result<Vec<TcpListener>, BindError> {
-    let mut listeners = Vec::new();
+/// Binds every configured address on `port`, once per worker (`SO_REUSEPORT`: the kernel
+/// spreads connections over the copies). IPv6 sockets are v6-only so each family has its own
+/// listener (and `SO_ORIGINAL_DST` is asked in the right family).
+pub fn bind(
+    addresses: &[IpAddr],
+    port: u16,
+    workers: usize,
+) -> Result<Vec<Vec<std::net::TcpListener>>, BindError> {
+    let mut groups: Vec<Vec<std::net::TcpListener>> = (0..workers).map(|_| Vec::new()).collect();
     for ip in addresses {
         let addr = SocketAddr::new(*ip, port);
-        let listener = bind_one(addr).map_err(|source| BindError { addr, source });
-        match listener {
-            Ok(listener) => listeners.push(listener),
-            // A host without IPv6 still serves IPv4 agents.
-            Err(error)
-                if ip.is_ipv6() && error.source.kind() == io::ErrorKind::AddrNotAvailable =>
-            {
-                tracing::warn!(%addr, "IPv6 unavailable; not listening on it");
+        for group in &mut groups {
+            match bind_one(addr).map_err(|source| BindError { addr, source }) {
+                Ok(listener) => group.push(listener),
+                // A host without IPv6 still serves IPv4 agents.
+                Err(error)
+                    if ip.is_ipv6() && error.source.kind() == io::ErrorKind::AddrNotAvailable =>
+                {
+                    tracing::warn!(%addr, "IPv6 unavailable; not listening on it");
+                    break;
+                }
+                Err(error) => return Err(error),
             }
-            Err(error) => return Err(error),
         }
     }
-    Ok(listeners)
+    Ok(groups)
 }
 
-fn bind_one(addr: SocketAddr) -> io::Result<TcpListener> {
+fn bind_one(addr: SocketAddr) -> io::Result<std::net::TcpListener> {
     let domain = socket2::Domain::for_address(addr);
     let socket = socket2::Socket::new(domain, socket2::Type::STREAM, Some(socket2::Protocol::TCP))?;
     if addr.is_ipv6() {
         socket.set_only_v6(true)?;
     }
     socket.set_reuse_address(true)?;
+    // Only sockets of the same user join the group: another user cannot share the port.
+    socket.set_reuse_port(true)?;
     socket.set_nonblocking(true)?;
     socket.bind(&addr.into())?;
     socket.listen(1024)?;
-    TcpListener::from_std(socket.into())
+    Ok(socket.into())
 }
 
 /// Accepts until the drain starts; each connection gets its own task and drain watch.
