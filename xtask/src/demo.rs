@@ -17,8 +17,8 @@ use xtask::testbed::{AgentCgroup, GatewayConfig, GatewayProcess, PgCluster};
 use crate::{cargo, workspace_root};
 
 const DEMO_SQL: &str = include_str!("demo_data.sql");
-const AGENT_QUERY: &str =
-    "select count(*) as patients, min(birth_date) as oldest_birth_date from patients";
+const AGENT_QUERY: &str = "select count(*) as patients, min(birth_date) as oldest_birth_date \
+     from patients where birth_date > '1900-01-01'";
 
 pub fn run(keep_running: bool) -> anyhow::Result<()> {
     if !crate::is_root() {
@@ -114,6 +114,16 @@ pub fn run(keep_running: bool) -> anyhow::Result<()> {
         "target",
     ] {
         println!("     {field:<11} {}", plain(&open[field]));
+    }
+    let conn_id = open["conn_id"].clone();
+    let statement = gateway
+        .wait_for_event(Duration::from_secs(5), |e| {
+            e["event"] == "statement" && e["conn_id"] == conn_id
+        })
+        .context("the gateway did not record the agent's statement")?;
+    println!("   and recorded its statement (every literal replaced by ?):");
+    for field in ["db_user", "database", "protocol", "sql"] {
+        println!("     {field:<11} {}", plain(&statement[field]));
     }
     check()?;
 
