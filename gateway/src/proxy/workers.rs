@@ -27,8 +27,11 @@ pub fn start(
         let context = context.clone();
         let drain = drain.clone();
         let mut stopped = stopped.clone();
+        // Sockets and timers only: the signal and process drivers would be polled on every
+        // park for nothing (signals are handled by the main runtime).
         let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
+            .enable_io()
+            .enable_time()
             .build()?;
         let thread = std::thread::Builder::new()
             .name(format!("tollgate-worker-{index}"))
