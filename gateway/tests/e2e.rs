@@ -7,56 +7,17 @@ use std::{
     io::{Read, Write},
     net::{TcpListener, TcpStream},
     os::unix::process::CommandExt,
-    path::Path,
     process::{Command, Output},
-    sync::{Mutex, MutexGuard},
     time::Duration,
 };
 
+mod common;
+
+use common::{pg_bed as bed, pg_bed_listening, PgBed as Bed, TOLLGATE};
 use serde_json::Value;
-use xtask::testbed::{
-    require_root, AgentCgroup, GatewayConfig, GatewayProcess, PgCluster, RemoteHost,
-};
+use xtask::testbed::{require_root, GatewayProcess, RemoteHost};
 
-const TOLLGATE: &str = env!("CARGO_BIN_EXE_tollgate");
 const NOBODY: u32 = 65534;
-
-/// Tests share the kernel (cgroup hooks, nat hooks): one at a time.
-static SERIAL: Mutex<()> = Mutex::new(());
-
-struct Bed {
-    pg: PgCluster,
-    agents: AgentCgroup,
-    gateway: GatewayProcess,
-    _serial: MutexGuard<'static, ()>,
-}
-
-fn bed(test: &str, adjust: impl FnOnce(&mut GatewayConfig)) -> Bed {
-    require_root(test);
-    let serial = SERIAL
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner());
-    let pg = PgCluster::start("127.0.0.1,::1").expect("throwaway PostgreSQL cluster");
-    let agents =
-        AgentCgroup::create(&format!("tollgate-e2e-{}", std::process::id())).expect("agent cgroup");
-    let mut config = GatewayConfig::new("e2e");
-    config.cgroups = vec![agents.path.clone()];
-    config.targets = vec![(
-        "clinic".to_owned(),
-        vec![
-            format!("127.0.0.1:{}", pg.port()),
-            format!("[::1]:{}", pg.port()),
-        ],
-    )];
-    adjust(&mut config);
-    let gateway = GatewayProcess::start(Path::new(TOLLGATE), &config).expect("tollgate starts");
-    Bed {
-        pg,
-        agents,
-        gateway,
-        _serial: serial,
-    }
-}
 
 /// Unmodified psql, same host and port as without Tollgate.
 fn psql(command: &mut Command, host: &str, port: u16, sql: &str) -> Command {
@@ -483,20 +444,15 @@ fn run_without_privileges_is_refused_clearly() {
 fn remote_agent_network_is_redirected_in_prerouting() {
     require_root("remote_agent_network_is_redirected_in_prerouting");
     let remote = RemoteHost::create().expect("network namespace with a veth link");
-    let serial = SERIAL
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner());
-    let pg = PgCluster::start(&format!("127.0.0.1,::1,{}", remote.host_addr)).expect("PostgreSQL");
-    let agents =
-        AgentCgroup::create(&format!("tollgate-e2e-{}", std::process::id())).expect("agent cgroup");
-    let mut config = GatewayConfig::new("e2e");
-    config.cgroups = vec![agents.path.clone()];
-    config.remote_sources = vec![format!("{}/24", remote.host_addr)];
-    config.targets = vec![(
-        "clinic".to_owned(),
-        vec![format!("{}:{}", remote.host_addr, pg.port())],
-    )];
-    let gateway = GatewayProcess::start(Path::new(TOLLGATE), &config).expect("tollgate starts");
+    let listen = format!("127.0.0.1,::1,{}", remote.host_addr);
+    let remote_sources = vec![format!("{}/24", remote.host_addr)];
+    let bed = pg_bed_listening(
+        "remote_agent_network_is_redirected_in_prerouting",
+        &listen,
+        "",
+        |config| config.remote_sources = remote_sources,
+    );
+    let (pg, gateway) = (&bed.pg, &bed.gateway);
 
     let host = remote.host_addr.to_string();
     let (_, output) = run(psql(
@@ -517,7 +473,6 @@ fn remote_agent_network_is_redirected_in_prerouting() {
         open["orig_dst"],
         format!("{}:{}", remote.host_addr, pg.port())
     );
-    drop((gateway, agents, pg, serial));
 }
 
 #[test]

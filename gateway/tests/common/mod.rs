@@ -33,11 +33,22 @@ pub fn pg_bed_with(
     server_options: &str,
     adjust: impl FnOnce(&mut GatewayConfig),
 ) -> PgBed {
+    pg_bed_listening(test, "127.0.0.1,::1", server_options, adjust)
+}
+
+/// The cluster listens on `listen_addresses` (comma-separated IPs) and target `clinic`
+/// protects each of them.
+pub fn pg_bed_listening(
+    test: &str,
+    listen_addresses: &str,
+    server_options: &str,
+    adjust: impl FnOnce(&mut GatewayConfig),
+) -> PgBed {
     require_root(test);
     let serial = SERIAL
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner());
-    let pg = PgCluster::start_with_options("127.0.0.1,::1", 300, server_options)
+    let pg = PgCluster::start_with_options(listen_addresses, 300, server_options)
         .expect("throwaway PostgreSQL cluster");
     let agents =
         AgentCgroup::create(&format!("tollgate-pg-{}", std::process::id())).expect("agent cgroup");
@@ -45,13 +56,14 @@ pub fn pg_bed_with(
     // nft table and bpffs dir; a second gateway on the same ones refuses to start).
     let mut config = GatewayConfig::new(&format!("pg_{}", env!("CARGO_CRATE_NAME")));
     config.cgroups = vec![agents.path.clone()];
-    config.targets = vec![(
-        "clinic".to_owned(),
-        vec![
-            format!("127.0.0.1:{}", pg.port()),
-            format!("[::1]:{}", pg.port()),
-        ],
-    )];
+    let destinations = listen_addresses
+        .split(',')
+        .map(|ip| match ip.parse::<std::net::IpAddr>() {
+            Ok(std::net::IpAddr::V6(v6)) => format!("[{v6}]:{}", pg.port()),
+            _ => format!("{ip}:{}", pg.port()),
+        })
+        .collect();
+    config.targets = vec![("clinic".to_owned(), destinations)];
     adjust(&mut config);
     let gateway = GatewayProcess::start(Path::new(TOLLGATE), &config).expect("tollgate starts");
     PgBed {
