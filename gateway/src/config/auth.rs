@@ -8,7 +8,7 @@ use toml::Spanned;
 
 use super::{
     raw::RawTarget,
-    validate::{issue, Issue},
+    validate::{absolute, issue, Issue},
 };
 
 const DEFAULT_LEEWAY_S: u64 = 30;
@@ -63,18 +63,6 @@ pub struct JwksUrl {
     pub ca_file: PathBuf,
     /// Least time between two fetches caused by unknown keys or failed refreshes.
     pub min_refetch: Duration,
-}
-
-fn absolute(field: String, value: &Spanned<String>) -> Result<PathBuf, Issue> {
-    if value.get_ref().starts_with('/') {
-        Ok(PathBuf::from(value.get_ref()))
-    } else {
-        Err(issue(
-            field,
-            value,
-            format!("`{}` must be an absolute path", value.get_ref()),
-        ))
-    }
 }
 
 pub fn target_auth(raw: &RawTarget, index: usize) -> Result<TargetAuth, Issue> {

@@ -3,11 +3,9 @@
 
 use std::path::PathBuf;
 
-use toml::Spanned;
-
 use super::{
     raw::{RawGateway, RawTarget},
-    validate::{issue, Issue},
+    validate::{absolute, issue, Issue},
 };
 
 pub const DEFAULT_STATE_DIR: &str = "/var/lib/tollgate";
@@ -55,18 +53,6 @@ pub struct UpstreamTls {
     pub ca_file: Option<PathBuf>,
     /// Name checked against the server's certificate; by default the upstream's address.
     pub server_name: Option<String>,
-}
-
-fn absolute(field: &str, value: &Spanned<String>) -> Result<PathBuf, Issue> {
-    if value.get_ref().starts_with('/') {
-        Ok(PathBuf::from(value.get_ref()))
-    } else {
-        Err(issue(
-            field,
-            value,
-            format!("`{}` must be an absolute path", value.get_ref()),
-        ))
-    }
 }
 
 pub fn agent_tls(raw: &RawGateway) -> Result<AgentTls, Issue> {
@@ -130,7 +116,7 @@ pub fn upstream_tls(raw: &RawTarget, index: usize) -> Result<UpstreamTls, Issue>
     let ca_file = raw
         .upstream_ca_file
         .as_ref()
-        .map(|p| absolute(&field("upstream_ca_file"), p))
+        .map(|p| absolute(field("upstream_ca_file"), p))
         .transpose()?;
     match (&raw.upstream_ca_file, mode) {
         (None, UpstreamTlsMode::VerifyFull) => {

@@ -36,6 +36,22 @@ pub struct Issue {
     pub message: String,
 }
 
+/// A path that must be absolute (the gateway runs from any working directory).
+pub(super) fn absolute(
+    field: impl Into<String>,
+    value: &Spanned<String>,
+) -> Result<PathBuf, Issue> {
+    if value.get_ref().starts_with('/') {
+        Ok(PathBuf::from(value.get_ref()))
+    } else {
+        Err(issue(
+            field,
+            value,
+            format!("`{}` must be an absolute path", value.get_ref()),
+        ))
+    }
+}
+
 pub(super) fn issue<T>(
     field: impl Into<String>,
     at: &Spanned<T>,
@@ -114,12 +130,7 @@ fn validate_gateway(
     };
 
     let absolute_path = |field: &str, value: &Option<Spanned<String>>, default: &str| match value {
-        Some(path) if !path.get_ref().starts_with('/') => Err(issue(
-            field,
-            path,
-            format!("`{}` must be an absolute path", path.get_ref()),
-        )),
-        Some(path) => Ok(PathBuf::from(path.get_ref())),
+        Some(path) => absolute(field, path),
         None => Ok(PathBuf::from(default)),
     };
     let admin_socket = absolute_path(
