@@ -67,6 +67,33 @@ pub fn complete_frame_len(
     Ok((buf.len() >= total).then_some(total))
 }
 
+/// Exactly one frame, read without buffering past it: during startup and login what follows
+/// may be a TLS handshake or must not be consumed yet. `None` when the stream ends first.
+pub async fn read_exact_frame<S: AsyncRead + Unpin>(
+    stream: &mut S,
+    kind: FrameKind,
+    limit: usize,
+) -> Result<Option<BytesMut>, FrameError> {
+    let header = kind.header_len();
+    let mut frame = BytesMut::zeroed(header);
+    match stream.read_exact(&mut frame).await {
+        Ok(_) => {}
+        Err(error) if error.kind() == io::ErrorKind::UnexpectedEof => return Ok(None),
+        Err(error) => return Err(error.into()),
+    }
+    let len_bytes: [u8; 4] = frame[header - 4..].try_into().expect("four bytes");
+    // Validates the length; the body is not read yet, so the frame is never complete here
+    // unless it has no body.
+    let total = complete_frame_len(&frame, kind, limit)?
+        .unwrap_or(header - 4 + i32::from_be_bytes(len_bytes) as usize);
+    frame.resize(total, 0);
+    stream
+        .read_exact(&mut frame[header..])
+        .await
+        .map_err(|_| FrameError::Truncated)?;
+    Ok(Some(frame))
+}
+
 /// Reads whole frames; bytes past the current frame stay buffered for the next call.
 pub struct FrameReader<R> {
     reader: R,

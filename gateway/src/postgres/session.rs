@@ -109,9 +109,13 @@ pub async fn serve(
         }
     };
     let target_name = target.name.as_str();
-    let (startup, packet) = match opening {
+    let (startup, packet, startup_message) = match opening {
         Opening::Cancel(request) => return forward_cancel(request, settings, guard).await,
-        Opening::Session { startup, packet } => (startup, packet),
+        Opening::Session {
+            startup,
+            packet,
+            message,
+        } => (startup, packet, message),
         Opening::EncryptionRequested => unreachable!("open() answers SSLRequest"),
     };
     if startup.replication_requested {
@@ -200,7 +204,7 @@ pub async fn serve(
             let logged_in = token_login::log_in(
                 &mut agent,
                 &mut upstream,
-                &packet,
+                &startup_message,
                 &session,
                 login,
                 deadline,

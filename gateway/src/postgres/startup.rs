@@ -8,11 +8,11 @@ use pgwire::messages::{
     cancel::CancelRequest, startup::Startup, DecodeContext, PgWireFrontendMessage, ProtocolVersion,
     SslNegotiationMetaMessage,
 };
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 
 use super::{
     errors::{sqlstate, ClientError},
-    frame::{complete_frame_len, FrameError, FrameKind, PRE_AUTH_LIMIT},
+    frame::{read_exact_frame, FrameError, FrameKind, PRE_AUTH_LIMIT},
 };
 
 /// Answer to GSSENCRequest: "not supported, continue in plain text".
@@ -30,6 +30,8 @@ pub enum Opening {
         startup: StartupInfo,
         /// The packet exactly as the client sent it, forwarded upstream unchanged.
         packet: BytesMut,
+        /// The same packet decoded, for a gateway login that rewrites it.
+        message: Startup,
     },
     Cancel(CancelRequest),
 }
@@ -67,7 +69,9 @@ where
     S: AsyncRead + AsyncWrite + Unpin,
 {
     for _ in 0..=MAX_NEGOTIATIONS {
-        let packet = read_packet(stream).await?;
+        let packet = read_exact_frame(stream, FrameKind::Untagged, PRE_AUTH_LIMIT)
+            .await?
+            .ok_or(StartupError::Closed)?;
         match decode_opening(&packet)? {
             Decoded::Ssl => return Ok(Opening::EncryptionRequested),
             Decoded::Gss => stream
@@ -77,34 +81,14 @@ where
             Decoded::Cancel(cancel) => return Ok(Opening::Cancel(cancel)),
             Decoded::Startup(startup) => {
                 return Ok(Opening::Session {
-                    startup: startup_info(startup)?,
+                    startup: startup_info(&startup)?,
                     packet,
+                    message: startup,
                 })
             }
         }
     }
     Err(protocol_violation("more than one GSSENCRequest"))
-}
-
-/// One untagged packet, read exactly (length first, then the body).
-async fn read_packet<S: AsyncRead + Unpin>(stream: &mut S) -> Result<BytesMut, StartupError> {
-    let mut header = [0u8; 4];
-    match stream.read_exact(&mut header).await {
-        Ok(_) => {}
-        Err(error) if error.kind() == std::io::ErrorKind::UnexpectedEof => {
-            return Err(StartupError::Closed)
-        }
-        Err(error) => return Err(FrameError::Io(error).into()),
-    }
-    let total = complete_frame_len(&header, FrameKind::Untagged, PRE_AUTH_LIMIT)?
-        .unwrap_or_else(|| i32::from_be_bytes(header) as usize);
-    let mut packet = BytesMut::zeroed(total);
-    packet[..4].copy_from_slice(&header);
-    stream
-        .read_exact(&mut packet[4..])
-        .await
-        .map_err(|_| FrameError::Truncated)?;
-    Ok(packet)
 }
 
 enum Decoded {
@@ -140,14 +124,14 @@ fn protocol_violation(message: &str) -> StartupError {
     StartupError::Refused(ClientError::fatal(sqlstate::PROTOCOL_VIOLATION, message))
 }
 
-fn startup_info(startup: Startup) -> Result<StartupInfo, StartupError> {
+fn startup_info(startup: &Startup) -> Result<StartupInfo, StartupError> {
     let protocol = ProtocolVersion::from_version_number(
         startup.protocol_number_major,
         startup.protocol_number_minor,
     )
     // Newer minor versions are negotiated down by the server; decode as 3.2 meanwhile.
     .unwrap_or(ProtocolVersion::PROTOCOL3_2);
-    let mut parameters = startup.parameters;
+    let mut parameters = startup.parameters.clone();
     let user = parameters.remove("user").ok_or_else(|| {
         StartupError::Refused(ClientError::fatal(
             sqlstate::INVALID_AUTHORIZATION,
@@ -265,7 +249,7 @@ mod tests {
         ] {
             startup.parameters.insert(k.into(), v.into());
         }
-        let info = startup_info(startup).unwrap();
+        let info = startup_info(&startup).unwrap();
         assert_eq!(info.user, "agent");
         assert_eq!(info.database, "agent", "database defaults to the user");
         assert_eq!(info.application_name.as_deref(), Some("psql"));
@@ -290,7 +274,7 @@ mod tests {
                 .parameters
                 .insert("replication".into(), value.into());
             assert_eq!(
-                startup_info(startup).unwrap().replication_requested,
+                startup_info(&startup).unwrap().replication_requested,
                 requested,
                 "replication={value}"
             );
@@ -301,7 +285,7 @@ mod tests {
     fn a_startup_packet_without_user_is_refused() {
         let startup = Startup::new();
         assert!(matches!(
-            startup_info(startup),
+            startup_info(&startup),
             Err(StartupError::Refused(ClientError { code: "28000", .. }))
         ));
     }
@@ -339,7 +323,9 @@ mod opening_tests {
         client.read_exact(&mut answer).await.unwrap();
         assert_eq!(&answer, b"N");
         match opening {
-            Opening::Session { startup, packet } => {
+            Opening::Session {
+                startup, packet, ..
+            } => {
                 assert_eq!(startup.user, "agent");
                 assert_eq!(&packet[..], &startup_packet("agent")[..]);
             }

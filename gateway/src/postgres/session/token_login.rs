@@ -11,7 +11,7 @@ use pgwire::messages::{
     },
     DecodeContext, PgWireBackendMessage, PgWireFrontendMessage,
 };
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 
 use tokio::time::Instant;
 
@@ -20,7 +20,7 @@ use crate::identity::{printable, AgentIdentity};
 use crate::postgres::{
     codec::{decode_backend, decode_frontend, session_context, Frontend},
     errors::{sqlstate, ClientError},
-    frame::{complete_frame_len, FrameKind, FrameReader, PRE_AUTH_LIMIT},
+    frame::{read_exact_frame, FrameError, FrameKind, FrameReader, PRE_AUTH_LIMIT},
     hooks::SessionInfo,
     scram::{ScramClient, ScramVerifier},
     startup::StartupInfo,
@@ -108,9 +108,21 @@ pub async fn authenticate_agent(
         .write_all(&request)
         .await
         .map_err(|e| (LoginError::Agent(e), None))?;
-    let frame = read_one_frame(agent)
-        .await
-        .map_err(|e| (LoginError::Agent(e), None))?;
+    // Exactly one message: nothing the agent sends after it is consumed here.
+    let frame = match read_exact_frame(agent, FrameKind::Tagged, PRE_AUTH_LIMIT).await {
+        Ok(Some(frame)) => frame,
+        Ok(None) => {
+            return Err((
+                LoginError::Agent(std::io::ErrorKind::UnexpectedEof.into()),
+                None,
+            ))
+        }
+        Err(FrameError::Io(error)) => return Err((LoginError::Agent(error), None)),
+        Err(error) => {
+            let fatal = ClientError::fatal(sqlstate::PROTOCOL_VIOLATION, error.to_string());
+            return Err((LoginError::Client(fatal), None));
+        }
+    };
     let password = match decode_frontend(&frame, &session_context(startup.protocol)) {
         Ok(Frontend::Message(PgWireFrontendMessage::PasswordMessageFamily(family))) => family
             .into_password()
@@ -134,30 +146,12 @@ fn malformed_password() -> LoginError {
     ))
 }
 
-/// Exactly one message, so nothing the agent sends after it is consumed here.
-async fn read_one_frame(agent: &mut Box<dyn PgStream>) -> std::io::Result<BytesMut> {
-    let mut frame = BytesMut::zeroed(5);
-    agent.read_exact(&mut frame).await?;
-    let total = match complete_frame_len(&frame, FrameKind::Tagged, PRE_AUTH_LIMIT) {
-        Ok(Some(total)) => total,
-        Ok(None) => i32::from_be_bytes([frame[1], frame[2], frame[3], frame[4]]) as usize + 1,
-        Err(error) => return Err(std::io::Error::other(error.to_string())),
-    };
-    frame.resize(total, 0);
-    agent.read_exact(&mut frame[5..]).await?;
-    Ok(frame)
-}
-
 /// The agent's startup packet with the gateway's database user in place of the agent's.
-pub fn upstream_startup(agent_packet: &BytesMut, credentials: &Credentials) -> BytesMut {
-    let mut context = DecodeContext::new(pgwire::messages::ProtocolVersion::PROTOCOL3_0);
-    context.awaiting_frontend_ssl = false;
-    let mut scratch = agent_packet.clone();
-    let mut startup = match PgWireFrontendMessage::decode(&mut scratch, &context) {
-        Ok(Some(PgWireFrontendMessage::Startup(startup))) => startup,
-        // Already decoded once when the session opened.
-        _ => Startup::new(),
-    };
+pub fn upstream_startup(agent_startup: &Startup, credentials: &Credentials) -> BytesMut {
+    let mut startup = Startup::new();
+    startup.protocol_number_major = agent_startup.protocol_number_major;
+    startup.protocol_number_minor = agent_startup.protocol_number_minor;
+    startup.parameters = agent_startup.parameters.clone();
     startup
         .parameters
         .insert("user".to_owned(), credentials.user.clone());
@@ -399,7 +393,7 @@ pub async fn admit(
 pub async fn log_in(
     agent: &mut Box<dyn PgStream>,
     upstream: &mut Box<dyn PgStream>,
-    agent_packet: &BytesMut,
+    agent_startup: &Startup,
     session: &SessionInfo,
     login: &TokenLogin,
     deadline: Instant,
@@ -411,7 +405,7 @@ pub async fn log_in(
     context.awaiting_frontend_startup = false;
     let exchange = async {
         upstream
-            .write_all(&upstream_startup(agent_packet, &login.credentials))
+            .write_all(&upstream_startup(agent_startup, &login.credentials))
             .await
             .map_err(|e| LoginError::Upstream(e.to_string()))?;
         login_upstream(
