@@ -93,24 +93,17 @@ async fn relay_bytes(
     context: &ProxyContext,
     guard: &mut SessionGuard,
 ) {
-    let timeout = context.config.gateway.upstream_connect_timeout;
-    let mut upstream = match tokio::time::timeout(
-        timeout,
-        upstream::connect(upstream_addr.0, context.config.gateway.bypass_mark),
-    )
-    .await
-    {
-        Ok(Ok(stream)) => stream,
-        Ok(Err(error)) => {
+    let gateway = &context.config.gateway;
+    let connecting = upstream::connect_within(
+        upstream_addr.0,
+        gateway.bypass_mark,
+        gateway.upstream_connect_timeout,
+    );
+    let mut upstream = match connecting.await {
+        Ok(stream) => stream,
+        Err(error) => {
             guard.outcome = Outcome::UpstreamUnreachable;
             guard.error = Some(format!("{upstream_addr}: {error}"));
-            return;
-        }
-        Err(_) => {
-            guard.outcome = Outcome::UpstreamUnreachable;
-            guard.error = Some(format!(
-                "{upstream_addr}: connect timed out after {timeout:?}"
-            ));
             return;
         }
     };

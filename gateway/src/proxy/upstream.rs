@@ -1,6 +1,6 @@
 //! Connecting to the real server on the agent's behalf.
 
-use std::{io, net::SocketAddr};
+use std::{io, net::SocketAddr, time::Duration};
 
 use tokio::net::{TcpSocket, TcpStream};
 
@@ -14,4 +14,20 @@ pub async fn connect(addr: SocketAddr, bypass_mark: u32) -> io::Result<TcpStream
     TcpSocket::from_std_stream(socket.into())
         .connect(addr)
         .await
+}
+
+/// [`connect`] bounded by `timeout`; running out is a `TimedOut` error that says so.
+pub async fn connect_within(
+    addr: SocketAddr,
+    bypass_mark: u32,
+    timeout: Duration,
+) -> io::Result<TcpStream> {
+    tokio::time::timeout(timeout, connect(addr, bypass_mark))
+        .await
+        .unwrap_or_else(|_| {
+            Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!("connect timed out after {timeout:?}"),
+            ))
+        })
 }
