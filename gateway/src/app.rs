@@ -11,10 +11,11 @@ use crate::{
     config::{TargetAuth, TargetKind, UpstreamTlsMode},
     drain,
     intercept::{self, Interception},
+    policy::PolicyStore,
     postgres::{
-        agent_acceptor, load_credentials, CancelRegistry, CertificateSource, CredentialsError,
-        JwksError, PostgresSettings, RecordingHooks, TlsError, TokenLogin, TokenValidator,
-        UpstreamConnector,
+        agent_acceptor, load_credentials, CancelRegistry, CatalogAccess, CertificateSource,
+        CredentialsError, Enforcement, JwksError, PostgresSettings, RecordingHooks, TlsError,
+        TokenLogin, TokenValidator, UpstreamConnector,
     },
     proxy::{listener, workers, ProxyContext, ProxyStats},
 };
@@ -35,6 +36,10 @@ pub enum AppError {
     Jwks(#[from] JwksError),
     #[error(transparent)]
     Credentials(#[from] CredentialsError),
+    #[error(transparent)]
+    Policy(#[from] crate::policy::StoreError),
+    #[error("{0}")]
+    PolicyTargets(String),
     #[error("starting the worker threads: {0}")]
     Workers(std::io::Error),
     #[error("installing signal handlers: {0}")]
@@ -109,7 +114,12 @@ pub async fn run(config_path: &Path, keep_on_exit: bool) -> Result<(), AppError>
         "tollgate is intercepting agent connections"
     );
 
-    serve_until_shutdown(&mut interception, &host.cgroup2_root).await?;
+    let policy = context
+        .postgres
+        .enforcement
+        .as_ref()
+        .map(|e| e.store.clone());
+    serve_until_shutdown(&mut interception, &host.cgroup2_root, policy.as_deref()).await?;
     tracing::info!(
         event = "gateway.stopping",
         "clean shutdown: removing interception, draining connections"
@@ -207,21 +217,54 @@ fn warn_if_listen_port_unprivileged(port: u16) {
     }
 }
 
+/// How often the policy file is checked for edits.
+const POLICY_WATCH_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Puts an edited policy in force if it validates; otherwise the old one stays, and the log
+/// says why.
+fn reload_policy(store: &PolicyStore, cause: &str) {
+    match store.reload() {
+        Ok(generation) => tracing::info!(
+            event = "policy.reloaded",
+            path = %store.path().display(),
+            generation,
+            cause,
+            "policy reloaded; live sessions use it from their next statement"
+        ),
+        Err(error) => tracing::error!(
+            event = "policy.rejected",
+            %error,
+            cause,
+            "policy not reloaded: the previous policy stays in force"
+        ),
+    }
+}
+
 /// Runs until SIGTERM or SIGINT, following agent cgroups that are re-created meanwhile.
 async fn serve_until_shutdown(
     interception: &mut Interception,
     cgroup2_root: &Path,
+    policy: Option<&PolicyStore>,
 ) -> Result<(), AppError> {
     let mut terminate = signal(SignalKind::terminate()).map_err(AppError::Signals)?;
     let mut interrupt = signal(SignalKind::interrupt()).map_err(AppError::Signals)?;
     let mut hangup = signal(SignalKind::hangup()).map_err(AppError::Signals)?;
     let mut follow = tokio::time::interval(CGROUP_FOLLOW_INTERVAL);
+    let mut policy_watch = tokio::time::interval(POLICY_WATCH_INTERVAL);
     loop {
         tokio::select! {
             _ = terminate.recv() => return Ok(()),
             _ = interrupt.recv() => return Ok(()),
             _ = hangup.recv() => {
-                tracing::warn!("SIGHUP: live reload is not supported yet; restart tollgate to apply a changed config");
+                match policy {
+                    Some(store) => reload_policy(store, "SIGHUP"),
+                    None => tracing::warn!("SIGHUP: no policy_file to reload; restart tollgate to apply a changed configuration"),
+                }
+            }
+            _ = policy_watch.tick(), if policy.is_some() => {
+                if let Some(store) = policy.filter(|store| store.changed_on_disk()) {
+                    reload_policy(store, "file changed");
+                }
             }
             _ = follow.tick() => match interception.programs.follow_recreated_cgroups(cgroup2_root) {
                 Ok(changes) => for change in changes {
@@ -339,6 +382,16 @@ pub fn postgres_settings(config: &Config) -> Result<PostgresSettings, AppError> 
             tokens.insert(target.name.clone(), Arc::new(login));
         }
     }
+    let enforcement = match &config.gateway.policy_file {
+        Some(path) => Some(Arc::new(enforcement(config, path)?)),
+        None => {
+            tracing::warn!(
+                event = "policy.none",
+                "no gateway.policy_file: statements are recorded but not checked or masked"
+            );
+            None
+        }
+    };
     Ok(PostgresSettings {
         startup_timeout: config.gateway.startup_timeout,
         max_message_bytes: config.gateway.max_message_bytes,
@@ -350,7 +403,69 @@ pub fn postgres_settings(config: &Config) -> Result<PostgresSettings, AppError> 
         agent_tls,
         upstreams,
         tokens,
+        enforcement,
     })
+}
+
+/// The policy store and how each target's catalog is read.
+fn enforcement(config: &Config, path: &Path) -> Result<Enforcement, AppError> {
+    let store = PolicyStore::open(path, &config.gateway.tls.state_dir)?;
+    check_policy_targets(config, &store.current().policy)?;
+    let mut access = std::collections::HashMap::new();
+    for target in &config.targets {
+        let Some(file) = &target.catalog_credentials_file else {
+            continue;
+        };
+        let credentials = load_credentials(&target.name, file)?;
+        let connector = UpstreamConnector::new(&target.name, &target.upstream_tls)?;
+        access.insert(
+            target.name.clone(),
+            CatalogAccess {
+                target: target.name.clone(),
+                credentials,
+                connector,
+                bypass_mark: config.gateway.bypass_mark,
+                connect_timeout: config.gateway.upstream_connect_timeout,
+            },
+        );
+    }
+    tracing::info!(
+        event = "policy.loaded",
+        path = %path.display(),
+        rules = store.current().policy.rules.len(),
+        "policy in force"
+    );
+    Ok(Enforcement::new(Arc::new(store), access))
+}
+
+/// Target names in a policy must be targets of this configuration: a typo would silently
+/// leave a rule or a classification unused.
+fn check_policy_targets(config: &Config, policy: &crate::policy::Policy) -> Result<(), AppError> {
+    let known = |name: &String| config.targets.iter().any(|t| &t.name == name);
+    let named = policy
+        .rules
+        .iter()
+        .flat_map(|r| {
+            r.targets
+                .iter()
+                .flatten()
+                .map(move |t| (format!("rule {:?}", r.id), t))
+        })
+        .chain(policy.classified.iter().flat_map(|c| {
+            c.targets
+                .iter()
+                .flatten()
+                .map(move |t| (format!("classify {}.{}", c.schema, c.table), t))
+        }));
+    for (item, target) in named {
+        if !known(target) {
+            return Err(AppError::PolicyTargets(format!(
+                "{}: {item}: target {target:?} is not a target of this configuration",
+                policy.source.display()
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// Every session holds two sockets; a soft limit of 1024 (systemd's default) would refuse

@@ -47,6 +47,9 @@ pub struct GatewaySettings {
     /// Largest PostgreSQL message a client may send after authentication.
     pub max_message_bytes: usize,
     pub tls: AgentTls,
+    /// The policy (see policies/README.md). Without one, statements are recorded but not
+    /// checked or masked.
+    pub policy_file: Option<PathBuf>,
 }
 
 /// How local agent connections reach the gateway.
@@ -143,6 +146,9 @@ pub struct Target {
     pub upstream: Option<SocketAddr>,
     pub upstream_tls: UpstreamTls,
     pub auth: TargetAuth,
+    /// Credentials for the gateway's catalog connection (relation and view definitions for
+    /// masking by provenance); token targets fall back to their upstream credentials.
+    pub catalog_credentials_file: Option<PathBuf>,
 }
 
 impl Config {
@@ -192,30 +198,7 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
 
 /// Parses and validates configuration text; `path` is only used in messages.
 pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
-    // serde_path_to_error keeps the key path toml's own message leaves out.
-    let raw: raw::RawConfig = serde_path_to_error::deserialize(toml::Deserializer::new(text))
-        .map_err(|error| {
-            // Spanned<T> adds a private wrapper segment to the path; drop it.
-            let field = error
-                .path()
-                .to_string()
-                .replace(".$__serde_spanned_private_value", "")
-                .replace("$__serde_spanned_private_value.", "");
-            let inner = error.into_inner();
-            let field = if field == "." { String::new() } else { field };
-            let line = inner.span().map_or(1, |span| line_of(text, span.start));
-            let message = inner.message().trim_end().to_owned();
-            ConfigError::Invalid {
-                path: path.to_owned(),
-                line,
-                message: if field.is_empty() {
-                    message
-                } else {
-                    format!("{field}: {message}")
-                },
-                field,
-            }
-        })?;
+    let raw: raw::RawConfig = deserialize_toml(path, text)?;
     validate(raw).map_err(|issue| ConfigError::Invalid {
         path: path.to_owned(),
         line: line_of(text, issue.offset),
@@ -224,8 +207,38 @@ pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
     })
 }
 
+/// Deserializes TOML text into raw (Spanned) types; the error names the line and field.
+pub fn deserialize_toml<T: serde::de::DeserializeOwned>(
+    path: &Path,
+    text: &str,
+) -> Result<T, ConfigError> {
+    // serde_path_to_error keeps the key path toml's own message leaves out.
+    serde_path_to_error::deserialize(toml::Deserializer::new(text)).map_err(|error| {
+        // Spanned<T> adds a private wrapper segment to the path; drop it.
+        let field = error
+            .path()
+            .to_string()
+            .replace(".$__serde_spanned_private_value", "")
+            .replace("$__serde_spanned_private_value.", "");
+        let inner = error.into_inner();
+        let field = if field == "." { String::new() } else { field };
+        let line = inner.span().map_or(1, |span| line_of(text, span.start));
+        let message = inner.message().trim_end().to_owned();
+        ConfigError::Invalid {
+            path: path.to_owned(),
+            line,
+            message: if field.is_empty() {
+                message
+            } else {
+                format!("{field}: {message}")
+            },
+            field,
+        }
+    })
+}
+
 /// 1-based line number of a byte offset.
-fn line_of(text: &str, offset: usize) -> usize {
+pub fn line_of(text: &str, offset: usize) -> usize {
     let end = offset.min(text.len());
     text.as_bytes()[..end]
         .iter()

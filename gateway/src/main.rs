@@ -7,8 +7,10 @@ mod drain;
 mod identity;
 mod intercept;
 mod logging;
+mod policy;
 mod postgres;
 mod proxy;
+mod sql;
 mod status;
 
 use std::{io::IsTerminal, path::PathBuf, process::ExitCode};
@@ -57,10 +59,34 @@ enum Command {
         #[arg(long, short, default_value = DEFAULT_CONFIG)]
         config: PathBuf,
     },
-    /// Validate a configuration file and print what it protects; errors name the line and field.
+    /// Validate a configuration file or a policy file and print what it says; errors name the
+    /// line and field (and, in a policy, the rule). A configuration's `gateway.policy_file` is
+    /// checked too when it exists.
     CheckConfig {
-        /// Configuration file to check.
+        /// Configuration or policy file to check (a policy is recognised by its `version` key).
         file: PathBuf,
+    },
+    /// Show what a policy decides for a statement and how each output column would be masked.
+    ///
+    /// Uses the policy and the SQL parser only: the running gateway also resolves `*` and views
+    /// through the database catalog and the column origins the server reports, which can only
+    /// mask more, never less. Example:
+    ///
+    ///   tollgate explain --policy policy.toml --target clinic-db
+    ///     --identity cgroup=/ai-agents.slice/claude,exe=/usr/bin/psql "SELECT ssn FROM patients"
+    Explain {
+        /// Policy file.
+        #[arg(long)]
+        policy: PathBuf,
+        /// Target name the statement is sent to (as in the configuration's [[targets]]).
+        #[arg(long)]
+        target: String,
+        /// Who sends it: comma-separated key=value pairs with keys uid, exe, comm, cgroup,
+        /// subject, group (repeatable) and remote.
+        #[arg(long)]
+        identity: String,
+        /// The SQL text (several statements allowed).
+        sql: String,
     },
     /// Show what is installed in the kernel (programs, cgroups, nft table, map entries) and, if a
     /// gateway is running, its listeners and live connection count. Exits 3 when no gateway runs.
@@ -102,14 +128,25 @@ fn main() -> ExitCode {
                 Err(error) => fail(&error.to_string()),
             }
         }
-        Command::CheckConfig { file } => match config::load(&file) {
-            Ok(config) => {
-                print!("{}", config::describe(&config));
-                println!("{}: OK", file.display());
-                ExitCode::SUCCESS
+        Command::CheckConfig { file } => check_config(&file),
+        Command::Explain {
+            policy,
+            target,
+            identity,
+            sql,
+        } => {
+            let identity = match policy::parse_identity_spec(&identity) {
+                Ok(identity) => identity,
+                Err(error) => return fail(&error),
+            };
+            match policy::load(&policy) {
+                Ok(policy) => {
+                    print!("{}", policy::explain(&policy, &target, &identity, &sql));
+                    ExitCode::SUCCESS
+                }
+                Err(error) => fail(&error.to_string()),
             }
-            Err(error) => fail(&error.to_string()),
-        },
+        }
         Command::Status { config, json } => status::run(&config, json),
         Command::Uninstall { config } => match app::uninstall(&config) {
             Ok(report) => {
@@ -118,6 +155,44 @@ fn main() -> ExitCode {
             }
             Err(error) => fail(&error.to_string()),
         },
+    }
+}
+
+fn check_config(file: &std::path::Path) -> ExitCode {
+    let is_policy = std::fs::read_to_string(file)
+        .ok()
+        .and_then(|text| text.parse::<toml::Table>().ok())
+        .is_some_and(|table| table.contains_key("version"));
+    if is_policy {
+        return match policy::load(file) {
+            Ok(policy) => {
+                print!("{}", policy::summary(&policy));
+                println!("{}: OK", file.display());
+                ExitCode::SUCCESS
+            }
+            Err(error) => fail(&error.to_string()),
+        };
+    }
+    match config::load(file) {
+        Ok(config) => {
+            print!("{}", config::describe(&config));
+            if let Some(policy_file) = config.gateway.policy_file.as_deref() {
+                if policy_file.exists() {
+                    if let Err(error) = policy::load(policy_file) {
+                        return fail(&error.to_string());
+                    }
+                    println!("policy {}: OK", policy_file.display());
+                } else {
+                    println!(
+                        "policy {}: not found here (checked when the gateway starts)",
+                        policy_file.display()
+                    );
+                }
+            }
+            println!("{}: OK", file.display());
+            ExitCode::SUCCESS
+        }
+        Err(error) => fail(&error.to_string()),
     }
 }
 

@@ -3,12 +3,16 @@
 //! server messages through the response hook, and cancel-key mapping.
 
 mod cancel;
+mod catalog;
 mod codec;
+mod enforce;
 mod errors;
 mod frame;
 mod hooks;
+mod masking;
 mod redact;
 mod request;
+mod results;
 mod scram;
 mod session;
 mod startup;
@@ -17,6 +21,8 @@ mod tls;
 mod token;
 
 pub use cancel::CancelRegistry;
+pub use catalog::CatalogAccess;
+pub use enforce::Enforcement;
 pub use hooks::RecordingHooks;
 pub use session::{load_credentials, serve, CredentialsError, PostgresSettings, TokenLogin};
 pub use tls::{agent_acceptor, CertificateSource, TlsError, UpstreamConnector};

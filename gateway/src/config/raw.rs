@@ -29,6 +29,7 @@ pub struct RawGateway {
     pub tls_cert_file: Option<Spanned<String>>,
     pub tls_key_file: Option<Spanned<String>>,
     pub state_dir: Option<Spanned<String>>,
+    pub policy_file: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -63,4 +64,5 @@ pub struct RawTarget {
     pub token_groups_claim: Option<Spanned<String>>,
     pub token_leeway_s: Option<Spanned<u64>>,
     pub upstream_credentials_file: Option<Spanned<String>>,
+    pub catalog_credentials_file: Option<Spanned<String>>,
 }

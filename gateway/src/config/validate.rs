@@ -198,6 +198,11 @@ fn validate_gateway(
         )?,
         drain_timeout: millis("gateway.drain_timeout_ms", &raw.drain_timeout_ms, 10_000)?,
         tls: super::tls::agent_tls(raw)?,
+        policy_file: raw
+            .policy_file
+            .as_ref()
+            .map(|file| absolute("gateway.policy_file", file))
+            .transpose()?,
         startup_timeout: millis(
             "gateway.startup_timeout_ms",
             &raw.startup_timeout_ms,
@@ -442,6 +447,16 @@ fn validate_targets(
             destinations,
             upstream,
             upstream_tls: super::tls::upstream_tls(target, index)?,
+            catalog_credentials_file: match &target.catalog_credentials_file {
+                Some(file) => Some(absolute(
+                    format!("targets[{index}].catalog_credentials_file"),
+                    file,
+                )?),
+                None => match &auth {
+                    super::TargetAuth::Token(token) => Some(token.credentials_file.clone()),
+                    super::TargetAuth::Passthrough => None,
+                },
+            },
             auth,
         });
     }

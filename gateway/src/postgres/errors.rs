@@ -14,6 +14,7 @@ pub mod sqlstate {
     pub const INVALID_AUTHORIZATION: &str = "28000";
     pub const INSUFFICIENT_PRIVILEGE: &str = "42501";
     pub const FEATURE_NOT_SUPPORTED: &str = "0A000";
+    pub const INTERNAL_ERROR: &str = "XX000";
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -5,6 +5,7 @@
 use pgwire::messages::PgWireBackendMessage;
 
 use super::{
+    enforce::Verdict,
     redact::{describe_parameter, redact_sql},
     request::{Request, Statement},
     startup::StartupInfo,
@@ -36,7 +37,13 @@ pub enum ResponseVerdict {
 }
 
 pub trait RequestHook: Send + Sync {
-    fn on_request(&self, session: &SessionInfo, request: &Request) -> RequestVerdict;
+    /// `verdicts` holds the policy's decision per statement (empty without a policy).
+    fn on_request(
+        &self,
+        session: &SessionInfo,
+        request: &Request,
+        verdicts: &[Verdict],
+    ) -> RequestVerdict;
 }
 
 pub trait ResponseHook: Send + Sync {
@@ -49,9 +56,14 @@ pub trait ResponseHook: Send + Sync {
 pub struct RecordingHooks;
 
 impl RequestHook for RecordingHooks {
-    fn on_request(&self, session: &SessionInfo, request: &Request) -> RequestVerdict {
-        for statement in &request.statements {
-            record_statement(session, statement);
+    fn on_request(
+        &self,
+        session: &SessionInfo,
+        request: &Request,
+        verdicts: &[Verdict],
+    ) -> RequestVerdict {
+        for (index, statement) in request.statements.iter().enumerate() {
+            record_statement(session, statement, verdicts.get(index));
         }
         RequestVerdict::Forward
     }
@@ -63,7 +75,7 @@ impl ResponseHook for RecordingHooks {
     }
 }
 
-fn record_statement(session: &SessionInfo, statement: &Statement) {
+fn record_statement(session: &SessionInfo, statement: &Statement, verdict: Option<&Verdict>) {
     let pid = match &session.agent {
         AgentIdentity::Process(process) => Some(process.pid),
         AgentIdentity::Remote { .. } => None,
@@ -74,6 +86,10 @@ fn record_statement(session: &SessionInfo, statement: &Statement) {
         // name, even if its Execute is later recorded with other text or never seen. Unnamed
         // ones are recorded with their Execute.
         Statement::Prepare { name, sql } if !name.is_empty() => {
+            ("prepare", Some(redact_sql(sql)), None)
+        }
+        // Unnamed ones are recorded with their Execute, unless refused here.
+        Statement::Prepare { sql, .. } if verdict.is_some_and(|v| v.decision != "allow") => {
             ("prepare", Some(redact_sql(sql)), None)
         }
         Statement::Prepare { .. } => return,
@@ -103,6 +119,8 @@ fn record_statement(session: &SessionInfo, statement: &Statement) {
         protocol,
         sql = sql.as_deref().unwrap_or("<unknown prepared statement>"),
         parameters = parameters.as_deref(),
+        decision = verdict.map(|v| v.decision),
+        rule = verdict.map(|v| v.rule.as_str()),
         "statement"
     );
 }

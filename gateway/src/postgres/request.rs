@@ -2,7 +2,7 @@
 //! to `Sync` or `Flush`. Each request carries what policy needs (statement text, bound
 //! parameters, the portal an `Execute` runs) and the exact bytes to forward.
 
-use std::{collections::HashMap, sync::Arc};
+use std::{collections::HashMap, ops::Range, sync::Arc};
 
 use bytes::BytesMut;
 use pgwire::messages::{extendedquery::Bind, PgWireFrontendMessage};
@@ -62,6 +62,8 @@ pub struct Parameter {
 pub struct Request {
     pub end: RequestEnd,
     pub statements: Vec<Statement>,
+    /// Where in `frames` the message of each statement is (Query, Parse or Execute).
+    pub spans: Vec<Range<usize>>,
     /// The frames exactly as received, in order.
     pub frames: BytesMut,
 }
@@ -69,6 +71,26 @@ pub struct Request {
 impl Request {
     pub fn expects_ready_for_query(&self) -> bool {
         matches!(self.end, RequestEnd::Query | RequestEnd::Sync)
+    }
+
+    /// Replaces the messages of some statements (by index) with other frames.
+    pub fn substitute(&mut self, mut replacements: Vec<(usize, BytesMut)>) {
+        if replacements.is_empty() {
+            return;
+        }
+        replacements.sort_by_key(|(index, _)| *index);
+        let mut frames = BytesMut::with_capacity(self.frames.len());
+        let mut copied = 0;
+        for (index, frame) in replacements {
+            let span = self.spans[index].clone();
+            frames.extend_from_slice(&self.frames[copied..span.start]);
+            frames.extend_from_slice(&frame);
+            copied = span.end;
+        }
+        frames.extend_from_slice(&self.frames[copied..]);
+        self.frames = frames;
+        // Spans no longer describe the frames.
+        self.spans.clear();
     }
 }
 
@@ -83,6 +105,7 @@ struct Portal {
 pub struct RequestAssembler {
     frames: BytesMut,
     statements: Vec<Statement>,
+    spans: Vec<Range<usize>>,
     prepared: HashMap<String, Sql>,
     portals: HashMap<String, Portal>,
     /// Extended-protocol messages were handed on (at Flush, or in part) without a Sync yet.
@@ -93,7 +116,10 @@ impl RequestAssembler {
     /// Adds one request message; returns the request once it is complete.
     pub fn push(&mut self, frame: BytesMut, message: &PgWireFrontendMessage) -> Option<Request> {
         use PgWireFrontendMessage as F;
+        let start = self.frames.len();
         self.frames.unsplit(frame);
+        let span = start..self.frames.len();
+        let statements_before = self.statements.len();
         let end = match message {
             F::Query(query) => {
                 // A simple query drops the unnamed statement and portal.
@@ -146,6 +172,9 @@ impl RequestAssembler {
             F::Flush(_) => Some(RequestEnd::Flush),
             _ => None,
         };
+        if self.statements.len() > statements_before {
+            self.spans.push(span);
+        }
         let end = end.or_else(|| {
             (self.frames.len() >= PARTIAL_REQUEST_BYTES).then_some(RequestEnd::Partial)
         })?;
@@ -153,6 +182,7 @@ impl RequestAssembler {
         Some(Request {
             end,
             statements: std::mem::take(&mut self.statements),
+            spans: std::mem::take(&mut self.spans),
             frames: self.frames.split(),
         })
     }

@@ -19,20 +19,23 @@ use tokio::{
 use self::pumps::{Expectation, PumpError};
 use super::{
     cancel::CancelRegistry,
+    enforce::{Denials, Enforcement, SessionEnforcement},
     errors::{sqlstate, ClientError},
     frame::{FrameError, FrameReader},
     hooks::{RequestHook, ResponseHook, SessionInfo},
+    results::ResultTracker,
     startup::{read_opening, Opening, StartupError},
     state::SharedState,
     tls::{PgStream, UpstreamConnector},
 };
 use tokio_rustls::TlsAcceptor;
 
-pub use token_login::{load_credentials, CredentialsError, TokenLogin};
+pub use token_login::{load_credentials, Credentials, CredentialsError, TokenLogin};
 
 use crate::{
     config::{Target, TargetAuth},
     identity::AgentIdentity,
+    policy::IdentityFacts,
     proxy::{
         addrs::UpstreamAddr,
         guard::{Outcome, SessionGuard},
@@ -58,6 +61,8 @@ pub struct PostgresSettings {
     pub upstreams: HashMap<String, UpstreamConnector>,
     /// Per `auth = "token"` target name: token validation and the gateway's credentials.
     pub tokens: HashMap<String, Arc<TokenLogin>>,
+    /// The policy, when one is configured.
+    pub enforcement: Option<Arc<Enforcement>>,
 }
 
 /// What the pumps share for one session.
@@ -71,6 +76,8 @@ pub struct SessionParts<'a> {
     /// The server connection is TLS, so the server can tell a client's channel-binding flag.
     upstream_tls: bool,
     max_message_bytes: usize,
+    /// Denied statements waiting for the server's error that stands in for them.
+    denials: &'a Denials,
 }
 
 /// How a running session ended without an error.
@@ -171,6 +178,22 @@ pub async fn serve(
         token,
     };
     log_startup(&session);
+    let enforcement = match &settings.enforcement {
+        None => None,
+        Some(enforcement) => match enforcement.admit(
+            target_name,
+            upstream_addr.0,
+            &session.startup.database,
+            identity_facts(&session),
+        ) {
+            Ok(admitted) => Some(admitted),
+            Err(error) => {
+                send_fatal(&mut agent, &error).await;
+                guard.outcome = Outcome::Refused("no policy rule grants access");
+                return;
+            }
+        },
+    };
 
     let (mut upstream, upstream_tls) =
         match connect_upstream(settings, target_name, upstream_addr).await {
@@ -218,8 +241,10 @@ pub async fn serve(
             }
         }
     };
+    let denials = Denials::default();
     let parts = SessionParts {
         session: &session,
+        denials: &denials,
         state: &state,
         request_hook: settings.request_hook.as_ref(),
         response_hook: settings.response_hook.as_ref(),
@@ -228,7 +253,16 @@ pub async fn serve(
         upstream_tls,
         max_message_bytes: settings.max_message_bytes,
     };
-    run(parts, agent, upstream, upstream_buffered, deadline, guard).await;
+    run(
+        parts,
+        enforcement,
+        agent,
+        upstream,
+        upstream_buffered,
+        deadline,
+        guard,
+    )
+    .await;
 }
 
 /// The opening under TLS if the agent asks for it: the stream to use from here on, whether it
@@ -290,6 +324,7 @@ async fn connect_upstream(
 
 async fn run<A, U>(
     parts: SessionParts<'_>,
+    mut enforcement: Option<SessionEnforcement>,
     agent: A,
     upstream: U,
     upstream_buffered: BytesMut,
@@ -306,9 +341,12 @@ async fn run<A, U>(
     let (sender, mut receiver) = mpsc::unbounded_channel::<Expectation>();
     let mut cancel_registration = None;
     let (mut from_agent, mut to_agent) = (0, 0);
+    // With a policy in force, every result is matched to its statement's plan.
+    let mut results = enforcement.as_ref().map(|_| ResultTracker::default());
     let result = {
         let frontend = pumps::frontend(
             &parts,
+            enforcement.as_mut(),
             &mut agent_frames,
             &mut upstream_write,
             &sender,
@@ -316,6 +354,7 @@ async fn run<A, U>(
         );
         let backend = pumps::backend(
             &parts,
+            results.as_mut(),
             &mut upstream_frames,
             &mut agent_write,
             &mut receiver,
@@ -377,9 +416,33 @@ async fn run<A, U>(
             guard.outcome = Outcome::Failed;
             guard.error = Some(format!("agent: {error}"));
         }
+        Err(PumpError::Unmaskable(error)) => {
+            send_fatal(&mut agent_write, &error).await;
+            guard.outcome = Outcome::Failed;
+            guard.error = Some(error.message);
+        }
     }
     // Dropping the upstream halves closes the server connection: an open transaction is
     // rolled back by the server.
+}
+
+/// Who the session is, as policy matches identities.
+fn identity_facts(session: &SessionInfo) -> IdentityFacts {
+    let mut facts = IdentityFacts::default();
+    match &session.agent {
+        AgentIdentity::Process(process) => {
+            facts.uid = Some(process.uid);
+            facts.exe = process.exe.clone();
+            facts.comm = Some(process.comm.clone());
+            facts.cgroup = process.cgroup.clone();
+        }
+        AgentIdentity::Remote { source } => facts.remote = Some(*source),
+    }
+    if let Some(token) = &session.token {
+        facts.token_subject = Some(token.subject.clone());
+        facts.token_groups = token.groups.clone();
+    }
+    facts
 }
 
 fn connection_lost(target: &str) -> ClientError {

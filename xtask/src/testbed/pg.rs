@@ -91,6 +91,11 @@ impl PgCluster {
         self.dir.path().to_owned()
     }
 
+    /// What the server has logged so far (with `log_statement=all`: every statement it ran).
+    pub fn server_log(&self) -> anyhow::Result<String> {
+        Ok(std::fs::read_to_string(self.dir.path().join("server.log"))?)
+    }
+
     /// Runs SQL over the unix socket (never intercepted): for setup and checks.
     pub fn psql_direct(&self, sql: &str) -> anyhow::Result<String> {
         run_capture(

@@ -20,10 +20,12 @@ use super::{SessionEnd, SessionParts};
 use crate::postgres::{
     cancel::CancelRegistration,
     codec::{decode_backend, decode_frontend, session_context, CodecError, Frontend},
+    enforce::SessionEnforcement,
     errors::{encode_ready_for_query, sqlstate, ClientError},
     frame::{complete_frame_len, FrameError, FrameKind, FrameReader, PRE_AUTH_LIMIT},
     hooks::{RequestVerdict, ResponseVerdict},
     request::RequestAssembler,
+    results::{plan_steps, Handled, ResultTracker, Step},
 };
 
 /// Server messages may be as large as PostgreSQL allows (1 GiB); the server is trusted to
@@ -46,6 +48,10 @@ pub enum PumpError {
     Agent(io::Error),
     #[error("upstream connection: {0}")]
     Upstream(String),
+    /// A result could not be masked or placed: the session ends before anything unmasked
+    /// is forwarded.
+    #[error("{}", .0.message)]
+    Unmaskable(ClientError),
 }
 
 /// What the backend pump must send in order with the server's answers.
@@ -55,10 +61,13 @@ pub enum Expectation {
     Ready,
     /// A request the gateway refused itself: an error, then ReadyForQuery.
     Refusal(ClientError),
+    /// The answers a forwarded request will get (with a policy in force).
+    Steps(Vec<Step>),
 }
 
 pub async fn frontend<R, W>(
     parts: &SessionParts<'_>,
+    mut enforcement: Option<&mut SessionEnforcement>,
     reader: &mut FrameReader<R>,
     upstream: &mut W,
     expectations: &UnboundedSender<Expectation>,
@@ -136,8 +145,23 @@ where
             // Part of a COPY FROM STDIN, not a request (see `SharedState::copy_in_sync`).
             F::Sync(_) | F::Flush(_) if copy_in_sync => out.unsplit(frame),
             _ => {
-                if let Some(request) = assembler.push(frame, &message) {
-                    match parts.request_hook.on_request(parts.session, &request) {
+                if let Some(mut request) = assembler.push(frame, &message) {
+                    let verdicts = match enforcement.as_deref_mut() {
+                        Some(enforcement) => {
+                            let inspection = enforcement
+                                .inspect(&mut request, parts.denials)
+                                .await
+                                .map_err(PumpError::Client)?;
+                            let steps = plan_steps(&mut request, inspection.results);
+                            send(expectations, Expectation::Steps(steps))?;
+                            inspection.verdicts
+                        }
+                        None => Vec::new(),
+                    };
+                    match parts
+                        .request_hook
+                        .on_request(parts.session, &request, &verdicts)
+                    {
                         RequestVerdict::Forward => {}
                     }
                     if request.expects_ready_for_query() {
@@ -159,6 +183,7 @@ where
 
 pub async fn backend<R, W>(
     parts: &SessionParts<'_>,
+    mut results: Option<&mut ResultTracker>,
     reader: &mut FrameReader<R>,
     agent: &mut W,
     expectations: &mut UnboundedReceiver<Expectation>,
@@ -178,7 +203,7 @@ where
     let mut server_sent_fatal = false;
     loop {
         while let Ok(expectation) = expectations.try_recv() {
-            queue.push_back(expectation);
+            expect(&mut queue, results.as_deref_mut(), expectation);
         }
         emit_refusals(parts, &mut queue, &mut out);
         if !out.is_empty() && !reader_has_frame(reader, BACKEND_LIMIT) {
@@ -190,7 +215,7 @@ where
             biased;
             expectation = expectations.recv(), if !frontend_gone => {
                 match expectation {
-                    Some(expectation) => queue.push_back(expectation),
+                    Some(expectation) => expect(&mut queue, results.as_deref_mut(), expectation),
                     None => frontend_gone = true,
                 }
                 continue;
@@ -257,8 +282,29 @@ where
                     server_sent_fatal = error.fields.iter().any(|(code, value)| {
                         *code == b'V' && value == "FATAL" || *code == b'S' && value == "PANIC"
                     });
+                    // The stand-in for a denied statement: the client sees the denial.
+                    let denial = error
+                        .fields
+                        .iter()
+                        .find(|(code, _)| *code == b'M')
+                        .and_then(|(_, text)| parts.denials.take_for(text));
+                    if let Some(denial) = denial {
+                        if let Some(results) = results.as_deref_mut() {
+                            results.on_error();
+                        }
+                        denial.encode_into(&mut out);
+                        continue;
+                    }
                 }
-                out.unsplit(frame);
+                let handled = match results.as_deref_mut() {
+                    Some(results) => results
+                        .on_message(&message, &frame[..], &mut out)
+                        .map_err(|error| PumpError::Unmaskable(error.to_client()))?,
+                    None => Handled::Forward,
+                };
+                if handled == Handled::Forward {
+                    out.unsplit(frame);
+                }
                 if matches!(message, B::ReadyForQuery(_)) {
                     // Answers the oldest forwarded request; refusals queued behind it follow.
                     if let Some(Expectation::Ready) = queue.front() {
@@ -268,6 +314,20 @@ where
                 }
             }
         }
+    }
+}
+
+/// Steps go to the result tracker at once (they must be known before the answers they
+/// describe arrive); the rest waits in order for ReadyForQuery.
+fn expect(
+    queue: &mut VecDeque<Expectation>,
+    results: Option<&mut ResultTracker>,
+    expectation: Expectation,
+) {
+    match (expectation, results) {
+        (Expectation::Steps(steps), Some(results)) => results.push(steps),
+        (Expectation::Steps(_), None) => {}
+        (expectation, _) => queue.push_back(expectation),
     }
 }
 

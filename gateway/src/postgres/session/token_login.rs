@@ -35,6 +35,12 @@ pub struct Credentials {
     password: String,
 }
 
+impl Credentials {
+    pub fn password(&self) -> &str {
+        &self.password
+    }
+}
+
 impl std::fmt::Debug for Credentials {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Credentials")

@@ -1,0 +1,304 @@
+//! The decision for one statement: a pure function of (policy, target, identities, facts).
+//! Deny rules are tried first, then approval rules, then allow rules; nothing matching is a
+//! denial (default deny). Where a condition cannot be decided (a table written without its
+//! schema, a relation the catalog does not know) it counts as met for deny and approval
+//! rules and as unmet for allow rules: uncertainty never grants.
+
+use std::collections::BTreeMap;
+
+use super::{
+    glob::{any_matches, Glob},
+    mask::MaskMethod,
+    provenance::{Resolved, ResolvedColumn},
+    rules::{Category, Conditions, Effect, EndpointKind, Policy, Rule},
+};
+use crate::sql::{RelationName, StatementFacts};
+
+pub const DEFAULT_DENY: &str = "default-deny";
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Decision {
+    Allow(MaskPlan),
+    Deny(Refusal),
+    RequireApproval(Refusal),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    pub rule: String,
+    pub message: String,
+}
+
+/// How an allowed statement's results are masked for this session.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MaskPlan {
+    pub rule: String,
+    /// The target has classified columns: results are checked at all.
+    pub protect: bool,
+    pub methods: BTreeMap<Category, MaskMethod>,
+    pub max_rows: Option<u64>,
+    pub max_bytes: Option<u64>,
+}
+
+/// The statement as policy sees it.
+#[derive(Debug, Clone, Copy)]
+pub enum StatementView<'a> {
+    Parsed {
+        facts: &'a StatementFacts,
+        resolved: &'a Resolved,
+    },
+    /// The parser could not read it.
+    Unparsed,
+}
+
+pub fn evaluate(
+    policy: &Policy,
+    target: &str,
+    identities: &[String],
+    protect: bool,
+    statement: StatementView<'_>,
+) -> Decision {
+    for rule in policy.rules_for(target, identities) {
+        if !rule_matches(rule, statement) {
+            continue;
+        }
+        return match rule.effect {
+            Effect::Deny => Decision::Deny(refusal(rule, "denied by policy")),
+            Effect::RequireApproval => Decision::RequireApproval(refusal(
+                rule,
+                "requires approval, and approvals are not available yet",
+            )),
+            Effect::Allow => Decision::Allow(MaskPlan {
+                rule: rule.id.clone(),
+                protect,
+                methods: methods_for(policy, rule),
+                max_rows: rule.max_rows,
+                max_bytes: rule.max_bytes,
+            }),
+        };
+    }
+    let message = match statement {
+        StatementView::Unparsed => {
+            "the statement could not be parsed, and no rule allows unparsed statements for this \
+             identity"
+        }
+        StatementView::Parsed { .. } => "no rule allows this statement for this identity",
+    };
+    Decision::Deny(Refusal {
+        rule: DEFAULT_DENY.into(),
+        message: message.into(),
+    })
+}
+
+fn refusal(rule: &Rule, default: &str) -> Refusal {
+    Refusal {
+        rule: rule.id.clone(),
+        message: rule.message.clone().unwrap_or_else(|| default.into()),
+    }
+}
+
+fn methods_for(policy: &Policy, rule: &Rule) -> BTreeMap<Category, MaskMethod> {
+    let mut methods = policy.masking.clone();
+    methods.extend(rule.masking.iter().map(|(c, m)| (c.clone(), *m)));
+    methods
+}
+
+impl MaskPlan {
+    /// The method for one result column, or None to pass it unchanged.
+    pub fn method_for(&self, column: &ResolvedColumn) -> Option<MaskMethod> {
+        if !self.protect {
+            return None;
+        }
+        if column.unknown {
+            return Some(MaskMethod::Redact);
+        }
+        let methods: Vec<MaskMethod> = column
+            .categories
+            .iter()
+            .map(|c| self.methods.get(c).copied().unwrap_or(MaskMethod::Redact))
+            .filter(|m| *m != MaskMethod::Clear)
+            .collect();
+        let first = *methods.first()?;
+        if methods.len() == 1 && column.direct {
+            return Some(first);
+        }
+        // A computed value or a mix of categories: only methods that do not depend on the
+        // value's layout stay meaningful; a partial reveal (last digits, year, ZIP prefix) of
+        // a computed value could reveal another part of the source.
+        let same = methods.iter().all(|m| *m == first);
+        Some(match first {
+            MaskMethod::Tokenize | MaskMethod::Null | MaskMethod::Redact if same => first,
+            _ if methods.contains(&MaskMethod::Null) => MaskMethod::Null,
+            _ => MaskMethod::Redact,
+        })
+    }
+}
+
+/// Yes, no, or cannot tell.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Truth {
+    Yes,
+    No,
+    Unknown,
+}
+
+impl Truth {
+    fn from_bool(value: bool) -> Self {
+        if value {
+            Self::Yes
+        } else {
+            Self::No
+        }
+    }
+
+    fn and(self, other: Truth) -> Truth {
+        match (self, other) {
+            (Truth::No, _) | (_, Truth::No) => Truth::No,
+            (Truth::Yes, Truth::Yes) => Truth::Yes,
+            _ => Truth::Unknown,
+        }
+    }
+}
+
+fn rule_matches(rule: &Rule, statement: StatementView<'_>) -> bool {
+    let truth = match statement {
+        StatementView::Unparsed => Truth::from_bool(rule.when.unparsed),
+        StatementView::Parsed { .. } if rule.when.unparsed => Truth::No,
+        StatementView::Parsed { facts, resolved } => conditions(&rule.when, facts, resolved),
+    };
+    match truth {
+        Truth::Yes => true,
+        Truth::No => false,
+        Truth::Unknown => rule.effect != Effect::Allow,
+    }
+}
+
+fn conditions(when: &Conditions, facts: &StatementFacts, resolved: &Resolved) -> Truth {
+    let mut truth = Truth::Yes;
+    let mut check = |condition: Option<Truth>| {
+        if let Some(t) = condition {
+            truth = truth.and(t);
+        }
+    };
+    check(
+        when.kinds
+            .as_ref()
+            .map(|k| Truth::from_bool(k.contains(&facts.kind))),
+    );
+    check(when.commands.as_ref().map(|commands| {
+        Truth::from_bool(commands.iter().any(|c| command_matches(&facts.command, c)))
+    }));
+    let relations = || {
+        facts
+            .reads
+            .iter()
+            .chain(&facts.writes)
+            .chain(&facts.ddl_objects)
+    };
+    check(
+        when.tables
+            .as_ref()
+            .map(|globs| any_relation(relations(), |r| table_truth(globs, r))),
+    );
+    check(when.schemas.as_ref().map(|globs| {
+        any_relation(relations(), |r| match &r.schema {
+            Some(schema) => Truth::from_bool(any_matches(globs, schema)),
+            None => Truth::Unknown,
+        })
+    }));
+    check(when.functions.as_ref().map(|globs| {
+        Truth::from_bool(facts.functions.iter().any(|f| {
+            any_matches(globs, f)
+                || f.rsplit_once('.')
+                    .is_some_and(|(_, n)| any_matches(globs, n))
+        }))
+    }));
+    check(when.copy_endpoints.as_ref().map(|endpoints| {
+        Truth::from_bool(
+            facts
+                .copy
+                .as_ref()
+                .is_some_and(|c| endpoints.contains(&EndpointKind::of(&c.endpoint))),
+        )
+    }));
+    check(
+        when.role_change
+            .map(|v| Truth::from_bool(facts.role_change == v)),
+    );
+    check(
+        when.hidden_write
+            .map(|v| Truth::from_bool(facts.hidden_write == v)),
+    );
+    check(
+        when.explain_analyze
+            .map(|v| Truth::from_bool(facts.explain_analyze == v)),
+    );
+    check(when.reads_classified.map(|v| {
+        if resolved.classified || !resolved.categories.is_empty() {
+            Truth::from_bool(v)
+        } else if resolved.unknown {
+            Truth::Unknown
+        } else {
+            Truth::from_bool(!v)
+        }
+    }));
+    check(when.reads_categories.as_ref().map(|wanted| {
+        if resolved.categories.iter().any(|c| wanted.contains(c)) {
+            Truth::Yes
+        } else if resolved.unknown {
+            Truth::Unknown
+        } else {
+            Truth::No
+        }
+    }));
+    check(
+        when.unbounded
+            .map(|v| Truth::from_bool((!facts.has_where && !facts.has_limit) == v)),
+    );
+    truth
+}
+
+fn any_relation<'a>(
+    relations: impl Iterator<Item = &'a RelationName>,
+    test: impl Fn(&RelationName) -> Truth,
+) -> Truth {
+    let mut result = Truth::No;
+    for relation in relations {
+        match test(relation) {
+            Truth::Yes => return Truth::Yes,
+            Truth::Unknown => result = Truth::Unknown,
+            Truth::No => {}
+        }
+    }
+    result
+}
+
+/// `schema.table` patterns; a name written without a schema might be in any schema.
+fn table_truth(globs: &[Glob], relation: &RelationName) -> Truth {
+    match &relation.schema {
+        Some(schema) => {
+            Truth::from_bool(any_matches(globs, &format!("{schema}.{}", relation.name)))
+        }
+        None => {
+            let mut result = Truth::No;
+            for glob in globs {
+                match glob.table_part(&relation.name) {
+                    Some(true) => return Truth::Yes,
+                    Some(false) => result = Truth::Unknown,
+                    None => {}
+                }
+            }
+            result
+        }
+    }
+}
+
+/// "DROP" matches "DROP TABLE" but not "DROPX".
+fn command_matches(command: &str, prefix: &str) -> bool {
+    command.len() >= prefix.len()
+        && command[..prefix.len()].eq_ignore_ascii_case(prefix)
+        && command[prefix.len()..]
+            .chars()
+            .next()
+            .is_none_or(|c| c == ' ')
+}

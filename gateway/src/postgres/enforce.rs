@@ -1,0 +1,488 @@
+//! Policy on the request path: each statement of a request is analysed (cached by text),
+//! resolved through the catalog and decided. A denied statement never reaches the server: its
+//! message is replaced by one the server rejects with an error that carries a marker, and the
+//! backend pump turns that error into the denial. The server thereby reports exactly the
+//! transaction state and skip-to-Sync behaviour PostgreSQL has for a failed statement.
+
+use std::{
+    collections::HashMap,
+    sync::{
+        atomic::{AtomicU32, Ordering},
+        Arc, Mutex,
+    },
+};
+
+use bytes::BytesMut;
+use pgwire::messages::{
+    extendedquery::{Execute, Parse},
+    simplequery::Query,
+    PgWireFrontendMessage,
+};
+
+use super::{
+    catalog::{CatalogAccess, CatalogSlot, CatalogStore},
+    errors::{sqlstate, ClientError},
+    request::{Request, Statement},
+    results::{MaskContext, QueryRules, ResultRule, Rule, StatementResults},
+};
+use crate::{
+    policy::{
+        evaluate, Decision, IdentityFacts, Loaded, MaskPlan, PolicyStore, Resolved, Resolver,
+        StatementView, TargetClassification,
+    },
+    sql::{CopyDirection, CopyEndpoint, CopyFacts, FactsCache, StatementFacts, StatementKind},
+};
+
+/// The marker a replaced message makes the server quote in its error.
+const DENIED_MARKER: &str = "TOLLGATE_DENIED_";
+/// Distinct SQL texts whose analysis is kept.
+const FACTS_CACHE_ENTRIES: usize = 4096;
+/// SQL-level prepared statements and cursors remembered per session.
+const MAX_NAMED: usize = 256;
+
+/// Policy enforcement shared by every session.
+pub struct Enforcement {
+    pub store: Arc<PolicyStore>,
+    facts: FactsCache,
+    catalogs: CatalogStore,
+    /// Per target: how to read its catalog (absent: provenance comes from names only).
+    access: HashMap<String, CatalogAccess>,
+}
+
+impl Enforcement {
+    pub fn new(store: Arc<PolicyStore>, access: HashMap<String, CatalogAccess>) -> Self {
+        Self {
+            store,
+            facts: FactsCache::new(FACTS_CACHE_ENTRIES),
+            catalogs: CatalogStore::default(),
+            access,
+        }
+    }
+
+    /// Starts a session's enforcement, or refuses it: an identity no allow rule names for
+    /// this target gets nothing.
+    pub fn admit(
+        self: &Arc<Self>,
+        target: &str,
+        server: std::net::SocketAddr,
+        database: &str,
+        identity: IdentityFacts,
+    ) -> Result<SessionEnforcement, ClientError> {
+        let loaded = self.store.current();
+        let identities = loaded.policy.identities_of(&identity);
+        if !loaded.policy.admits(target, &identities) {
+            return Err(not_admitted(target));
+        }
+        Ok(SessionEnforcement {
+            shared: self.clone(),
+            target: target.to_owned(),
+            identity,
+            identities,
+            classes: Arc::new(loaded.policy.classification_for(target)),
+            generation: loaded.generation,
+            catalog: self
+                .access
+                .contains_key(target)
+                .then(|| self.catalogs.slot(target, server, database)),
+            sql_prepared: HashMap::new(),
+            cursors: HashMap::new(),
+        })
+    }
+}
+
+fn not_admitted(target: &str) -> ClientError {
+    ClientError::fatal(
+        sqlstate::INVALID_AUTHORIZATION,
+        format!("Tollgate: no policy rule grants this agent access to target {target}"),
+    )
+}
+
+/// Denials waiting for the server's error that carries their marker.
+#[derive(Debug, Default)]
+pub struct Denials {
+    pending: Mutex<HashMap<u32, ClientError>>,
+    next: AtomicU32,
+}
+
+impl Denials {
+    fn add(&self, error: ClientError) -> u32 {
+        let id = self.next.fetch_add(1, Ordering::Relaxed);
+        self.pending
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(id, error);
+        id
+    }
+
+    /// The denial a server error message refers to, if it carries a pending marker.
+    pub fn take_for(&self, message: &str) -> Option<ClientError> {
+        let at = message.find(DENIED_MARKER)? + DENIED_MARKER.len();
+        let digits: String = message[at..]
+            .chars()
+            .take_while(char::is_ascii_digit)
+            .collect();
+        let id: u32 = digits.parse().ok()?;
+        self.pending
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&id)
+    }
+}
+
+/// One statement's outcome, for the record.
+#[derive(Debug, Clone)]
+pub struct Verdict {
+    pub decision: &'static str,
+    pub rule: String,
+}
+
+pub struct SessionEnforcement {
+    shared: Arc<Enforcement>,
+    target: String,
+    identity: IdentityFacts,
+    identities: Vec<String>,
+    /// The target's classified columns under the policy of `generation`.
+    classes: Arc<TargetClassification>,
+    generation: u64,
+    catalog: Option<Arc<CatalogSlot>>,
+    /// SQL-level `PREPARE name AS ...`: what `EXECUTE name` runs.
+    sql_prepared: HashMap<String, Arc<StatementFacts>>,
+    /// `DECLARE name CURSOR FOR ...`: what `FETCH ... FROM name` returns.
+    cursors: HashMap<String, Arc<StatementFacts>>,
+}
+
+/// What enforcement made of one request.
+pub struct Inspection {
+    /// Per statement, for the record.
+    pub verdicts: Vec<Verdict>,
+    /// Per statement, what its results need.
+    pub results: Vec<StatementResults>,
+}
+
+/// One statement decided, with what its results need.
+struct Decided {
+    decision: Decision,
+    resolved: Option<Resolved>,
+    copy: Option<CopyFacts>,
+}
+
+impl SessionEnforcement {
+    /// Decides every statement of the request and replaces the denied ones, or returns a
+    /// FATAL error when the policy no longer admits the session.
+    pub async fn inspect(
+        &mut self,
+        request: &mut Request,
+        denials: &Denials,
+    ) -> Result<Inspection, ClientError> {
+        let loaded = self.shared.store.current();
+        if loaded.generation != self.generation {
+            // Re-checked under the new policy: who this session is, and whether it may stay.
+            self.identities = loaded.policy.identities_of(&self.identity);
+            self.classes = Arc::new(loaded.policy.classification_for(&self.target));
+            self.generation = loaded.generation;
+            if !loaded.policy.admits(&self.target, &self.identities) {
+                return Err(not_admitted(&self.target));
+            }
+        }
+        let catalog = match (&self.catalog, self.shared.access.get(&self.target)) {
+            (Some(slot), Some(access)) => slot.current(access).await,
+            _ => None,
+        };
+        let context = Arc::new(MaskContext {
+            catalog: catalog.clone(),
+            classes: self.classes.clone(),
+            key: self.shared.store.token_key.clone(),
+        });
+        let classes = self.classes.clone();
+        let resolver = Resolver {
+            catalog: catalog.as_deref(),
+            classes: &classes,
+        };
+        let count = request.statements.len();
+        let mut inspection = Inspection {
+            verdicts: Vec::with_capacity(count),
+            results: Vec::with_capacity(count),
+        };
+        let mut replacements = Vec::new();
+        for (index, statement) in request.statements.iter().enumerate() {
+            let (decision, results) = match statement {
+                Statement::Simple { sql } => {
+                    let (decision, rules) = self.decide_text(&loaded, &resolver, sql, &context);
+                    (decision, StatementResults::Query(rules))
+                }
+                Statement::Prepare { sql, .. } => {
+                    let (decision, _) = self.decide_text(&loaded, &resolver, sql, &context);
+                    (decision, StatementResults::Parse)
+                }
+                Statement::Execute { sql, .. } => {
+                    let (decision, rules) = match sql {
+                        Some(sql) => self.decide_text(&loaded, &resolver, sql, &context),
+                        None => {
+                            let decided = self.decide(&loaded, &resolver, None);
+                            let rule = result_rule(&decided, &context);
+                            (decided.decision, single(rule))
+                        }
+                    };
+                    // A prepared statement holds one statement; a portal runs it.
+                    let rule = rules.statements.into_iter().next().unwrap_or(rules.beyond);
+                    (decision, StatementResults::Execute(rule))
+                }
+            };
+            inspection.verdicts.push(verdict_of(&decision));
+            if let Some(error) = refusal_error(&decision) {
+                let id = denials.add(error);
+                replacements.push((index, replacement(statement, id)));
+            }
+            inspection.results.push(results);
+        }
+        request.substitute(replacements);
+        Ok(inspection)
+    }
+
+    /// All statements of one SQL text: the first that is not allowed decides; each allowed
+    /// one gets the rule for its results.
+    fn decide_text(
+        &mut self,
+        loaded: &Loaded,
+        resolver: &Resolver<'_>,
+        sql: &str,
+        context: &Arc<MaskContext>,
+    ) -> (Decision, QueryRules) {
+        let analysis = self.shared.facts.get(sql);
+        let Ok(analysis) = analysis.as_ref() else {
+            let decided = self.decide(loaded, resolver, None);
+            let rule = result_rule(&decided, context);
+            return (decided.decision, single(rule));
+        };
+        let mut allowed = None;
+        let mut rules = QueryRules::default();
+        for facts in &analysis.statements {
+            let decided = self.decide(loaded, resolver, Some(facts));
+            rules.statements.push(result_rule(&decided, context));
+            match decided.decision {
+                Decision::Allow(plan) => {
+                    allowed.get_or_insert(plan);
+                }
+                refused => return (refused, QueryRules::default()),
+            }
+        }
+        // Should the server see more statements than the parser did, they are treated as
+        // untraceable under the first statement's plan.
+        rules.beyond = allowed.as_ref().and_then(|plan| {
+            let decided = Decided {
+                decision: Decision::Allow(plan.clone()),
+                resolved: None,
+                copy: None,
+            };
+            result_rule(&decided, context)
+        });
+        // An empty query string runs nothing (the server answers EmptyQueryResponse).
+        let plan = allowed.unwrap_or_else(|| MaskPlan {
+            rule: "empty-query".into(),
+            protect: false,
+            methods: Default::default(),
+            max_rows: None,
+            max_bytes: None,
+        });
+        (Decision::Allow(plan), rules)
+    }
+
+    fn decide(
+        &mut self,
+        loaded: &Loaded,
+        resolver: &Resolver<'_>,
+        facts: Option<&StatementFacts>,
+    ) -> Decided {
+        let protect = !resolver.classes.is_empty();
+        let unparsed = |this: &Self| Decided {
+            decision: evaluate(
+                &loaded.policy,
+                &this.target,
+                &this.identities,
+                protect,
+                StatementView::Unparsed,
+            ),
+            resolved: None,
+            copy: None,
+        };
+        let Some(facts) = facts else {
+            return unparsed(self);
+        };
+        // What actually runs: the prepared statement or cursor query a statement names.
+        let effective: Option<Arc<StatementFacts>> = match facts.kind {
+            StatementKind::Prepare => facts
+                .prepared
+                .as_ref()
+                .map(|(_, f)| Arc::new((**f).clone())),
+            StatementKind::Declare => facts
+                .cursor_query
+                .as_ref()
+                .map(|(_, f)| Arc::new((**f).clone())),
+            StatementKind::Execute => facts
+                .executes
+                .as_ref()
+                .and_then(|name| self.sql_prepared.get(name).cloned()),
+            StatementKind::Fetch => facts
+                .cursor
+                .as_ref()
+                .and_then(|name| self.cursors.get(name).cloned()),
+            _ => None,
+        };
+        if matches!(facts.kind, StatementKind::Execute | StatementKind::Fetch)
+            && effective.is_none()
+        {
+            // EXECUTE or FETCH of something not prepared or declared through Tollgate.
+            return unparsed(self);
+        }
+        let target_facts = effective.as_deref().unwrap_or(facts);
+        let resolved = resolver.resolve(target_facts);
+        let decision = evaluate(
+            &loaded.policy,
+            &self.target,
+            &self.identities,
+            protect,
+            StatementView::Parsed {
+                facts: target_facts,
+                resolved: &resolved,
+            },
+        );
+        let changes_schema = matches!(
+            target_facts.kind,
+            StatementKind::Create | StatementKind::Alter | StatementKind::Drop
+        );
+        if let (Decision::Allow(_), true, Some(slot)) = (&decision, changes_schema, &self.catalog) {
+            // Relations may appear, change or go: read the catalog again before the next use.
+            slot.mark_stale();
+        }
+        if let (Decision::Allow(_), Some(inner)) = (&decision, &effective) {
+            self.remember(facts, inner.clone());
+        }
+        // PREPARE and DECLARE return no rows themselves; EXECUTE and FETCH return the rows
+        // of what they name, which is what `resolved` describes.
+        let resolved = match facts.kind {
+            StatementKind::Prepare | StatementKind::Declare => Resolved {
+                outputs: Some(Vec::new()),
+                ..resolved
+            },
+            _ => resolved,
+        };
+        Decided {
+            decision,
+            resolved: Some(resolved),
+            copy: target_facts.copy.clone(),
+        }
+    }
+
+    /// A SQL-level prepared statement or cursor, for the EXECUTE or FETCH that names it.
+    fn remember(&mut self, facts: &StatementFacts, inner: Arc<StatementFacts>) {
+        let named = match facts.kind {
+            StatementKind::Prepare => facts.prepared.as_ref().map(|(n, _)| (n, true)),
+            StatementKind::Declare => facts.cursor_query.as_ref().map(|(n, _)| (n, false)),
+            _ => None,
+        };
+        if let Some((name, prepared)) = named {
+            let map = if prepared {
+                &mut self.sql_prepared
+            } else {
+                &mut self.cursors
+            };
+            if map.len() >= MAX_NAMED && !map.contains_key(name) {
+                map.clear();
+            }
+            map.insert(name.clone(), inner);
+        }
+    }
+}
+
+fn single(rule: Rule) -> QueryRules {
+    QueryRules {
+        statements: vec![rule.clone()],
+        beyond: rule,
+    }
+}
+
+fn verdict_of(decision: &Decision) -> Verdict {
+    let (decision, rule) = match decision {
+        Decision::Allow(plan) => ("allow", &plan.rule),
+        Decision::Deny(refusal) => ("deny", &refusal.rule),
+        Decision::RequireApproval(refusal) => ("require_approval", &refusal.rule),
+    };
+    Verdict {
+        decision,
+        rule: rule.clone(),
+    }
+}
+
+/// What an allowed statement's results need: masks when it returns classified or
+/// untraceable values, scrubbed messages when it touches classified data, caps when the
+/// rule has them. Without facts (unparsed) everything is treated as untraceable.
+fn result_rule(decided: &Decided, context: &Arc<MaskContext>) -> Rule {
+    let Decision::Allow(plan) = &decided.decision else {
+        return None;
+    };
+    let (mask_columns, scrub_messages, parsed) = match &decided.resolved {
+        Some(resolved) => (
+            needs_masking(plan, resolved),
+            plan.protect && (resolved.classified || resolved.unknown),
+            resolved.outputs.clone(),
+        ),
+        None => (plan.protect, plan.protect, None),
+    };
+    let copy = decided.copy.clone().filter(|copy| {
+        copy.direction == CopyDirection::To && copy.endpoint == CopyEndpoint::Client
+    });
+    let rule = ResultRule {
+        plan: plan.clone(),
+        parsed,
+        mask_columns,
+        scrub_messages,
+        copy,
+        context: context.clone(),
+    };
+    rule.is_needed().then(|| Arc::new(rule))
+}
+
+fn needs_masking(plan: &MaskPlan, resolved: &Resolved) -> bool {
+    if !plan.protect {
+        return false;
+    }
+    match &resolved.outputs {
+        Some(columns) => columns.iter().any(|c| plan.method_for(c).is_some()),
+        None => resolved.classified || resolved.unknown,
+    }
+}
+
+fn refusal_error(decision: &Decision) -> Option<ClientError> {
+    let (refusal, what) = match decision {
+        Decision::Allow(_) => return None,
+        Decision::Deny(refusal) => (refusal, "denied"),
+        Decision::RequireApproval(refusal) => (refusal, "held for approval"),
+    };
+    Some(ClientError::error(
+        sqlstate::INSUFFICIENT_PRIVILEGE,
+        format!(
+            "Tollgate: statement {what} by policy rule \"{}\": {}",
+            refusal.rule, refusal.message
+        ),
+    ))
+}
+
+/// A message the server rejects, quoting the marker: a syntax error for SQL, an unknown
+/// portal for Execute.
+fn replacement(statement: &Statement, id: u32) -> BytesMut {
+    let marker = format!("{DENIED_MARKER}{id}");
+    let message = match statement {
+        Statement::Simple { .. } => PgWireFrontendMessage::Query(Query::new(marker)),
+        Statement::Prepare { name, .. } => PgWireFrontendMessage::Parse(Parse::new(
+            Some(name.clone()).filter(|n| !n.is_empty()),
+            marker,
+            vec![],
+        )),
+        Statement::Execute { .. } => PgWireFrontendMessage::Execute(Execute::new(Some(marker), 0)),
+    };
+    let mut frame = BytesMut::new();
+    message
+        .encode(&mut frame)
+        .expect("short frontend messages always encode");
+    frame
+}

@@ -1,0 +1,434 @@
+//! Results on their way back to the agent. Every server message is matched to the client
+//! message it answers (see [`Step`]), so the rows, COPY data and error texts of a statement
+//! that touches classified data are masked by that statement's plan, and result caps are
+//! kept. A result's column provenance comes from its RowDescription (table OID and attribute
+//! number, resolved through the catalog) together with the parser's lineage at the same
+//! position; a column neither can trace is masked. Anything the tracker cannot place ends
+//! the session rather than letting a value through unmasked.
+
+mod caps;
+mod layout;
+mod steps;
+#[cfg(test)]
+mod tests;
+
+use std::{collections::VecDeque, sync::Arc};
+
+use bytes::BytesMut;
+use pgwire::messages::{copy::CopyOutResponse, data::RowDescription, PgWireBackendMessage};
+
+use super::{
+    errors::{sqlstate, ClientError},
+    masking::{rewrite_data_row, scrub_error_fields, ColumnMask, CopyMasker, MaskError},
+};
+use crate::policy::{mask::TokenKey, Catalog, MaskPlan, ResolvedColumn, TargetClassification};
+
+use caps::Caps;
+pub use steps::{plan_steps, Step};
+
+/// What the masks of one request resolve against: the catalog snapshot and classification
+/// its statements were decided with, and the tokenization key.
+pub struct MaskContext {
+    pub catalog: Option<Arc<Catalog>>,
+    pub classes: Arc<TargetClassification>,
+    pub key: Arc<TokenKey>,
+}
+
+/// What applies to the results of one allowed statement.
+pub struct ResultRule {
+    pub plan: MaskPlan,
+    /// Parser lineage per output column (None: it cannot be aligned with the columns).
+    pub parsed: Option<Vec<ResolvedColumn>>,
+    /// Result columns are checked and masked (the statement returns classified or
+    /// untraceable values).
+    pub mask_columns: bool,
+    /// Errors and notices may quote classified values, so their texts are scrubbed.
+    pub scrub_messages: bool,
+    /// `COPY ... TO STDOUT`: how its text or CSV rows are written.
+    pub copy: Option<crate::sql::CopyFacts>,
+    pub context: Arc<MaskContext>,
+}
+
+// The context (catalog, key) stays out of logs.
+impl std::fmt::Debug for ResultRule {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ResultRule")
+            .field("rule", &self.plan.rule)
+            .field("mask_columns", &self.mask_columns)
+            .field("scrub_messages", &self.scrub_messages)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ResultRule {
+    /// Whether the results need watching at all (masks, scrubbing or caps).
+    pub fn is_needed(&self) -> bool {
+        self.mask_columns
+            || self.scrub_messages
+            || self.plan.max_rows.is_some()
+            || self.plan.max_bytes.is_some()
+    }
+}
+
+pub type Rule = Option<Arc<ResultRule>>;
+
+/// The rules of the statements one `Query` string holds, in order. Results beyond the
+/// list (the server split the text differently) get `beyond`.
+#[derive(Debug, Clone, Default)]
+pub struct QueryRules {
+    pub statements: Vec<Rule>,
+    pub beyond: Rule,
+}
+
+impl QueryRules {
+    fn get(&self, index: usize) -> &Rule {
+        self.statements.get(index).unwrap_or(&self.beyond)
+    }
+}
+
+/// Per statement of a request (Query, Parse, Execute, in order): what its results need.
+pub enum StatementResults {
+    Query(QueryRules),
+    Parse,
+    Execute(Rule),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ResultError {
+    #[error("a {0} message arrived where the gateway expected none")]
+    Unexpected(&'static str),
+    #[error("rows arrived for a masked result whose columns were not described")]
+    Undescribed,
+    #[error(transparent)]
+    Mask(#[from] MaskError),
+}
+
+impl ResultError {
+    /// What the agent is told before the session ends.
+    pub fn to_client(&self) -> ClientError {
+        ClientError::fatal(
+            sqlstate::INTERNAL_ERROR,
+            format!(
+                "Tollgate could not mask a result safely ({self}); the session is closed so \
+                 that nothing passes unmasked"
+            ),
+        )
+    }
+}
+
+/// What the backend pump does with a server message.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Handled {
+    /// Forward the frame as it is.
+    Forward,
+    /// The tracker wrote what replaces it (possibly nothing).
+    Replaced,
+}
+
+/// The result in flight: its rule, how its values are masked, and how much has passed.
+struct Flow {
+    rule: Arc<ResultRule>,
+    masks: Masks,
+    caps: Caps,
+}
+
+enum Masks {
+    /// Nothing in this result is masked.
+    None,
+    /// DataRow fields, per column.
+    Rows(Vec<Option<ColumnMask>>),
+    Copy(Box<CopyMasker>),
+}
+
+/// Matches server messages to the steps of forwarded requests and masks results.
+#[derive(Default)]
+pub struct ResultTracker {
+    steps: VecDeque<Step>,
+    /// The first ReadyForQuery (end of startup) answers no request.
+    started: bool,
+    /// An extended-protocol error with no Sync queued yet: the server skips every message
+    /// until the client's Sync, so steps pushed until then get no answer.
+    skipping: bool,
+    /// Columns from an injected Describe, for the Execute that follows it.
+    described: Option<Masks>,
+    flow: Option<Flow>,
+}
+
+impl ResultTracker {
+    /// Steps of a request just forwarded, in message order.
+    pub fn push(&mut self, steps: Vec<Step>) {
+        for step in steps {
+            if self.skipping {
+                if !matches!(step, Step::Sync) {
+                    continue;
+                }
+                self.skipping = false;
+            }
+            self.steps.push_back(step);
+        }
+    }
+
+    /// Handles one server message; `Replaced` means what the agent gets was written to `out`.
+    pub fn on_message(
+        &mut self,
+        message: &PgWireBackendMessage,
+        frame: &[u8],
+        out: &mut BytesMut,
+    ) -> Result<Handled, ResultError> {
+        use PgWireBackendMessage as B;
+        match message {
+            B::ParseComplete(_) | B::BindComplete(_) | B::CloseComplete(_) => {
+                self.expect(|s| matches!(s, Step::Single), "completion")?;
+                self.steps.pop_front();
+                Ok(Handled::Forward)
+            }
+            B::ParameterDescription(_) => {
+                self.expect(
+                    |s| matches!(s, Step::DescribeStatement),
+                    "ParameterDescription",
+                )?;
+                Ok(Handled::Forward)
+            }
+            B::RowDescription(description) => self.on_row_description(description),
+            B::NoData(_) => self.on_no_data(),
+            B::DataRow(_) => self.on_data_row(frame, out),
+            B::CommandComplete(_) | B::EmptyQueryResponse(_) | B::PortalSuspended(_) => {
+                self.on_result_end(message, out)
+            }
+            B::CopyOutResponse(response) => self.on_copy_out(response),
+            B::CopyData(copy) => self.on_copy_data(&copy.data, out),
+            B::CopyDone(_) => {
+                if let Some(Flow {
+                    masks: Masks::Copy(masker),
+                    ..
+                }) = &mut self.flow
+                {
+                    masker.finish(out)?;
+                }
+                Ok(Handled::Forward)
+            }
+            B::ErrorResponse(_) => {
+                let handled = self.scrub_if_needed(frame, out)?;
+                self.on_error();
+                Ok(handled)
+            }
+            B::NoticeResponse(_) => self.scrub_if_needed(frame, out),
+            B::ReadyForQuery(_) => {
+                if !self.started {
+                    self.started = true;
+                    return Ok(Handled::Forward);
+                }
+                self.expect(
+                    |s| matches!(s, Step::Sync | Step::Query { .. }),
+                    "ReadyForQuery",
+                )?;
+                self.steps.pop_front();
+                self.end_result();
+                Ok(Handled::Forward)
+            }
+            _ => Ok(Handled::Forward),
+        }
+    }
+
+    /// An error the gateway answers itself (a denial's stand-in): it ends steps as the
+    /// server's error does, and its text is the gateway's.
+    pub fn on_error(&mut self) {
+        self.end_result();
+        self.described = None;
+        if matches!(self.steps.front(), Some(Step::Query { .. })) {
+            return;
+        }
+        // The server skips to Sync: the steps before it get no answers.
+        while let Some(step) = self.steps.front() {
+            if matches!(step, Step::Sync) {
+                return;
+            }
+            self.steps.pop_front();
+        }
+        self.skipping = true;
+    }
+
+    fn expect(&self, fits: impl Fn(&Step) -> bool, what: &'static str) -> Result<(), ResultError> {
+        match self.steps.front() {
+            Some(step) if fits(step) => Ok(()),
+            _ => Err(ResultError::Unexpected(what)),
+        }
+    }
+
+    /// The rule of the result the front step is producing.
+    fn current_rule(&self) -> Option<&Arc<ResultRule>> {
+        match self.steps.front()? {
+            Step::Execute(rule) => rule.as_ref(),
+            Step::Query { rules, index } => rules.get(*index).as_ref(),
+            _ => None,
+        }
+    }
+
+    fn on_row_description(&mut self, description: &RowDescription) -> Result<Handled, ResultError> {
+        match self.steps.front_mut() {
+            Some(Step::DescribeStatement | Step::DescribePortal(None)) => {
+                self.steps.pop_front();
+                Ok(Handled::Forward)
+            }
+            Some(Step::DescribePortal(Some(rule))) => {
+                self.described = Some(layout::row_masks(rule, &description.fields));
+                self.steps.pop_front();
+                Ok(Handled::Replaced)
+            }
+            Some(Step::Query { rules, index }) => {
+                if let Some(rule) = rules.get(*index).clone() {
+                    let masks = layout::row_masks(&rule, &description.fields);
+                    self.flow = Some(Flow::new(rule, masks));
+                }
+                Ok(Handled::Forward)
+            }
+            _ => Err(ResultError::Unexpected("RowDescription")),
+        }
+    }
+
+    fn on_no_data(&mut self) -> Result<Handled, ResultError> {
+        match self.steps.pop_front() {
+            Some(Step::DescribeStatement | Step::DescribePortal(None)) => Ok(Handled::Forward),
+            Some(Step::DescribePortal(Some(_))) => {
+                self.described = Some(Masks::None);
+                Ok(Handled::Replaced)
+            }
+            _ => Err(ResultError::Unexpected("NoData")),
+        }
+    }
+
+    /// The flow of an Execute starts with its first result message.
+    fn start_execute_flow(&mut self) -> Result<(), ResultError> {
+        if self.flow.is_some() {
+            return Ok(());
+        }
+        let Some(Step::Execute(Some(rule))) = self.steps.front() else {
+            return Ok(());
+        };
+        let masks = match self.described.take() {
+            Some(masks) => masks,
+            None if rule.mask_columns => return Err(ResultError::Undescribed),
+            None => Masks::None,
+        };
+        self.flow = Some(Flow::new(rule.clone(), masks));
+        Ok(())
+    }
+
+    fn on_data_row(&mut self, frame: &[u8], out: &mut BytesMut) -> Result<Handled, ResultError> {
+        match self.steps.front() {
+            Some(Step::Execute(_)) => self.start_execute_flow()?,
+            Some(Step::Query { .. }) => {}
+            _ => return Err(ResultError::Unexpected("DataRow")),
+        }
+        let Some(flow) = &mut self.flow else {
+            // A Query statement whose rule needs nothing.
+            if self.current_rule().is_some_and(|r| r.mask_columns) {
+                return Err(ResultError::Undescribed);
+            }
+            return Ok(Handled::Forward);
+        };
+        if !flow.caps.admit(frame.len()) {
+            return Ok(Handled::Replaced);
+        }
+        match &flow.masks {
+            Masks::Rows(columns) => {
+                rewrite_data_row(frame, columns, &flow.rule.context.key, out)?;
+                Ok(Handled::Replaced)
+            }
+            Masks::None => Ok(Handled::Forward),
+            Masks::Copy(_) => Err(ResultError::Unexpected("DataRow")),
+        }
+    }
+
+    fn on_result_end(
+        &mut self,
+        message: &PgWireBackendMessage,
+        out: &mut BytesMut,
+    ) -> Result<Handled, ResultError> {
+        if matches!(self.steps.front(), Some(Step::Execute(_))) {
+            self.start_execute_flow()?;
+        }
+        let handled = match (&self.flow, message) {
+            (Some(flow), PgWireBackendMessage::CommandComplete(complete))
+                if flow.caps.truncated() =>
+            {
+                flow.caps
+                    .write_truncation(&flow.rule.plan.rule, &complete.tag, out);
+                Handled::Replaced
+            }
+            _ => Handled::Forward,
+        };
+        self.end_result();
+        match self.steps.front_mut() {
+            Some(Step::Execute(_)) => {
+                self.steps.pop_front();
+            }
+            Some(Step::Query { index, .. })
+                if !matches!(message, PgWireBackendMessage::PortalSuspended(_)) =>
+            {
+                *index += 1;
+            }
+            _ => return Err(ResultError::Unexpected("command completion")),
+        }
+        Ok(handled)
+    }
+
+    fn on_copy_out(&mut self, response: &CopyOutResponse) -> Result<Handled, ResultError> {
+        if !matches!(
+            self.steps.front(),
+            Some(Step::Execute(_) | Step::Query { .. })
+        ) {
+            return Err(ResultError::Unexpected("CopyOutResponse"));
+        }
+        // COPY answers an Execute without a row description.
+        self.described = None;
+        if let Some(rule) = self.current_rule().cloned() {
+            let masks = match rule.mask_columns {
+                true => Masks::Copy(Box::new(layout::copy_masker(&rule, response)?)),
+                false => Masks::None,
+            };
+            self.flow = Some(Flow::new(rule, masks));
+        }
+        Ok(Handled::Forward)
+    }
+
+    fn on_copy_data(&mut self, data: &[u8], out: &mut BytesMut) -> Result<Handled, ResultError> {
+        let Some(flow) = &mut self.flow else {
+            return Ok(Handled::Forward);
+        };
+        // The server sends one row per CopyData message.
+        if !flow.caps.admit(data.len()) {
+            return Ok(Handled::Replaced);
+        }
+        match &mut flow.masks {
+            Masks::Copy(masker) => {
+                masker.push(data, out)?;
+                Ok(Handled::Replaced)
+            }
+            Masks::None => Ok(Handled::Forward),
+            Masks::Rows(_) => Err(ResultError::Unexpected("CopyData")),
+        }
+    }
+
+    fn scrub_if_needed(&self, frame: &[u8], out: &mut BytesMut) -> Result<Handled, ResultError> {
+        if !self.current_rule().is_some_and(|r| r.scrub_messages) {
+            return Ok(Handled::Forward);
+        }
+        scrub_error_fields(frame, out)?;
+        Ok(Handled::Replaced)
+    }
+
+    fn end_result(&mut self) {
+        self.flow = None;
+    }
+}
+
+impl Flow {
+    fn new(rule: Arc<ResultRule>, masks: Masks) -> Self {
+        Self {
+            caps: Caps::new(&rule.plan),
+            rule,
+            masks,
+        }
+    }
+}
