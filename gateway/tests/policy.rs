@@ -259,7 +259,10 @@ fn classified_values_are_masked_and_the_rest_flows() {
     );
     for (sql, expected) in [
         ("SELECT ssn FROM patients", "REDACTED"),
-        ("SELECT upper(full_name) AS harmless FROM patients", "REDACTED"),
+        (
+            "SELECT upper(full_name) AS harmless FROM patients",
+            "REDACTED",
+        ),
         ("SELECT * FROM patients", "1|REDACTED|REDACTED|02139"),
         ("SELECT row_to_json(p) FROM patients p", "\"REDACTED\""),
         ("SELECT p::text FROM patients p", "REDACTED"),
@@ -271,7 +274,10 @@ fn classified_values_are_masked_and_the_rest_flows() {
             !text.contains("123-45-6789") && !text.contains("Ada"),
             "{sql} leaked: {text}"
         );
-        assert!(text.contains(expected), "{sql}: expected {expected}: {text}");
+        assert!(
+            text.contains(expected),
+            "{sql}: expected {expected}: {text}"
+        );
     }
 }
 

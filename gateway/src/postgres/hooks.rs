@@ -47,6 +47,8 @@ pub trait RequestHook: Send + Sync {
 }
 
 pub trait ResponseHook: Send + Sync {
+    /// Every server message but rows (DataRow, CopyData): those are the hot path and go,
+    /// undecoded, to the result masking of the policy.
     fn on_response(&self, session: &SessionInfo, message: &PgWireBackendMessage)
         -> ResponseVerdict;
 }

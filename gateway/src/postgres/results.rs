@@ -191,12 +191,11 @@ impl ResultTracker {
             }
             B::RowDescription(description) => self.on_row_description(description),
             B::NoData(_) => self.on_no_data(),
-            B::DataRow(_) => self.on_data_row(frame, out),
+            B::DataRow(_) | B::CopyData(_) => self.on_row(frame, out),
             B::CommandComplete(_) | B::EmptyQueryResponse(_) | B::PortalSuspended(_) => {
                 self.on_result_end(message, out)
             }
             B::CopyOutResponse(response) => self.on_copy_out(response),
-            B::CopyData(copy) => self.on_copy_data(&copy.data, out),
             B::CopyDone(_) => {
                 if let Some(Flow {
                     masks: Masks::Copy(masker),
@@ -227,6 +226,15 @@ impl ResultTracker {
                 Ok(Handled::Forward)
             }
             _ => Ok(Handled::Forward),
+        }
+    }
+
+    /// A DataRow or CopyData frame, undecoded: rows are the hot path.
+    pub fn on_row(&mut self, frame: &[u8], out: &mut BytesMut) -> Result<Handled, ResultError> {
+        match frame.first() {
+            Some(b'D') => self.on_data_row(frame, out),
+            Some(b'd') => self.on_copy_data(frame.get(5..).unwrap_or_default(), out),
+            _ => Err(ResultError::Unexpected("row")),
         }
     }
 

@@ -232,6 +232,19 @@ where
             }
             Err(error) => return Err(PumpError::Upstream(error.to_string())),
         };
+        // Rows are the hot path: they go to the result tracker (or straight on) undecoded.
+        if matches!(frame.first(), Some(b'D' | b'd')) {
+            let handled = match results.as_deref_mut() {
+                Some(results) => results
+                    .on_row(&frame, &mut out)
+                    .map_err(|error| PumpError::Unmaskable(error.to_client()))?,
+                None => Handled::Forward,
+            };
+            if handled == Handled::Forward {
+                out.unsplit(frame);
+            }
+            continue;
+        }
         let message = decode_backend(&frame, &context)
             .map_err(|error| PumpError::Upstream(error.to_string()))?;
         parts.state.on_backend(&message);

@@ -1,0 +1,129 @@
+//! Privileged evasion suite: the example clinic policy (policies/examples/clinic-policy.toml)
+//! in force over a real PostgreSQL with synthetic patients, and a real agent trying every way
+//! we know to get PHI out or to run what the policy denies. Each case asserts that no raw PHI
+//! value reaches the client, and a denied case also that its text never reached the server
+//! (every statement the server runs is in its log).
+//!
+//! The patients are random on every run (the seed is printed), which makes the suite also a
+//! property test: whatever the values, none of them comes out.
+
+#[path = "evasion/cases.rs"]
+mod cases;
+mod common;
+#[path = "evasion/patients.rs"]
+mod patients;
+#[path = "protocol/support.rs"]
+#[allow(
+    dead_code,
+    reason = "shared with the protocol tests, which use all of it"
+)]
+mod support;
+
+use cases::{Expect, CASES};
+use common::{pg_bed_with, PgBed};
+use patients::Patients;
+use xtask::testbed::TempDir;
+
+const EXAMPLE_POLICY: &str = include_str!("../../policies/examples/clinic-policy.toml");
+
+/// The example policy as shipped, with the test's agents as `coding-agents`, a scratch key,
+/// and one more classified table for the RETURNING and constraint cases.
+fn example_policy(dir: &TempDir) -> String {
+    let agents = r#"cgroup = ["/ai-agents.slice/*", "/ai-agents.slice"]"#;
+    let key = r#"key_file = "/var/lib/tollgate/tokenization.key""#;
+    assert!(
+        EXAMPLE_POLICY.contains(agents) && EXAMPLE_POLICY.contains(key),
+        "the example policy changed: update this test's substitutions"
+    );
+    let key_file = dir.path().join("tokenization.key");
+    EXAMPLE_POLICY
+        .replace(agents, r#"cgroup = ["*tollgate-pg-*"]"#)
+        .replace(
+            key,
+            &format!("key_file = {:?}", key_file.display().to_string()),
+        )
+        + "\n[[classify]]\ntable = \"public.intake\"\ncolumns = { ssn = \"ssn\" }\n"
+}
+
+fn evasion_bed(dir: &TempDir) -> PgBed {
+    let policy_file = dir.path().join("policy.toml");
+    std::fs::write(&policy_file, example_policy(dir)).expect("write policy");
+    let credentials = dir.path().join("catalog.toml");
+    std::fs::write(
+        &credentials,
+        "user = \"postgres\"\npassword = \"unused-with-trust\"\n",
+    )
+    .expect("write credentials");
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&credentials, std::fs::Permissions::from_mode(0o600))
+        .expect("chmod credentials");
+    pg_bed_with("evasion", "-c log_statement=all", |config| {
+        config.extra_gateway.push(format!(
+            "policy_file = {:?}",
+            policy_file.display().to_string()
+        ));
+        config.target_lines.push((
+            "clinic".into(),
+            format!(
+                "catalog_credentials_file = {:?}",
+                credentials.display().to_string()
+            ),
+        ));
+    })
+}
+
+#[test]
+#[ignore = "privileged: needs root, cgroup v2, BPF and PostgreSQL (run with `cargo xtask test`)"]
+fn no_evasion_gets_phi_out_or_a_denied_statement_in() {
+    assert!(CASES.len() >= 60, "the suite keeps at least 60 cases");
+    let dir = TempDir::new("tollgate-evasion").expect("temp dir");
+    let bed = evasion_bed(&dir);
+    let patients = Patients::random(25);
+    println!(
+        "patients seed: {} (rerun with TOLLGATE_EVASION_SEED)",
+        patients.seed
+    );
+    bed.pg
+        .psql_direct(&patients.setup_sql())
+        .expect("schema and patients");
+    let forbidden = patients.forbidden_values();
+    let mut failures = Vec::new();
+    for case in CASES {
+        let script = case.script();
+        let run = support::run_agent(&bed, &script);
+        let output = format!("{}\n{}", run.stdout, run.stderr);
+        if let Some(value) = forbidden.leaked_in(&output) {
+            failures.push(format!(
+                "{}: PHI value {value:?} reached the client:\n{output}",
+                case.id
+            ));
+            continue;
+        }
+        if let Err(problem) = case.expect.check(&output) {
+            failures.push(format!("{}: {problem}\n{output}", case.id));
+        }
+    }
+    let log = bed.pg.server_log().expect("server log");
+    for case in CASES {
+        if matches!(case.expect, Expect::Denied(_)) && log.contains(&case.marker()) {
+            failures.push(format!(
+                "{}: the denied statement reached the server",
+                case.id
+            ));
+        }
+    }
+    for line in bed.gateway.log_text().lines() {
+        if let Some(value) = forbidden.leaked_long_in(line) {
+            failures.push(format!(
+                "PHI value {value:?} reached the gateway's log: {line}"
+            ));
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} of {} cases failed:\n\n{}",
+        failures.len(),
+        CASES.len(),
+        failures.join("\n\n")
+    );
+}
