@@ -1,19 +1,8 @@
 //! `tollgate`: the gateway daemon and its command line.
 
-mod admin;
-mod app;
-mod config;
-mod drain;
-mod identity;
-mod intercept;
-mod logging;
-mod policy;
-mod postgres;
-mod proxy;
-mod sql;
-mod status;
-
 use std::{io::IsTerminal, path::PathBuf, process::ExitCode};
+
+use tollgate::{app, config, logging, policy, status};
 
 use clap::{Parser, Subcommand, ValueEnum};
 

@@ -111,7 +111,7 @@ impl Catalog {
             .unwrap_or_default()
     }
 
-    pub fn len(&self) -> usize {
+    pub fn relation_count(&self) -> usize {
         self.by_oid.len()
     }
 }

@@ -90,7 +90,7 @@ impl CancelRegistry {
     }
 
     #[cfg(test)]
-    pub fn len(&self) -> usize {
+    pub fn registered(&self) -> usize {
         self.lock().len()
     }
 
@@ -175,6 +175,6 @@ mod tests {
 
         drop(registration);
         assert!(registry.route(&CancelRequest::new(4242, issued)).is_none());
-        assert_eq!(registry.len(), 0);
+        assert_eq!(registry.registered(), 0);
     }
 }

@@ -132,7 +132,7 @@ impl CatalogSlot {
                     event = "catalog.loaded",
                     target = %access.target,
                     database = %crate::identity::printable(&self.database),
-                    relations = catalog.len(),
+                    relations = catalog.relation_count(),
                     "catalog loaded"
                 );
                 *self.snapshot.write().unwrap_or_else(|p| p.into_inner()) = Some(Arc::new(catalog));

@@ -1,0 +1,16 @@
+//! Tollgate's gateway as a library: the daemon (`app`), its configuration, interception,
+//! the PostgreSQL session, policy and SQL analysis. The `tollgate` binary is its command line;
+//! the benchmarks measure the pieces directly.
+
+pub mod admin;
+pub mod app;
+pub mod config;
+pub mod drain;
+pub mod identity;
+pub mod intercept;
+pub mod logging;
+pub mod policy;
+pub mod postgres;
+pub mod proxy;
+pub mod sql;
+pub mod status;
