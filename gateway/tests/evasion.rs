@@ -22,41 +22,21 @@ mod support;
 use cases::{Expect, CASES};
 use common::{pg_bed_with, PgBed};
 use patients::Patients;
-use xtask::testbed::TempDir;
+use xtask::testbed::{example_policy, write_catalog_credentials, TempDir};
 
-const EXAMPLE_POLICY: &str = include_str!("../../policies/examples/clinic-policy.toml");
-
-/// The example policy as shipped, with the test's agents as `coding-agents`, a scratch key,
-/// and one more classified table for the RETURNING and constraint cases.
-fn example_policy(dir: &TempDir) -> String {
-    let agents = r#"cgroup = ["/ai-agents.slice/*", "/ai-agents.slice"]"#;
-    let key = r#"key_file = "/var/lib/tollgate/tokenization.key""#;
-    assert!(
-        EXAMPLE_POLICY.contains(agents) && EXAMPLE_POLICY.contains(key),
-        "the example policy changed: update this test's substitutions"
-    );
-    let key_file = dir.path().join("tokenization.key");
-    EXAMPLE_POLICY
-        .replace(agents, r#"cgroup = ["*tollgate-pg-*"]"#)
-        .replace(
-            key,
-            &format!("key_file = {:?}", key_file.display().to_string()),
-        )
+/// The example policy with the test's agents as `coding-agents`, a scratch key, and one more
+/// classified table for the RETURNING and constraint cases.
+fn policy(dir: &TempDir) -> String {
+    example_policy("*tollgate-pg-*", &dir.path().join("tokenization.key"))
+        .expect("the example policy")
         + "\n[[classify]]\ntable = \"public.intake\"\ncolumns = { ssn = \"ssn\" }\n"
 }
 
 fn evasion_bed(dir: &TempDir) -> PgBed {
     let policy_file = dir.path().join("policy.toml");
-    std::fs::write(&policy_file, example_policy(dir)).expect("write policy");
+    std::fs::write(&policy_file, policy(dir)).expect("write policy");
     let credentials = dir.path().join("catalog.toml");
-    std::fs::write(
-        &credentials,
-        "user = \"postgres\"\npassword = \"unused-with-trust\"\n",
-    )
-    .expect("write credentials");
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(&credentials, std::fs::Permissions::from_mode(0o600))
-        .expect("chmod credentials");
+    write_catalog_credentials(&credentials).expect("catalog credentials");
     pg_bed_with("evasion", "-c log_statement=all", |config| {
         config.extra_gateway.push(format!(
             "policy_file = {:?}",

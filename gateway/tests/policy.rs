@@ -5,10 +5,10 @@
 
 mod common;
 
-use std::{os::unix::fs::PermissionsExt, path::PathBuf};
+use std::path::PathBuf;
 
 use common::{agent_psql, output_text, pg_bed_with, PgBed};
-use xtask::testbed::TempDir;
+use xtask::testbed::{write_catalog_credentials, TempDir};
 
 const POLICY: &str = r#"
 version = 1
@@ -57,13 +57,7 @@ fn policy_bed(test: &str, policy: &str) -> PolicyBed {
     let policy_file = dir.path().join("policy.toml");
     std::fs::write(&policy_file, policy).expect("write policy");
     let credentials = dir.path().join("catalog.toml");
-    std::fs::write(
-        &credentials,
-        "user = \"postgres\"\npassword = \"unused-with-trust\"\n",
-    )
-    .expect("write credentials");
-    std::fs::set_permissions(&credentials, std::fs::Permissions::from_mode(0o600))
-        .expect("chmod credentials");
+    write_catalog_credentials(&credentials).expect("catalog credentials");
     // Every statement the server runs is logged: denied ones must not be there.
     let bed = pg_bed_with(test, "-c log_statement=all", |config| {
         config.extra_gateway.push(format!(

@@ -3,6 +3,7 @@
 
 mod connect;
 mod pgbench;
+mod policy;
 mod sessions;
 
 use std::fmt::Write as _;
@@ -36,6 +37,9 @@ pub fn run(seconds: u32, rounds: u32, only: &[String]) -> anyhow::Result<()> {
     }
     if wanted("pgbench") {
         report.push_str(&pgbench::measure(&binary, seconds, rounds).context("pgbench")?);
+    }
+    if wanted("policy") {
+        report.push_str(&policy::measure(&binary, seconds, rounds).context("policy")?);
     }
     if wanted("sessions") {
         report.push_str(&sessions::measure(&binary).context("sessions")?);

@@ -39,7 +39,8 @@ enum Task {
     /// (root, real eBPF, nftables, PostgreSQL and clients).
     Test,
     /// Benchmarks (connect() latency with programs attached/detached; pgbench direct vs
-    /// Tollgate vs pgbouncer). Writes target/bench/report.md.
+    /// Tollgate vs pgbouncer; the policy's decision, pgbench and masking costs). Writes
+    /// target/bench/report.md.
     Bench {
         /// Seconds per pgbench run.
         #[arg(long, default_value_t = 5)]
@@ -48,7 +49,7 @@ enum Task {
         #[arg(long, default_value_t = 2)]
         rounds: u32,
         /// Run only these sections (default: all).
-        #[arg(long, value_delimiter = ',', value_parser = ["connect", "pgbench", "sessions"])]
+        #[arg(long, value_delimiter = ',', value_parser = ["connect", "pgbench", "policy", "sessions"])]
         only: Vec<String>,
     },
     /// (internal) Run a PostgreSQL message script (see `pg_script.rs`) against 127.0.0.1:`port`

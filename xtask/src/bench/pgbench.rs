@@ -131,7 +131,7 @@ fn report(cases: &[(&str, u32)], results: &mut [Case], seconds: u32, rounds: u32
     out
 }
 
-fn pgbench(
+pub(super) fn pgbench(
     mut command: Command,
     port: u16,
     mode: &str,

@@ -1,0 +1,38 @@
+//! Policies for the test bed: the shipped example with the bed's agents in it, and the
+//! credentials file of the gateway's catalog connection.
+
+use std::{os::unix::fs::PermissionsExt, path::Path};
+
+use anyhow::{ensure, Context};
+
+/// The example policy as shipped, with `agents_glob` as the cgroup of `coding-agents` and the
+/// tokenization key at `key_file`.
+pub fn example_policy(agents_glob: &str, key_file: &Path) -> anyhow::Result<String> {
+    let path =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../policies/examples/clinic-policy.toml");
+    let text =
+        std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    let agents = r#"cgroup = ["/ai-agents.slice/*", "/ai-agents.slice"]"#;
+    let key = r#"key_file = "/var/lib/tollgate/tokenization.key""#;
+    ensure!(
+        text.contains(agents) && text.contains(key),
+        "{} changed: update the test bed's substitutions",
+        path.display()
+    );
+    Ok(text
+        .replace(agents, &format!("cgroup = [{agents_glob:?}]"))
+        .replace(
+            key,
+            &format!("key_file = {:?}", key_file.display().to_string()),
+        ))
+}
+
+/// A catalog credentials file (mode 0600) for a trust-auth test cluster.
+pub fn write_catalog_credentials(path: &Path) -> anyhow::Result<()> {
+    std::fs::write(
+        path,
+        "user = \"postgres\"\npassword = \"unused-with-trust\"\n",
+    )?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+    Ok(())
+}
