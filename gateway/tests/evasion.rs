@@ -38,17 +38,7 @@ fn evasion_bed(dir: &TempDir) -> PgBed {
     let credentials = dir.path().join("catalog.toml");
     write_catalog_credentials(&credentials).expect("catalog credentials");
     pg_bed_with("evasion", "-c log_statement=all", |config| {
-        config.extra_gateway.push(format!(
-            "policy_file = {:?}",
-            policy_file.display().to_string()
-        ));
-        config.target_lines.push((
-            "clinic".into(),
-            format!(
-                "catalog_credentials_file = {:?}",
-                credentials.display().to_string()
-            ),
-        ));
+        config.enforce_policy("clinic", &policy_file, &credentials)
     })
 }
 

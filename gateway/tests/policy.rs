@@ -60,17 +60,7 @@ fn policy_bed(test: &str, policy: &str) -> PolicyBed {
     write_catalog_credentials(&credentials).expect("catalog credentials");
     // Every statement the server runs is logged: denied ones must not be there.
     let bed = pg_bed_with(test, "-c log_statement=all", |config| {
-        config.extra_gateway.push(format!(
-            "policy_file = {:?}",
-            policy_file.display().to_string()
-        ));
-        config.target_lines.push((
-            "clinic".into(),
-            format!(
-                "catalog_credentials_file = {:?}",
-                credentials.display().to_string()
-            ),
-        ));
+        config.enforce_policy("clinic", &policy_file, &credentials)
     });
     bed.pg
         .psql_direct(

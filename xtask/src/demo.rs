@@ -12,13 +12,35 @@ use std::{
 
 use anyhow::{bail, Context};
 use serde_json::Value;
-use xtask::testbed::{AgentCgroup, GatewayConfig, GatewayProcess, PgCluster};
+use xtask::testbed::{
+    example_policy, write_catalog_credentials, AgentCgroup, GatewayConfig, GatewayProcess,
+    PgCluster, TempDir,
+};
 
 use crate::{cargo, workspace_root};
 
 const DEMO_SQL: &str = include_str!("demo_data.sql");
-const AGENT_QUERY: &str = "select count(*) as patients, min(birth_date) as oldest_birth_date \
+const AGENT_QUERY: &str = "select count(*) as patients, count(distinct zip) as zip_codes \
      from patients where birth_date > '1900-01-01'";
+/// What the agent tries under the example policy, and what the demo shows for each.
+const POLICY_TRIES: [(&str, &str); 4] = [
+    (
+        "select mrn, full_name, ssn, birth_date, zip, diagnosis from patients where id <= 3",
+        "PHI masked by category: tokenized MRN and name, last 4 of the SSN, birth year, ZIP3",
+    ),
+    (
+        "select p::text from patients p where id = 1",
+        "a whole-row reference is masked too (the column name says nothing)",
+    ),
+    (
+        "drop table patients",
+        "a guardrail: denied, never reaches the server",
+    ),
+    (
+        "select ssn from patients",
+        "a bulk PHI read: held for approval (refused until approvals land)",
+    ),
+];
 
 pub fn run(keep_running: bool) -> anyhow::Result<()> {
     if !crate::is_root() {
@@ -50,9 +72,21 @@ pub fn run(keep_running: bool) -> anyhow::Result<()> {
     );
     check()?;
 
-    step("creating the agent cgroup and starting Tollgate");
+    step("creating the agent cgroup and starting Tollgate with the example policy");
     let agents = AgentCgroup::create("tollgate-demo-agents")?;
+    let state = TempDir::new("tollgate-demo")?;
+    let policy_file = state.path().join("clinic-policy.toml");
+    std::fs::write(
+        &policy_file,
+        example_policy(
+            &format!("{}*", agents.path),
+            &state.path().join("tokenization.key"),
+        )?,
+    )?;
+    let credentials = state.path().join("catalog.toml");
+    write_catalog_credentials(&credentials)?;
     let mut config = GatewayConfig::new("demo");
+    config.enforce_policy("clinic-db", &policy_file, &credentials);
     config.cgroups = vec![agents.path.clone()];
     config.targets = vec![(
         "clinic-db".to_owned(),
@@ -70,30 +104,12 @@ pub fn run(keep_running: bool) -> anyhow::Result<()> {
     show_status(&binary, &gateway)?;
     check()?;
 
-    let psql_args = |command: &mut Command| {
-        command.args([
-            "-X",
-            "-h",
-            "127.0.0.1",
-            "-p",
-            &pg.port().to_string(),
-            "-U",
-            "postgres",
-            "-d",
-            "clinic",
-            "-c",
-            AGENT_QUERY,
-        ]);
-    };
-
     step("agent: unmodified psql inside the agent cgroup, same host and port as always");
     println!(
         "   $ psql -h 127.0.0.1 -p {} -U postgres -d clinic -c \"{AGENT_QUERY}\"",
         pg.port()
     );
-    let mut agent = agents.command("psql");
-    psql_args(&mut agent);
-    let (pid, output) = run_client(agent)?;
+    let (pid, output) = run_client(psql(agents.command("psql"), pg.port(), AGENT_QUERY))?;
     print_indented(&output);
     let open = gateway
         .wait_for_event(Duration::from_secs(5), |e| {
@@ -127,11 +143,21 @@ pub fn run(keep_running: bool) -> anyhow::Result<()> {
     }
     check()?;
 
+    step("policy: policies/examples/clinic-policy.toml decides every statement of the agent");
+    for (sql, what) in POLICY_TRIES {
+        println!("   $ psql ... -c \"{sql}\"    # {what}");
+        // A refusal is part of the show: print it rather than fail.
+        let output = psql(agents.command("psql"), pg.port(), sql).output()?;
+        print_indented(&output);
+        for line in String::from_utf8_lossy(&output.stderr).lines() {
+            println!("   | {line}");
+        }
+    }
+    check()?;
+
     step("non-agent: the same psql command outside the agent cgroup");
     let accepted_before = accepted(&gateway);
-    let mut outsider = Command::new("psql");
-    psql_args(&mut outsider);
-    let (_, output) = run_client(outsider)?;
+    let (_, output) = run_client(psql(Command::new("psql"), pg.port(), AGENT_QUERY))?;
     print_indented(&output);
     let accepted_after = accepted(&gateway);
     if accepted_after != accepted_before {
@@ -159,8 +185,16 @@ pub fn run(keep_running: bool) -> anyhow::Result<()> {
     drop(gateway);
     drop(agents);
     drop(pg);
+    drop(state);
     println!("   done");
     Ok(())
+}
+
+/// psql against the demo database, as the user would type it.
+fn psql(mut command: Command, port: u16, sql: &str) -> Command {
+    command.args(["-X", "-h", "127.0.0.1", "-p", &port.to_string()]);
+    command.args(["-U", "postgres", "-d", "clinic", "-c", sql]);
+    command
 }
 
 fn step(text: &str) {

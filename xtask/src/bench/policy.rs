@@ -105,16 +105,7 @@ pub fn measure(binary: &Path, seconds: u32, rounds: u32) -> anyhow::Result<Strin
             vec![format!("127.0.0.1:{}", pg.port())],
         )];
         if let Some(policy) = policy {
-            config
-                .extra_gateway
-                .push(format!("policy_file = {:?}", policy.display().to_string()));
-            config.target_lines.push((
-                "clinic".into(),
-                format!(
-                    "catalog_credentials_file = {:?}",
-                    credentials.display().to_string()
-                ),
-            ));
+            config.enforce_policy("clinic", policy, &credentials);
         }
         config
     };

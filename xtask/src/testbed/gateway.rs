@@ -42,6 +42,22 @@ pub struct GatewayConfig {
 }
 
 impl GatewayConfig {
+    /// Puts the policy in `policy_file` in force; the catalog of `target` (for result
+    /// masking) is read with `catalog_credentials`.
+    pub fn enforce_policy(&mut self, target: &str, policy_file: &Path, catalog_credentials: &Path) {
+        self.extra_gateway.push(format!(
+            "policy_file = {:?}",
+            policy_file.display().to_string()
+        ));
+        self.target_lines.push((
+            target.to_owned(),
+            format!(
+                "catalog_credentials_file = {:?}",
+                catalog_credentials.display().to_string()
+            ),
+        ));
+    }
+
     pub fn new(tag: &str) -> Self {
         Self {
             listen_port: free_port(),
