@@ -13,6 +13,14 @@ use crate::sql::{Lineage, OutputItem, RelationName, Source, StatementFacts};
 /// Views over views are followed this deep; deeper is unknown.
 const MAX_VIEW_DEPTH: usize = 16;
 
+/// Catalog tables that hold sample values of every column (planner statistics, behind the
+/// `pg_stats` views): nothing says which table the values come from, so they are untraceable.
+const SAMPLED_VALUES: [&str; 2] = ["pg_statistic", "pg_statistic_ext_data"];
+
+fn holds_sampled_values(relation: &Relation) -> bool {
+    relation.schema == "pg_catalog" && SAMPLED_VALUES.contains(&relation.name.as_str())
+}
+
 /// What one output column carries.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ResolvedColumn {
@@ -172,7 +180,7 @@ impl Resolver<'_> {
                         .into_iter()
                         .collect(),
                     direct: true,
-                    unknown: false,
+                    unknown: holds_sampled_values(relation),
                 }
             }
             RelationKind::View => self
@@ -209,7 +217,8 @@ impl Resolver<'_> {
                     classified |= self
                         .classes
                         .table(&relation.schema, &relation.name)
-                        .is_some()
+                        .is_some();
+                    unknown |= holds_sampled_values(relation);
                 }
                 RelationKind::View if depth >= MAX_VIEW_DEPTH => unknown = true,
                 RelationKind::View => match relation.view_analysis() {

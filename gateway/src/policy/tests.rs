@@ -76,6 +76,30 @@ fn catalog() -> Catalog {
             columns(&["id", "city"]),
             None,
         ),
+        Relation::new(
+            2619,
+            "pg_catalog".into(),
+            "pg_statistic".into(),
+            RelationKind::Table,
+            columns(&["starelid", "staattnum", "stavalues1"]),
+            None,
+        ),
+        Relation::new(
+            1249,
+            "pg_catalog".into(),
+            "pg_attribute".into(),
+            RelationKind::Table,
+            columns(&["attrelid", "attname", "attnum"]),
+            None,
+        ),
+        Relation::new(
+            12000,
+            "pg_catalog".into(),
+            "pg_stats".into(),
+            RelationKind::View,
+            columns(&["attname", "most_common_vals"]),
+            Some("SELECT a.attname, s.stavalues1 AS most_common_vals FROM pg_catalog.pg_statistic s JOIN pg_catalog.pg_attribute a ON a.attnum = s.staattnum".into()),
+        ),
     ])
 }
 
@@ -360,6 +384,12 @@ fn masks_follow_provenance_not_column_names() {
         (AGENT, "SELECT count(ssn) FROM patients", &[None]),
         // Unclassified data passes.
         (AGENT, "SELECT id, city FROM clinics", &[None, None]),
+        // Planner statistics hold sample values of every column: untraceable, so masked.
+        (
+            AGENT,
+            "SELECT attname, most_common_vals FROM pg_stats WHERE attname = 'ssn'",
+            &[None, Some(Redact)],
+        ),
         // Per-identity overrides.
         (
             ETL,

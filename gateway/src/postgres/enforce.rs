@@ -157,6 +157,8 @@ pub struct Inspection {
     pub verdicts: Vec<Verdict>,
     /// Per statement, what its results need.
     pub results: Vec<StatementResults>,
+    /// The target has classified data.
+    pub protect: bool,
 }
 
 /// One statement decided, with what its results need.
@@ -202,6 +204,7 @@ impl SessionEnforcement {
         let mut inspection = Inspection {
             verdicts: Vec::with_capacity(count),
             results: Vec::with_capacity(count),
+            protect: !classes.is_empty(),
         };
         let mut replacements = Vec::new();
         for (index, statement) in request.statements.iter().enumerate() {

@@ -15,7 +15,10 @@ mod tests;
 use std::{collections::VecDeque, sync::Arc};
 
 use bytes::BytesMut;
-use pgwire::messages::{copy::CopyOutResponse, data::RowDescription, PgWireBackendMessage};
+use pgwire::messages::{
+    copy::CopyOutResponse, data::RowDescription, response::NotificationResponse,
+    PgWireBackendMessage,
+};
 
 use super::{
     errors::{sqlstate, ClientError},
@@ -71,6 +74,9 @@ impl ResultRule {
 }
 
 pub type Rule = Option<Arc<ResultRule>>;
+
+/// What a notification's payload becomes on a target with classified data.
+const MASKED_PAYLOAD: &str = "[payload masked by Tollgate]";
 
 /// The rules of the statements one `Query` string holds, in order. Results beyond the
 /// list (the server split the text differently) get `beyond`.
@@ -149,14 +155,18 @@ pub struct ResultTracker {
     /// An extended-protocol error with no Sync queued yet: the server skips every message
     /// until the client's Sync, so steps pushed until then get no answer.
     skipping: bool,
+    /// The target has classified data (as of the latest request's policy).
+    protect: bool,
     /// Columns from an injected Describe, for the Execute that follows it.
     described: Option<Masks>,
     flow: Option<Flow>,
 }
 
 impl ResultTracker {
-    /// Steps of a request just forwarded, in message order.
-    pub fn push(&mut self, steps: Vec<Step>) {
+    /// Steps of a request just forwarded, in message order, and whether its target has
+    /// classified data.
+    pub fn push(&mut self, steps: Vec<Step>, protect: bool) {
+        self.protect = protect;
         for step in steps {
             if self.skipping {
                 if !matches!(step, Step::Sync) {
@@ -212,6 +222,20 @@ impl ResultTracker {
                 Ok(handled)
             }
             B::NoticeResponse(_) => self.scrub_if_needed(frame, out),
+            // `pg_notify(channel, payload)` can carry any value, from any session, at any
+            // time: no statement of this session explains it, so on a target with classified
+            // data the payload is withheld.
+            B::NotificationResponse(notification) if self.protect => {
+                let masked = NotificationResponse::new(
+                    notification.pid,
+                    notification.channel.clone(),
+                    MASKED_PAYLOAD.to_owned(),
+                );
+                PgWireBackendMessage::NotificationResponse(masked)
+                    .encode(out)
+                    .map_err(|_| ResultError::Unexpected("NotificationResponse"))?;
+                Ok(Handled::Replaced)
+            }
             B::ReadyForQuery(_) => {
                 if !self.started {
                     self.started = true;

@@ -155,6 +155,9 @@ pub const CASES: &[Case] = &[
     sql("view-of-view", "SELECT who FROM contact_names WHERE true", Masked),
     sql("user-function", "SELECT patient_ssn(id) FROM patients WHERE id > 0", Masked),
     sql("raise-notice", "SELECT noisy(id) FROM patients WHERE id = 1", Masked),
+    // Side channels: notifications, planner statistics.
+    sql("notify", "LISTEN leak; SELECT pg_notify('leak', ssn) FROM patients WHERE id = 1", Masked),
+    sql("pg-stats", "SELECT attname, most_common_vals::text, histogram_bounds::text FROM pg_stats WHERE tablename = 'patients'", Masked),
     // SQL-level prepared statements and cursors.
     sql("sql-prepare", "PREPARE q AS SELECT ssn FROM patients WHERE id > $1; EXECUTE q(0)", Masked),
     sql("cursor", "BEGIN; DECLARE c CURSOR FOR SELECT full_name, ssn FROM patients WHERE id > 0; FETCH ALL FROM c; CLOSE c; COMMIT", Masked),

@@ -113,6 +113,8 @@ impl Patients {
             .expect("write to a string");
         }
         sql.push_str("INSERT INTO intake SELECT id, ssn FROM patients;\n");
+        // Planner statistics hold sample values (pg_stats).
+        sql.push_str("ANALYZE patients;\n");
         sql
     }
 

@@ -63,7 +63,7 @@ SELECT g, 'Patient Number ' || g,
        date '1930-01-01' + (g % 29000),
        lpad((g % 99989)::text, 5, '0')
 FROM generate_series(1, 1000000) g;
-VACUUM ANALYZE patients;";
+ANALYZE patients;";
 
 const MASKED_SELECT: &str = "SELECT full_name, ssn, birth_date, zip FROM patients WHERE id > 0";
 

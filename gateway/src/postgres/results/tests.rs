@@ -105,10 +105,13 @@ fn query_step(rules: Vec<Rule>) -> Step {
 #[test]
 fn a_query_masks_the_classified_column_of_its_own_statement_only() {
     let mut tracker = started();
-    tracker.push(vec![query_step(vec![
-        None,
-        Some(rule(vec![plain(), ssn()], None)),
-    ])]);
+    tracker.push(
+        vec![query_step(vec![
+            None,
+            Some(rule(vec![plain(), ssn()], None)),
+        ])],
+        true,
+    );
     let seen = feed(
         &mut tracker,
         vec![
@@ -163,7 +166,7 @@ fn an_execute_gets_a_describe_whose_answer_is_swallowed() {
     let tags: Vec<u8> = frame_tags(&request.frames);
     assert_eq!(tags, b"PBDES", "a Describe goes in before the Execute");
     let mut tracker = started();
-    tracker.push(steps);
+    tracker.push(steps, true);
     let seen = feed(
         &mut tracker,
         vec![
@@ -187,10 +190,10 @@ fn an_execute_gets_a_describe_whose_answer_is_swallowed() {
 #[test]
 fn rows_of_a_masked_execute_without_a_description_end_the_session() {
     let mut tracker = started();
-    tracker.push(vec![
-        Step::Execute(Some(rule(vec![ssn()], None))),
-        Step::Sync,
-    ]);
+    tracker.push(
+        vec![Step::Execute(Some(rule(vec![ssn()], None))), Step::Sync],
+        true,
+    );
     let error = feed(&mut tracker, vec![row(&["123-45-6789"])]).unwrap_err();
     assert!(matches!(error, ResultError::Undescribed), "{error}");
 }
@@ -198,7 +201,7 @@ fn rows_of_a_masked_execute_without_a_description_end_the_session() {
 #[test]
 fn a_message_no_step_expects_ends_the_session() {
     let mut tracker = started();
-    tracker.push(vec![Step::Single, Step::Sync]);
+    tracker.push(vec![Step::Single, Step::Sync], true);
     let error = feed(&mut tracker, vec![row(&["123-45-6789"])]).unwrap_err();
     assert!(
         matches!(error, ResultError::Unexpected("DataRow")),
@@ -209,7 +212,7 @@ fn a_message_no_step_expects_ends_the_session() {
 #[test]
 fn an_error_skips_to_sync_even_when_the_sync_comes_later() {
     let mut tracker = started();
-    tracker.push(vec![Step::Single, Step::Single]);
+    tracker.push(vec![Step::Single, Step::Single], true);
     let error = B::ErrorResponse(ErrorResponse::new(vec![
         (b'S', "ERROR".into()),
         (b'C', "42601".into()),
@@ -217,20 +220,26 @@ fn an_error_skips_to_sync_even_when_the_sync_comes_later() {
     ]));
     feed(&mut tracker, vec![error]).unwrap();
     // Sent after the error: skipped by the server, so no answers are expected for them.
-    tracker.push(vec![
-        Step::Single,
-        Step::Execute(Some(rule(vec![ssn()], None))),
-        Step::Sync,
-    ]);
+    tracker.push(
+        vec![
+            Step::Single,
+            Step::Execute(Some(rule(vec![ssn()], None))),
+            Step::Sync,
+        ],
+        true,
+    );
     feed(&mut tracker, vec![ready()]).unwrap();
-    tracker.push(vec![Step::DescribePortal(None), Step::Sync]);
+    tracker.push(vec![Step::DescribePortal(None), Step::Sync], true);
     feed(&mut tracker, vec![B::NoData(NoData::new()), ready()]).unwrap();
 }
 
 #[test]
 fn rows_past_max_rows_are_dropped_and_the_completion_says_so() {
     let mut tracker = started();
-    tracker.push(vec![query_step(vec![Some(rule(vec![plain()], Some(2)))])]);
+    tracker.push(
+        vec![query_step(vec![Some(rule(vec![plain()], Some(2)))])],
+        true,
+    );
     let seen = feed(
         &mut tracker,
         vec![

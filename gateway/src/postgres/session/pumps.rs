@@ -61,8 +61,9 @@ pub enum Expectation {
     Ready,
     /// A request the gateway refused itself: an error, then ReadyForQuery.
     Refusal(ClientError),
-    /// The answers a forwarded request will get (with a policy in force).
-    Steps(Vec<Step>),
+    /// The answers a forwarded request will get (with a policy in force), and whether its
+    /// target has classified data.
+    Steps(Vec<Step>, bool),
 }
 
 pub async fn frontend<R, W>(
@@ -153,7 +154,7 @@ where
                                 .await
                                 .map_err(PumpError::Client)?;
                             let steps = plan_steps(&mut request, inspection.results);
-                            send(expectations, Expectation::Steps(steps))?;
+                            send(expectations, Expectation::Steps(steps, inspection.protect))?;
                             inspection.verdicts
                         }
                         None => Vec::new(),
@@ -338,8 +339,8 @@ fn expect(
     expectation: Expectation,
 ) {
     match (expectation, results) {
-        (Expectation::Steps(steps), Some(results)) => results.push(steps),
-        (Expectation::Steps(_), None) => {}
+        (Expectation::Steps(steps, protect), Some(results)) => results.push(steps, protect),
+        (Expectation::Steps(..), None) => {}
         (expectation, _) => queue.push_back(expectation),
     }
 }
