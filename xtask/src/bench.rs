@@ -2,6 +2,7 @@
 //! run (this machine is shared and noisy). Writes target/bench/report.md.
 
 mod connect;
+mod masking;
 mod pgbench;
 mod policy;
 mod sessions;
@@ -40,6 +41,9 @@ pub fn run(seconds: u32, rounds: u32, only: &[String]) -> anyhow::Result<()> {
     }
     if wanted("policy") {
         report.push_str(&policy::measure(&binary, seconds, rounds).context("policy")?);
+    }
+    if wanted("masking") {
+        report.push_str(&masking::measure(&binary, rounds).context("masking")?);
     }
     if wanted("sessions") {
         report.push_str(&sessions::measure(&binary).context("sessions")?);

@@ -1,15 +1,9 @@
-//! The policy's cost: the decision on a cached statement (criterion), pgbench -S with the
-//! example policy against the same gateway with hooks only, and a 1,000,000-row SELECT of
-//! four classified columns masked by Tollgate against the same SELECT direct.
+//! The policy's cost on the request path: the decision on a cached statement (criterion), and
+//! pgbench -S with the example policy against the same gateway with hooks only.
 
-use std::{
-    fmt::Write as _,
-    path::Path,
-    process::Command,
-    time::{Duration, Instant},
-};
+use std::{fmt::Write as _, path::Path, process::Command};
 
-use anyhow::{bail, ensure, Context};
+use anyhow::{ensure, Context};
 use xtask::testbed::{
     example_policy, write_catalog_credentials, AgentCgroup, GatewayConfig, GatewayProcess,
     PgCluster, TempDir,
@@ -21,51 +15,8 @@ use crate::{cargo, workspace_root};
 const DECISION_FLOOR_NS: f64 = 5_000.0;
 const DECISIONS: [&str; 2] = ["phi-read", "pgbench-select"];
 const POLICY_TOLERANCE: f64 = 0.05;
-const MASKED_FLOOR: f64 = 0.8;
-const ROWS: u32 = 1_000_000;
 const MODES: [&str; 3] = ["simple", "extended", "prepared"];
 const CLIENTS: u32 = 10;
-
-/// Four classified columns, each with a different mask, and nothing else in the way.
-const MASKING_POLICY: &str = r#"
-version = 1
-
-[tokenization]
-key_file = "KEY_FILE"
-
-[[identities]]
-id = "bench-agents"
-cgroup = ["AGENTS"]
-
-[[classify]]
-table = "public.patients"
-columns = { full_name = "name", ssn = "ssn", birth_date = "birth_date", zip = "zip" }
-
-[masking]
-name = "tokenize"
-ssn = "keep_last_4"
-birth_date = "year"
-zip = "zip3"
-
-[[rules]]
-id = "bench-reads"
-effect = "allow"
-identities = ["bench-agents"]
-kinds = ["select"]
-"#;
-
-const PATIENTS_SQL: &str = "
-CREATE TABLE patients (id int PRIMARY KEY, full_name text, ssn text, birth_date date, zip text);
-INSERT INTO patients
-SELECT g, 'Patient Number ' || g,
-       lpad((g % 899 + 100)::text, 3, '0') || '-' || lpad((g % 97)::text, 2, '0') || '-' ||
-           lpad((g % 9973)::text, 4, '0'),
-       date '1930-01-01' + (g % 29000),
-       lpad((g % 99989)::text, 5, '0')
-FROM generate_series(1, 1000000) g;
-ANALYZE patients;";
-
-const MASKED_SELECT: &str = "SELECT full_name, ssn, birth_date, zip FROM patients WHERE id > 0";
 
 pub fn measure(binary: &Path, seconds: u32, rounds: u32) -> anyhow::Result<String> {
     let mut out = String::new();
@@ -81,20 +32,12 @@ pub fn measure(binary: &Path, seconds: u32, rounds: u32) -> anyhow::Result<Strin
         "pgbench -i failed: {}",
         String::from_utf8_lossy(&init.stderr)
     );
-    pg.psql_direct(PATIENTS_SQL)?;
     let agents = AgentCgroup::create("tollgate-bench-policy")?;
     let dir = TempDir::new("tollgate-bench-policy")?;
     let glob = format!("{}*", agents.path);
     let key_file = dir.path().join("tokenization.key");
     let example = dir.path().join("example.toml");
     std::fs::write(&example, example_policy(&glob, &key_file)?)?;
-    let masking = dir.path().join("masking.toml");
-    std::fs::write(
-        &masking,
-        MASKING_POLICY
-            .replace("KEY_FILE", &key_file.display().to_string())
-            .replace("AGENTS", &glob),
-    )?;
     let credentials = dir.path().join("catalog.toml");
     write_catalog_credentials(&credentials)?;
     let config = |policy: Option<&Path>| {
@@ -157,40 +100,6 @@ pub fn measure(binary: &Path, seconds: u32, rounds: u32) -> anyhow::Result<Strin
     }
     let _ = writeln!(out, "\nFloors:\n\n{floors}");
 
-    // 1,000,000 rows of four classified columns: direct vs masked by Tollgate.
-    let gateway = GatewayProcess::start(binary, &config(Some(masking.as_path())))?;
-    check_masked(&pg, &agents)?;
-    let mut direct = Vec::new();
-    let mut masked = Vec::new();
-    for _ in 0..rounds.max(3) {
-        direct.push(timed_select(Command::new("psql"), &pg)?);
-        masked.push(timed_select(agents.command("psql"), &pg)?);
-    }
-    drop(gateway);
-    let mut ratios: Vec<f64> = direct
-        .iter()
-        .zip(&masked)
-        .map(|(d, m)| d.as_secs_f64() / m.as_secs_f64())
-        .collect();
-    let ratio = median(&mut ratios);
-    let rate = |times: &[Duration]| {
-        let mut rates: Vec<f64> = times
-            .iter()
-            .map(|t| f64::from(ROWS) / t.as_secs_f64())
-            .collect();
-        median(&mut rates)
-    };
-    let _ = writeln!(
-        out,
-        "## {ROWS} rows, four classified columns (tokenize, keep_last_4, year, zip3)\n\n\
-         `psql -c \"{MASKED_SELECT}\"` with its output discarded, {} run(s) each, alternating.\n\n\
-         | path | rows/s |\n|---|---:|\n| direct (unmasked) | {:.0} |\n| Tollgate (masked) | {:.0} |\n\n\
-         Floor: ≥ {MASKED_FLOOR}× direct: {ratio:.3}× **{}**\n",
-        direct.len(),
-        rate(&direct),
-        rate(&masked),
-        verdict(ratio >= MASKED_FLOOR)
-    );
     Ok(out)
 }
 
@@ -234,53 +143,4 @@ fn decision() -> anyhow::Result<String> {
     }
     out.push('\n');
     Ok(out)
-}
-
-/// The bench measures masking, so it first checks that masking happens.
-fn check_masked(pg: &PgCluster, agents: &AgentCgroup) -> anyhow::Result<()> {
-    let sample = "SELECT full_name, ssn, birth_date, zip FROM patients WHERE id = 1234";
-    let direct = psql(Command::new("psql"), pg, sample)?;
-    let through = psql(agents.command("psql"), pg, sample)?;
-    ensure!(
-        direct.contains("Patient Number 1234"),
-        "unexpected direct row: {direct}"
-    );
-    if through.contains("Patient Number 1234")
-        || through.contains(direct.split('|').nth(1).unwrap_or("?"))
-    {
-        bail!("the bench row came through unmasked: {through}");
-    }
-    Ok(())
-}
-
-fn timed_select(mut command: Command, pg: &PgCluster) -> anyhow::Result<Duration> {
-    // The rows are read and formatted by psql, then discarded.
-    command.args(["-o", "/dev/null"]);
-    let started = Instant::now();
-    psql(command, pg, MASKED_SELECT)?;
-    Ok(started.elapsed())
-}
-
-fn psql(mut command: Command, pg: &PgCluster, sql: &str) -> anyhow::Result<String> {
-    let output = command
-        .args([
-            "-X",
-            "-A",
-            "-t",
-            "-h",
-            "127.0.0.1",
-            "-U",
-            "postgres",
-            "-d",
-            "postgres",
-        ])
-        .args(["-p", &pg.port().to_string(), "-c", sql])
-        .env("PGSSLMODE", "disable")
-        .output()?;
-    ensure!(
-        output.status.success(),
-        "psql failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    Ok(String::from_utf8_lossy(&output.stdout).into_owned())
 }

@@ -32,6 +32,9 @@ use crate::postgres::{
 /// frame correctly, the limit only guards against a corrupt length.
 const BACKEND_LIMIT: usize = 1 << 30;
 
+/// Server messages gathered for the client are written once they reach this size.
+const BACKEND_FLUSH_BYTES: usize = 64 * 1024;
+
 /// Gateway-made refusals that may wait for earlier answers before the session is ended.
 const MAX_PENDING_REFUSALS: usize = 64;
 
@@ -207,7 +210,11 @@ where
             expect(&mut queue, results.as_deref_mut(), expectation);
         }
         emit_refusals(parts, &mut queue, &mut out);
-        if !out.is_empty() && !reader_has_frame(reader, BACKEND_LIMIT) {
+        // Coalesced, but not without bound: a long result reaches the client in pieces while
+        // the rest is still being read (and masked), so both ends keep working.
+        if !out.is_empty()
+            && (out.len() >= BACKEND_FLUSH_BYTES || !reader_has_frame(reader, BACKEND_LIMIT))
+        {
             write_counted(agent, &mut out, forwarded)
                 .await
                 .map_err(PumpError::Agent)?;
