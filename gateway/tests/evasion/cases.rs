@@ -186,6 +186,7 @@ pub const CASES: &[Case] = &[
     sql("insert-returning", "BEGIN; INSERT INTO intake SELECT id + 100, ssn || 'x' FROM intake WHERE id > 0 RETURNING *; ROLLBACK", Masked),
     sql("update-returning", "BEGIN; UPDATE intake SET ssn = ssn WHERE id > 0 RETURNING ssn; ROLLBACK", Masked),
     sql("delete-returning", "BEGIN; DELETE FROM intake WHERE id > 0 RETURNING *; ROLLBACK", Masked),
+    sql("launder-into-new-table", "CREATE TABLE laundered AS SELECT ssn FROM patients WHERE id > 0", Denied("approve-agent-writes-to-phi")),
     sql("phi-table-write", "INSERT INTO intake SELECT id + 100, ssn FROM patients WHERE id > 0 RETURNING *", Denied("approve-agent-writes-to-phi")),
     // Errors that quote values.
     sql("cast-error", "SELECT ssn::int FROM patients WHERE id > 0", Error("22P02")),
