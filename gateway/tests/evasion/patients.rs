@@ -68,11 +68,12 @@ impl Patients {
                 full_name: format!("{} {}", rng.word(7), rng.word(9)),
                 ssn: format!("{}-{}-{}", rng.digits(3), rng.digits(2), rng.digits(4)),
                 mrn: format!("MRN{}", rng.digits(8)),
+                // Never 1 January, which is what `year` shows (the year itself may show).
                 birth_date: format!(
                     "{}-{:02}-{:02}",
                     1930 + rng.below(80),
                     1 + rng.below(12),
-                    1 + rng.below(28)
+                    2 + rng.below(27)
                 ),
                 street: format!("{} {} Street", 10 + rng.below(9000), rng.word(8)),
                 // Never ending in 00, which is what zip3 shows.
