@@ -98,11 +98,17 @@ fn format_codes() {
 fn token_key_is_hmac_sha256_under_the_32_byte_key() {
     use hmac::{Hmac, Mac};
     let bytes = *b"tollgate-test-key-0123456789abcd";
-    let mut reference = <Hmac<sha2::Sha256> as Mac>::new_from_slice(&bytes).unwrap();
-    reference.update(b"T123-45-6789");
-    let expected: [u8; 32] = reference.finalize().into_bytes().into();
-    let digest = TokenKey::from_bytes(bytes).digest(token::Domain::Text, b"123-45-6789");
-    assert_eq!(digest, expected);
+    let key = TokenKey::from_bytes(bytes);
+    // Every length around the padding and block boundaries of the hand-rolled HMAC.
+    let value: Vec<u8> = (0..=200u8).map(|i| i.wrapping_mul(37)).collect();
+    for len in 0..=value.len() {
+        let mut reference = <Hmac<sha2::Sha256> as Mac>::new_from_slice(&bytes).unwrap();
+        reference.update(b"T");
+        reference.update(&value[..len]);
+        let expected: [u8; 32] = reference.finalize().into_bytes().into();
+        let digest = key.digest(token::Domain::Text, &value[..len]);
+        assert_eq!(digest, expected, "value of {len} bytes");
+    }
 }
 
 #[test]

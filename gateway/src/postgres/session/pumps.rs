@@ -240,16 +240,16 @@ where
             }
             Err(error) => return Err(PumpError::Upstream(error.to_string())),
         };
-        // Rows are the hot path: they go to the result tracker (or straight on) undecoded.
-        if matches!(frame.first(), Some(b'D' | b'd')) {
-            let handled = match results.as_deref_mut() {
-                Some(results) => results
-                    .on_row(&frame, &mut out)
-                    .map_err(|error| PumpError::Unmaskable(error.to_client()))?,
-                None => Handled::Forward,
-            };
-            if handled == Handled::Forward {
-                out.unsplit(frame);
+        // Rows are the hot path: they go to the result tracker (or straight on) undecoded,
+        // and the rows already read after this one follow without the loop's bookkeeping.
+        if is_row(&frame) {
+            on_row(results.as_deref_mut(), frame, &mut out)?;
+            while out.len() < BACKEND_FLUSH_BYTES && is_row(reader.buffered_bytes()) {
+                match reader.buffered(FrameKind::Tagged, BACKEND_LIMIT) {
+                    Ok(Some(frame)) => on_row(results.as_deref_mut(), frame, &mut out)?,
+                    // Incomplete (or corrupt): the next read decides.
+                    _ => break,
+                }
             }
             continue;
         }
@@ -336,6 +336,27 @@ where
             }
         }
     }
+}
+
+fn is_row(frame: &[u8]) -> bool {
+    matches!(frame.first(), Some(b'D' | b'd'))
+}
+
+fn on_row(
+    results: Option<&mut ResultTracker>,
+    frame: BytesMut,
+    out: &mut BytesMut,
+) -> Result<(), PumpError> {
+    let handled = match results {
+        Some(results) => results
+            .on_row(&frame, out)
+            .map_err(|error| PumpError::Unmaskable(error.to_client()))?,
+        None => Handled::Forward,
+    };
+    if handled == Handled::Forward {
+        out.unsplit(frame);
+    }
+    Ok(())
 }
 
 /// Steps go to the result tracker at once (they must be known before the answers they
