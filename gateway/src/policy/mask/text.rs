@@ -35,7 +35,24 @@ pub fn mask(method: MaskMethod, value: &[u8], key: &TokenKey, out: &mut BytesMut
 /// `123-45-6789` with N = 4 gives `***-**-6789`. ASCII letters and digits and every
 /// non-ASCII character (letters of other scripts) count; other ASCII is a separator.
 fn keep_last(value: &[u8], n: usize, out: &mut BytesMut) {
-    if !value.is_ascii() && std::str::from_utf8(value).is_err() {
+    if value.is_ascii() {
+        // The common case: one byte per character, starred in place.
+        let maskable = value.iter().filter(|b| b.is_ascii_alphanumeric()).count();
+        let mut hide = maskable.saturating_sub(n);
+        let start = out.len();
+        out.extend_from_slice(value);
+        for byte in &mut out[start..] {
+            if hide == 0 {
+                break;
+            }
+            if byte.is_ascii_alphanumeric() {
+                *byte = b'*';
+                hide -= 1;
+            }
+        }
+        return;
+    }
+    if std::str::from_utf8(value).is_err() {
         // Kept characters are copied as they are, which needs valid UTF-8.
         out.extend_from_slice(REDACTED);
         return;
@@ -80,6 +97,18 @@ fn tokenize(value: &[u8], key: &TokenKey, out: &mut BytesMut) {
     let mut stream = key.keystream(Domain::Text, value);
     let start = out.len();
     out.extend_from_slice(value);
+    if value.is_ascii() {
+        // The common case: one byte per character, replaced in place.
+        for byte in &mut out[start..] {
+            match *byte {
+                b'0'..=b'9' => *byte = b'0' + stream.below(10),
+                b'a'..=b'z' => *byte = b'a' + stream.below(26),
+                b'A'..=b'Z' => *byte = b'A' + stream.below(26),
+                _ => {}
+            }
+        }
+        return;
+    }
     // Rewritten in place: the output is never longer than the input.
     let buf = &mut out[start..];
     let mut write = 0;

@@ -48,6 +48,9 @@ fn date_year_in_text() {
     assert_eq!(year("2024-12-31").as_deref(), Some("2024-01-01"));
     assert_eq!(year("0044-03-15 BC").as_deref(), Some("0044-01-01 BC"));
     assert_eq!(year("12345-06-07").as_deref(), Some("12345-01-01"));
+    assert_eq!(year("0001-02-03").as_deref(), Some("0001-01-01"));
+    // A zero-padded year is not cut at four characters.
+    assert_eq!(year("01980-05-17").as_deref(), Some("1980-01-01"));
     assert_eq!(year("infinity").as_deref(), Some("infinity"));
     assert_eq!(year("-infinity").as_deref(), Some("-infinity"));
     // Other DateStyles and junk are not guessed at.
