@@ -3,7 +3,7 @@
 
 use std::io;
 
-use bytes::BytesMut;
+use bytes::{Buf, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt};
 
 /// PostgreSQL's own limit on startup-phase packets (and so on anything before authentication).
@@ -111,6 +111,16 @@ impl<R> FrameReader<R> {
             reader,
             buf: buffered,
         }
+    }
+
+    /// The first `len` buffered bytes (whole frames the caller has checked), removed.
+    pub fn take(&mut self, len: usize) -> BytesMut {
+        self.buf.split_to(len)
+    }
+
+    /// Drops the first `len` buffered bytes (whole frames the caller has handled in place).
+    pub fn skip(&mut self, len: usize) {
+        self.buf.advance(len);
     }
 
     pub fn into_parts(self) -> (R, BytesMut) {

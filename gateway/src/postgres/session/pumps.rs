@@ -244,13 +244,7 @@ where
         // and the rows already read after this one follow without the loop's bookkeeping.
         if is_row(&frame) {
             on_row(results.as_deref_mut(), frame, &mut out)?;
-            while out.len() < BACKEND_FLUSH_BYTES && is_row(reader.buffered_bytes()) {
-                match reader.buffered(FrameKind::Tagged, BACKEND_LIMIT) {
-                    Ok(Some(frame)) => on_row(results.as_deref_mut(), frame, &mut out)?,
-                    // Incomplete (or corrupt): the next read decides.
-                    _ => break,
-                }
-            }
+            drain_buffered_rows(results.as_deref_mut(), reader, &mut out)?;
             continue;
         }
         let message = decode_backend(&frame, &context)
@@ -357,6 +351,45 @@ fn on_row(
         out.unsplit(frame);
     }
     Ok(())
+}
+
+/// Handles the complete rows at the head of the read buffer in place, up to a flush: a
+/// long result costs no split or loop turn per row beyond its masking. What is not a
+/// complete row (or is corrupt) is left to the main loop.
+fn drain_buffered_rows<R>(
+    mut results: Option<&mut ResultTracker>,
+    reader: &mut FrameReader<R>,
+    out: &mut BytesMut,
+) -> Result<(), PumpError> {
+    let relay_only = results.is_none();
+    let buffered = reader.buffered_bytes();
+    let mut at = 0;
+    let outcome = loop {
+        let pending = if relay_only { at } else { 0 };
+        if out.len() + pending >= BACKEND_FLUSH_BYTES || !is_row(&buffered[at..]) {
+            break Ok(());
+        }
+        let Ok(Some(len)) = complete_frame_len(&buffered[at..], FrameKind::Tagged, BACKEND_LIMIT)
+        else {
+            break Ok(());
+        };
+        let frame = &buffered[at..at + len];
+        if let Some(results) = results.as_deref_mut() {
+            match results.on_row(frame, out) {
+                Ok(Handled::Forward) => out.extend_from_slice(frame),
+                Ok(Handled::Replaced) => {}
+                Err(error) => break Err(PumpError::Unmaskable(error.to_client())),
+            }
+        }
+        at += len;
+    };
+    if relay_only {
+        // The rows leave the buffer as one piece, uncopied.
+        out.unsplit(reader.take(at));
+    } else {
+        reader.skip(at);
+    }
+    outcome
 }
 
 /// Steps go to the result tracker at once (they must be known before the answers they
