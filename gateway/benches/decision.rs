@@ -81,29 +81,42 @@ fn decision(c: &mut Criterion) {
         classes: &classes,
     };
     let cache = FactsCache::new(4096);
+    let decide = |sql: &str| {
+        let analysis = cache.get(black_box(sql));
+        let analysis = analysis.as_ref().as_ref().expect("parses");
+        let facts = &analysis.statements[0];
+        let resolved = resolver.resolve(facts);
+        evaluate(
+            &policy,
+            "clinic",
+            &identities,
+            true,
+            StatementView::Parsed {
+                facts,
+                resolved: &resolved,
+            },
+        )
+    };
     for (name, sql) in STATEMENTS {
-        let decide = || {
-            let analysis = cache.get(black_box(sql));
-            let analysis = analysis.as_ref().as_ref().expect("parses");
-            let facts = &analysis.statements[0];
-            let resolved = resolver.resolve(facts);
-            evaluate(
-                &policy,
-                "clinic",
-                &identities,
-                true,
-                StatementView::Parsed {
-                    facts,
-                    resolved: &resolved,
-                },
-            )
-        };
         // The measured path is the one an allowed agent query takes.
-        assert!(matches!(decide(), Decision::Allow(_)), "{name} is allowed");
+        assert!(
+            matches!(decide(sql), Decision::Allow(_)),
+            "{name} is allowed"
+        );
         c.bench_function(&format!("decision/{name}"), |b| {
-            b.iter(|| black_box(decide()))
+            b.iter(|| black_box(decide(sql)))
         });
     }
+    // Simple-protocol clients put the value in the text (pgbench -S -M simple): a new text
+    // each time, one literal shape.
+    let mut aid = 0u32;
+    c.bench_function("decision/pgbench-select-literal", |b| {
+        b.iter(|| {
+            aid = aid.wrapping_add(1);
+            let sql = format!("SELECT abalance FROM pgbench_accounts WHERE aid = {aid};");
+            black_box(decide(&sql))
+        })
+    });
 }
 
 criterion_group!(benches, decision);

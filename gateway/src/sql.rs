@@ -7,6 +7,7 @@ mod analyze;
 mod cache;
 mod lineage;
 mod names;
+mod shape;
 #[cfg(test)]
 mod tests;
 

@@ -4,7 +4,7 @@
 //! schema, a relation the catalog does not know) it counts as met for deny and approval
 //! rules and as unmet for allow rules: uncertainty never grants.
 
-use std::collections::BTreeMap;
+use std::{collections::BTreeMap, sync::Arc};
 
 use super::{
     glob::{any_matches, Glob},
@@ -35,7 +35,7 @@ pub struct MaskPlan {
     pub rule: String,
     /// The target has classified columns: results are checked at all.
     pub protect: bool,
-    pub methods: BTreeMap<Category, MaskMethod>,
+    pub methods: Arc<BTreeMap<Category, MaskMethod>>,
     pub max_rows: Option<u64>,
     pub max_bytes: Option<u64>,
 }
@@ -71,7 +71,7 @@ pub fn evaluate(
             Effect::Allow => Decision::Allow(MaskPlan {
                 rule: rule.id.clone(),
                 protect,
-                methods: methods_for(policy, rule),
+                methods: rule.masking.clone(),
                 max_rows: rule.max_rows,
                 max_bytes: rule.max_bytes,
             }),
@@ -95,12 +95,6 @@ fn refusal(rule: &Rule, default: &str) -> Refusal {
         rule: rule.id.clone(),
         message: rule.message.clone().unwrap_or_else(|| default.into()),
     }
-}
-
-fn methods_for(policy: &Policy, rule: &Rule) -> BTreeMap<Category, MaskMethod> {
-    let mut methods = policy.masking.clone();
-    methods.extend(rule.masking.iter().map(|(c, m)| (c.clone(), *m)));
-    methods
 }
 
 impl MaskPlan {

@@ -4,6 +4,7 @@
 use std::{
     collections::{BTreeMap, BTreeSet},
     path::{Path, PathBuf},
+    sync::Arc,
 };
 
 use ipnet::IpNet;
@@ -157,6 +158,11 @@ fn validate(path: &Path, raw: RawPolicy) -> Result<Policy, Issue> {
         },
         None => None,
     };
+    for rule in &mut rules {
+        let mut methods = masking.clone();
+        methods.extend(rule.masking.iter().map(|(c, m)| (c.clone(), *m)));
+        rule.masking = Arc::new(methods);
+    }
     Ok(Policy {
         source: path.to_owned(),
         identities,
@@ -433,7 +439,8 @@ fn rule(
         identities: raw.identities.clone(),
         targets: raw.targets.clone(),
         when,
-        masking,
+        // The overrides alone; the defaults are merged in once every rule is read.
+        masking: Arc::new(masking),
         max_rows: raw.max_rows,
         max_bytes: raw.max_bytes,
     })

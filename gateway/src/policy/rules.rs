@@ -49,8 +49,9 @@ pub struct Rule {
     pub identities: Option<Vec<String>>,
     pub targets: Option<Vec<String>>,
     pub when: Conditions,
-    /// Allow rules: category -> method overriding the defaults for this rule's sessions.
-    pub masking: BTreeMap<Category, MaskMethod>,
+    /// Allow rules: category -> method in force for this rule's statements (the policy's
+    /// defaults with this rule's overrides), shared by every plan the rule makes.
+    pub masking: Arc<BTreeMap<Category, MaskMethod>>,
     pub max_rows: Option<u64>,
     pub max_bytes: Option<u64>,
 }

@@ -207,19 +207,27 @@ impl SessionEnforcement {
             protect: !classes.is_empty(),
         };
         let mut replacements = Vec::new();
+        // The text parsed last: an extended-protocol request usually parses a statement and
+        // executes it, and deciding the same text again would give the same decision.
+        let mut last: Option<(&str, (Decision, QueryRules))> = None;
         for (index, statement) in request.statements.iter().enumerate() {
+            let mut decide_text = |sql: &str| match &last {
+                Some((text, decided)) if *text == sql => decided.clone(),
+                _ => self.decide_text(&loaded, &resolver, sql, &context),
+            };
             let (decision, results) = match statement {
                 Statement::Simple { sql } => {
-                    let (decision, rules) = self.decide_text(&loaded, &resolver, sql, &context);
+                    let (decision, rules) = decide_text(sql);
                     (decision, StatementResults::Query(rules))
                 }
                 Statement::Prepare { sql, .. } => {
-                    let (decision, _) = self.decide_text(&loaded, &resolver, sql, &context);
+                    let (decision, rules) = decide_text(sql);
+                    last = Some((sql, (decision.clone(), rules)));
                     (decision, StatementResults::Parse)
                 }
                 Statement::Execute { sql, .. } => {
                     let (decision, rules) = match sql {
-                        Some(sql) => self.decide_text(&loaded, &resolver, sql, &context),
+                        Some(sql) => decide_text(sql),
                         None => {
                             let decided = self.decide(&loaded, &resolver, None);
                             let rule = result_rule(&decided, &context);

@@ -3,6 +3,7 @@
 
 mod lineage;
 mod other;
+mod shape;
 
 use super::{
     analyze, Analysis, Lineage, OutputItem, RelationName, Source, SqlError, StatementFacts,

@@ -13,7 +13,7 @@ use super::{median, pgbench::pgbench, verdict};
 use crate::{cargo, workspace_root};
 
 const DECISION_FLOOR_NS: f64 = 5_000.0;
-const DECISIONS: [&str; 2] = ["phi-read", "pgbench-select"];
+const DECISIONS: [&str; 3] = ["phi-read", "pgbench-select", "pgbench-select-literal"];
 const POLICY_TOLERANCE: f64 = 0.05;
 const MODES: [&str; 3] = ["simple", "extended", "prepared"];
 const CLIENTS: u32 = 10;
@@ -118,8 +118,9 @@ fn decision() -> anyhow::Result<String> {
         "3",
     ])?;
     let mut out = String::from(
-        "## Policy decision on a cached statement (criterion)\n\nAnalysis lookup by text, \
-         provenance through a catalog snapshot, evaluation of the example policy.\n\n\
+        "## Policy decision on a cached statement (criterion)\n\nAnalysis lookup by text (by \
+         literal shape for `pgbench-select-literal`, a new text each time as pgbench -M simple \
+         sends), provenance through a catalog snapshot, evaluation of the example policy.\n\n\
          | statement | mean | floor |\n|---|---:|---|\n",
     );
     for name in DECISIONS {

@@ -24,7 +24,7 @@ fn rule(parsed: Vec<ResolvedColumn>, max_rows: Option<u64>) -> Arc<ResultRule> {
         plan: MaskPlan {
             rule: "agents".into(),
             protect: true,
-            methods,
+            methods: methods.into(),
             max_rows,
             max_bytes: None,
         },

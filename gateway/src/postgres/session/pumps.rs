@@ -64,9 +64,14 @@ pub enum Expectation {
     Ready,
     /// A request the gateway refused itself: an error, then ReadyForQuery.
     Refusal(ClientError),
-    /// The answers a forwarded request will get (with a policy in force), and whether its
-    /// target has classified data.
-    Steps(Vec<Step>, bool),
+    /// The answers a forwarded request will get (with a policy in force), whether its
+    /// target has classified data, and whether it ends with ReadyForQuery (one message
+    /// instead of two: each wakes the backend pump).
+    Steps {
+        steps: Vec<Step>,
+        protect: bool,
+        ready: bool,
+    },
 }
 
 pub async fn frontend<R, W>(
@@ -150,17 +155,23 @@ where
             F::Sync(_) | F::Flush(_) if copy_in_sync => out.unsplit(frame),
             _ => {
                 if let Some(mut request) = assembler.push(frame, &message) {
-                    let verdicts = match enforcement.as_deref_mut() {
+                    let ready = request.expects_ready_for_query();
+                    let (verdicts, expectation) = match enforcement.as_deref_mut() {
                         Some(enforcement) => {
                             let inspection = enforcement
                                 .inspect(&mut request, parts.denials)
                                 .await
                                 .map_err(PumpError::Client)?;
                             let steps = plan_steps(&mut request, inspection.results);
-                            send(expectations, Expectation::Steps(steps, inspection.protect))?;
-                            inspection.verdicts
+                            let protect = inspection.protect;
+                            let steps = Expectation::Steps {
+                                steps,
+                                protect,
+                                ready,
+                            };
+                            (inspection.verdicts, Some(steps))
                         }
-                        None => Vec::new(),
+                        None => (Vec::new(), ready.then_some(Expectation::Ready)),
                     };
                     match parts
                         .request_hook
@@ -168,9 +179,11 @@ where
                     {
                         RequestVerdict::Forward => {}
                     }
-                    if request.expects_ready_for_query() {
+                    if ready {
                         parts.state.request_sent();
-                        send(expectations, Expectation::Ready)?;
+                    }
+                    if let Some(expectation) = expectation {
+                        send(expectations, expectation)?;
                     }
                     out.unsplit(request.frames);
                 }
@@ -399,10 +412,20 @@ fn expect(
     results: Option<&mut ResultTracker>,
     expectation: Expectation,
 ) {
-    match (expectation, results) {
-        (Expectation::Steps(steps, protect), Some(results)) => results.push(steps, protect),
-        (Expectation::Steps(..), None) => {}
-        (expectation, _) => queue.push_back(expectation),
+    match expectation {
+        Expectation::Steps {
+            steps,
+            protect,
+            ready,
+        } => {
+            if let Some(results) = results {
+                results.push(steps, protect);
+            }
+            if ready {
+                queue.push_back(Expectation::Ready);
+            }
+        }
+        expectation => queue.push_back(expectation),
     }
 }
 
