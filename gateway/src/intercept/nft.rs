@@ -229,7 +229,9 @@ fn marked_agent_redirect(config: &Config) -> Vec<Statement<'static>> {
 }
 
 /// Agent packets (marked) keep conntrack for the redirect; unmarked loopback packets to or from a
-/// protected port skip it.
+/// protected port skip it. Any mark keeps conntrack, not only this gateway's: a second instance
+/// on the host (its own table and mark) would otherwise lose its redirect to this table's
+/// notrack, and its agents would reach the database directly.
 fn loopback_notrack_rules(config: &Config) -> Vec<Vec<Statement<'static>>> {
     let mut ports: Vec<u16> = config
         .targets
@@ -240,7 +242,11 @@ fn loopback_notrack_rules(config: &Config) -> Vec<Vec<Statement<'static>>> {
     ports.sort_unstable();
     ports.dedup();
     let mut rules = vec![vec![
-        equals(meta(MetaKey::Mark), Expression::Number(config.gateway.mark)),
+        Statement::Match(Match {
+            left: meta(MetaKey::Mark),
+            right: Expression::Number(0),
+            op: Operator::NEQ,
+        }),
         Statement::Return(None),
     ]];
     for port in ports {
@@ -329,11 +335,14 @@ mod tests {
              kind = \"postgres\"\ndestinations = [\"127.0.0.1:5432\", \"[::1]:5432\", \"*:9000\"]\n",
         );
         let rules = loopback_notrack_rules(&config);
-        // The agent's marked packets return first; then dport/sport for each distinct port.
+        // Marked packets (this gateway's agents or another instance's) return first; then
+        // dport/sport for each distinct port.
         assert_eq!(rules.len(), 1 + 2 * 2);
         let first = serde_json::to_string(&rules[0]).expect("serialises");
         assert!(
-            first.contains(r#""right":7"#) && first.contains("return"),
+            first.contains(r#""op":"!=""#)
+                && first.contains(r#""right":0"#)
+                && first.contains("return"),
             "{first}"
         );
         let text = serde_json::to_string(&rules[1..]).expect("serialises");

@@ -431,26 +431,27 @@ fn result_rule(decided: &Decided, context: &Arc<MaskContext>) -> Rule {
     let Decision::Allow(plan) = &decided.decision else {
         return None;
     };
-    let (mask_columns, scrub_messages, parsed) = match &decided.resolved {
+    let (mask_columns, scrub_messages) = match &decided.resolved {
         Some(resolved) => (
             needs_masking(plan, resolved),
             plan.protect && (resolved.classified || resolved.unknown),
-            resolved.outputs.clone(),
         ),
-        None => (plan.protect, plan.protect, None),
+        None => (plan.protect, plan.protect),
     };
+    if !ResultRule::is_needed(mask_columns, scrub_messages, plan) {
+        return None;
+    }
     let copy = decided.copy.clone().filter(|copy| {
         copy.direction == CopyDirection::To && copy.endpoint == CopyEndpoint::Client
     });
-    let rule = ResultRule {
+    Some(Arc::new(ResultRule {
         plan: plan.clone(),
-        parsed,
+        parsed: decided.resolved.as_ref().and_then(|r| r.outputs.clone()),
         mask_columns,
         scrub_messages,
         copy,
         context: context.clone(),
-    };
-    rule.is_needed().then(|| Arc::new(rule))
+    }))
 }
 
 fn needs_masking(plan: &MaskPlan, resolved: &Resolved) -> bool {

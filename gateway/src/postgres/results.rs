@@ -64,12 +64,10 @@ impl std::fmt::Debug for ResultRule {
 }
 
 impl ResultRule {
-    /// Whether the results need watching at all (masks, scrubbing or caps).
-    pub fn is_needed(&self) -> bool {
-        self.mask_columns
-            || self.scrub_messages
-            || self.plan.max_rows.is_some()
-            || self.plan.max_bytes.is_some()
+    /// Whether results need watching at all (masks, scrubbing or caps); asked before a rule
+    /// is built, since most statements need none.
+    pub fn is_needed(mask_columns: bool, scrub_messages: bool, plan: &MaskPlan) -> bool {
+        mask_columns || scrub_messages || plan.max_rows.is_some() || plan.max_bytes.is_some()
     }
 }
 

@@ -32,50 +32,57 @@ pub fn measure(binary: &Path, seconds: u32, rounds: u32) -> anyhow::Result<Strin
         "pgbench -i failed: {}",
         String::from_utf8_lossy(&init.stderr)
     );
-    let agents = AgentCgroup::create("tollgate-bench-policy")?;
+    // Two gateways side by side, each intercepting its own agents, so runs with and without
+    // the policy alternate closely and share the machine's conditions.
+    let hooks_agents = AgentCgroup::create("tollgate-bench-hooks")?;
+    let policy_agents = AgentCgroup::create("tollgate-bench-policy")?;
     let dir = TempDir::new("tollgate-bench-policy")?;
-    let glob = format!("{}*", agents.path);
+    let glob = format!("{}*", policy_agents.path);
     let key_file = dir.path().join("tokenization.key");
     let example = dir.path().join("example.toml");
     std::fs::write(&example, example_policy(&glob, &key_file)?)?;
     let credentials = dir.path().join("catalog.toml");
     write_catalog_credentials(&credentials)?;
-    let config = |policy: Option<&Path>| {
-        let mut config = GatewayConfig::new("benchpolicy");
+    let config = |tag: &str, agents: &AgentCgroup| {
+        let mut config = GatewayConfig::new(tag);
         config.cgroups = vec![agents.path.clone()];
         config.targets = vec![(
             "clinic".to_owned(),
             vec![format!("127.0.0.1:{}", pg.port())],
         )];
-        if let Some(policy) = policy {
-            config.enforce_policy("clinic", policy, &credentials);
-        }
         config
     };
+    let hooks_config = config("benchhooks", &hooks_agents);
+    let mut policy_config = config("benchpolicy", &policy_agents);
+    policy_config.enforce_policy("clinic", &example, &credentials);
+    // Each gateway recognises its own agents' connections by its mark.
+    policy_config.mark ^= 0x8000;
+    let _hooks_gateway = GatewayProcess::start(binary, &hooks_config)?;
+    let _policy_gateway = GatewayProcess::start(binary, &policy_config)?;
 
-    // pgbench -S: hooks only vs the example policy, alternating within each round.
     let mut hooks: Vec<Vec<f64>> = vec![Vec::new(); MODES.len()];
     let mut policed: Vec<Vec<f64>> = vec![Vec::new(); MODES.len()];
-    for _ in 0..rounds {
-        for (policy, results) in [(None, &mut hooks), (Some(example.as_path()), &mut policed)] {
-            let _gateway = GatewayProcess::start(binary, &config(policy))?;
-            for (mode, tps) in MODES.iter().zip(results.iter_mut()) {
-                tps.push(pgbench(
-                    agents.command("pgbench"),
-                    pg.port(),
-                    mode,
-                    CLIENTS,
-                    seconds,
-                )?);
+    for round in 0..rounds {
+        for (index, mode) in MODES.iter().enumerate() {
+            let run = |agents: &AgentCgroup| {
+                pgbench(agents.command("pgbench"), pg.port(), mode, CLIENTS, seconds)
+            };
+            // Which goes first alternates, so a drift in the machine's load evens out.
+            if round % 2 == 0 {
+                hooks[index].push(run(&hooks_agents)?);
+                policed[index].push(run(&policy_agents)?);
+            } else {
+                policed[index].push(run(&policy_agents)?);
+                hooks[index].push(run(&hooks_agents)?);
             }
         }
     }
     let _ = writeln!(
         out,
         "## pgbench -S with the example policy, {CLIENTS} clients, {seconds} s per run, {rounds} round(s)\n\n\
-         The same gateway (nftables redirect, recording hooks on) without a policy and with \
-         policies/examples/clinic-policy.toml in force: every statement analysed, decided and \
-         its results tracked.\n\n| mode | hooks only (tps) | example policy (tps) | ratio |\n|---|---:|---:|---:|"
+         Two gateways side by side (nftables redirect, recording hooks on), one without a \
+         policy and one with policies/examples/clinic-policy.toml in force (every statement \
+         analysed, decided and its results tracked), run alternately.\n\n| mode | hooks only (tps) | example policy (tps) | ratio |\n|---|---:|---:|---:|"
     );
     let mut floors = String::new();
     for ((mode, hooks), policed) in MODES.iter().zip(&mut hooks).zip(&mut policed) {
