@@ -15,7 +15,7 @@ mod common;
 
 use common::{pg_bed as bed, pg_bed_listening, PgBed as Bed, TOLLGATE};
 use serde_json::Value;
-use xtask::testbed::{require_root, GatewayProcess, RemoteHost};
+use xtask::testbed::{require_root, AgentCgroup, GatewayConfig, GatewayProcess, RemoteHost};
 
 const NOBODY: u32 = 65534;
 
@@ -413,6 +413,41 @@ fn uid_selected_agent_is_intercepted() {
     ));
     assert_success(&root_output, "root psql");
     assert_eq!(accepted(&bed.gateway), 1);
+}
+
+#[test]
+#[ignore = "privileged: needs root and BPF; run `sudo cargo xtask test`"]
+fn two_instances_protecting_one_database_both_intercept_their_agents() {
+    let bed = bed(
+        "two_instances_protecting_one_database_both_intercept_their_agents",
+        |_| {},
+    );
+    // A second appliance on the host: its own agents, table, mark and port, same database.
+    let other_agents = AgentCgroup::create(&format!("tollgate-pg2-{}", std::process::id()))
+        .expect("second agent cgroup");
+    let mut config = GatewayConfig::new(&format!("pg2_{}", env!("CARGO_CRATE_NAME")));
+    config.cgroups = vec![other_agents.path.clone()];
+    config.mark ^= 0x8000;
+    config.targets = vec![(
+        "clinic".to_owned(),
+        vec![format!("127.0.0.1:{}", bed.pg.port())],
+    )];
+    let other = GatewayProcess::start(std::path::Path::new(TOLLGATE), &config)
+        .expect("second tollgate starts");
+    // Each instance's loopback rules skip conntrack for unmarked traffic to the database; the
+    // other instance's marked agent packets must keep it, or its redirect never applies.
+    for (agents, gateway) in [(&bed.agents, &bed.gateway), (&other_agents, &other)] {
+        let (pid, output) = run(psql(
+            &mut agents.command("psql"),
+            "127.0.0.1",
+            bed.pg.port(),
+            "select 1",
+        ));
+        assert_success(&output, "agent psql");
+        open_event_for(gateway, pid);
+    }
+    assert_eq!(accepted(&bed.gateway), 1);
+    assert_eq!(accepted(&other), 1);
 }
 
 #[test]
