@@ -229,9 +229,12 @@ fn marked_agent_redirect(config: &Config) -> Vec<Statement<'static>> {
 }
 
 /// Agent packets (marked) keep conntrack for the redirect; unmarked loopback packets to or from a
-/// protected port skip it. Any mark keeps conntrack, not only this gateway's: a second instance
-/// on the host (its own table and mark) would otherwise lose its redirect to this table's
-/// notrack, and its agents would reach the database directly.
+/// protected port skip it, and so do the gateway's own upstream packets (`bypass_mark`): a
+/// conntrack entry of theirs, left behind when the connection closes, would match an agent's
+/// later connection from the same port and let it through unredirected. Every other mark keeps
+/// conntrack, not only this gateway's: a second instance on the host (its own table and mark)
+/// would otherwise lose its redirect to this table's notrack, and its agents would reach the
+/// database directly.
 fn loopback_notrack_rules(config: &Config) -> Vec<Vec<Statement<'static>>> {
     let mut ports: Vec<u16> = config
         .targets
@@ -241,12 +244,16 @@ fn loopback_notrack_rules(config: &Config) -> Vec<Vec<Statement<'static>>> {
         .collect();
     ports.sort_unstable();
     ports.dedup();
-    let mut rules = vec![vec![
+    let mark_is_not = |mark: u32| {
         Statement::Match(Match {
             left: meta(MetaKey::Mark),
-            right: Expression::Number(0),
+            right: Expression::Number(mark),
             op: Operator::NEQ,
-        }),
+        })
+    };
+    let mut rules = vec![vec![
+        mark_is_not(0),
+        mark_is_not(config.gateway.bypass_mark),
         Statement::Return(None),
     ]];
     for port in ports {
@@ -335,13 +342,14 @@ mod tests {
              kind = \"postgres\"\ndestinations = [\"127.0.0.1:5432\", \"[::1]:5432\", \"*:9000\"]\n",
         );
         let rules = loopback_notrack_rules(&config);
-        // Marked packets (this gateway's agents or another instance's) return first; then
-        // dport/sport for each distinct port.
+        // Marked packets (this gateway's agents or another instance's), but not the gateway's
+        // own upstream ones, return first; then dport/sport for each distinct port.
         assert_eq!(rules.len(), 1 + 2 * 2);
         let first = serde_json::to_string(&rules[0]).expect("serialises");
+        let not = |mark: u32| format!(r#""right":{mark},"op":"!=""#);
         assert!(
-            first.contains(r#""op":"!=""#)
-                && first.contains(r#""right":0"#)
+            first.contains(&not(0))
+                && first.contains(&not(config.gateway.bypass_mark))
                 && first.contains("return"),
             "{first}"
         );
