@@ -106,7 +106,8 @@ impl CatalogSlot {
     /// Reloads because something was missing (rate-limited), unless another task just did.
     #[expect(
         dead_code,
-        reason = "used by result masking on the wire, the next step of issue 4"
+        reason = "not wired yet: a relation missing from the snapshot is masked as untraceable \
+                  (fail closed) until the next reload after DDL through the gateway"
     )]
     pub async fn reload_for_missing(&self, access: &CatalogAccess) -> Option<Arc<Catalog>> {
         self.reload(access, true).await;
