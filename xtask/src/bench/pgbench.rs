@@ -30,18 +30,7 @@ struct Case {
 }
 
 pub fn measure(binary: &Path, seconds: u32, rounds: u32) -> anyhow::Result<String> {
-    let pg = PgCluster::start("127.0.0.1")?;
-    let init = Command::new("pgbench")
-        .args(["-i", "-q", "-s", "10", "-U", "postgres", "-h"])
-        .arg(pg.socket_dir())
-        .args(["-p", &pg.port().to_string(), "postgres"])
-        .output()?;
-    if !init.status.success() {
-        bail!(
-            "pgbench -i failed: {}",
-            String::from_utf8_lossy(&init.stderr)
-        );
-    }
+    let pg = pgbench_cluster()?;
     let bouncer = PgBouncer::start(pg.port())?;
     let agents = AgentCgroup::create("tollgate-bench-pgbench")?;
     let config = |redirect: &'static str| {
@@ -129,6 +118,23 @@ fn report(cases: &[(&str, u32)], results: &mut [Case], seconds: u32, rounds: u32
     }
     let _ = writeln!(out, "\nFloors:\n\n{floors}");
     out
+}
+
+/// A throwaway cluster with pgbench's tables at scale 10.
+pub(super) fn pgbench_cluster() -> anyhow::Result<PgCluster> {
+    let pg = PgCluster::start("127.0.0.1")?;
+    let init = Command::new("pgbench")
+        .args(["-i", "-q", "-s", "10", "-U", "postgres", "-h"])
+        .arg(pg.socket_dir())
+        .args(["-p", &pg.port().to_string(), "postgres"])
+        .output()?;
+    if !init.status.success() {
+        bail!(
+            "pgbench -i failed: {}",
+            String::from_utf8_lossy(&init.stderr)
+        );
+    }
+    Ok(pg)
 }
 
 pub(super) fn pgbench(

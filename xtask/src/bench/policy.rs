@@ -1,15 +1,18 @@
 //! The policy's cost on the request path: the decision on a cached statement (criterion), and
 //! pgbench -S with the example policy against the same gateway with hooks only.
 
-use std::{fmt::Write as _, path::Path, process::Command};
+use std::{fmt::Write as _, path::Path};
 
-use anyhow::{ensure, Context};
+use anyhow::Context;
 use xtask::testbed::{
-    example_policy, write_catalog_credentials, AgentCgroup, GatewayConfig, GatewayProcess,
-    PgCluster, TempDir,
+    example_policy, write_catalog_credentials, AgentCgroup, GatewayConfig, GatewayProcess, TempDir,
 };
 
-use super::{median, pgbench::pgbench, verdict};
+use super::{
+    median,
+    pgbench::{pgbench, pgbench_cluster},
+    verdict,
+};
 use crate::{cargo, workspace_root};
 
 const DECISION_FLOOR_NS: f64 = 5_000.0;
@@ -21,17 +24,7 @@ const CLIENTS: u32 = 10;
 pub fn measure(binary: &Path, seconds: u32, rounds: u32) -> anyhow::Result<String> {
     let mut out = String::new();
     out.push_str(&decision()?);
-    let pg = PgCluster::start("127.0.0.1")?;
-    let init = Command::new("pgbench")
-        .args(["-i", "-q", "-s", "10", "-U", "postgres", "-h"])
-        .arg(pg.socket_dir())
-        .args(["-p", &pg.port().to_string(), "postgres"])
-        .output()?;
-    ensure!(
-        init.status.success(),
-        "pgbench -i failed: {}",
-        String::from_utf8_lossy(&init.stderr)
-    );
+    let pg = pgbench_cluster()?;
     // Two gateways side by side, each intercepting its own agents, so runs with and without
     // the policy alternate closely and share the machine's conditions.
     let hooks_agents = AgentCgroup::create("tollgate-bench-hooks")?;
