@@ -14,6 +14,7 @@ mod tests;
 use std::sync::Arc;
 
 pub use cache::FactsCache;
+pub use shape::literal_shape;
 
 /// Parses `sql` (PostgreSQL dialect) into one [`StatementFacts`] per statement.
 pub fn analyze(sql: &str) -> Result<Analysis, SqlError> {

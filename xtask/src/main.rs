@@ -42,7 +42,8 @@ enum Task {
     /// Tollgate vs pgbouncer; the policy's decision, pgbench and masking costs). Writes
     /// target/bench/report.md.
     Bench {
-        /// Seconds per pgbench run.
+        /// Seconds per pgbench run in the pgbench section (the policy section alternates
+        /// many 2 s runs instead; `--rounds` sets how many).
         #[arg(long, default_value_t = 5)]
         seconds: u32,
         /// Rounds of each measurement (ratios are taken within a round).

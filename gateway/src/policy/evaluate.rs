@@ -25,14 +25,14 @@ pub enum Decision {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Refusal {
-    pub rule: String,
+    pub rule: Arc<str>,
     pub message: String,
 }
 
 /// How an allowed statement's results are masked for this session.
 #[derive(Debug, Clone, PartialEq)]
 pub struct MaskPlan {
-    pub rule: String,
+    pub rule: Arc<str>,
     /// The target has classified columns: results are checked at all.
     pub protect: bool,
     pub methods: Arc<BTreeMap<Category, MaskMethod>>,

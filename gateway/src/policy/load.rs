@@ -433,7 +433,7 @@ fn rule(
         masking.insert(category, method);
     }
     Ok(Rule {
-        id,
+        id: id.into(),
         effect,
         message: raw.message.clone(),
         identities: raw.identities.clone(),

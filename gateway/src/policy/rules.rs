@@ -42,7 +42,8 @@ pub enum Effect {
 
 #[derive(Debug, Clone)]
 pub struct Rule {
-    pub id: String,
+    /// Shared by every decision that names it (cloned per statement).
+    pub id: Arc<str>,
     pub effect: Effect,
     pub message: Option<String>,
     /// None: every identity (deny and approval rules only, or an explicit `"*"`).

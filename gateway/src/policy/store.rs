@@ -165,11 +165,11 @@ mod tests {
             1,
             "the old policy stays in force"
         );
-        assert_eq!(store.current().policy.rules[0].id, "r");
+        assert_eq!(&*store.current().policy.rules[0].id, "r");
 
         std::fs::write(&file, good.replace("id = \"r\"", "id = \"r2\"")).unwrap();
         assert_eq!(store.reload().unwrap(), 2);
-        assert_eq!(store.current().policy.rules[0].id, "r2");
+        assert_eq!(&*store.current().policy.rules[0].id, "r2");
 
         // The key file was created private, and is reused on the next start.
         let key_file = dir.join("tokenization.key");

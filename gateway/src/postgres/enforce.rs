@@ -4,6 +4,10 @@
 //! backend pump turns that error into the denial. The server thereby reports exactly the
 //! transaction state and skip-to-Sync behaviour PostgreSQL has for a failed statement.
 
+mod recent;
+#[cfg(test)]
+mod tests;
+
 use std::{
     collections::HashMap,
     sync::{
@@ -19,6 +23,7 @@ use pgwire::messages::{
     PgWireFrontendMessage,
 };
 
+use self::recent::RecentDecisions;
 use super::{
     catalog::{CatalogAccess, CatalogSlot, CatalogStore},
     errors::{sqlstate, ClientError},
@@ -30,7 +35,10 @@ use crate::{
         evaluate, Decision, IdentityFacts, Loaded, MaskPlan, PolicyStore, Resolved, Resolver,
         StatementView, TargetClassification,
     },
-    sql::{CopyDirection, CopyEndpoint, CopyFacts, FactsCache, StatementFacts, StatementKind},
+    sql::{
+        literal_shape, CopyDirection, CopyEndpoint, CopyFacts, FactsCache, StatementFacts,
+        StatementKind,
+    },
 };
 
 /// The marker a replaced message makes the server quote in its error.
@@ -73,13 +81,20 @@ impl Enforcement {
         if !loaded.policy.admits(target, &identities) {
             return Err(not_admitted(target));
         }
+        let classes = Arc::new(loaded.policy.classification_for(target));
+        let context = MaskContext {
+            catalog: None,
+            classes: classes.clone(),
+            key: self.store.token_key.clone(),
+        };
         Ok(SessionEnforcement {
             shared: self.clone(),
             target: target.to_owned(),
             identity,
             identities,
-            classes: Arc::new(loaded.policy.classification_for(target)),
+            classes,
             generation: loaded.generation,
+            recent: RecentDecisions::new(loaded.generation, context),
             catalog: self
                 .access
                 .contains_key(target)
@@ -133,7 +148,7 @@ impl Denials {
 #[derive(Debug, Clone)]
 pub struct Verdict {
     pub decision: &'static str,
-    pub rule: String,
+    pub rule: Arc<str>,
 }
 
 pub struct SessionEnforcement {
@@ -149,6 +164,9 @@ pub struct SessionEnforcement {
     sql_prepared: HashMap<String, Arc<StatementFacts>>,
     /// `DECLARE name CURSOR FOR ...`: what `FETCH ... FROM name` returns.
     cursors: HashMap<String, Arc<StatementFacts>>,
+    /// Decisions on recent texts, and the mask context, under the generation and catalog
+    /// snapshot in force.
+    recent: RecentDecisions,
 }
 
 /// What enforcement made of one request.
@@ -190,44 +208,41 @@ impl SessionEnforcement {
             (Some(slot), Some(access)) => slot.current(access).await,
             _ => None,
         };
-        let context = Arc::new(MaskContext {
-            catalog: catalog.clone(),
-            classes: self.classes.clone(),
-            key: self.shared.store.token_key.clone(),
-        });
-        let classes = self.classes.clone();
+        if !self.recent.holds_for(self.generation, catalog.as_ref()) {
+            self.recent = RecentDecisions::new(
+                self.generation,
+                MaskContext {
+                    catalog,
+                    classes: self.classes.clone(),
+                    key: self.shared.store.token_key.clone(),
+                },
+            );
+        }
+        let context = self.recent.context().clone();
         let resolver = Resolver {
-            catalog: catalog.as_deref(),
-            classes: &classes,
+            catalog: context.catalog.as_deref(),
+            classes: &context.classes,
         };
         let count = request.statements.len();
         let mut inspection = Inspection {
             verdicts: Vec::with_capacity(count),
             results: Vec::with_capacity(count),
-            protect: !classes.is_empty(),
+            protect: !context.classes.is_empty(),
         };
         let mut replacements = Vec::new();
-        // The text parsed last: an extended-protocol request usually parses a statement and
-        // executes it, and deciding the same text again would give the same decision.
-        let mut last: Option<(&str, (Decision, QueryRules))> = None;
         for (index, statement) in request.statements.iter().enumerate() {
-            let mut decide_text = |sql: &str| match &last {
-                Some((text, decided)) if *text == sql => decided.clone(),
-                _ => self.decide_text(&loaded, &resolver, sql, &context),
-            };
             let (decision, results) = match statement {
                 Statement::Simple { sql } => {
-                    let (decision, rules) = decide_text(sql);
+                    let (decision, rules) = self.decide_text(&loaded, &resolver, sql, &context);
                     (decision, StatementResults::Query(rules))
                 }
                 Statement::Prepare { sql, .. } => {
-                    let (decision, rules) = decide_text(sql);
-                    last = Some((sql, (decision.clone(), rules)));
+                    let (decision, _) = self.decide_text(&loaded, &resolver, sql, &context);
                     (decision, StatementResults::Parse)
                 }
                 Statement::Execute { sql, .. } => {
                     let (decision, rules) = match sql {
-                        Some(sql) => decide_text(sql),
+                        Some(sql) => self.decide_text(&loaded, &resolver, sql, &context),
                         None => {
                             let decided = self.decide(&loaded, &resolver, None);
                             let rule = result_rule(&decided, &context);
@@ -235,7 +250,7 @@ impl SessionEnforcement {
                         }
                     };
                     // A prepared statement holds one statement; a portal runs it.
-                    let rule = rules.statements.into_iter().next().unwrap_or(rules.beyond);
+                    let rule = rules.statements.first().cloned().unwrap_or(rules.beyond);
                     (decision, StatementResults::Execute(rule))
                 }
             };
@@ -251,7 +266,7 @@ impl SessionEnforcement {
     }
 
     /// All statements of one SQL text: the first that is not allowed decides; each allowed
-    /// one gets the rule for its results.
+    /// one gets the rule for its results. A text decided lately gets the same decision.
     fn decide_text(
         &mut self,
         loaded: &Loaded,
@@ -259,17 +274,42 @@ impl SessionEnforcement {
         sql: &str,
         context: &Arc<MaskContext>,
     ) -> (Decision, QueryRules) {
-        let analysis = self.shared.facts.get(sql);
-        let Ok(analysis) = analysis.as_ref() else {
-            let decided = self.decide(loaded, resolver, None);
-            let rule = result_rule(&decided, context);
-            return (decided.decision, single(rule));
+        let shape = literal_shape(sql);
+        let key = shape.as_deref().unwrap_or(sql);
+        if let Some(decided) = self.recent.get(key, shape.is_some()) {
+            return decided.clone();
+        }
+        let analysis = self.shared.facts.get_shaped(sql, shape.as_deref());
+        let decided = match analysis.as_ref() {
+            Ok(analysis) => self.decide_statements(loaded, resolver, &analysis.statements, context),
+            Err(_) => {
+                let decided = self.decide(loaded, resolver, None);
+                let rule = result_rule(&decided, context);
+                (decided.decision, single(rule))
+            }
         };
+        let repeatable = analysis
+            .as_ref()
+            .as_ref()
+            .is_ok_and(|a| !a.statements.iter().any(|f| session_bound(f.kind)));
+        if repeatable {
+            self.recent.insert(key, shape.is_some(), decided.clone());
+        }
+        decided
+    }
+
+    fn decide_statements(
+        &mut self,
+        loaded: &Loaded,
+        resolver: &Resolver<'_>,
+        statements: &[StatementFacts],
+        context: &Arc<MaskContext>,
+    ) -> (Decision, QueryRules) {
         let mut allowed = None;
-        let mut rules = QueryRules::default();
-        for facts in &analysis.statements {
+        let mut rules = Vec::with_capacity(statements.len());
+        for facts in statements {
             let decided = self.decide(loaded, resolver, Some(facts));
-            rules.statements.push(result_rule(&decided, context));
+            rules.push(result_rule(&decided, context));
             match decided.decision {
                 Decision::Allow(plan) => {
                     allowed.get_or_insert(plan);
@@ -279,7 +319,7 @@ impl SessionEnforcement {
         }
         // Should the server see more statements than the parser did, they are treated as
         // untraceable under the first statement's plan.
-        rules.beyond = allowed.as_ref().and_then(|plan| {
+        let beyond = allowed.as_ref().and_then(|plan| {
             let decided = Decided {
                 decision: Decision::Allow(plan.clone()),
                 resolved: None,
@@ -295,6 +335,10 @@ impl SessionEnforcement {
             max_rows: None,
             max_bytes: None,
         });
+        let rules = QueryRules {
+            statements: rules.into(),
+            beyond,
+        };
         (Decision::Allow(plan), rules)
     }
 
@@ -357,10 +401,7 @@ impl SessionEnforcement {
                 resolved: &resolved,
             },
         );
-        let changes_schema = matches!(
-            target_facts.kind,
-            StatementKind::Create | StatementKind::Alter | StatementKind::Drop
-        );
+        let changes_schema = changes_schema(target_facts.kind);
         if let (Decision::Allow(_), true, Some(slot)) = (&decision, changes_schema, &self.catalog) {
             // Relations may appear, change or go: read the catalog again before the next use.
             slot.mark_stale();
@@ -407,9 +448,30 @@ impl SessionEnforcement {
 
 fn single(rule: Rule) -> QueryRules {
     QueryRules {
-        statements: vec![rule.clone()],
+        statements: Arc::new([rule.clone()]),
         beyond: rule,
     }
+}
+
+/// Statements whose decision reads or changes this session's own state (its SQL-level
+/// prepared statements and cursors, the freshness of the catalog): never taken from
+/// [`RecentDecisions`].
+fn session_bound(kind: StatementKind) -> bool {
+    changes_schema(kind)
+        || matches!(
+            kind,
+            StatementKind::Prepare
+                | StatementKind::Declare
+                | StatementKind::Execute
+                | StatementKind::Fetch
+        )
+}
+
+fn changes_schema(kind: StatementKind) -> bool {
+    matches!(
+        kind,
+        StatementKind::Create | StatementKind::Alter | StatementKind::Drop
+    )
 }
 
 fn verdict_of(decision: &Decision) -> Verdict {

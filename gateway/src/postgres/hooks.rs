@@ -122,7 +122,7 @@ fn record_statement(session: &SessionInfo, statement: &Statement, verdict: Optio
         sql = sql.as_deref().unwrap_or("<unknown prepared statement>"),
         parameters = parameters.as_deref(),
         decision = verdict.map(|v| v.decision),
-        rule = verdict.map(|v| v.rule.as_str()),
+        rule = verdict.map(|v| &*v.rule),
         "statement"
     );
 }

@@ -80,7 +80,7 @@ const MASKED_PAYLOAD: &str = "[payload masked by Tollgate]";
 /// list (the server split the text differently) get `beyond`.
 #[derive(Debug, Clone, Default)]
 pub struct QueryRules {
-    pub statements: Vec<Rule>,
+    pub statements: Arc<[Rule]>,
     pub beyond: Rule,
 }
 

@@ -50,8 +50,12 @@ impl FactsCache {
 
     /// The analysis of `sql`, from the cache or made now (outside the lock).
     pub fn get(&self, sql: &str) -> SharedAnalysis {
-        let shape = literal_shape(sql);
-        let key = shape.as_deref().unwrap_or(sql);
+        self.get_shaped(sql, literal_shape(sql).as_deref())
+    }
+
+    /// As [`get`](Self::get), for a caller that already has the text's literal shape.
+    pub fn get_shaped(&self, sql: &str, shape: Option<&str>) -> SharedAnalysis {
+        let key = shape.unwrap_or(sql);
         if let Some(hit) = self.lock().of(shape.is_some()).get(key) {
             return Arc::clone(hit);
         }

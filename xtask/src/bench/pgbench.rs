@@ -138,12 +138,29 @@ pub(super) fn pgbench_cluster() -> anyhow::Result<PgCluster> {
 }
 
 pub(super) fn pgbench(
-    mut command: Command,
+    command: Command,
     port: u16,
     mode: &str,
     clients: u32,
     seconds: u32,
 ) -> anyhow::Result<f64> {
+    Ok(pgbench_run(command, port, mode, clients, seconds)?.tps)
+}
+
+/// What one pgbench run reports.
+pub(super) struct PgbenchRun {
+    /// Transactions per second, without the initial connection time.
+    pub tps: f64,
+    pub transactions: u64,
+}
+
+pub(super) fn pgbench_run(
+    mut command: Command,
+    port: u16,
+    mode: &str,
+    clients: u32,
+    seconds: u32,
+) -> anyhow::Result<PgbenchRun> {
     let threads = clients.min(2);
     let output = command
         .args(["-S", "-M", mode, "-n", "-T", &seconds.to_string()])
@@ -169,12 +186,19 @@ pub(super) fn pgbench(
             String::from_utf8_lossy(&output.stderr)
         );
     }
-    text.lines()
+    let tps = text
+        .lines()
         .find(|l| l.starts_with("tps = ") && l.contains("without initial connection time"))
         .or_else(|| text.lines().find(|l| l.starts_with("tps = ")))
         .and_then(|l| l.trim_start_matches("tps = ").split_whitespace().next())
         .and_then(|v| v.parse().ok())
-        .with_context(|| format!("no tps in pgbench output:\n{text}"))
+        .with_context(|| format!("no tps in pgbench output:\n{text}"))?;
+    let transactions = text
+        .lines()
+        .find_map(|l| l.strip_prefix("number of transactions actually processed: "))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .with_context(|| format!("no transaction count in pgbench output:\n{text}"))?;
+    Ok(PgbenchRun { tps, transactions })
 }
 
 /// pgbouncer in session mode in front of the cluster, run as the postgres user.

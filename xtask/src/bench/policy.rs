@@ -10,8 +10,8 @@ use xtask::testbed::{
 
 use super::{
     median,
-    pgbench::{pgbench, pgbench_cluster},
-    verdict,
+    pgbench::{pgbench_cluster, pgbench_run, PgbenchRun},
+    process_cpu_seconds, quartiles, verdict,
 };
 use crate::{cargo, workspace_root};
 
@@ -20,8 +20,32 @@ const DECISIONS: [&str; 3] = ["phi-read", "pgbench-select", "pgbench-select-lite
 const POLICY_TOLERANCE: f64 = 0.05;
 const MODES: [&str; 3] = ["simple", "extended", "prepared"];
 const CLIENTS: u32 = 10;
+/// Seconds per pgbench run of a quad.
+const QUAD_RUN_SECONDS: u32 = 2;
+const QUADS_PER_ROUND: u32 = 4;
+const MIN_QUADS: u32 = 8;
 
-pub fn measure(binary: &Path, seconds: u32, rounds: u32) -> anyhow::Result<String> {
+/// One side's runs in one mode.
+#[derive(Default)]
+struct Side {
+    tps: Vec<f64>,
+    transactions: u64,
+    gateway_cpu_seconds: f64,
+}
+
+impl Side {
+    fn add(&mut self, run: &PgbenchRun, gateway_cpu_seconds: f64) {
+        self.tps.push(run.tps);
+        self.transactions += run.transactions;
+        self.gateway_cpu_seconds += gateway_cpu_seconds;
+    }
+
+    fn cpu_per_transaction_us(&self) -> f64 {
+        self.gateway_cpu_seconds * 1e6 / self.transactions.max(1) as f64
+    }
+}
+
+pub fn measure(binary: &Path, rounds: u32) -> anyhow::Result<String> {
     let mut out = String::new();
     out.push_str(&decision()?);
     let pg = pgbench_cluster()?;
@@ -50,47 +74,61 @@ pub fn measure(binary: &Path, seconds: u32, rounds: u32) -> anyhow::Result<Strin
     policy_config.enforce_policy("clinic", &example, &credentials);
     // Each gateway recognises its own agents' connections by its mark.
     policy_config.mark ^= 0x8000;
-    let _hooks_gateway = GatewayProcess::start(binary, &hooks_config)?;
-    let _policy_gateway = GatewayProcess::start(binary, &policy_config)?;
+    let hooks_gateway = GatewayProcess::start(binary, &hooks_config)?;
+    let policy_gateway = GatewayProcess::start(binary, &policy_config)?;
 
-    let mut hooks: Vec<Vec<f64>> = vec![Vec::new(); MODES.len()];
-    let mut policed: Vec<Vec<f64>> = vec![Vec::new(); MODES.len()];
-    // Each round runs every mode as hooks, policy, policy, hooks: a drift in the machine's
-    // load during the round weighs on both sides alike.
-    let rounds = rounds.max(3);
-    for _ in 0..rounds {
+    let mut sides: Vec<[Side; 2]> = MODES.iter().map(|_| Default::default()).collect();
+    let mut ratios: Vec<Vec<f64>> = vec![Vec::new(); MODES.len()];
+    // Many short quads (hooks, policy, policy, hooks) rather than a few long runs: the
+    // machine's load drifts over seconds, and within a quad it weighs on both sides alike.
+    let quads = (rounds * QUADS_PER_ROUND).max(MIN_QUADS);
+    let gateways = [
+        (&hooks_agents, &hooks_gateway),
+        (&policy_agents, &policy_gateway),
+    ];
+    for _ in 0..quads {
         for (index, mode) in MODES.iter().enumerate() {
-            let run = |agents: &AgentCgroup| {
-                pgbench(agents.command("pgbench"), pg.port(), mode, CLIENTS, seconds)
-            };
-            let first = run(&hooks_agents)?;
-            let policy = run(&policy_agents)? + run(&policy_agents)?;
-            let hooks_total = first + run(&hooks_agents)?;
-            hooks[index].push(hooks_total / 2.0);
-            policed[index].push(policy / 2.0);
+            let mut quad = [0.0; 2];
+            for side in [0, 1, 1, 0] {
+                let (agents, gateway) = gateways[side];
+                let before = process_cpu_seconds(gateway)?;
+                let run = pgbench_run(
+                    agents.command("pgbench"),
+                    pg.port(),
+                    mode,
+                    CLIENTS,
+                    QUAD_RUN_SECONDS,
+                )?;
+                let cpu = process_cpu_seconds(gateway)? - before;
+                sides[index][side].add(&run, cpu);
+                quad[side] += run.tps;
+            }
+            ratios[index].push(quad[1] / quad[0]);
         }
     }
     let _ = writeln!(
         out,
-        "## pgbench -S with the example policy, {CLIENTS} clients, {seconds} s per run, {rounds} round(s)\n\n\
+        "## pgbench -S with the example policy, {CLIENTS} clients, {quads} quads of \
+         {QUAD_RUN_SECONDS} s runs per mode\n\n\
          Two gateways side by side (nftables redirect, recording hooks on), one without a \
          policy and one with policies/examples/clinic-policy.toml in force (every statement \
-         analysed, decided and its results tracked); each round runs every mode as hooks, \
-         policy, policy, hooks.\n\n| mode | hooks only (tps) | example policy (tps) | ratio |\n|---|---:|---:|---:|"
+         analysed, decided and its results tracked). Each quad runs hooks, policy, policy, \
+         hooks; the ratio is the median over quads of policy tps / hooks tps, with the \
+         quartiles. Gateway CPU per transaction is the gateway process's user + system time \
+         over the transactions pgbench completed (connection set-up included).\n\n\
+         | mode | hooks only (tps) | example policy (tps) | ratio (quartiles) | gateway CPU per \
+         transaction, hooks / policy |\n|---|---:|---:|---:|---:|"
     );
     let mut floors = String::new();
-    for ((mode, hooks), policed) in MODES.iter().zip(&mut hooks).zip(&mut policed) {
-        let mut ratios: Vec<f64> = policed
-            .iter()
-            .zip(hooks.iter())
-            .map(|(p, h)| p / h)
-            .collect();
-        let ratio = median(&mut ratios);
+    for ((mode, [hooks, policed]), ratios) in MODES.iter().zip(&mut sides).zip(&mut ratios) {
+        let (low, ratio, high) = quartiles(ratios);
         let _ = writeln!(
             out,
-            "| {mode} | {:.0} | {:.0} | {ratio:.3}× |",
-            median(hooks),
-            median(policed)
+            "| {mode} | {:.0} | {:.0} | {ratio:.3}× ({low:.3}–{high:.3}) | {:.1} / {:.1} µs |",
+            median(&mut hooks.tps),
+            median(&mut policed.tps),
+            hooks.cpu_per_transaction_us(),
+            policed.cpu_per_transaction_us(),
         );
         let _ = writeln!(
             floors,

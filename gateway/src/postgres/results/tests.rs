@@ -95,7 +95,7 @@ fn complete(tag: &str) -> B {
 fn query_step(rules: Vec<Rule>) -> Step {
     Step::Query {
         rules: QueryRules {
-            statements: rules,
+            statements: rules.into(),
             beyond: None,
         },
         index: 0,

@@ -1,0 +1,158 @@
+//! A session's enforcement over several requests: decisions repeated from the session's
+//! recent ones must be the decisions a fresh evaluation would make.
+
+use std::{collections::HashMap, path::PathBuf, sync::Arc};
+
+use bytes::BytesMut;
+use pgwire::messages::{simplequery::Query, PgWireFrontendMessage};
+
+use super::{Denials, Enforcement, SessionEnforcement};
+use crate::{
+    policy::{IdentityFacts, PolicyStore},
+    postgres::{
+        request::{Request, RequestEnd, Statement},
+        results::StatementResults,
+    },
+};
+
+const POLICY: &str = r#"version = 1
+[[identities]]
+id = "agent"
+uid = [1000]
+
+[[classify]]
+table = "public.patients"
+columns = { ssn = "ssn" }
+
+[masking]
+ssn = "redact"
+
+[[rules]]
+id = "read-anything"
+effect = "allow"
+identities = ["agent"]
+"#;
+
+const DENY_VISITS: &str = r#"
+[[rules]]
+id = "no-visits"
+effect = "deny"
+tables = ["public.visits"]
+"#;
+
+struct Fixture {
+    dir: PathBuf,
+    store: Arc<PolicyStore>,
+    session: SessionEnforcement,
+}
+
+impl Fixture {
+    fn new(name: &str) -> Self {
+        let dir =
+            std::env::temp_dir().join(format!("tollgate-enforce-{name}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("policy.toml"), POLICY).unwrap();
+        let store = Arc::new(PolicyStore::open(&dir.join("policy.toml"), &dir).unwrap());
+        let enforcement = Arc::new(Enforcement::new(store.clone(), HashMap::new()));
+        let identity = IdentityFacts {
+            uid: Some(1000),
+            ..Default::default()
+        };
+        let server = "127.0.0.1:5432".parse().unwrap();
+        let session = enforcement
+            .admit("clinic", server, "postgres", identity)
+            .unwrap_or_else(|_| panic!("the agent is admitted"));
+        Fixture {
+            dir,
+            store,
+            session,
+        }
+    }
+
+    /// The rule that decided `sql`, and whether its result columns are masked.
+    async fn run(&mut self, sql: &str) -> (String, bool) {
+        let mut frames = BytesMut::new();
+        PgWireFrontendMessage::Query(Query::new(sql.to_owned()))
+            .encode(&mut frames)
+            .unwrap();
+        let mut request = Request {
+            end: RequestEnd::Query,
+            statements: vec![Statement::Simple { sql: sql.into() }],
+            spans: std::iter::once(0..frames.len()).collect(),
+            frames,
+        };
+        let mut inspection = match self
+            .session
+            .inspect(&mut request, &Denials::default())
+            .await
+        {
+            Ok(inspection) => inspection,
+            Err(_) => panic!("the session stays admitted"),
+        };
+        let masked = match inspection.results.pop() {
+            Some(StatementResults::Query(rules)) => rules
+                .statements
+                .first()
+                .cloned()
+                .flatten()
+                .is_some_and(|rule| rule.mask_columns),
+            _ => panic!("a Query has query results"),
+        };
+        (inspection.verdicts[0].rule.to_string(), masked)
+    }
+}
+
+impl Drop for Fixture {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+#[tokio::test]
+async fn a_repeated_text_is_decided_again_under_a_reloaded_policy() {
+    let mut fixture = Fixture::new("reload");
+    let sql = "SELECT count(*) FROM public.visits";
+    for _ in 0..2 {
+        assert_eq!(fixture.run(sql).await.0, "read-anything");
+    }
+    assert!(fixture.session.recent.remembers(sql));
+
+    std::fs::write(
+        fixture.dir.join("policy.toml"),
+        format!("{POLICY}{DENY_VISITS}"),
+    )
+    .unwrap();
+    fixture.store.reload().unwrap();
+    assert_eq!(fixture.run(sql).await.0, "no-visits");
+}
+
+#[tokio::test]
+async fn sql_level_execute_is_decided_by_what_is_prepared_now() {
+    let mut fixture = Fixture::new("execute");
+    assert_eq!(
+        fixture.run("PREPARE q AS SELECT 1").await.0,
+        "read-anything"
+    );
+    assert!(!fixture.run("EXECUTE q").await.1, "SELECT 1 is not masked");
+    fixture.run("DEALLOCATE q").await;
+    fixture
+        .run("PREPARE q AS SELECT ssn FROM public.patients")
+        .await;
+    assert!(
+        fixture.run("EXECUTE q").await.1,
+        "the same EXECUTE text now returns SSNs"
+    );
+    assert!(!fixture.session.recent.remembers("EXECUTE q"));
+    assert!(!fixture.session.recent.remembers("PREPARE q AS SELECT 1"));
+}
+
+#[tokio::test]
+async fn texts_of_one_literal_shape_share_a_decision_and_others_do_not() {
+    let mut fixture = Fixture::new("shape");
+    let masked = "SELECT ssn FROM public.patients WHERE id = 1";
+    let plain = "SELECT 7 FROM public.visits WHERE id = 1";
+    assert!(fixture.run(masked).await.1);
+    assert!(!fixture.run(plain).await.1);
+    assert!(fixture.run(&masked.replace('1', "2")).await.1);
+    assert!(!fixture.run(&plain.replace('1', "2")).await.1);
+}
