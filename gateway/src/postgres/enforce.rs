@@ -33,7 +33,7 @@ use super::{
 use crate::{
     policy::{
         evaluate, Decision, IdentityFacts, Loaded, MaskPlan, PolicyStore, Resolved, Resolver,
-        StatementView, TargetClassification,
+        StatementView,
     },
     sql::{
         literal_shape, CopyDirection, CopyEndpoint, CopyFacts, FactsCache, StatementFacts,
@@ -92,8 +92,6 @@ impl Enforcement {
             target: target.to_owned(),
             identity,
             identities,
-            classes,
-            generation: loaded.generation,
             recent: RecentDecisions::new(loaded.generation, context),
             catalog: self
                 .access
@@ -156,16 +154,13 @@ pub struct SessionEnforcement {
     target: String,
     identity: IdentityFacts,
     identities: Vec<String>,
-    /// The target's classified columns under the policy of `generation`.
-    classes: Arc<TargetClassification>,
-    generation: u64,
     catalog: Option<Arc<CatalogSlot>>,
     /// SQL-level `PREPARE name AS ...`: what `EXECUTE name` runs.
     sql_prepared: HashMap<String, Arc<StatementFacts>>,
     /// `DECLARE name CURSOR FOR ...`: what `FETCH ... FROM name` returns.
     cursors: HashMap<String, Arc<StatementFacts>>,
-    /// Decisions on recent texts, and the mask context, under the generation and catalog
-    /// snapshot in force.
+    /// The policy generation and catalog snapshot in force for this session, with the
+    /// target's classification, and the decisions made under them lately.
     recent: RecentDecisions,
 }
 
@@ -195,11 +190,10 @@ impl SessionEnforcement {
         denials: &Denials,
     ) -> Result<Inspection, ClientError> {
         let loaded = self.shared.store.current();
-        if loaded.generation != self.generation {
+        let new_policy = loaded.generation != self.recent.generation();
+        if new_policy {
             // Re-checked under the new policy: who this session is, and whether it may stay.
             self.identities = loaded.policy.identities_of(&self.identity);
-            self.classes = Arc::new(loaded.policy.classification_for(&self.target));
-            self.generation = loaded.generation;
             if !loaded.policy.admits(&self.target, &self.identities) {
                 return Err(not_admitted(&self.target));
             }
@@ -208,12 +202,16 @@ impl SessionEnforcement {
             (Some(slot), Some(access)) => slot.current(access).await,
             _ => None,
         };
-        if !self.recent.holds_for(self.generation, catalog.as_ref()) {
+        if new_policy || !self.recent.made_with(catalog.as_ref()) {
+            let classes = match new_policy {
+                true => Arc::new(loaded.policy.classification_for(&self.target)),
+                false => self.recent.context().classes.clone(),
+            };
             self.recent = RecentDecisions::new(
-                self.generation,
+                loaded.generation,
                 MaskContext {
                     catalog,
-                    classes: self.classes.clone(),
+                    classes,
                     key: self.shared.store.token_key.clone(),
                 },
             );

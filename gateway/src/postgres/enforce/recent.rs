@@ -16,9 +16,11 @@ use crate::policy::{Catalog, Decision};
 const CAPACITY: usize = 16;
 
 pub struct RecentDecisions {
+    /// The policy generation the decisions were made under.
     generation: u64,
     catalog: Option<Arc<Catalog>>,
-    /// What result masks resolve against under this generation and snapshot.
+    /// What result masks resolve against: this snapshot, the target's classification under
+    /// this generation, the tokenization key.
     context: Arc<MaskContext>,
     entries: Vec<Entry>,
     /// The entry replaced next once full (oldest first).
@@ -43,14 +45,17 @@ impl RecentDecisions {
         }
     }
 
-    /// Whether the decisions were made under this generation and catalog snapshot.
-    pub fn holds_for(&self, generation: u64, catalog: Option<&Arc<Catalog>>) -> bool {
-        self.generation == generation
-            && match (&self.catalog, catalog) {
-                (Some(mine), Some(current)) => Arc::ptr_eq(mine, current),
-                (None, None) => true,
-                _ => false,
-            }
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    /// Whether the decisions were made with this catalog snapshot.
+    pub fn made_with(&self, catalog: Option<&Arc<Catalog>>) -> bool {
+        match (&self.catalog, catalog) {
+            (Some(mine), Some(current)) => Arc::ptr_eq(mine, current),
+            (None, None) => true,
+            _ => false,
+        }
     }
 
     pub fn context(&self) -> &Arc<MaskContext> {
