@@ -14,6 +14,9 @@ use crate::policy::{Catalog, Decision};
 
 /// Texts remembered per session; a miss costs one decision, so a few suffice.
 const CAPACITY: usize = 16;
+/// Longer texts are not remembered: they are rarely repeated, and every session would
+/// hold copies of them.
+const MAX_KEY_BYTES: usize = 1024;
 
 pub struct RecentDecisions {
     /// The policy generation the decisions were made under.
@@ -70,6 +73,9 @@ impl RecentDecisions {
     }
 
     pub fn insert(&mut self, key: &str, shaped: bool, decided: (Decision, QueryRules)) {
+        if key.len() > MAX_KEY_BYTES {
+            return;
+        }
         let entry = Entry {
             key: key.into(),
             shaped,

@@ -116,6 +116,15 @@ async fn a_repeated_text_is_decided_again_under_a_reloaded_policy() {
         assert_eq!(fixture.run(sql).await.0, "read-anything");
     }
     assert!(fixture.session.recent.remembers(sql));
+    let long = format!(
+        "SELECT count(*) FROM public.visits WHERE {} true",
+        "true AND ".repeat(200)
+    );
+    assert_eq!(fixture.run(&long).await.0, "read-anything");
+    assert!(
+        !fixture.session.recent.remembers(&long),
+        "long texts are not kept"
+    );
 
     std::fs::write(
         fixture.dir.join("policy.toml"),
