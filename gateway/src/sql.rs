@@ -21,6 +21,12 @@ pub fn analyze(sql: &str) -> Result<Analysis, SqlError> {
     analyze::analyze(sql)
 }
 
+/// What `EXPLAIN ANALYZE EXECUTE name` (`explain`) does once the statement prepared under
+/// that name (`prepared`, known only to the session) is looked up: it runs it.
+pub fn explain_analyze_of(explain: &StatementFacts, prepared: &StatementFacts) -> StatementFacts {
+    analyze::explain_analyze_of(explain, prepared)
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SqlError {
     /// The parser could not read the text; the message is the parser's, without the SQL.

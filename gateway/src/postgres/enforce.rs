@@ -36,8 +36,8 @@ use crate::{
         StatementView,
     },
     sql::{
-        literal_shape, CopyDirection, CopyEndpoint, CopyFacts, FactsCache, StatementFacts,
-        StatementKind,
+        explain_analyze_of, literal_shape, CopyDirection, CopyEndpoint, CopyFacts, FactsCache,
+        StatementFacts, StatementKind,
     },
 };
 
@@ -228,6 +228,9 @@ impl SessionEnforcement {
             protect: !context.classes.is_empty(),
         };
         let mut replacements = Vec::new();
+        // The text parsed last: an extended-protocol request usually parses a statement and
+        // executes it, which is one decision even for a text the session does not keep.
+        let mut parsed: Option<(&str, (Decision, QueryRules))> = None;
         for (index, statement) in request.statements.iter().enumerate() {
             let (decision, results) = match statement {
                 Statement::Simple { sql } => {
@@ -235,13 +238,16 @@ impl SessionEnforcement {
                     (decision, StatementResults::Query(rules))
                 }
                 Statement::Prepare { sql, .. } => {
-                    let (decision, _) = self.decide_text(&loaded, &resolver, sql, &context);
+                    let decided = self.decide_text(&loaded, &resolver, sql, &context);
+                    let decision = decided.0.clone();
+                    parsed = Some((sql, decided));
                     (decision, StatementResults::Parse)
                 }
                 Statement::Execute { sql, .. } => {
-                    let (decision, rules) = match sql {
-                        Some(sql) => self.decide_text(&loaded, &resolver, sql, &context),
-                        None => {
+                    let (decision, rules) = match (sql, &parsed) {
+                        (Some(sql), Some((text, decided))) if **sql == **text => decided.clone(),
+                        (Some(sql), _) => self.decide_text(&loaded, &resolver, sql, &context),
+                        (None, _) => {
                             let decided = self.decide(&loaded, &resolver, None);
                             let rule = result_rule(&decided, &context);
                             (decided.decision, single(rule))
@@ -289,8 +295,8 @@ impl SessionEnforcement {
         let repeatable = analysis
             .as_ref()
             .as_ref()
-            .is_ok_and(|a| !a.statements.iter().any(|f| session_bound(f.kind)));
-        if repeatable {
+            .is_ok_and(|a| !a.statements.iter().any(session_bound));
+        if repeatable && RecentDecisions::keeps(key) {
             self.recent.insert(key, shape.is_some(), decided.clone());
         }
         decided
@@ -375,6 +381,14 @@ impl SessionEnforcement {
                 .executes
                 .as_ref()
                 .and_then(|name| self.sql_prepared.get(name).cloned()),
+            // `EXPLAIN ANALYZE EXECUTE name` runs the prepared statement as well.
+            StatementKind::Explain => match &facts.executes {
+                Some(name) => match self.sql_prepared.get(name) {
+                    Some(prepared) => Some(Arc::new(explain_analyze_of(facts, prepared))),
+                    None => return unparsed(self),
+                },
+                None => None,
+            },
             StatementKind::Fetch => facts
                 .cursor
                 .as_ref()
@@ -454,15 +468,12 @@ fn single(rule: Rule) -> QueryRules {
 /// Statements whose decision reads or changes this session's own state (its SQL-level
 /// prepared statements and cursors, the freshness of the catalog): never taken from
 /// [`RecentDecisions`].
-fn session_bound(kind: StatementKind) -> bool {
-    changes_schema(kind)
-        || matches!(
-            kind,
-            StatementKind::Prepare
-                | StatementKind::Declare
-                | StatementKind::Execute
-                | StatementKind::Fetch
-        )
+fn session_bound(facts: &StatementFacts) -> bool {
+    changes_schema(facts.kind)
+        || facts.prepared.is_some()
+        || facts.cursor_query.is_some()
+        || facts.executes.is_some()
+        || facts.cursor.is_some()
 }
 
 fn changes_schema(kind: StatementKind) -> bool {

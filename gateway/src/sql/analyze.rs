@@ -19,6 +19,8 @@ use sqlparser::{
 use super::{Analysis, SqlError, StatementFacts, StatementKind};
 use split::{Lead, Segment};
 
+pub(super) use statements::explain_analyze_of;
+
 pub(super) fn analyze(sql: &str) -> Result<Analysis, SqlError> {
     let mut statements = Vec::new();
     for segment in split::segments(sql)? {

@@ -72,10 +72,12 @@ impl RecentDecisions {
             .map(|entry| &entry.decided)
     }
 
+    /// Whether a text (or shape) of this length is kept at all.
+    pub fn keeps(key: &str) -> bool {
+        key.len() <= MAX_KEY_BYTES
+    }
+
     pub fn insert(&mut self, key: &str, shaped: bool, decided: (Decision, QueryRules)) {
-        if key.len() > MAX_KEY_BYTES {
-            return;
-        }
         let entry = Entry {
             key: key.into(),
             shaped,

@@ -165,3 +165,35 @@ async fn texts_of_one_literal_shape_share_a_decision_and_others_do_not() {
     assert!(fixture.run(&masked.replace('1', "2")).await.1);
     assert!(!fixture.run(&plain.replace('1', "2")).await.1);
 }
+
+#[tokio::test]
+async fn explain_analyze_execute_is_decided_by_the_statement_it_runs() {
+    let mut fixture = Fixture::new("explain");
+    let explain = "EXPLAIN ANALYZE EXECUTE wipe";
+    fixture
+        .run("PREPARE wipe AS DELETE FROM public.visits")
+        .await;
+    assert_eq!(fixture.run(explain).await.0, "read-anything");
+    assert!(!fixture.session.recent.remembers(explain));
+
+    std::fs::write(
+        fixture.dir.join("policy.toml"),
+        format!("{POLICY}{DENY_VISITS}"),
+    )
+    .unwrap();
+    fixture.store.reload().unwrap();
+    assert_eq!(fixture.run("EXECUTE wipe").await.0, "no-visits");
+    assert_eq!(
+        fixture.run(explain).await.0,
+        "no-visits",
+        "EXPLAIN ANALYZE runs the DELETE"
+    );
+    assert_eq!(
+        fixture
+            .run("EXPLAIN ANALYZE EXECUTE never_prepared")
+            .await
+            .0,
+        "default-deny",
+        "what it would run is unknown"
+    );
+}

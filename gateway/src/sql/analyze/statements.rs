@@ -127,6 +127,13 @@ pub(super) fn facts(statement: &Statement, size: usize) -> Result<StatementFacts
     Ok(finish(facts))
 }
 
+pub(in crate::sql) fn explain_analyze_of(
+    explain: &StatementFacts,
+    prepared: &StatementFacts,
+) -> StatementFacts {
+    self::explain(explain.clone(), prepared, true)
+}
+
 fn explain(mut facts: StatementFacts, inner: &StatementFacts, analyze: bool) -> StatementFacts {
     if analyze {
         facts.explain_analyze = true;
