@@ -135,11 +135,31 @@ pub struct StatementFacts {
     pub executes: Option<String>,
     /// DECLARE: the cursor name and the facts of its query.
     pub cursor_query: Option<(String, Box<StatementFacts>)>,
+    /// DECLARE ... WITH HOLD: the cursor outlives its transaction.
+    pub cursor_holds: bool,
     /// FETCH / MOVE / CLOSE: the cursor name (None for `CLOSE ALL`).
     pub cursor: Option<String>,
+    /// DEALLOCATE, CLOSE, DISCARD ALL: the SQL-level names the statement releases.
+    pub released: Option<Released>,
+    /// COMMIT, END, ROLLBACK (not to a savepoint): the transaction block ends, and the
+    /// cursors declared without HOLD with it.
+    pub ends_transaction: bool,
     /// The columns the statement returns (SELECT list, RETURNING, VALUES, `TABLE t`, COPY's
     /// columns), in order; empty when it returns none.
     pub outputs: Vec<OutputItem>,
+}
+
+/// What a statement releases of the session's prepared statements and cursors.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Released {
+    Prepared(String),
+    /// `DEALLOCATE ALL`.
+    AllPrepared,
+    Cursor(String),
+    /// `CLOSE ALL`.
+    AllCursors,
+    /// `DISCARD ALL`: every prepared statement and cursor.
+    Everything,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -4,6 +4,7 @@
 //! backend pump turns that error into the denial. The server thereby reports exactly the
 //! transaction state and skip-to-Sync behaviour PostgreSQL has for a failed statement.
 
+mod named;
 mod recent;
 #[cfg(test)]
 mod tests;
@@ -23,7 +24,7 @@ use pgwire::messages::{
     PgWireFrontendMessage,
 };
 
-use self::recent::RecentDecisions;
+use self::{named::Named, recent::RecentDecisions};
 use super::{
     catalog::{CatalogAccess, CatalogSlot, CatalogStore},
     errors::{sqlstate, ClientError},
@@ -37,7 +38,7 @@ use crate::{
     },
     sql::{
         explain_analyze_of, literal_shape, CopyDirection, CopyEndpoint, CopyFacts, FactsCache,
-        StatementFacts, StatementKind,
+        Released, StatementFacts, StatementKind,
     },
 };
 
@@ -45,8 +46,6 @@ use crate::{
 const DENIED_MARKER: &str = "TOLLGATE_DENIED_";
 /// Distinct SQL texts whose analysis is kept.
 const FACTS_CACHE_ENTRIES: usize = 4096;
-/// SQL-level prepared statements and cursors remembered per session.
-const MAX_NAMED: usize = 256;
 
 /// Policy enforcement shared by every session.
 pub struct Enforcement {
@@ -97,8 +96,8 @@ impl Enforcement {
                 .access
                 .contains_key(target)
                 .then(|| self.catalogs.slot(target, server, database)),
-            sql_prepared: HashMap::new(),
-            cursors: HashMap::new(),
+            prepared: Named::default(),
+            cursors: Named::default(),
         })
     }
 }
@@ -156,9 +155,9 @@ pub struct SessionEnforcement {
     identities: Vec<String>,
     catalog: Option<Arc<CatalogSlot>>,
     /// SQL-level `PREPARE name AS ...`: what `EXECUTE name` runs.
-    sql_prepared: HashMap<String, Arc<StatementFacts>>,
+    prepared: Named,
     /// `DECLARE name CURSOR FOR ...`: what `FETCH ... FROM name` returns.
-    cursors: HashMap<String, Arc<StatementFacts>>,
+    cursors: Named,
     /// The policy generation and catalog snapshot in force for this session, with the
     /// target's classification, and the decisions made under them lately.
     recent: RecentDecisions,
@@ -237,9 +236,14 @@ impl SessionEnforcement {
                     let (decision, rules) = self.decide_text(&loaded, &resolver, sql, &context);
                     (decision, StatementResults::Query(rules))
                 }
-                Statement::Prepare { sql, .. } => {
+                Statement::Prepare { name, sql } => {
                     let decided = self.decide_text(&loaded, &resolver, sql, &context);
                     let decision = decided.0.clone();
+                    if matches!(decision, Decision::Allow(_)) && !name.is_empty() {
+                        // SQL-level EXECUTE can run it too, and Tollgate does not follow it
+                        // there (nor its Close).
+                        self.prepared.define(name, None, true);
+                    }
                     parsed = Some((sql, decided));
                     (decision, StatementResults::Parse)
                 }
@@ -365,7 +369,13 @@ impl SessionEnforcement {
             copy: None,
         };
         let Some(facts) = facts else {
-            return unparsed(self);
+            let decided = unparsed(self);
+            if matches!(decided.decision, Decision::Allow(_)) {
+                // It may prepare, declare or release anything.
+                self.prepared.forget_all();
+                self.cursors.forget_all();
+            }
+            return decided;
         };
         // What actually runs: the prepared statement or cursor query a statement names.
         let effective: Option<Arc<StatementFacts>> = match facts.kind {
@@ -380,11 +390,11 @@ impl SessionEnforcement {
             StatementKind::Execute => facts
                 .executes
                 .as_ref()
-                .and_then(|name| self.sql_prepared.get(name).cloned()),
+                .and_then(|name| self.prepared.get(name)),
             // `EXPLAIN ANALYZE EXECUTE name` runs the prepared statement as well.
             StatementKind::Explain => match &facts.executes {
-                Some(name) => match self.sql_prepared.get(name) {
-                    Some(prepared) => Some(Arc::new(explain_analyze_of(facts, prepared))),
+                Some(name) => match self.prepared.get(name) {
+                    Some(prepared) => Some(Arc::new(explain_analyze_of(facts, &prepared))),
                     None => return unparsed(self),
                 },
                 None => None,
@@ -392,7 +402,7 @@ impl SessionEnforcement {
             StatementKind::Fetch => facts
                 .cursor
                 .as_ref()
-                .and_then(|name| self.cursors.get(name).cloned()),
+                .and_then(|name| self.cursors.get(name)),
             _ => None,
         };
         if matches!(facts.kind, StatementKind::Execute | StatementKind::Fetch)
@@ -418,8 +428,8 @@ impl SessionEnforcement {
             // Relations may appear, change or go: read the catalog again before the next use.
             slot.mark_stale();
         }
-        if let (Decision::Allow(_), Some(inner)) = (&decision, &effective) {
-            self.remember(facts, inner.clone());
+        if matches!(decision, Decision::Allow(_)) {
+            self.track_names(facts, effective.as_ref());
         }
         // PREPARE and DECLARE return no rows themselves; EXECUTE and FETCH return the rows
         // of what they name, which is what `resolved` describes.
@@ -437,23 +447,33 @@ impl SessionEnforcement {
         }
     }
 
-    /// A SQL-level prepared statement or cursor, for the EXECUTE or FETCH that names it.
-    fn remember(&mut self, facts: &StatementFacts, inner: Arc<StatementFacts>) {
-        let named = match facts.kind {
-            StatementKind::Prepare => facts.prepared.as_ref().map(|(n, _)| (n, true)),
-            StatementKind::Declare => facts.cursor_query.as_ref().map(|(n, _)| (n, false)),
-            _ => None,
-        };
-        if let Some((name, prepared)) = named {
-            let map = if prepared {
-                &mut self.sql_prepared
-            } else {
-                &mut self.cursors
-            };
-            if map.len() >= MAX_NAMED && !map.contains_key(name) {
-                map.clear();
+    /// What an allowed statement defines or releases of the session's SQL-level names.
+    fn track_names(&mut self, facts: &StatementFacts, inner: Option<&Arc<StatementFacts>>) {
+        if let Some((name, _)) = &facts.prepared {
+            self.prepared.define(name, inner.cloned(), true);
+        }
+        if let Some((name, _)) = &facts.cursor_query {
+            self.cursors
+                .define(name, inner.cloned(), facts.cursor_holds);
+        }
+        match &facts.released {
+            Some(Released::Prepared(name)) => self.prepared.release(name),
+            Some(Released::AllPrepared) => self.prepared.release_all(),
+            Some(Released::Cursor(name)) => self.cursors.release(name),
+            Some(Released::AllCursors) => self.cursors.release_all(),
+            Some(Released::Everything) => {
+                self.prepared.release_all();
+                self.cursors.release_all();
             }
-            map.insert(name.clone(), inner);
+            None => {}
+        }
+        if facts.ends_transaction {
+            self.cursors.end_transaction();
+        }
+        // Procedural code runs SQL Tollgate does not see.
+        if matches!(facts.kind, StatementKind::Do | StatementKind::Call) {
+            self.prepared.forget_all();
+            self.cursors.forget_all();
         }
     }
 }
@@ -474,6 +494,9 @@ fn session_bound(facts: &StatementFacts) -> bool {
         || facts.cursor_query.is_some()
         || facts.executes.is_some()
         || facts.cursor.is_some()
+        || facts.released.is_some()
+        || facts.ends_transaction
+        || matches!(facts.kind, StatementKind::Do | StatementKind::Call)
 }
 
 fn changes_schema(kind: StatementKind) -> bool {

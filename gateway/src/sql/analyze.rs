@@ -126,7 +126,10 @@ fn blank(kind: StatementKind, command: impl Into<String>) -> StatementFacts {
         prepared: None,
         executes: None,
         cursor_query: None,
+        cursor_holds: false,
         cursor: None,
+        released: None,
+        ends_transaction: false,
         outputs: Vec::new(),
     }
 }

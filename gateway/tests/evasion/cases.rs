@@ -164,6 +164,10 @@ pub const CASES: &[Case] = &[
     sql("binary-cursor", "BEGIN; DECLARE c BINARY CURSOR FOR SELECT ssn, birth_date FROM patients WHERE id > 0; FETCH 5 FROM c; COMMIT", Masked),
     sql("cursor-unbounded", "BEGIN; DECLARE c CURSOR FOR SELECT ssn FROM patients; FETCH ALL FROM c; COMMIT", Denied(BULK)),
     sql("execute-unknown", "EXECUTE never_prepared", Denied("default-deny")),
+    // A name defined again while it exists: the server keeps the first definition.
+    script("prepare-twice", "Q PREPARE q AS SELECT ssn FROM patients WHERE id > $1\nrecv 1\nQ PREPARE q AS SELECT 1\nrecv 1\nQ {m} EXECUTE q(0)\nrecv 1\n", Denied("default-deny")),
+    script("protocol-name-then-prepare", "P p1 SELECT ssn FROM patients WHERE id > $1\nS\nrecv 1\nQ PREPARE p1 AS SELECT 1\nrecv 1\nQ {m} EXECUTE p1(0)\nrecv 1\n", Denied("default-deny")),
+    script("cursor-declared-twice", "Q BEGIN; DECLARE c CURSOR FOR SELECT ssn FROM patients WHERE id > 0; SAVEPOINT s\nrecv 1\nQ DECLARE c CURSOR FOR SELECT 1\nrecv 1\nQ ROLLBACK TO SAVEPOINT s\nrecv 1\nQ {m} FETCH ALL FROM c\nrecv 1\nQ COMMIT\nrecv 1\n", Denied("default-deny")),
     // Protocol-level prepared statements, portals and binary results.
     script("extended", "P - {m} SELECT ssn, birth_date FROM patients WHERE id > $1\nB - - text:0\nE -\nS\nrecv 1\n", Masked),
     script("extended-describe", "P - {m} SELECT full_name FROM patients WHERE id > $1\nB - - text:0\nD P -\nE -\nS\nrecv 1\n", Masked),

@@ -4,7 +4,7 @@
 use std::{collections::HashMap, path::PathBuf, sync::Arc};
 
 use bytes::BytesMut;
-use pgwire::messages::{simplequery::Query, PgWireFrontendMessage};
+use pgwire::messages::{extendedquery::Parse, simplequery::Query, PgWireFrontendMessage};
 
 use super::{Denials, Enforcement, SessionEnforcement};
 use crate::{
@@ -71,13 +71,43 @@ impl Fixture {
 
     /// The rule that decided `sql`, and whether its result columns are masked.
     async fn run(&mut self, sql: &str) -> (String, bool) {
+        let message = PgWireFrontendMessage::Query(Query::new(sql.to_owned()));
+        let (rule, results) = self
+            .inspect(Statement::Simple { sql: sql.into() }, message)
+            .await;
+        let masked = match results {
+            StatementResults::Query(rules) => rules
+                .statements
+                .first()
+                .cloned()
+                .flatten()
+                .is_some_and(|rule| rule.mask_columns),
+            _ => panic!("a Query has query results"),
+        };
+        (rule, masked)
+    }
+
+    /// A protocol-level Parse of `sql` under `name`; the rule that decided it.
+    async fn parse(&mut self, name: &str, sql: &str) -> String {
+        let message =
+            PgWireFrontendMessage::Parse(Parse::new(Some(name.to_owned()), sql.to_owned(), vec![]));
+        let statement = Statement::Prepare {
+            name: name.to_owned(),
+            sql: sql.into(),
+        };
+        self.inspect(statement, message).await.0
+    }
+
+    async fn inspect(
+        &mut self,
+        statement: Statement,
+        message: PgWireFrontendMessage,
+    ) -> (String, StatementResults) {
         let mut frames = BytesMut::new();
-        PgWireFrontendMessage::Query(Query::new(sql.to_owned()))
-            .encode(&mut frames)
-            .unwrap();
+        message.encode(&mut frames).unwrap();
         let mut request = Request {
             end: RequestEnd::Query,
-            statements: vec![Statement::Simple { sql: sql.into() }],
+            statements: vec![statement],
             spans: std::iter::once(0..frames.len()).collect(),
             frames,
         };
@@ -89,16 +119,8 @@ impl Fixture {
             Ok(inspection) => inspection,
             Err(_) => panic!("the session stays admitted"),
         };
-        let masked = match inspection.results.pop() {
-            Some(StatementResults::Query(rules)) => rules
-                .statements
-                .first()
-                .cloned()
-                .flatten()
-                .is_some_and(|rule| rule.mask_columns),
-            _ => panic!("a Query has query results"),
-        };
-        (inspection.verdicts[0].rule.to_string(), masked)
+        let results = inspection.results.pop().expect("one statement, one result");
+        (inspection.verdicts[0].rule.to_string(), results)
     }
 }
 
@@ -196,4 +218,78 @@ async fn explain_analyze_execute_is_decided_by_the_statement_it_runs() {
         "default-deny",
         "what it would run is unknown"
     );
+}
+
+const SSN: &str = "SELECT ssn FROM public.patients";
+
+#[tokio::test]
+async fn a_name_prepared_again_while_it_exists_stands_for_an_unknown_statement() {
+    let mut fixture = Fixture::new("prepare-twice");
+    fixture.run(&format!("PREPARE q AS {SSN}")).await;
+    // The server refuses this one (q exists) and EXECUTE q still returns SSNs.
+    fixture.run("PREPARE q AS SELECT 1").await;
+    assert_eq!(fixture.run("EXECUTE q").await.0, "default-deny");
+
+    fixture.run("DEALLOCATE q").await;
+    fixture.run("PREPARE q AS SELECT 1").await;
+    assert_eq!(
+        fixture.run("EXECUTE q").await,
+        ("read-anything".into(), false)
+    );
+
+    fixture.run("DEALLOCATE ALL").await;
+    fixture.run(&format!("PREPARE q AS {SSN}")).await;
+    assert_eq!(
+        fixture.run("EXECUTE q").await,
+        ("read-anything".into(), true)
+    );
+}
+
+#[tokio::test]
+async fn a_statement_prepared_through_the_protocol_is_unknown_to_sql_execute() {
+    let mut fixture = Fixture::new("protocol-name");
+    assert_eq!(fixture.parse("p1", SSN).await, "read-anything");
+    fixture.run("PREPARE p1 AS SELECT 1").await;
+    assert_eq!(fixture.run("EXECUTE p1").await.0, "default-deny");
+    fixture.run("DISCARD ALL").await;
+    fixture.run("PREPARE p1 AS SELECT 1").await;
+    assert_eq!(
+        fixture.run("EXECUTE p1").await,
+        ("read-anything".into(), false)
+    );
+}
+
+#[tokio::test]
+async fn a_cursor_declared_again_in_its_transaction_stands_for_an_unknown_query() {
+    let mut fixture = Fixture::new("cursor-twice");
+    fixture.run("BEGIN").await;
+    fixture.run(&format!("DECLARE c CURSOR FOR {SSN}")).await;
+    fixture.run("SAVEPOINT s").await;
+    // Refused by the server (c exists); the rollback keeps the first c open.
+    fixture.run("DECLARE c CURSOR FOR SELECT 1").await;
+    fixture.run("ROLLBACK TO SAVEPOINT s").await;
+    assert_eq!(fixture.run("FETCH 10 FROM c").await.0, "default-deny");
+    fixture.run("COMMIT").await;
+
+    // The transaction closed c: the name is free again.
+    fixture.run("BEGIN").await;
+    fixture.run("DECLARE c CURSOR FOR SELECT 1").await;
+    assert_eq!(
+        fixture.run("FETCH 10 FROM c").await,
+        ("read-anything".into(), false)
+    );
+    fixture.run("CLOSE c").await;
+    fixture.run(&format!("DECLARE c CURSOR FOR {SSN}")).await;
+    assert_eq!(
+        fixture.run("FETCH 10 FROM c").await,
+        ("read-anything".into(), true)
+    );
+
+    // A cursor WITH HOLD outlives the transaction.
+    fixture
+        .run(&format!("DECLARE h CURSOR WITH HOLD FOR {SSN}"))
+        .await;
+    fixture.run("COMMIT").await;
+    fixture.run("DECLARE h CURSOR FOR SELECT 1").await;
+    assert_eq!(fixture.run("FETCH 10 FROM h").await.0, "default-deny");
 }

@@ -8,7 +8,7 @@ use sqlparser::ast::{
 use super::{
     super::{
         lineage::{push_unique, Effects, Scope, Walker},
-        names, Lineage, OutputItem,
+        names, Lineage, OutputItem, Released,
     },
     blank, copy, ddl, kinds, sweep, SqlError, StatementFacts,
 };
@@ -80,6 +80,7 @@ pub(super) fn facts(statement: &Statement, size: usize) -> Result<StatementFacts
                 let inner = self::facts(&Statement::Query(query.clone()), size)?;
                 absorb(&mut facts, &inner);
                 facts.cursor_query = Some((names::ident(name), Box::new(inner)));
+                facts.cursor_holds = declare.hold == Some(true);
             }
             return Ok(finish(facts));
         }
@@ -96,7 +97,22 @@ pub(super) fn facts(statement: &Statement, size: usize) -> Result<StatementFacts
             facts.cursor = match cursor {
                 CloseCursor::Specific { name } => Some(names::ident(name)),
                 CloseCursor::All => None,
-            }
+            };
+            facts.released = Some(match &facts.cursor {
+                Some(name) => Released::Cursor(name.clone()),
+                None => Released::AllCursors,
+            });
+        }
+        Statement::Commit { .. }
+        | Statement::Rollback {
+            savepoint: None, ..
+        } => facts.ends_transaction = true,
+        // The parser reads `ALL` as a name; only a quoted "ALL" is one.
+        Statement::Deallocate { name, .. } => {
+            facts.released = Some(match name.quote_style {
+                None if name.value.eq_ignore_ascii_case("all") => Released::AllPrepared,
+                _ => Released::Prepared(names::ident(name)),
+            });
         }
         Statement::Call(function) => {
             walker.function(function, &root)?;
@@ -114,7 +130,10 @@ pub(super) fn facts(statement: &Statement, size: usize) -> Result<StatementFacts
         // DISCARD ALL includes SET SESSION AUTHORIZATION DEFAULT.
         Statement::Discard {
             object_type: DiscardObject::ALL,
-        } => facts.role_change = true,
+        } => {
+            facts.role_change = true;
+            facts.released = Some(Released::Everything);
+        }
         Statement::StartTransaction { statements, .. } => {
             for inner in statements {
                 absorb(&mut facts, &self::facts(inner, size)?);

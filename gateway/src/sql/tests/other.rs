@@ -3,7 +3,9 @@
 use std::sync::Arc;
 
 use super::{analyze, relation, render, single};
-use crate::sql::{CopyDirection as D, CopyEndpoint as E, CopyFormat as F, FactsCache};
+use crate::sql::{
+    CopyDirection as D, CopyEndpoint as E, CopyFormat as F, FactsCache, Released as R,
+};
 
 #[test]
 fn copy_facts() {
@@ -108,6 +110,10 @@ fn nested_statements_keep_their_facts() {
     assert_eq!(single("MOVE FORWARD 5 FROM c").cursor.as_deref(), Some("c"));
     assert_eq!(single("CLOSE c").cursor.as_deref(), Some("c"));
     assert_eq!(single("CLOSE ALL").cursor, None);
+
+    assert!(!declare.cursor_holds);
+    assert!(single("DECLARE h CURSOR WITH HOLD FOR SELECT 1").cursor_holds);
+    assert!(!single("DECLARE h CURSOR WITHOUT HOLD FOR SELECT 1").cursor_holds);
 
     let explain = single("EXPLAIN ANALYZE EXECUTE p");
     assert!(explain.explain_analyze);
@@ -224,4 +230,34 @@ fn cache_is_shared_between_threads() {
         assert!(worker.join().is_ok(), "a worker panicked");
     }
     assert_eq!(cache.len(), 50);
+}
+
+#[test]
+fn what_a_statement_releases_and_which_statements_end_the_transaction() {
+    let cases: &[(&str, Option<R>)] = &[
+        ("DEALLOCATE q", Some(R::Prepared("q".into()))),
+        ("DEALLOCATE PREPARE \"Q\"", Some(R::Prepared("Q".into()))),
+        ("DEALLOCATE ALL", Some(R::AllPrepared)),
+        ("deallocate prepare all", Some(R::AllPrepared)),
+        ("DEALLOCATE \"ALL\"", Some(R::Prepared("ALL".into()))),
+        ("CLOSE c", Some(R::Cursor("c".into()))),
+        ("CLOSE ALL", Some(R::AllCursors)),
+        ("DISCARD ALL", Some(R::Everything)),
+        ("DISCARD PLANS", None),
+        ("FETCH NEXT FROM c", None),
+    ];
+    for (sql, released) in cases {
+        assert_eq!(&single(sql).released, released, "{sql}");
+    }
+    for sql in ["COMMIT", "END", "ROLLBACK", "COMMIT AND CHAIN"] {
+        assert!(single(sql).ends_transaction, "{sql}");
+    }
+    for sql in [
+        "BEGIN",
+        "ROLLBACK TO SAVEPOINT s",
+        "SAVEPOINT s",
+        "RELEASE s",
+    ] {
+        assert!(!single(sql).ends_transaction, "{sql}");
+    }
 }
