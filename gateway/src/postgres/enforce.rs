@@ -5,6 +5,7 @@
 //! transaction state and skip-to-Sync behaviour PostgreSQL has for a failed statement.
 
 mod named;
+mod pending;
 mod recent;
 #[cfg(test)]
 mod tests;
@@ -24,12 +25,17 @@ use pgwire::messages::{
     PgWireFrontendMessage,
 };
 
-use self::{named::Named, recent::RecentDecisions};
+use self::{
+    named::Named,
+    pending::{PendingReleases, Release},
+    recent::RecentDecisions,
+};
 use super::{
     catalog::{CatalogAccess, CatalogSlot, CatalogStore},
     errors::{sqlstate, ClientError},
     request::{Request, Statement},
     results::{MaskContext, QueryRules, ResultRule, Rule, StatementResults},
+    state::Progress,
 };
 use crate::{
     policy::{
@@ -98,6 +104,7 @@ impl Enforcement {
                 .then(|| self.catalogs.slot(target, server, database)),
             prepared: Named::default(),
             cursors: Named::default(),
+            releases: PendingReleases::default(),
         })
     }
 }
@@ -158,6 +165,8 @@ pub struct SessionEnforcement {
     prepared: Named,
     /// `DECLARE name CURSOR FOR ...`: what `FETCH ... FROM name` returns.
     cursors: Named,
+    /// Releases of those names that the server has not yet confirmed.
+    releases: PendingReleases,
     /// The policy generation and catalog snapshot in force for this session, with the
     /// target's classification, and the decisions made under them lately.
     recent: RecentDecisions,
@@ -187,7 +196,11 @@ impl SessionEnforcement {
         &mut self,
         request: &mut Request,
         denials: &Denials,
+        progress: Progress,
     ) -> Result<Inspection, ClientError> {
+        for release in self.releases.settle(progress) {
+            self.apply(release);
+        }
         let loaded = self.shared.store.current();
         let new_policy = loaded.generation != self.recent.generation();
         if new_policy {
@@ -456,24 +469,36 @@ impl SessionEnforcement {
             self.cursors
                 .define(name, inner.cloned(), facts.cursor_holds);
         }
-        match &facts.released {
-            Some(Released::Prepared(name)) => self.prepared.release(name),
-            Some(Released::AllPrepared) => self.prepared.release_all(),
-            Some(Released::Cursor(name)) => self.cursors.release(name),
-            Some(Released::AllCursors) => self.cursors.release_all(),
-            Some(Released::Everything) => {
-                self.prepared.release_all();
-                self.cursors.release_all();
-            }
-            None => {}
+        // A release takes effect once the server has answered without error: the statement
+        // may yet fail or be skipped, and the name would still exist.
+        let marks = (self.prepared.mark(), self.cursors.mark());
+        if let Some(released) = &facts.released {
+            self.releases
+                .record(Release::Names(released.clone()), marks);
         }
         if facts.ends_transaction {
-            self.cursors.end_transaction();
+            self.releases.record(Release::Transaction, marks);
         }
         // Procedural code runs SQL Tollgate does not see.
         if matches!(facts.kind, StatementKind::Do | StatementKind::Call) {
             self.prepared.forget_all();
             self.cursors.forget_all();
+        }
+    }
+}
+
+impl SessionEnforcement {
+    fn apply(&mut self, (release, (prepared, cursors)): (Release, (u64, u64))) {
+        match release {
+            Release::Names(Released::Prepared(name)) => self.prepared.release(&name, prepared),
+            Release::Names(Released::AllPrepared) => self.prepared.release_all(prepared),
+            Release::Names(Released::Cursor(name)) => self.cursors.release(&name, cursors),
+            Release::Names(Released::AllCursors) => self.cursors.release_all(cursors),
+            Release::Names(Released::Everything) => {
+                self.prepared.release_all(prepared);
+                self.cursors.release_all(cursors);
+            }
+            Release::Transaction => self.cursors.end_transaction(cursors),
         }
     }
 }

@@ -50,8 +50,21 @@ struct Tracker {
     copy: Option<Copy>,
     client_copy: ClientCopy,
     in_flight: usize,
+    /// ReadyForQuery and ErrorResponse messages the server has sent.
+    readies: u64,
+    errors: u64,
     sasl_offered: bool,
     refusals_pending: usize,
+}
+
+/// How far the server has answered, as a request is inspected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Progress {
+    /// ReadyForQuery messages received (the end of startup included).
+    pub readies: u64,
+    /// Requests sent that await a ReadyForQuery.
+    pub in_flight: u64,
+    pub errors: u64,
 }
 
 /// Shared by the two pumps of one session (one task, so the lock is never contended).
@@ -68,6 +81,8 @@ impl Default for SharedState {
             copy: None,
             client_copy: ClientCopy::None,
             in_flight: 0,
+            readies: 0,
+            errors: 0,
             sasl_offered: false,
             refusals_pending: 0,
         }))
@@ -162,6 +177,15 @@ impl SharedState {
         }
     }
 
+    pub fn progress(&self) -> Progress {
+        let t = self.lock();
+        Progress {
+            readies: t.readies,
+            in_flight: t.in_flight as u64,
+            errors: t.errors,
+        }
+    }
+
     pub fn request_sent(&self) {
         self.lock().in_flight += 1;
     }
@@ -200,6 +224,7 @@ impl SharedState {
                 t.transaction = ready.status;
                 t.copy = None;
                 t.in_flight = t.in_flight.saturating_sub(1);
+                t.readies += 1;
             }
             B::CopyInResponse(_) => {
                 t.copy = Some(Copy::In);
@@ -209,6 +234,7 @@ impl SharedState {
             // The end of a COPY, successful or not.
             B::CommandComplete(_) => t.copy = None,
             B::ErrorResponse(_) => {
+                t.errors += 1;
                 t.copy = None;
                 // The server stopped the copy: it drops the client's further copy messages
                 // and answers its next Sync (or, after a simple Query, already has).

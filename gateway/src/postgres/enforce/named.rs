@@ -1,10 +1,12 @@
 //! What the session's SQL-level prepared statements and cursors are, as far as Tollgate can
 //! tell: an `EXECUTE` or `FETCH` is decided by the statement its name stands for.
 //!
-//! The server refuses to define a name that exists, so a name defined twice while the first
-//! may still exist could stand for either statement; and a name prepared through the
-//! protocol, or defined by something Tollgate could not read, stands for a statement it does
-//! not know. Such names are kept as unknown, and what runs them is treated as unparsed.
+//! The server refuses to define a name that exists, so a definition is believed only for a
+//! name that certainly does not exist. Every name ever defined is held to exist until the
+//! server has confirmed a release of it (see `PendingRelease` in enforce.rs); a name
+//! defined again meanwhile, a name prepared through the protocol, or any name after
+//! something Tollgate could not read stands for a statement Tollgate does not know, and
+//! what runs it is treated as unparsed.
 
 use std::{collections::HashMap, sync::Arc};
 
@@ -17,8 +19,10 @@ const MAX_NAMED: usize = 256;
 #[derive(Default)]
 pub struct Named {
     entries: HashMap<String, Entry>,
-    /// Names were dropped for room, or defined unseen: any name may exist.
-    anything_may_exist: bool,
+    /// Numbers each definition, so a release applies only to what existed when it ran.
+    sequence: u64,
+    /// Since this point any name may exist (names dropped for room, or defined unseen).
+    forgotten_at: Option<u64>,
 }
 
 struct Entry {
@@ -26,6 +30,7 @@ struct Entry {
     facts: Option<Arc<StatementFacts>>,
     /// It outlives its transaction (prepared statements, cursors WITH HOLD).
     held: bool,
+    defined: u64,
 }
 
 impl Named {
@@ -34,34 +39,53 @@ impl Named {
         self.entries.get(name)?.facts.clone()
     }
 
-    /// `name` is defined (when it does not exist yet) as `facts`.
+    /// Where the definitions stand now: a release recorded now covers what is defined up to
+    /// here.
+    pub fn mark(&self) -> u64 {
+        self.sequence
+    }
+
+    /// `name` is defined (if it does not exist yet) as `facts`.
     pub fn define(&mut self, name: &str, facts: Option<Arc<StatementFacts>>, held: bool) {
-        let known = !self.anything_may_exist && !self.entries.contains_key(name);
+        let certainly_new = self.forgotten_at.is_none() && !self.entries.contains_key(name);
         if !self.entries.contains_key(name) && self.entries.len() >= MAX_NAMED {
             self.forget_all();
         }
-        let facts = facts.filter(|_| known);
-        self.entries.insert(name.to_owned(), Entry { facts, held });
+        self.sequence += 1;
+        let entry = Entry {
+            facts: facts.filter(|_| certainly_new),
+            held,
+            defined: self.sequence,
+        };
+        self.entries.insert(name.to_owned(), entry);
     }
 
-    pub fn release(&mut self, name: &str) {
-        self.entries.remove(name);
+    /// The server released `name` as defined up to `mark`.
+    pub fn release(&mut self, name: &str, mark: u64) {
+        if self.entries.get(name).is_some_and(|e| e.defined <= mark) {
+            self.entries.remove(name);
+        }
     }
 
-    /// Every name is gone (`DEALLOCATE ALL`, `CLOSE ALL`, `DISCARD ALL`).
-    pub fn release_all(&mut self) {
-        self.entries.clear();
-        self.anything_may_exist = false;
+    /// The server released every name defined up to `mark` (`DEALLOCATE ALL`, `CLOSE ALL`,
+    /// `DISCARD ALL`).
+    pub fn release_all(&mut self, mark: u64) {
+        self.entries.retain(|_, e| e.defined > mark);
+        if self.forgotten_at.is_some_and(|at| at <= mark) {
+            self.forgotten_at = None;
+        }
+    }
+
+    /// The transaction that ended had only the names defined up to `mark`; what does not
+    /// outlive it is gone.
+    pub fn end_transaction(&mut self, mark: u64) {
+        self.entries.retain(|_, e| e.held || e.defined > mark);
     }
 
     /// Something Tollgate could not read may have defined or released names.
     pub fn forget_all(&mut self) {
         self.entries.clear();
-        self.anything_may_exist = true;
-    }
-
-    /// The transaction ended: only what outlives it is left.
-    pub fn end_transaction(&mut self) {
-        self.entries.retain(|_, entry| entry.held);
+        self.sequence += 1;
+        self.forgotten_at = Some(self.sequence);
     }
 }

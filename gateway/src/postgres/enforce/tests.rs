@@ -12,6 +12,7 @@ use crate::{
     postgres::{
         request::{Request, RequestEnd, Statement},
         results::StatementResults,
+        state::Progress,
     },
 };
 
@@ -44,6 +45,12 @@ struct Fixture {
     dir: PathBuf,
     store: Arc<PolicyStore>,
     session: SessionEnforcement,
+    /// The server as a client that waits for each answer sees it.
+    server: Progress,
+    /// The server answers the next request with an error.
+    fail_next: bool,
+    /// Requests are sent without waiting for their answers.
+    pipelining: bool,
 }
 
 impl Fixture {
@@ -66,6 +73,14 @@ impl Fixture {
             dir,
             store,
             session,
+            // The end of startup.
+            server: Progress {
+                readies: 1,
+                in_flight: 0,
+                errors: 0,
+            },
+            fail_next: false,
+            pipelining: false,
         }
     }
 
@@ -111,16 +126,29 @@ impl Fixture {
             spans: std::iter::once(0..frames.len()).collect(),
             frames,
         };
-        let mut inspection = match self
+        let inspected = self
             .session
-            .inspect(&mut request, &Denials::default())
-            .await
-        {
-            Ok(inspection) => inspection,
-            Err(_) => panic!("the session stays admitted"),
+            .inspect(&mut request, &Denials::default(), self.server)
+            .await;
+        let Ok(mut inspection) = inspected else {
+            panic!("the session stays admitted");
         };
+        match self.pipelining {
+            true => self.server.in_flight += 1,
+            false => self.server.readies += 1,
+        }
+        if std::mem::take(&mut self.fail_next) {
+            self.server.errors += 1;
+        }
         let results = inspection.results.pop().expect("one statement, one result");
         (inspection.verdicts[0].rule.to_string(), results)
+    }
+}
+
+impl Fixture {
+    fn answers_arrive(&mut self) {
+        self.server.readies += self.server.in_flight;
+        self.server.in_flight = 0;
     }
 }
 
@@ -292,4 +320,48 @@ async fn a_cursor_declared_again_in_its_transaction_stands_for_an_unknown_query(
     fixture.run("COMMIT").await;
     fixture.run("DECLARE h CURSOR FOR SELECT 1").await;
     assert_eq!(fixture.run("FETCH 10 FROM h").await.0, "default-deny");
+}
+
+#[tokio::test]
+async fn a_release_the_server_did_not_carry_out_keeps_the_name() {
+    let mut fixture = Fixture::new("release-failed");
+    fixture.run(&format!("PREPARE q AS {SSN}")).await;
+    // Skipped by the server after an earlier error in the same request.
+    fixture.fail_next = true;
+    fixture.run("DEALLOCATE q").await;
+    fixture.run("PREPARE q AS SELECT 1").await;
+    assert_eq!(fixture.run("EXECUTE q").await.0, "default-deny");
+
+    // Once a release is confirmed, the name is free again.
+    fixture.run("DEALLOCATE q").await;
+    fixture.run("SELECT 1").await;
+    fixture.run("PREPARE q AS SELECT 1").await;
+    assert_eq!(
+        fixture.run("EXECUTE q").await,
+        ("read-anything".into(), false)
+    );
+
+    // A cursor whose transaction end failed is still open.
+    fixture.run("BEGIN").await;
+    fixture.run(&format!("DECLARE c CURSOR FOR {SSN}")).await;
+    fixture.fail_next = true;
+    fixture.run("COMMIT").await;
+    fixture.run("DECLARE c CURSOR FOR SELECT 1").await;
+    assert_eq!(fixture.run("FETCH 10 FROM c").await.0, "default-deny");
+}
+
+#[tokio::test]
+async fn a_release_covers_only_what_was_defined_before_it() {
+    let mut fixture = Fixture::new("release-pipelined");
+    fixture.run("PREPARE q AS SELECT 1").await;
+    // Sent without waiting: the new PREPARE is decided before the DEALLOCATE is answered.
+    fixture.pipelining = true;
+    fixture.run("DEALLOCATE q").await;
+    fixture.run(&format!("PREPARE q AS {SSN}")).await;
+    assert_eq!(fixture.run("EXECUTE q").await.0, "default-deny");
+    fixture.answers_arrive();
+    fixture.pipelining = false;
+    // The server holds q as the SSN query; this PREPARE fails, and q is still unknown.
+    fixture.run("PREPARE q AS SELECT 1").await;
+    assert_eq!(fixture.run("EXECUTE q").await.0, "default-deny");
 }

@@ -159,7 +159,7 @@ where
                     let (verdicts, expectation) = match enforcement.as_deref_mut() {
                         Some(enforcement) => {
                             let inspection = enforcement
-                                .inspect(&mut request, parts.denials)
+                                .inspect(&mut request, parts.denials, parts.state.progress())
                                 .await
                                 .map_err(PumpError::Client)?;
                             let steps = plan_steps(&mut request, inspection.results);
