@@ -201,6 +201,10 @@ impl SessionEnforcement {
         for release in self.releases.settle(progress) {
             self.apply(release);
         }
+        for portal in &request.portals_bound {
+            // A portal is a cursor to FETCH, holding what Tollgate cannot name here.
+            self.cursors.define(portal, None, false);
+        }
         let loaded = self.shared.store.current();
         let new_policy = loaded.generation != self.recent.generation();
         if new_policy {
@@ -246,26 +250,31 @@ impl SessionEnforcement {
         for (index, statement) in request.statements.iter().enumerate() {
             let (decision, results) = match statement {
                 Statement::Simple { sql } => {
-                    let (decision, rules) = self.decide_text(&loaded, &resolver, sql, &context);
+                    let ((decision, rules), _) =
+                        self.decide_text(&loaded, &resolver, sql, &context, true);
                     (decision, StatementResults::Query(rules))
                 }
                 Statement::Prepare { name, sql } => {
-                    let decided = self.decide_text(&loaded, &resolver, sql, &context);
+                    let (decided, repeatable) =
+                        self.decide_text(&loaded, &resolver, sql, &context, false);
                     let decision = decided.0.clone();
                     if matches!(decision, Decision::Allow(_)) && !name.is_empty() {
                         // SQL-level EXECUTE can run it too, and Tollgate does not follow it
                         // there (nor its Close).
                         self.prepared.define(name, None, true);
                     }
-                    parsed = Some((sql, decided));
+                    // Its Execute decides again when running it has effects to note.
+                    parsed = repeatable.then_some((sql, decided));
                     (decision, StatementResults::Parse)
                 }
                 Statement::Execute { sql, .. } => {
                     let (decision, rules) = match (sql, &parsed) {
                         (Some(sql), Some((text, decided))) if **sql == **text => decided.clone(),
-                        (Some(sql), _) => self.decide_text(&loaded, &resolver, sql, &context),
+                        (Some(sql), _) => {
+                            self.decide_text(&loaded, &resolver, sql, &context, true).0
+                        }
                         (None, _) => {
-                            let decided = self.decide(&loaded, &resolver, None);
+                            let decided = self.decide(&loaded, &resolver, None, true);
                             let rule = result_rule(&decided, &context);
                             (decided.decision, single(rule))
                         }
@@ -288,23 +297,30 @@ impl SessionEnforcement {
 
     /// All statements of one SQL text: the first that is not allowed decides; each allowed
     /// one gets the rule for its results. A text decided lately gets the same decision.
+    ///
+    /// `runs`: the statements run now (a simple Query, an Execute), so what they define or
+    /// release of the session's names is noted; a Parse only prepares. Also returns whether
+    /// the decision holds for another run of the text (it has no such effects).
     fn decide_text(
         &mut self,
         loaded: &Loaded,
         resolver: &Resolver<'_>,
         sql: &str,
         context: &Arc<MaskContext>,
-    ) -> (Decision, QueryRules) {
+        runs: bool,
+    ) -> ((Decision, QueryRules), bool) {
         let shape = literal_shape(sql);
         let key = shape.as_deref().unwrap_or(sql);
         if let Some(decided) = self.recent.get(key, shape.is_some()) {
-            return decided.clone();
+            return (decided.clone(), true);
         }
         let analysis = self.shared.facts.get_shaped(sql, shape.as_deref());
         let decided = match analysis.as_ref() {
-            Ok(analysis) => self.decide_statements(loaded, resolver, &analysis.statements, context),
+            Ok(analysis) => {
+                self.decide_statements(loaded, resolver, &analysis.statements, context, runs)
+            }
             Err(_) => {
-                let decided = self.decide(loaded, resolver, None);
+                let decided = self.decide(loaded, resolver, None, runs);
                 let rule = result_rule(&decided, context);
                 (decided.decision, single(rule))
             }
@@ -316,7 +332,7 @@ impl SessionEnforcement {
         if repeatable && RecentDecisions::keeps(key) {
             self.recent.insert(key, shape.is_some(), decided.clone());
         }
-        decided
+        (decided, repeatable)
     }
 
     fn decide_statements(
@@ -325,11 +341,12 @@ impl SessionEnforcement {
         resolver: &Resolver<'_>,
         statements: &[StatementFacts],
         context: &Arc<MaskContext>,
+        runs: bool,
     ) -> (Decision, QueryRules) {
         let mut allowed = None;
         let mut rules = Vec::with_capacity(statements.len());
         for facts in statements {
-            let decided = self.decide(loaded, resolver, Some(facts));
+            let decided = self.decide(loaded, resolver, Some(facts), runs);
             rules.push(result_rule(&decided, context));
             match decided.decision {
                 Decision::Allow(plan) => {
@@ -368,6 +385,7 @@ impl SessionEnforcement {
         loaded: &Loaded,
         resolver: &Resolver<'_>,
         facts: Option<&StatementFacts>,
+        runs: bool,
     ) -> Decided {
         let protect = !resolver.classes.is_empty();
         let unparsed = |this: &Self| Decided {
@@ -383,7 +401,7 @@ impl SessionEnforcement {
         };
         let Some(facts) = facts else {
             let decided = unparsed(self);
-            if matches!(decided.decision, Decision::Allow(_)) {
+            if runs && matches!(decided.decision, Decision::Allow(_)) {
                 // It may prepare, declare or release anything.
                 self.prepared.forget_all();
                 self.cursors.forget_all();
@@ -441,7 +459,7 @@ impl SessionEnforcement {
             // Relations may appear, change or go: read the catalog again before the next use.
             slot.mark_stale();
         }
-        if matches!(decision, Decision::Allow(_)) {
+        if runs && matches!(decision, Decision::Allow(_)) {
             self.track_names(facts, effective.as_ref());
         }
         // PREPARE and DECLARE return no rows themselves; EXECUTE and FETCH return the rows

@@ -66,6 +66,8 @@ pub struct Request {
     pub spans: Vec<Range<usize>>,
     /// The frames exactly as received, in order.
     pub frames: BytesMut,
+    /// Named portals bound: SQL-level FETCH and CLOSE can reach them as cursors.
+    pub portals_bound: Vec<String>,
 }
 
 impl Request {
@@ -108,6 +110,7 @@ pub struct RequestAssembler {
     spans: Vec<Range<usize>>,
     prepared: HashMap<String, Sql>,
     portals: HashMap<String, Portal>,
+    portals_bound: Vec<String>,
     /// Extended-protocol messages were handed on (at Flush, or in part) without a Sync yet.
     unsynced: bool,
 }
@@ -184,6 +187,7 @@ impl RequestAssembler {
             statements: std::mem::take(&mut self.statements),
             spans: std::mem::take(&mut self.spans),
             frames: self.frames.split(),
+            portals_bound: std::mem::take(&mut self.portals_bound),
         })
     }
 
@@ -211,6 +215,9 @@ impl RequestAssembler {
                 binary: binary(index),
             })
             .collect();
+        if !portal.is_empty() {
+            self.portals_bound.push(portal.clone());
+        }
         if self.portals.len() >= MAX_PORTALS && !self.portals.contains_key(&portal) {
             self.portals.clear();
         }

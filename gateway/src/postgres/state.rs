@@ -50,7 +50,9 @@ struct Tracker {
     copy: Option<Copy>,
     client_copy: ClientCopy,
     in_flight: usize,
-    /// ReadyForQuery and ErrorResponse messages the server has sent.
+    /// Requests sent that expect a ReadyForQuery, the ReadyForQuery messages answering
+    /// requests (not the one ending startup), and the ErrorResponse messages received.
+    sent: u64,
     readies: u64,
     errors: u64,
     sasl_offered: bool,
@@ -60,10 +62,11 @@ struct Tracker {
 /// How far the server has answered, as a request is inspected.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Progress {
-    /// ReadyForQuery messages received (the end of startup included).
+    /// Requests sent that expect a ReadyForQuery: the next such request is answered by the
+    /// ReadyForQuery numbered `sent + 1`.
+    pub sent: u64,
+    /// ReadyForQuery messages that answered requests.
     pub readies: u64,
-    /// Requests sent that await a ReadyForQuery.
-    pub in_flight: u64,
     pub errors: u64,
 }
 
@@ -81,6 +84,7 @@ impl Default for SharedState {
             copy: None,
             client_copy: ClientCopy::None,
             in_flight: 0,
+            sent: 0,
             readies: 0,
             errors: 0,
             sasl_offered: false,
@@ -180,14 +184,16 @@ impl SharedState {
     pub fn progress(&self) -> Progress {
         let t = self.lock();
         Progress {
+            sent: t.sent,
             readies: t.readies,
-            in_flight: t.in_flight as u64,
             errors: t.errors,
         }
     }
 
     pub fn request_sent(&self) {
-        self.lock().in_flight += 1;
+        let mut t = self.lock();
+        t.in_flight += 1;
+        t.sent += 1;
     }
 
     /// Whether a client message is legal now; the error text is sent with `FATAL 08P01`.
@@ -220,11 +226,15 @@ impl SharedState {
             B::Authentication(Authentication::Ok) => t.authenticated = true,
             B::Authentication(Authentication::SASL(_)) => t.sasl_offered = true,
             B::ReadyForQuery(ready) => {
+                // The first one ends startup and answers no request, even when the client
+                // has already sent one.
+                if t.ready {
+                    t.in_flight = t.in_flight.saturating_sub(1);
+                    t.readies += 1;
+                }
                 t.ready = true;
                 t.transaction = ready.status;
                 t.copy = None;
-                t.in_flight = t.in_flight.saturating_sub(1);
-                t.readies += 1;
             }
             B::CopyInResponse(_) => {
                 t.copy = Some(Copy::In);

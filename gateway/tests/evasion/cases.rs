@@ -168,6 +168,8 @@ pub const CASES: &[Case] = &[
     script("prepare-twice", "Q PREPARE q AS SELECT ssn FROM patients WHERE id > $1\nrecv 1\nQ PREPARE q AS SELECT 1\nrecv 1\nQ {m} EXECUTE q(0)\nrecv 1\n", Denied("default-deny")),
     script("protocol-name-then-prepare", "P p1 SELECT ssn FROM patients WHERE id > $1\nS\nrecv 1\nQ PREPARE p1 AS SELECT 1\nrecv 1\nQ {m} EXECUTE p1(0)\nrecv 1\n", Denied("default-deny")),
     script("deallocate-skipped-after-error", "Q PREPARE q AS SELECT ssn FROM patients WHERE id > $1\nrecv 1\nQ SELECT 1/0; DEALLOCATE q\nrecv 1\nQ PREPARE q AS SELECT 1\nrecv 1\nQ {m} EXECUTE q(0)\nrecv 1\n", Denied("default-deny")),
+    script("parse-alone-runs-nothing", "Q PREPARE q AS SELECT ssn FROM patients WHERE id > $1\nrecv 1\nP - DEALLOCATE q\nS\nrecv 1\nQ PREPARE q AS SELECT 1\nrecv 1\nQ {m} EXECUTE q(0)\nrecv 1\n", Denied("default-deny")),
+    script("portal-fetched-as-cursor", "Q BEGIN\nrecv 1\nQ DECLARE c CURSOR FOR SELECT 1\nrecv 1\nC P c\nP - SELECT ssn FROM patients WHERE id > $1\nB c - text:0\nS\nrecv 1\nQ {m} FETCH 5 FROM c\nrecv 1\nQ COMMIT\nrecv 1\n", Denied("default-deny")),
     script("cursor-declared-twice", "Q BEGIN; DECLARE c CURSOR FOR SELECT ssn FROM patients WHERE id > 0; SAVEPOINT s\nrecv 1\nQ DECLARE c CURSOR FOR SELECT 1\nrecv 1\nQ ROLLBACK TO SAVEPOINT s\nrecv 1\nQ {m} FETCH ALL FROM c\nrecv 1\nQ COMMIT\nrecv 1\n", Denied("default-deny")),
     // Protocol-level prepared statements, portals and binary results.
     script("extended", "P - {m} SELECT ssn, birth_date FROM patients WHERE id > $1\nB - - text:0\nE -\nS\nrecv 1\n", Masked),

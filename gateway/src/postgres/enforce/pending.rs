@@ -68,7 +68,7 @@ impl PendingReleases {
             release,
             marks,
             // Every request already sent is answered first, each by one ReadyForQuery.
-            answered_by: at.readies + at.in_flight + 1,
+            answered_by: at.sent + 1,
             errors: at.errors,
         });
     }

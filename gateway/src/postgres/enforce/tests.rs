@@ -73,10 +73,9 @@ impl Fixture {
             dir,
             store,
             session,
-            // The end of startup.
             server: Progress {
-                readies: 1,
-                in_flight: 0,
+                sent: 0,
+                readies: 0,
                 errors: 0,
             },
             fail_next: false,
@@ -125,6 +124,7 @@ impl Fixture {
             statements: vec![statement],
             spans: std::iter::once(0..frames.len()).collect(),
             frames,
+            portals_bound: Vec::new(),
         };
         let inspected = self
             .session
@@ -133,9 +133,9 @@ impl Fixture {
         let Ok(mut inspection) = inspected else {
             panic!("the session stays admitted");
         };
-        match self.pipelining {
-            true => self.server.in_flight += 1,
-            false => self.server.readies += 1,
+        self.server.sent += 1;
+        if !self.pipelining {
+            self.server.readies = self.server.sent;
         }
         if std::mem::take(&mut self.fail_next) {
             self.server.errors += 1;
@@ -146,9 +146,26 @@ impl Fixture {
 }
 
 impl Fixture {
+    /// A Bind of a named portal (no Execute).
+    async fn bind(&mut self, portal: &str) {
+        let mut request = Request {
+            end: RequestEnd::Sync,
+            statements: Vec::new(),
+            spans: Vec::new(),
+            frames: BytesMut::new(),
+            portals_bound: vec![portal.to_owned()],
+        };
+        let inspected = self
+            .session
+            .inspect(&mut request, &Denials::default(), self.server)
+            .await;
+        assert!(inspected.is_ok(), "the session stays admitted");
+        self.server.sent += 1;
+        self.server.readies = self.server.sent;
+    }
+
     fn answers_arrive(&mut self) {
-        self.server.readies += self.server.in_flight;
-        self.server.in_flight = 0;
+        self.server.readies = self.server.sent;
     }
 }
 
@@ -364,4 +381,24 @@ async fn a_release_covers_only_what_was_defined_before_it() {
     // The server holds q as the SSN query; this PREPARE fails, and q is still unknown.
     fixture.run("PREPARE q AS SELECT 1").await;
     assert_eq!(fixture.run("EXECUTE q").await.0, "default-deny");
+}
+
+#[tokio::test]
+async fn a_parse_alone_runs_nothing() {
+    let mut fixture = Fixture::new("parse-alone");
+    fixture.run(&format!("PREPARE q AS {SSN}")).await;
+    assert_eq!(fixture.parse("", "DEALLOCATE q").await, "read-anything");
+    fixture.run("SELECT 1").await;
+    fixture.run("PREPARE q AS SELECT 1").await;
+    assert_eq!(fixture.run("EXECUTE q").await.0, "default-deny");
+}
+
+#[tokio::test]
+async fn a_named_portal_can_be_fetched_as_a_cursor_tollgate_cannot_name() {
+    let mut fixture = Fixture::new("portal");
+    fixture.run("BEGIN").await;
+    fixture.run("DECLARE c CURSOR FOR SELECT 1").await;
+    // Closed through the protocol, and bound again to another query.
+    fixture.bind("c").await;
+    assert_eq!(fixture.run("FETCH 5 FROM c").await.0, "default-deny");
 }
