@@ -10,6 +10,7 @@ mod errors;
 mod frame;
 mod hooks;
 mod masking;
+mod names;
 mod redact;
 mod request;
 mod results;

@@ -4,8 +4,6 @@
 //! backend pump turns that error into the denial. The server thereby reports exactly the
 //! transaction state and skip-to-Sync behaviour PostgreSQL has for a failed statement.
 
-mod named;
-mod pending;
 mod recent;
 #[cfg(test)]
 mod tests;
@@ -25,14 +23,11 @@ use pgwire::messages::{
     PgWireFrontendMessage,
 };
 
-use self::{
-    named::Named,
-    pending::{PendingReleases, Release},
-    recent::RecentDecisions,
-};
+use self::recent::RecentDecisions;
 use super::{
     catalog::{CatalogAccess, CatalogSlot, CatalogStore},
     errors::{sqlstate, ClientError},
+    names::{Named, PendingReleases},
     request::{Request, Statement},
     results::{MaskContext, QueryRules, ResultRule, Rule, StatementResults},
     state::Progress,
@@ -116,6 +111,17 @@ fn not_admitted(target: &str) -> ClientError {
     )
 }
 
+/// What a statement that ran releases of the session's SQL-level names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Release {
+    Names(Released),
+    /// COMMIT, END, ROLLBACK: cursors without HOLD are gone.
+    Transaction,
+}
+
+/// What the names stood at when a release was recorded: (prepared statements, cursors).
+type Marks = (u64, u64);
+
 /// Denials waiting for the server's error that carries their marker.
 #[derive(Debug, Default)]
 pub struct Denials {
@@ -162,11 +168,11 @@ pub struct SessionEnforcement {
     identities: Vec<String>,
     catalog: Option<Arc<CatalogSlot>>,
     /// SQL-level `PREPARE name AS ...`: what `EXECUTE name` runs.
-    prepared: Named,
+    prepared: Named<Arc<StatementFacts>>,
     /// `DECLARE name CURSOR FOR ...`: what `FETCH ... FROM name` returns.
-    cursors: Named,
+    cursors: Named<Arc<StatementFacts>>,
     /// Releases of those names that the server has not yet confirmed.
-    releases: PendingReleases,
+    releases: PendingReleases<(Release, Marks)>,
     /// The policy generation and catalog snapshot in force for this session, with the
     /// target's classification, and the decisions made under them lately.
     recent: RecentDecisions,
@@ -492,10 +498,10 @@ impl SessionEnforcement {
         let marks = (self.prepared.mark(), self.cursors.mark());
         if let Some(released) = &facts.released {
             self.releases
-                .record(Release::Names(released.clone()), marks);
+                .record((Release::Names(released.clone()), marks));
         }
         if facts.ends_transaction {
-            self.releases.record(Release::Transaction, marks);
+            self.releases.record((Release::Transaction, marks));
         }
         // Procedural code runs SQL Tollgate does not see.
         if matches!(facts.kind, StatementKind::Do | StatementKind::Call) {

@@ -4,6 +4,11 @@
 
 use std::{collections::HashMap, ops::Range, sync::Arc};
 
+use super::{
+    names::{Named, PendingReleases},
+    state::Progress,
+};
+
 use bytes::BytesMut;
 use pgwire::messages::{extendedquery::Bind, PgWireFrontendMessage};
 
@@ -16,6 +21,10 @@ const PARTIAL_REQUEST_BYTES: usize = 1024 * 1024;
 /// messages; past this many the map is cleared, and an Execute of a forgotten portal is
 /// recorded as unknown rather than memory growing without bound.
 const MAX_PORTALS: usize = 256;
+
+/// Named statements remembered; past this every named statement is unknown until the
+/// session ends (drivers close what they no longer use, so few are live at once).
+const MAX_STATEMENTS: usize = 4096;
 
 /// How a request ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -103,21 +112,48 @@ struct Portal {
 }
 
 /// Gathers messages and remembers prepared statements and portals across requests.
-#[derive(Debug, Default)]
 pub struct RequestAssembler {
     frames: BytesMut,
     statements: Vec<Statement>,
     spans: Vec<Range<usize>>,
-    prepared: HashMap<String, Sql>,
+    /// The unnamed statement: every Parse of it replaces it (or, failing, leaves none).
+    unnamed: Option<Sql>,
+    /// Named statements. The server refuses to redefine one that exists, so a Parse is
+    /// believed only for a name that certainly does not exist (see [`Named`]).
+    named: Named<Sql>,
+    /// Closes of named statements, until the server has confirmed them.
+    closing: PendingReleases<(String, u64)>,
     portals: HashMap<String, Portal>,
     portals_bound: Vec<String>,
     /// Extended-protocol messages were handed on (at Flush, or in part) without a Sync yet.
     unsynced: bool,
 }
 
+impl Default for RequestAssembler {
+    fn default() -> Self {
+        Self {
+            frames: BytesMut::new(),
+            statements: Vec::new(),
+            spans: Vec::new(),
+            unnamed: None,
+            named: Named::with_limit(MAX_STATEMENTS),
+            closing: PendingReleases::default(),
+            portals: HashMap::new(),
+            portals_bound: Vec::new(),
+            unsynced: false,
+        }
+    }
+}
+
 impl RequestAssembler {
-    /// Adds one request message; returns the request once it is complete.
-    pub fn push(&mut self, frame: BytesMut, message: &PgWireFrontendMessage) -> Option<Request> {
+    /// Adds one request message; returns the request once it is complete. `progress` is
+    /// how far the server has answered (asked only for Parse and Close).
+    pub fn push(
+        &mut self,
+        frame: BytesMut,
+        message: &PgWireFrontendMessage,
+        progress: impl FnOnce() -> Progress,
+    ) -> Option<Request> {
         use PgWireFrontendMessage as F;
         let start = self.frames.len();
         self.frames.unsplit(frame);
@@ -126,7 +162,7 @@ impl RequestAssembler {
         let end = match message {
             F::Query(query) => {
                 // A simple query drops the unnamed statement and portal.
-                self.prepared.remove("");
+                self.unnamed = None;
                 self.portals.remove("");
                 self.statements.push(Statement::Simple {
                     sql: Sql::from(query.query.as_str()),
@@ -136,10 +172,11 @@ impl RequestAssembler {
             F::Parse(parse) => {
                 let name = parse.name.clone().unwrap_or_default();
                 let sql = Sql::from(parse.query.as_str());
-                // The server refuses to redefine a named statement (42P05) and keeps the old
-                // one; only the unnamed statement is replaced.
-                if name.is_empty() || !self.prepared.contains_key(&name) {
-                    self.prepared.insert(name.clone(), sql.clone());
+                if name.is_empty() {
+                    self.unnamed = Some(sql.clone());
+                } else {
+                    self.settle(progress());
+                    self.named.define(&name, Some(sql.clone()), true);
                 }
                 self.statements.push(Statement::Prepare { name, sql });
                 None
@@ -162,9 +199,16 @@ impl RequestAssembler {
             F::Close(close) => {
                 let name = close.name.clone().unwrap_or_default();
                 match close.target_type {
-                    b'S' => self.prepared.remove(&name),
-                    _ => self.portals.remove(&name).and(None),
-                };
+                    b'S' if name.is_empty() => self.unnamed = None,
+                    b'S' => {
+                        self.settle(progress());
+                        let mark = self.named.mark();
+                        self.closing.record((name, mark));
+                    }
+                    _ => {
+                        self.portals.remove(&name);
+                    }
+                }
                 None
             }
             F::Sync(_) => {
@@ -197,6 +241,20 @@ impl RequestAssembler {
         self.unsynced || !self.frames.is_empty()
     }
 
+    /// Applies the closes the server has confirmed.
+    fn settle(&mut self, progress: Progress) {
+        for (name, mark) in self.closing.settle(progress) {
+            self.named.release(&name, mark);
+        }
+    }
+
+    fn statement(&self, name: &str) -> Option<Sql> {
+        match name {
+            "" => self.unnamed.clone(),
+            name => self.named.get(name),
+        }
+    }
+
     fn bind(&mut self, bind: &Bind) {
         let portal = bind.portal_name.clone().unwrap_or_default();
         let statement = bind.statement_name.clone().unwrap_or_default();
@@ -224,7 +282,7 @@ impl RequestAssembler {
         self.portals.insert(
             portal,
             Portal {
-                sql: self.prepared.get(&statement).cloned(),
+                sql: self.statement(&statement),
                 parameters,
             },
         );
@@ -240,10 +298,20 @@ mod tests {
         simplequery::Query,
     };
 
+    /// As a client that waits for each answer, with no errors: every request sent so far
+    /// is answered.
     fn push(assembler: &mut RequestAssembler, message: PgWireFrontendMessage) -> Option<Request> {
+        push_at(assembler, message, Progress::default())
+    }
+
+    fn push_at(
+        assembler: &mut RequestAssembler,
+        message: PgWireFrontendMessage,
+        progress: Progress,
+    ) -> Option<Request> {
         let mut frame = BytesMut::new();
         message.encode(&mut frame).unwrap();
-        assembler.push(frame, &message)
+        assembler.push(frame, &message, || progress)
     }
 
     fn bind(portal: &str, statement: &str, values: Vec<Option<Bytes>>, formats: Vec<i16>) -> Bind {
@@ -308,24 +376,57 @@ mod tests {
         push(assembler, PgWireFrontendMessage::Sync(Sync::new())).unwrap()
     }
 
+    fn executed_sql(request: &Request) -> Option<&str> {
+        match &request.statements[0] {
+            Statement::Execute { sql, .. } => sql.as_deref(),
+            other => panic!("expected an Execute, got {other:?}"),
+        }
+    }
+
+    fn parse_named(assembler: &mut RequestAssembler, name: &str, sql: &str, at: Progress) {
+        let parse = Parse::new(Some(name.into()), sql.into(), vec![]);
+        push_at(assembler, PgWireFrontendMessage::Parse(parse), at);
+        push(assembler, PgWireFrontendMessage::Sync(Sync::new()));
+    }
+
     #[test]
-    fn prepared_statements_outlive_requests_until_closed() {
+    fn prepared_statements_outlive_requests_until_a_close_is_confirmed() {
         let mut assembler = RequestAssembler::default();
-        let parse = Parse::new(Some("s1".into()), "SELECT 1".into(), vec![]);
-        push(&mut assembler, PgWireFrontendMessage::Parse(parse));
-        push(&mut assembler, PgWireFrontendMessage::Sync(Sync::new()));
+        parse_named(&mut assembler, "s1", "SELECT 1", Progress::default());
         let request = run_unnamed_portal(&mut assembler, "s1");
-        assert!(matches!(
-            &request.statements[0],
-            Statement::Execute { sql: Some(sql), .. } if &**sql == "SELECT 1"
-        ));
+        assert_eq!(executed_sql(&request), Some("SELECT 1"));
+
+        // The Close is request 1; until its answer, s1 may still exist.
         let close = Close::new(b'S', Some("s1".into()));
         push(&mut assembler, PgWireFrontendMessage::Close(close));
+        push(&mut assembler, PgWireFrontendMessage::Sync(Sync::new()));
+        let unanswered = Progress {
+            sent: 1,
+            readies: 0,
+            errors: 0,
+        };
+        parse_named(&mut assembler, "s1", "SELECT ssn FROM patients", unanswered);
         let request = run_unnamed_portal(&mut assembler, "s1");
-        assert!(matches!(
-            &request.statements[0],
-            Statement::Execute { sql: None, .. }
-        ));
+        assert_eq!(executed_sql(&request), None, "either statement may run");
+    }
+
+    #[test]
+    fn a_confirmed_close_frees_the_name_and_a_failed_one_does_not() {
+        for (errors, expected) in [(0, Some("SELECT 2")), (1, None)] {
+            let mut assembler = RequestAssembler::default();
+            parse_named(&mut assembler, "s1", "SELECT 1", Progress::default());
+            let close = Close::new(b'S', Some("s1".into()));
+            push(&mut assembler, PgWireFrontendMessage::Close(close));
+            push(&mut assembler, PgWireFrontendMessage::Sync(Sync::new()));
+            let answered = Progress {
+                sent: 1,
+                readies: 1,
+                errors,
+            };
+            parse_named(&mut assembler, "s1", "SELECT 2", answered);
+            let request = run_unnamed_portal(&mut assembler, "s1");
+            assert_eq!(executed_sql(&request), expected, "errors: {errors}");
+        }
     }
 
     #[test]
@@ -354,19 +455,15 @@ mod tests {
     }
 
     #[test]
-    fn a_named_statement_is_not_redefined() {
-        // The server refuses the second Parse (42P05) and keeps the first statement.
+    fn a_named_statement_parsed_again_is_unknown() {
+        // The server refuses the second Parse (42P05) when the first succeeded, and accepts
+        // it when the first failed: either statement may be the one that runs.
         let mut assembler = RequestAssembler::default();
         for sql in ["DELETE FROM patients", "SELECT 1"] {
-            let parse = Parse::new(Some("s1".into()), sql.into(), vec![]);
-            push(&mut assembler, PgWireFrontendMessage::Parse(parse));
-            push(&mut assembler, PgWireFrontendMessage::Sync(Sync::new()));
+            parse_named(&mut assembler, "s1", sql, Progress::default());
         }
         let request = run_unnamed_portal(&mut assembler, "s1");
-        assert!(matches!(
-            &request.statements[0],
-            Statement::Execute { sql: Some(sql), .. } if &**sql == "DELETE FROM patients"
-        ));
+        assert_eq!(executed_sql(&request), None);
     }
 
     #[test]

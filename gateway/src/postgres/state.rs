@@ -60,7 +60,7 @@ struct Tracker {
 }
 
 /// How far the server has answered, as a request is inspected.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Progress {
     /// Requests sent that expect a ReadyForQuery: the next such request is answered by the
     /// ReadyForQuery numbered `sent + 1`.

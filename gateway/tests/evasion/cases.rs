@@ -170,6 +170,9 @@ pub const CASES: &[Case] = &[
     script("deallocate-skipped-after-error", "Q PREPARE q AS SELECT ssn FROM patients WHERE id > $1\nrecv 1\nQ SELECT 1/0; DEALLOCATE q\nrecv 1\nQ PREPARE q AS SELECT 1\nrecv 1\nQ {m} EXECUTE q(0)\nrecv 1\n", Denied("default-deny")),
     script("parse-alone-runs-nothing", "Q PREPARE q AS SELECT ssn FROM patients WHERE id > $1\nrecv 1\nP - DEALLOCATE q\nS\nrecv 1\nQ PREPARE q AS SELECT 1\nrecv 1\nQ {m} EXECUTE q(0)\nrecv 1\n", Denied("default-deny")),
     script("portal-fetched-as-cursor", "Q BEGIN\nrecv 1\nQ DECLARE c CURSOR FOR SELECT 1\nrecv 1\nC P c\nP - SELECT ssn FROM patients WHERE id > $1\nB c - text:0\nS\nrecv 1\nQ {m} FETCH 5 FROM c\nrecv 1\nQ COMMIT\nrecv 1\n", Denied("default-deny")),
+    // Protocol-level names: a Parse that failed, a Close skipped after an error.
+    script("parse-failed-then-redefined", "P s9 SELECT 'x'::int\nS\nrecv 1\nP s9 {m} SELECT ssn FROM patients WHERE id > $1\nS\nrecv 1\nB - s9 text:0\nE -\nS\nrecv 1\n", Denied("default-deny")),
+    script("close-skipped-after-error", "P s8 {m} SELECT ssn FROM patients WHERE id > $1\nS\nrecv 1\nP - SELECT 1/0\nB - -\nE -\nC S s8\nP s8 SELECT 1\nS\nrecv 1\nB - s8 text:0\nE -\nS\nrecv 1\n", Denied("default-deny")),
     script("cursor-declared-twice", "Q BEGIN; DECLARE c CURSOR FOR SELECT ssn FROM patients WHERE id > 0; SAVEPOINT s\nrecv 1\nQ DECLARE c CURSOR FOR SELECT 1\nrecv 1\nQ ROLLBACK TO SAVEPOINT s\nrecv 1\nQ {m} FETCH ALL FROM c\nrecv 1\nQ COMMIT\nrecv 1\n", Denied("default-deny")),
     // Protocol-level prepared statements, portals and binary results.
     script("extended", "P - {m} SELECT ssn, birth_date FROM patients WHERE id > $1\nB - - text:0\nE -\nS\nrecv 1\n", Masked),

@@ -14,7 +14,7 @@ use pgwire::messages::{
 use super::*;
 use crate::{
     policy::{mask::MaskMethod, TargetClassification},
-    postgres::request::RequestAssembler,
+    postgres::{request::RequestAssembler, state::Progress},
 };
 
 fn rule(parsed: Vec<ResolvedColumn>, max_rows: Option<u64>) -> Arc<ResultRule> {
@@ -153,7 +153,7 @@ fn an_execute_gets_a_describe_whose_answer_is_swallowed() {
     ] {
         let mut frame = BytesMut::new();
         message.encode(&mut frame).unwrap();
-        request = assembler.push(frame, &message);
+        request = assembler.push(frame, &message, Progress::default);
     }
     let mut request = request.unwrap();
     let steps = plan_steps(

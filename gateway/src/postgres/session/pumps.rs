@@ -154,7 +154,9 @@ where
             // Part of a COPY FROM STDIN, not a request (see `SharedState::copy_in_sync`).
             F::Sync(_) | F::Flush(_) if copy_in_sync => out.unsplit(frame),
             _ => {
-                if let Some(mut request) = assembler.push(frame, &message) {
+                if let Some(mut request) =
+                    assembler.push(frame, &message, || parts.state.progress())
+                {
                     let ready = request.expects_ready_for_query();
                     let (verdicts, expectation) = match enforcement.as_deref_mut() {
                         Some(enforcement) => {

@@ -1,42 +1,52 @@
-//! What the session's SQL-level prepared statements and cursors are, as far as Tollgate can
-//! tell: an `EXECUTE` or `FETCH` is decided by the statement its name stands for.
+//! What a session's named statements or cursors stand for, as far as Tollgate can tell.
 //!
 //! The server refuses to define a name that exists, so a definition is believed only for a
 //! name that certainly does not exist. Every name ever defined is held to exist until the
-//! server has confirmed a release of it (see `PendingRelease` in enforce.rs); a name
-//! defined again meanwhile, a name prepared through the protocol, or any name after
-//! something Tollgate could not read stands for a statement Tollgate does not know, and
-//! what runs it is treated as unparsed.
+//! server has confirmed a release of it (see [`super::PendingReleases`]); a name defined
+//! again meanwhile, or any name after something Tollgate could not follow, stands for
+//! something Tollgate does not know.
 
-use std::{collections::HashMap, sync::Arc};
+use std::collections::HashMap;
 
-use crate::sql::StatementFacts;
+/// Names remembered by default; past the limit every name is unknown until all are released.
+const DEFAULT_LIMIT: usize = 256;
 
-/// Names remembered per kind; past this, every name is treated as unknown until the session
-/// releases them all.
-const MAX_NAMED: usize = 256;
-
-#[derive(Default)]
-pub struct Named {
-    entries: HashMap<String, Entry>,
+pub struct Named<T> {
+    entries: HashMap<String, Entry<T>>,
+    limit: usize,
     /// Numbers each definition, so a release applies only to what existed when it ran.
     sequence: u64,
     /// Since this point any name may exist (names dropped for room, or defined unseen).
     forgotten_at: Option<u64>,
 }
 
-struct Entry {
-    /// None: the name stands for a statement Tollgate does not know.
-    facts: Option<Arc<StatementFacts>>,
+impl<T: Clone> Default for Named<T> {
+    fn default() -> Self {
+        Self::with_limit(DEFAULT_LIMIT)
+    }
+}
+
+struct Entry<T> {
+    /// None: the name stands for something Tollgate does not know.
+    value: Option<T>,
     /// It outlives its transaction (prepared statements, cursors WITH HOLD).
     held: bool,
     defined: u64,
 }
 
-impl Named {
+impl<T: Clone> Named<T> {
+    pub fn with_limit(limit: usize) -> Self {
+        Self {
+            entries: HashMap::new(),
+            limit,
+            sequence: 0,
+            forgotten_at: None,
+        }
+    }
+
     /// What `name` stands for, if Tollgate knows.
-    pub fn get(&self, name: &str) -> Option<Arc<StatementFacts>> {
-        self.entries.get(name)?.facts.clone()
+    pub fn get(&self, name: &str) -> Option<T> {
+        self.entries.get(name)?.value.clone()
     }
 
     /// Where the definitions stand now: a release recorded now covers what is defined up to
@@ -45,15 +55,15 @@ impl Named {
         self.sequence
     }
 
-    /// `name` is defined (if it does not exist yet) as `facts`.
-    pub fn define(&mut self, name: &str, facts: Option<Arc<StatementFacts>>, held: bool) {
+    /// `name` is defined (if it does not exist yet) as `value`.
+    pub fn define(&mut self, name: &str, value: Option<T>, held: bool) {
         let certainly_new = self.forgotten_at.is_none() && !self.entries.contains_key(name);
-        if !self.entries.contains_key(name) && self.entries.len() >= MAX_NAMED {
+        if !self.entries.contains_key(name) && self.entries.len() >= self.limit {
             self.forget_all();
         }
         self.sequence += 1;
         let entry = Entry {
-            facts: facts.filter(|_| certainly_new),
+            value: value.filter(|_| certainly_new),
             held,
             defined: self.sequence,
         };
