@@ -1,7 +1,7 @@
 //! The session state the gateway tracks from both directions: the frontend pump checks each
 //! client message against it, the backend pump moves it on from the server's messages.
 
-use std::sync::Mutex;
+use std::{collections::VecDeque, sync::Mutex};
 
 use pgwire::messages::{
     response::TransactionStatus, startup::Authentication, PgWireBackendMessage,
@@ -50,6 +50,13 @@ struct Tracker {
     copy: Option<Copy>,
     client_copy: ClientCopy,
     in_flight: usize,
+    /// Per request in flight, oldest first: whether it is a simple Query.
+    in_flight_simple: VecDeque<bool>,
+    /// The COPY FROM STDIN in progress was started by an extended-protocol request that
+    /// ended with Sync: the server ignores that Sync and answers the one after CopyDone.
+    copy_awaits_sync: bool,
+    /// Requests were sent behind the COPY FROM STDIN in progress.
+    copy_pipelined: bool,
     /// Requests sent that expect a ReadyForQuery, the ReadyForQuery messages answering
     /// requests (not the one ending startup), and the ErrorResponse messages received.
     sent: u64,
@@ -84,6 +91,9 @@ impl Default for SharedState {
             copy: None,
             client_copy: ClientCopy::None,
             in_flight: 0,
+            in_flight_simple: VecDeque::new(),
+            copy_awaits_sync: false,
+            copy_pipelined: false,
             sent: 0,
             readies: 0,
             errors: 0,
@@ -168,9 +178,11 @@ impl SharedState {
             }
             (F::Sync(_) | F::Flush(_), ClientCopy::Sending) => true,
             (F::Flush(_), ClientCopy::Ended) => true,
+            // After a simple Query's COPY (or one whose request is not in flight) the server
+            // answers this Sync with a ReadyForQuery of its own: it is a request.
             (F::Sync(_), ClientCopy::Ended) => {
                 t.client_copy = ClientCopy::None;
-                true
+                t.copy_awaits_sync
             }
             (F::CopyData(_) | F::CopyDone(_) | F::CopyFail(_), _) => false,
             (_, ClientCopy::Ended) => {
@@ -190,9 +202,12 @@ impl SharedState {
         }
     }
 
-    pub fn request_sent(&self) {
+    /// A request that expects a ReadyForQuery was sent: a simple Query, or extended-protocol
+    /// messages up to Sync.
+    pub fn request_sent(&self, simple: bool) {
         let mut t = self.lock();
         t.in_flight += 1;
+        t.in_flight_simple.push_back(simple);
         t.sent += 1;
     }
 
@@ -205,6 +220,9 @@ impl SharedState {
                 F::PasswordMessageFamily(_) | F::Terminate(_) => Ok(()),
                 _ => Err("unexpected message during authentication"),
             };
+        }
+        if t.copy_pipelined {
+            return Err("requests sent behind a COPY FROM STDIN");
         }
         match message {
             F::PasswordMessageFamily(_) => Err("unexpected password message after authentication"),
@@ -230,6 +248,7 @@ impl SharedState {
                 // has already sent one.
                 if t.ready {
                     t.in_flight = t.in_flight.saturating_sub(1);
+                    t.in_flight_simple.pop_front();
                     t.readies += 1;
                 }
                 t.ready = true;
@@ -239,6 +258,10 @@ impl SharedState {
             B::CopyInResponse(_) => {
                 t.copy = Some(Copy::In);
                 t.client_copy = ClientCopy::Sending;
+                // The COPY's request is the oldest in flight; a request sent behind it makes
+                // the server fail the COPY, and which Sync it answers would be guesswork.
+                t.copy_awaits_sync = t.in_flight_simple.front() == Some(&false);
+                t.copy_pipelined = t.in_flight_simple.len() > 1;
             }
             B::CopyOutResponse(_) => t.copy = Some(Copy::Out),
             // The end of a COPY, successful or not.
@@ -280,15 +303,23 @@ mod tests {
         PgWireFrontendMessage::CopyData(CopyData::new(bytes::Bytes::from_static(b"1\n")))
     }
 
-    /// Authenticated and idle, then a COPY FROM STDIN request answered with CopyInResponse.
+    /// Authenticated and idle, then an extended-protocol COPY FROM STDIN request (up to Sync)
+    /// answered with CopyInResponse.
     fn copying() -> SharedState {
+        copying_from(&[false])
+    }
+
+    /// As [`copying`], with these requests sent (true: a simple Query), the first the COPY.
+    fn copying_from(requests: &[bool]) -> SharedState {
         let state = SharedState::default();
         state.startup_forwarded();
         state.on_backend(&PgWireBackendMessage::Authentication(Authentication::Ok));
         state.on_backend(&PgWireBackendMessage::ReadyForQuery(ReadyForQuery::new(
             TransactionStatus::Idle,
         )));
-        state.request_sent();
+        for simple in requests {
+            state.request_sent(*simple);
+        }
         state.on_backend(&PgWireBackendMessage::CopyInResponse(CopyInResponse::new(
             0,
             1,
@@ -331,6 +362,32 @@ mod tests {
             ],
         );
         assert_eq!(state.state(), SessionState::CopyIn, "the server is behind");
+    }
+
+    #[test]
+    fn a_sync_after_a_simple_querys_copy_is_a_request_of_its_own() {
+        // The server answers the Query's COPY with ReadyForQuery after CopyDone, and this
+        // Sync with another one.
+        let state = copying_from(&[true]);
+        assert_client(
+            &state,
+            &[
+                (copy_data(), true, false),
+                (sync(), true, true),
+                (
+                    PgWireFrontendMessage::CopyDone(CopyDone::new()),
+                    true,
+                    false,
+                ),
+                (sync(), true, false),
+            ],
+        );
+    }
+
+    #[test]
+    fn requests_sent_behind_a_copy_end_the_session() {
+        let state = copying_from(&[false, true]);
+        assert!(state.check_frontend(&copy_data()).is_err());
     }
 
     #[test]
@@ -387,7 +444,7 @@ mod tests {
         assert_eq!(state.state(), SessionState::Idle);
         assert!(state.check_frontend(&password).is_err());
 
-        state.request_sent();
+        state.request_sent(true);
         assert_eq!(state.state(), SessionState::Waiting);
         state.on_backend(&PgWireBackendMessage::CopyInResponse(CopyInResponse::new(
             0,

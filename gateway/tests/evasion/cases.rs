@@ -183,6 +183,8 @@ pub const CASES: &[Case] = &[
     script("portal-suspended", "P - {m} SELECT ssn FROM patients WHERE id > $1\nB p1 - text:0\nE p1 2\nE p1 0\nS\nrecv 1\n", Masked),
     script("pipelined", "P s2 {m} SELECT mrn FROM patients WHERE id = $1\nB a s2 text:1\nE a\nB b s2 text:2\nE b\nS\nrecv 1\n", Masked),
     script("extended-denied", "P - {m} DROP TABLE patients\nB - -\nE -\nS\nrecv 1\n", Denied(DDL)),
+    // A Sync after a simple-protocol COPY FROM STDIN gets a ReadyForQuery of its own.
+    script("sync-after-simple-copy", "Q CREATE TEMP TABLE t9 (x int)\nrecv 1\nQ COPY t9 FROM STDIN\nrecv-until G\nd 1\\n\nc\nS\nQ {m} SELECT ssn FROM patients WHERE id > 0\nQ SELECT 1\nQ SELECT 2\nrecv 5\n", Masked),
     // COPY out, every format.
     sql("copy-text", "COPY patients (id, email, phone, zip) TO STDOUT", Masked),
     sql("copy-csv", "COPY patients (id, email, street) TO STDOUT WITH (FORMAT csv)", Masked),

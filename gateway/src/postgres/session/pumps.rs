@@ -24,7 +24,7 @@ use crate::postgres::{
     errors::{encode_ready_for_query, sqlstate, ClientError},
     frame::{complete_frame_len, FrameError, FrameKind, FrameReader, PRE_AUTH_LIMIT},
     hooks::{RequestVerdict, ResponseVerdict},
-    request::RequestAssembler,
+    request::{RequestAssembler, RequestEnd},
     results::{plan_steps, Handled, ResultTracker, Step},
 };
 
@@ -182,7 +182,9 @@ where
                         RequestVerdict::Forward => {}
                     }
                     if ready {
-                        parts.state.request_sent();
+                        parts
+                            .state
+                            .request_sent(matches!(request.end, RequestEnd::Query));
                     }
                     if let Some(expectation) = expectation {
                         send(expectations, expectation)?;
