@@ -100,6 +100,7 @@ impl Enforcement {
             prepared: Named::default(),
             cursors: Named::default(),
             releases: PendingReleases::default(),
+            name_changes: NameChanges::default(),
         })
     }
 }
@@ -171,6 +172,8 @@ pub struct SessionEnforcement {
     prepared: Named<Arc<StatementFacts>>,
     /// `DECLARE name CURSOR FOR ...`: what `FETCH ... FROM name` returns.
     cursors: Named<Arc<StatementFacts>>,
+    /// What this request's statements did to prepared statement names (see [`NameChanges`]).
+    name_changes: NameChanges,
     /// Releases of those names that the server has not yet confirmed.
     releases: PendingReleases<(Release, Marks)>,
     /// The policy generation and catalog snapshot in force for this session, with the
@@ -186,6 +189,17 @@ pub struct Inspection {
     pub results: Vec<StatementResults>,
     /// The target has classified data.
     pub protect: bool,
+    /// What the request's statements did to prepared statement names, for the protocol's
+    /// own tracking (the two share one namespace on the server).
+    pub names: NameChanges,
+}
+
+/// Prepared statement names defined by SQL (`PREPARE`), or all of them made unknown (an
+/// unparsed statement, `DO` or `CALL` ran).
+#[derive(Debug, Default)]
+pub struct NameChanges {
+    pub prepared: Vec<String>,
+    pub all_unknown: bool,
 }
 
 /// One statement decided, with what its results need.
@@ -248,6 +262,7 @@ impl SessionEnforcement {
             verdicts: Vec::with_capacity(count),
             results: Vec::with_capacity(count),
             protect: !context.classes.is_empty(),
+            names: NameChanges::default(),
         };
         let mut replacements = Vec::new();
         // The text parsed last: an extended-protocol request usually parses a statement and
@@ -298,6 +313,7 @@ impl SessionEnforcement {
             inspection.results.push(results);
         }
         request.substitute(replacements);
+        inspection.names = std::mem::take(&mut self.name_changes);
         Ok(inspection)
     }
 
@@ -409,8 +425,7 @@ impl SessionEnforcement {
             let decided = unparsed(self);
             if runs && matches!(decided.decision, Decision::Allow(_)) {
                 // It may prepare, declare or release anything.
-                self.prepared.forget_all();
-                self.cursors.forget_all();
+                self.forget_all_names();
             }
             return decided;
         };
@@ -488,6 +503,7 @@ impl SessionEnforcement {
     fn track_names(&mut self, facts: &StatementFacts, inner: Option<&Arc<StatementFacts>>) {
         if let Some((name, _)) = &facts.prepared {
             self.prepared.define(name, inner.cloned(), true);
+            self.name_changes.prepared.push(name.clone());
         }
         if let Some((name, _)) = &facts.cursor_query {
             self.cursors
@@ -505,13 +521,18 @@ impl SessionEnforcement {
         }
         // Procedural code runs SQL Tollgate does not see.
         if matches!(facts.kind, StatementKind::Do | StatementKind::Call) {
-            self.prepared.forget_all();
-            self.cursors.forget_all();
+            self.forget_all_names();
         }
     }
 }
 
 impl SessionEnforcement {
+    fn forget_all_names(&mut self) {
+        self.prepared.forget_all();
+        self.cursors.forget_all();
+        self.name_changes.all_unknown = true;
+    }
+
     fn apply(&mut self, (release, (prepared, cursors)): (Release, (u64, u64))) {
         match release {
             Release::Names(Released::Prepared(name)) => self.prepared.release(&name, prepared),

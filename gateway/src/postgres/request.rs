@@ -111,13 +111,27 @@ struct Portal {
     parameters: Vec<Parameter>,
 }
 
+#[derive(Debug, Clone, Copy)]
+enum Confirmation {
+    /// Parsed in the batch still open: its own Bind and Execute run it or are skipped too.
+    InBatch,
+    /// The batch ended; answered by this ReadyForQuery, good if no error came before it.
+    Pending {
+        answered_by: u64,
+        errors: u64,
+    },
+    Confirmed,
+}
+
 /// Gathers messages and remembers prepared statements and portals across requests.
 pub struct RequestAssembler {
     frames: BytesMut,
     statements: Vec<Statement>,
     spans: Vec<Range<usize>>,
-    /// The unnamed statement: every Parse of it replaces it (or, failing, leaves none).
-    unnamed: Option<Sql>,
+    /// The unnamed statement: every Parse of it replaces it (or, failing, leaves none). A
+    /// Parse skipped after an earlier error leaves the old one, so a later batch believes it
+    /// only once the server has answered the Parse's batch without error.
+    unnamed: Option<(Sql, Confirmation)>,
     /// Named statements. The server refuses to redefine one that exists, so a Parse is
     /// believed only for a name that certainly does not exist (see [`Named`]).
     named: Named<Sql>,
@@ -173,7 +187,7 @@ impl RequestAssembler {
                 let name = parse.name.clone().unwrap_or_default();
                 let sql = Sql::from(parse.query.as_str());
                 if name.is_empty() {
-                    self.unnamed = Some(sql.clone());
+                    self.unnamed = Some((sql.clone(), Confirmation::InBatch));
                 } else {
                     self.settle(progress());
                     self.named.define(&name, Some(sql.clone()), true);
@@ -182,7 +196,7 @@ impl RequestAssembler {
                 None
             }
             F::Bind(bind) => {
-                self.bind(bind);
+                self.bind(bind, progress);
                 None
             }
             F::Execute(execute) => {
@@ -212,6 +226,14 @@ impl RequestAssembler {
                 None
             }
             F::Sync(_) => {
+                if let Some((_, confirmation @ Confirmation::InBatch)) = &mut self.unnamed {
+                    let at = progress();
+                    *confirmation = Confirmation::Pending {
+                        // This batch is the next request counted.
+                        answered_by: at.sent + 1,
+                        errors: at.errors,
+                    };
+                }
                 // The unnamed portal does not outlive the transaction; keep it simple and
                 // let the next Bind replace it.
                 Some(RequestEnd::Sync)
@@ -241,6 +263,17 @@ impl RequestAssembler {
         self.unsynced || !self.frames.is_empty()
     }
 
+    /// Prepared statement names that SQL of a request defined, or made unknown all at once:
+    /// they share the protocol's namespace.
+    pub fn note_sql_names(&mut self, prepared: &[String], all_unknown: bool) {
+        if all_unknown {
+            self.named.forget_all();
+        }
+        for name in prepared {
+            self.named.define(name, None, true);
+        }
+    }
+
     /// Applies the closes the server has confirmed.
     fn settle(&mut self, progress: Progress) {
         for (name, mark) in self.closing.settle(progress) {
@@ -248,14 +281,33 @@ impl RequestAssembler {
         }
     }
 
-    fn statement(&self, name: &str) -> Option<Sql> {
-        match name {
-            "" => self.unnamed.clone(),
-            name => self.named.get(name),
+    fn statement(&mut self, name: &str, progress: impl FnOnce() -> Progress) -> Option<Sql> {
+        if !name.is_empty() {
+            return self.named.get(name);
+        }
+        let (sql, confirmation) = self.unnamed.as_mut()?;
+        match *confirmation {
+            Confirmation::InBatch | Confirmation::Confirmed => Some(sql.clone()),
+            Confirmation::Pending {
+                answered_by,
+                errors,
+            } => {
+                let at = progress();
+                if at.readies < answered_by {
+                    // Not answered yet: the Parse may still be skipped.
+                    None
+                } else if at.errors == errors {
+                    *confirmation = Confirmation::Confirmed;
+                    Some(sql.clone())
+                } else {
+                    self.unnamed = None;
+                    None
+                }
+            }
         }
     }
 
-    fn bind(&mut self, bind: &Bind) {
+    fn bind(&mut self, bind: &Bind, progress: impl FnOnce() -> Progress) {
         let portal = bind.portal_name.clone().unwrap_or_default();
         let statement = bind.statement_name.clone().unwrap_or_default();
         // Format codes: none = all text, one = applies to all, else one per parameter.
@@ -276,16 +328,11 @@ impl RequestAssembler {
         if !portal.is_empty() {
             self.portals_bound.push(portal.clone());
         }
+        let sql = self.statement(&statement, progress);
         if self.portals.len() >= MAX_PORTALS && !self.portals.contains_key(&portal) {
             self.portals.clear();
         }
-        self.portals.insert(
-            portal,
-            Portal {
-                sql: self.statement(&statement),
-                parameters,
-            },
-        );
+        self.portals.insert(portal, Portal { sql, parameters });
     }
 }
 
@@ -452,6 +499,39 @@ mod tests {
         };
         assert!(!parameters[0].binary);
         assert!(parameters[1].binary);
+    }
+
+    #[test]
+    fn an_unnamed_statement_is_believed_in_later_batches_once_answered_without_error() {
+        for (answer, expected) in [((0, 0), None), ((1, 0), Some("SELECT 1")), ((1, 1), None)] {
+            let mut assembler = RequestAssembler::default();
+            let parse = Parse::new(None, "SELECT 1".into(), vec![]);
+            push(&mut assembler, PgWireFrontendMessage::Parse(parse));
+            push(&mut assembler, PgWireFrontendMessage::Sync(Sync::new()));
+            let (readies, errors) = answer;
+            let at = Progress {
+                sent: 1,
+                readies,
+                errors,
+            };
+            let b = bind("", "", vec![], vec![]);
+            push_at(&mut assembler, PgWireFrontendMessage::Bind(b), at);
+            push(
+                &mut assembler,
+                PgWireFrontendMessage::Execute(Execute::new(None, 0)),
+            );
+            let request = push(&mut assembler, PgWireFrontendMessage::Sync(Sync::new())).unwrap();
+            assert_eq!(executed_sql(&request), expected, "answer {answer:?}");
+        }
+    }
+
+    #[test]
+    fn a_name_prepared_by_sql_is_unknown_to_a_parse() {
+        let mut assembler = RequestAssembler::default();
+        assembler.note_sql_names(&["s7".to_owned()], false);
+        parse_named(&mut assembler, "s7", "SELECT 1", Progress::default());
+        let request = run_unnamed_portal(&mut assembler, "s7");
+        assert_eq!(executed_sql(&request), None);
     }
 
     #[test]

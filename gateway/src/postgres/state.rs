@@ -224,6 +224,22 @@ impl SharedState {
         if t.copy_pipelined {
             return Err("requests sent behind a COPY FROM STDIN");
         }
+        // After the COPY of an extended-protocol request the server waits for Sync (skipping
+        // anything else after an error): another request would share the COPY's answer.
+        let copy_wants_sync = t.client_copy == ClientCopy::Ended && t.copy_awaits_sync;
+        if copy_wants_sync
+            && !matches!(
+                message,
+                F::Sync(_)
+                    | F::Flush(_)
+                    | F::CopyData(_)
+                    | F::CopyDone(_)
+                    | F::CopyFail(_)
+                    | F::Terminate(_)
+            )
+        {
+            return Err("a request before the Sync that ends an extended-protocol COPY");
+        }
         match message {
             F::PasswordMessageFamily(_) => Err("unexpected password message after authentication"),
             F::CopyData(_) | F::CopyDone(_) | F::CopyFail(_) | F::Flush(_) | F::Sync(_) => Ok(()),
@@ -391,8 +407,8 @@ mod tests {
     }
 
     #[test]
-    fn a_simple_query_may_follow_copy_fail() {
-        let state = copying();
+    fn a_simple_query_may_follow_the_copy_fail_of_a_simple_query() {
+        let state = copying_from(&[true]);
         assert_client(
             &state,
             &[
@@ -406,6 +422,19 @@ mod tests {
                 (sync(), true, false),
             ],
         );
+    }
+
+    #[test]
+    fn an_extended_copy_ends_with_sync_before_any_other_request() {
+        for end in [
+            PgWireFrontendMessage::CopyDone(CopyDone::new()),
+            PgWireFrontendMessage::CopyFail(CopyFail::new("x".into())),
+        ] {
+            let state = copying();
+            assert_client(&state, &[(copy_data(), true, false), (end, true, false)]);
+            assert!(state.check_frontend(&query()).is_err());
+            assert_client(&state, &[(sync(), true, true), (query(), true, false)]);
+        }
     }
 
     #[test]

@@ -173,6 +173,8 @@ pub const CASES: &[Case] = &[
     // Protocol-level names: a Parse that failed, a Close skipped after an error.
     script("parse-failed-then-redefined", "P s9 SELECT 'x'::int\nS\nrecv 1\nP s9 {m} SELECT ssn FROM patients WHERE id > $1\nS\nrecv 1\nB - s9 text:0\nE -\nS\nrecv 1\n", Denied("default-deny")),
     script("close-skipped-after-error", "P s8 {m} SELECT ssn FROM patients WHERE id > $1\nS\nrecv 1\nP - SELECT 1/0\nB - -\nE -\nC S s8\nP s8 SELECT 1\nS\nrecv 1\nB - s8 text:0\nE -\nS\nrecv 1\n", Denied("default-deny")),
+    script("sql-prepare-then-parse", "Q PREPARE s7 AS SELECT ssn FROM patients WHERE id > $1\nrecv 1\nP s7 SELECT $1::int\nS\nrecv 1\nB - s7 text:0\nE -\nS\nrecv 1\n", Denied("default-deny")),
+    script("unnamed-parse-skipped-after-error", "P - SELECT ssn FROM patients WHERE id > $1\nS\nrecv 1\nP s6 SELEC\nP - SELECT $1::int\nS\nrecv 1\nB - - text:0\nE -\nS\nrecv 1\n", Denied("default-deny")),
     script("cursor-declared-twice", "Q BEGIN; DECLARE c CURSOR FOR SELECT ssn FROM patients WHERE id > 0; SAVEPOINT s\nrecv 1\nQ DECLARE c CURSOR FOR SELECT 1\nrecv 1\nQ ROLLBACK TO SAVEPOINT s\nrecv 1\nQ {m} FETCH ALL FROM c\nrecv 1\nQ COMMIT\nrecv 1\n", Denied("default-deny")),
     // Protocol-level prepared statements, portals and binary results.
     script("extended", "P - {m} SELECT ssn, birth_date FROM patients WHERE id > $1\nB - - text:0\nE -\nS\nrecv 1\n", Masked),

@@ -6,18 +6,25 @@
 //! again meanwhile, or any name after something Tollgate could not follow, stands for
 //! something Tollgate does not know.
 
-use std::collections::HashMap;
+use std::{
+    collections::{hash_map::DefaultHasher, HashMap},
+    hash::{Hash, Hasher},
+};
 
-/// Names remembered by default; past the limit every name is unknown until all are released.
+/// Names remembered by default; past the limit the oldest are kept only as hashes.
 const DEFAULT_LIMIT: usize = 256;
+/// Hashes of names let go for room; past this every name is unknown until all are released.
+const MAX_LET_GO: usize = 1 << 20;
 
 pub struct Named<T> {
     entries: HashMap<String, Entry<T>>,
     limit: usize,
     /// Numbers each definition, so a release applies only to what existed when it ran.
     sequence: u64,
-    /// Since this point any name may exist (names dropped for room, or defined unseen).
+    /// Since this point any name may exist (defined where Tollgate could not see).
     forgotten_at: Option<u64>,
+    /// Names let go for room, by hash, with when they were defined: they may still exist.
+    let_go: HashMap<u64, u64>,
 }
 
 impl<T: Clone> Default for Named<T> {
@@ -41,6 +48,7 @@ impl<T: Clone> Named<T> {
             limit,
             sequence: 0,
             forgotten_at: None,
+            let_go: HashMap::new(),
         }
     }
 
@@ -57,9 +65,11 @@ impl<T: Clone> Named<T> {
 
     /// `name` is defined (if it does not exist yet) as `value`.
     pub fn define(&mut self, name: &str, value: Option<T>, held: bool) {
-        let certainly_new = self.forgotten_at.is_none() && !self.entries.contains_key(name);
+        let certainly_new = self.forgotten_at.is_none()
+            && !self.entries.contains_key(name)
+            && !self.let_go.contains_key(&hash(name));
         if !self.entries.contains_key(name) && self.entries.len() >= self.limit {
-            self.forget_all();
+            self.let_go_all();
         }
         self.sequence += 1;
         let entry = Entry {
@@ -75,12 +85,21 @@ impl<T: Clone> Named<T> {
         if self.entries.get(name).is_some_and(|e| e.defined <= mark) {
             self.entries.remove(name);
         }
+        let hashed = hash(name);
+        if self
+            .let_go
+            .get(&hashed)
+            .is_some_and(|defined| *defined <= mark)
+        {
+            self.let_go.remove(&hashed);
+        }
     }
 
     /// The server released every name defined up to `mark` (`DEALLOCATE ALL`, `CLOSE ALL`,
     /// `DISCARD ALL`).
     pub fn release_all(&mut self, mark: u64) {
         self.entries.retain(|_, e| e.defined > mark);
+        self.let_go.retain(|_, defined| *defined > mark);
         if self.forgotten_at.is_some_and(|at| at <= mark) {
             self.forgotten_at = None;
         }
@@ -92,10 +111,47 @@ impl<T: Clone> Named<T> {
         self.entries.retain(|_, e| e.held || e.defined > mark);
     }
 
+    /// Keeps only the names' hashes, so a name defined again is still not believed.
+    fn let_go_all(&mut self) {
+        if self.let_go.len() + self.entries.len() > MAX_LET_GO {
+            return self.forget_all();
+        }
+        for (name, entry) in self.entries.drain() {
+            self.let_go.insert(hash(&name), entry.defined);
+        }
+    }
+
     /// Something Tollgate could not read may have defined or released names.
     pub fn forget_all(&mut self) {
         self.entries.clear();
+        self.let_go.clear();
         self.sequence += 1;
         self.forgotten_at = Some(self.sequence);
+    }
+}
+
+fn hash(name: &str) -> u64 {
+    let mut hasher = DefaultHasher::new();
+    name.hash(&mut hasher);
+    hasher.finish()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Named;
+
+    #[test]
+    fn names_let_go_for_room_are_not_believed_when_defined_again() {
+        let mut named = Named::with_limit(2);
+        named.define("a", Some(1), true);
+        named.define("b", Some(2), true);
+        named.define("c", Some(3), true);
+        assert_eq!(named.get("c"), Some(3), "a new name is still believed");
+        named.define("a", Some(4), true);
+        assert_eq!(named.get("a"), None, "a may still be the first a");
+        let mark = named.mark();
+        named.release_all(mark);
+        named.define("a", Some(5), true);
+        assert_eq!(named.get("a"), Some(5), "all released: a is new");
     }
 }

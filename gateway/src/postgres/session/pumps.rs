@@ -164,6 +164,8 @@ where
                                 .inspect(&mut request, parts.denials, parts.state.progress())
                                 .await
                                 .map_err(PumpError::Client)?;
+                            let names = &inspection.names;
+                            assembler.note_sql_names(&names.prepared, names.all_unknown);
                             let steps = plan_steps(&mut request, inspection.results);
                             let protect = inspection.protect;
                             let steps = Expectation::Steps {
