@@ -524,9 +524,7 @@ impl SessionEnforcement {
             self.forget_all_names();
         }
     }
-}
 
-impl SessionEnforcement {
     fn forget_all_names(&mut self) {
         self.prepared.forget_all();
         self.cursors.forget_all();

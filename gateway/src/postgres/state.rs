@@ -49,9 +49,9 @@ struct Tracker {
     transaction: TransactionStatus,
     copy: Option<Copy>,
     client_copy: ClientCopy,
-    in_flight: usize,
-    /// Per request in flight, oldest first: whether it is a simple Query.
-    in_flight_simple: VecDeque<bool>,
+    /// Requests sent and not yet answered by ReadyForQuery, oldest first: whether each is a
+    /// simple Query.
+    in_flight: VecDeque<bool>,
     /// The COPY FROM STDIN in progress was started by an extended-protocol request that
     /// ended with Sync: the server ignores that Sync and answers the one after CopyDone.
     copy_awaits_sync: bool,
@@ -90,8 +90,7 @@ impl Default for SharedState {
             transaction: TransactionStatus::Idle,
             copy: None,
             client_copy: ClientCopy::None,
-            in_flight: 0,
-            in_flight_simple: VecDeque::new(),
+            in_flight: VecDeque::new(),
             copy_awaits_sync: false,
             copy_pipelined: false,
             sent: 0,
@@ -111,7 +110,7 @@ impl SharedState {
 
     pub fn state(&self) -> SessionState {
         let t = self.lock();
-        match (t.started, t.ready, t.copy, t.in_flight, t.transaction) {
+        match (t.started, t.ready, t.copy, t.in_flight.len(), t.transaction) {
             (false, ..) => SessionState::Startup,
             (true, false, ..) => SessionState::Authenticating,
             (_, _, Some(Copy::In), ..) => SessionState::CopyIn,
@@ -206,8 +205,7 @@ impl SharedState {
     /// messages up to Sync.
     pub fn request_sent(&self, simple: bool) {
         let mut t = self.lock();
-        t.in_flight += 1;
-        t.in_flight_simple.push_back(simple);
+        t.in_flight.push_back(simple);
         t.sent += 1;
     }
 
@@ -263,8 +261,7 @@ impl SharedState {
                 // The first one ends startup and answers no request, even when the client
                 // has already sent one.
                 if t.ready {
-                    t.in_flight = t.in_flight.saturating_sub(1);
-                    t.in_flight_simple.pop_front();
+                    t.in_flight.pop_front();
                     t.readies += 1;
                 }
                 t.ready = true;
@@ -276,8 +273,8 @@ impl SharedState {
                 t.client_copy = ClientCopy::Sending;
                 // The COPY's request is the oldest in flight; a request sent behind it makes
                 // the server fail the COPY, and which Sync it answers would be guesswork.
-                t.copy_awaits_sync = t.in_flight_simple.front() == Some(&false);
-                t.copy_pipelined = t.in_flight_simple.len() > 1;
+                t.copy_awaits_sync = t.in_flight.front() == Some(&false);
+                t.copy_pipelined = t.in_flight.len() > 1;
             }
             B::CopyOutResponse(_) => t.copy = Some(Copy::Out),
             // The end of a COPY, successful or not.
