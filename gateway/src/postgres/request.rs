@@ -35,7 +35,8 @@ pub enum RequestEnd {
     Sync,
     /// `Flush`: the client wants what is pending, no ReadyForQuery.
     Flush,
-    /// Buffered messages handed on early (see [`PARTIAL_REQUEST_BYTES`]).
+    /// Messages handed on before their Sync or Flush: nothing more was readable, or the
+    /// buffer reached [`PARTIAL_REQUEST_BYTES`].
     Partial,
 }
 
@@ -247,14 +248,25 @@ impl RequestAssembler {
         let end = end.or_else(|| {
             (self.frames.len() >= PARTIAL_REQUEST_BYTES).then_some(RequestEnd::Partial)
         })?;
+        Some(self.finish(end))
+    }
+
+    /// What is gathered so far, as a partial request: the client has sent nothing more for
+    /// now, and the protocol does not promise a Sync or Flush (the server itself answers
+    /// each message as it comes).
+    pub fn cut(&mut self) -> Option<Request> {
+        (!self.frames.is_empty()).then(|| self.finish(RequestEnd::Partial))
+    }
+
+    fn finish(&mut self, end: RequestEnd) -> Request {
         self.unsynced = matches!(end, RequestEnd::Flush | RequestEnd::Partial);
-        Some(Request {
+        Request {
             end,
             statements: std::mem::take(&mut self.statements),
             spans: std::mem::take(&mut self.spans),
             frames: self.frames.split(),
             portals_bound: std::mem::take(&mut self.portals_bound),
-        })
+        }
     }
 
     /// An extended-protocol batch is open: messages are pending or were handed on without a

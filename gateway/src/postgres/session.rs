@@ -46,6 +46,9 @@ use crate::{
 /// How long a forwarded cancel waits for the server to close its end.
 const CANCEL_WAIT: Duration = Duration::from_secs(5);
 
+/// How long the server's last answers may take to pass once the client has left.
+const CLOSE_DRAIN: Duration = Duration::from_secs(5);
+
 /// Everything a session needs from the gateway.
 pub struct PostgresSettings {
     pub startup_timeout: Duration,
@@ -367,9 +370,18 @@ async fn run<A, U>(
                 std::future::pending::<()>().await;
             }
         };
+        tokio::pin!(frontend, backend);
         tokio::select! {
-            end = frontend => end,
-            end = backend => end,
+            end = &mut frontend => match end {
+                Ok(end @ (SessionEnd::ClientTerminated | SessionEnd::ClientClosed)) => {
+                    // The server answers what the client sent before it left, then closes;
+                    // the client gets those answers whole, as it would directly.
+                    let _ = tokio::time::timeout(CLOSE_DRAIN, &mut backend).await;
+                    Ok(end)
+                }
+                other => other,
+            },
+            end = &mut backend => end,
             () = startup_timer => Ok(SessionEnd::StartupTimeout),
         }
     };
@@ -463,14 +475,15 @@ async fn refuse_opening(
             guard.outcome = Outcome::ProtocolViolation;
             guard.error = Some(client_error.message);
         }
+        // PostgreSQL closes without a reply on an invalid startup packet length (it only
+        // logs it): a client that wrote its Terminate first (node-postgres ending a
+        // connection still being made) must not get an answer it cannot parse.
         StartupError::Frame(
             frame_error @ (FrameError::TooLarge { .. } | FrameError::BadLength(_)),
         ) => {
-            let client_error =
-                ClientError::fatal(sqlstate::PROTOCOL_VIOLATION, frame_error.to_string());
-            send_fatal(agent, &client_error).await;
+            let _ = agent.shutdown().await;
             guard.outcome = Outcome::ProtocolViolation;
-            guard.error = Some(client_error.message);
+            guard.error = Some(format!("invalid length of startup packet: {frame_error}"));
         }
         StartupError::Frame(other) => {
             guard.outcome = Outcome::Failed;
@@ -549,3 +562,6 @@ fn log_startup(session: &SessionInfo) {
         "postgres session started"
     );
 }
+
+#[cfg(test)]
+mod tests;

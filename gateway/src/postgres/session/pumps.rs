@@ -24,7 +24,7 @@ use crate::postgres::{
     errors::{encode_ready_for_query, sqlstate, ClientError},
     frame::{complete_frame_len, FrameError, FrameKind, FrameReader, PRE_AUTH_LIMIT},
     hooks::{RequestVerdict, ResponseVerdict},
-    request::{RequestAssembler, RequestEnd},
+    request::{Request, RequestAssembler, RequestEnd},
     results::{plan_steps, Handled, ResultTracker, Step},
 };
 
@@ -94,7 +94,11 @@ where
         let limit = || message_limit(parts);
         let frame = match reader.next_with_limit(FrameKind::Tagged, limit).await {
             Ok(Some(frame)) => frame,
-            Ok(None) => return Ok(SessionEnd::ClientClosed),
+            Ok(None) => {
+                // Passed on as it came: the server answers what it has read, then closes.
+                let _ = upstream.shutdown().await;
+                return Ok(SessionEnd::ClientClosed);
+            }
             Err(error) => return Err(frame_error(error)),
         };
         let message = match decode_frontend(&frame, &context) {
@@ -154,54 +158,87 @@ where
             // Part of a COPY FROM STDIN, not a request (see `SharedState::copy_in_sync`).
             F::Sync(_) | F::Flush(_) if copy_in_sync => out.unsplit(frame),
             _ => {
-                if let Some(mut request) =
-                    assembler.push(frame, &message, || parts.state.progress())
-                {
-                    let ready = request.expects_ready_for_query();
-                    let (verdicts, expectation) = match enforcement.as_deref_mut() {
-                        Some(enforcement) => {
-                            let inspection = enforcement
-                                .inspect(&mut request, parts.denials, parts.state.progress())
-                                .await
-                                .map_err(PumpError::Client)?;
-                            let names = &inspection.names;
-                            assembler.note_sql_names(&names.prepared, names.all_unknown);
-                            let steps = plan_steps(&mut request, inspection.results);
-                            let protect = inspection.protect;
-                            let steps = Expectation::Steps {
-                                steps,
-                                protect,
-                                ready,
-                            };
-                            (inspection.verdicts, Some(steps))
-                        }
-                        None => (Vec::new(), ready.then_some(Expectation::Ready)),
-                    };
-                    match parts
-                        .request_hook
-                        .on_request(parts.session, &request, &verdicts)
-                    {
-                        RequestVerdict::Forward => {}
-                    }
-                    if ready {
-                        parts
-                            .state
-                            .request_sent(matches!(request.end, RequestEnd::Query));
-                    }
-                    if let Some(expectation) = expectation {
-                        send(expectations, expectation)?;
-                    }
-                    out.unsplit(request.frames);
+                if let Some(request) = assembler.push(frame, &message, || parts.state.progress()) {
+                    let request = decide(
+                        parts,
+                        enforcement.as_deref_mut(),
+                        &mut assembler,
+                        expectations,
+                        request,
+                    )
+                    .await?;
+                    out.unsplit(request);
                 }
             }
         }
-        // Coalesce: write once nothing complete is left to process.
-        if !out.is_empty() && !reader_has_frame(reader, limit()) {
+        if reader_has_frame(reader, limit()) {
+            continue;
+        }
+        // Nothing more is readable now: what the client has sent is decided and forwarded
+        // without waiting for a Sync or Flush, which the protocol does not promise.
+        if let Some(request) = assembler.cut() {
+            let request = decide(
+                parts,
+                enforcement.as_deref_mut(),
+                &mut assembler,
+                expectations,
+                request,
+            )
+            .await?;
+            out.unsplit(request);
+        }
+        // Coalesced: written once nothing complete is left to process.
+        if !out.is_empty() {
             write_counted(upstream, &mut out, forwarded)
                 .await
                 .map_err(upstream_io)?;
         }
     }
+}
+
+/// Decides one request (with a policy), records it, tells the backend pump what answers it
+/// will get, and returns the frames to forward.
+async fn decide(
+    parts: &SessionParts<'_>,
+    enforcement: Option<&mut SessionEnforcement>,
+    assembler: &mut RequestAssembler,
+    expectations: &UnboundedSender<Expectation>,
+    mut request: Request,
+) -> Result<BytesMut, PumpError> {
+    let ready = request.expects_ready_for_query();
+    let (verdicts, expectation) = match enforcement {
+        Some(enforcement) => {
+            let inspection = enforcement
+                .inspect(&mut request, parts.denials, parts.state.progress())
+                .await
+                .map_err(PumpError::Client)?;
+            let names = &inspection.names;
+            assembler.note_sql_names(&names.prepared, names.all_unknown);
+            let steps = plan_steps(&mut request, inspection.results);
+            let steps = Expectation::Steps {
+                steps,
+                protect: inspection.protect,
+                ready,
+            };
+            (inspection.verdicts, Some(steps))
+        }
+        None => (Vec::new(), ready.then_some(Expectation::Ready)),
+    };
+    match parts
+        .request_hook
+        .on_request(parts.session, &request, &verdicts)
+    {
+        RequestVerdict::Forward => {}
+    }
+    if ready {
+        parts
+            .state
+            .request_sent(matches!(request.end, RequestEnd::Query));
+    }
+    if let Some(expectation) = expectation {
+        send(expectations, expectation)?;
+    }
+    Ok(request.frames)
 }
 
 pub async fn backend<R, W>(

@@ -1,0 +1,171 @@
+//! The session loop in-process: the agent and the server are in-memory streams, the server a
+//! scripted backend that answers as PostgreSQL does. Pipelining, partial batches, errors
+//! mid-pipeline, denials and masking are checked here in milliseconds, without root; the
+//! privileged suites prove the same against real servers and clients.
+
+mod client;
+mod fake_server;
+mod opening;
+mod pipeline;
+
+use std::{collections::BTreeMap, collections::HashMap, sync::Arc, time::Duration};
+
+use bytes::BytesMut;
+use pgwire::messages::ProtocolVersion;
+use tokio::{task::JoinHandle, time::Instant};
+
+use self::{client::Client, fake_server::Canned};
+use super::{run, SessionParts};
+use crate::{
+    identity::AgentIdentity,
+    policy::PolicyStore,
+    postgres::{
+        cancel::CancelRegistry,
+        enforce::{Denials, Enforcement},
+        hooks::{RecordingHooks, SessionInfo},
+        startup::StartupInfo,
+        state::SharedState,
+    },
+    proxy::{
+        addrs::{ClientAddr, UpstreamAddr},
+        guard::{Outcome, SessionGuard},
+        ProxyStats,
+    },
+};
+
+/// Room in each in-memory stream: writes never wait on a reader unless a test fills it.
+const STREAM_ROOM: usize = 1 << 20;
+
+/// A policy for the scripted backend's tables: `patients.ssn` (OID 16400, attnum 2) is
+/// classified and redacted; the agent may do anything but touch `secrets`.
+pub const POLICY: &str = r#"version = 1
+[[identities]]
+id = "agent"
+remote = ["127.0.0.0/8"]
+
+[[classify]]
+table = "public.patients"
+columns = { ssn = "ssn" }
+
+[masking]
+ssn = "redact"
+
+[[rules]]
+id = "no-secrets"
+effect = "deny"
+tables = ["public.secrets"]
+
+[[rules]]
+id = "anything"
+effect = "allow"
+identities = ["agent"]
+"#;
+
+/// A running session: the agent's end, and the outcome the session ends with.
+pub struct Session {
+    pub client: Client,
+    pub ended: JoinHandle<(Outcome, Option<String>)>,
+}
+
+impl Session {
+    /// The outcome once the session has ended (bounded).
+    pub async fn outcome(self) -> (Outcome, Option<String>) {
+        drop(self.client);
+        tokio::time::timeout(Duration::from_secs(5), self.ended)
+            .await
+            .expect("the session ends once the agent is gone")
+            .expect("the session task does not panic")
+    }
+}
+
+/// Starts a session after login against a scripted backend, with the policy if given.
+pub async fn start(policy: Option<&str>, canned: Canned) -> Session {
+    let (agent, agent_end) = tokio::io::duplex(STREAM_ROOM);
+    let (upstream, server_end) = tokio::io::duplex(STREAM_ROOM);
+    tokio::spawn(fake_server::serve(server_end, canned));
+    let enforcement = policy.map(enforcement_for);
+    let ended = tokio::spawn(async move {
+        let session = session_info();
+        let state = SharedState::default();
+        state.startup_forwarded();
+        let denials = Denials::default();
+        let hooks = Arc::new(RecordingHooks);
+        let cancels = Arc::new(CancelRegistry::default());
+        let parts = SessionParts {
+            session: &session,
+            state: &state,
+            request_hook: hooks.as_ref(),
+            response_hook: hooks.as_ref(),
+            cancels: &cancels,
+            upstream: UpstreamAddr("127.0.0.1:5432".parse().unwrap()),
+            upstream_tls: false,
+            max_message_bytes: 1 << 20,
+            denials: &denials,
+        };
+        let client = ClientAddr("127.0.0.1:40000".parse().unwrap());
+        let mut guard = SessionGuard::new(Arc::new(ProxyStats::default()), client);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        run(
+            parts,
+            enforcement,
+            agent,
+            upstream,
+            BytesMut::new(),
+            deadline,
+            &mut guard,
+        )
+        .await;
+        (guard.outcome, guard.error.take())
+    });
+    let mut client = Client::new(agent_end);
+    client.after_login().await;
+    Session { client, ended }
+}
+
+fn session_info() -> SessionInfo {
+    SessionInfo {
+        conn_id: 1,
+        target: "clinic".into(),
+        agent: AgentIdentity::Remote {
+            source: "127.0.0.1".parse().unwrap(),
+        },
+        startup: StartupInfo {
+            protocol: ProtocolVersion::PROTOCOL3_0,
+            user: "agent".into(),
+            database: "clinic".into(),
+            application_name: None,
+            settings: BTreeMap::new(),
+            other_options: Vec::new(),
+            replication_requested: false,
+        },
+        tls: false,
+        token: None,
+    }
+}
+
+fn enforcement_for(policy: &str) -> crate::postgres::enforce::SessionEnforcement {
+    let dir = std::env::temp_dir().join(format!(
+        "tollgate-session-{}-{}",
+        std::process::id(),
+        NEXT_DIR.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("policy.toml"), policy).unwrap();
+    let store = Arc::new(PolicyStore::open(&dir.join("policy.toml"), &dir).unwrap());
+    let _ = std::fs::remove_dir_all(&dir);
+    let enforcement = Arc::new(Enforcement::new(store, HashMap::new()));
+    let identity = crate::policy::IdentityFacts {
+        remote: Some("127.0.0.1".parse().unwrap()),
+        ..Default::default()
+    };
+    enforcement
+        .admit(
+            "clinic",
+            "127.0.0.1:5432".parse().unwrap(),
+            "clinic",
+            identity,
+        )
+        .unwrap_or_else(|_| panic!("the policy admits the agent"))
+}
+
+static NEXT_DIR: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
