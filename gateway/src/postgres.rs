@@ -5,6 +5,7 @@
 mod cancel;
 mod catalog;
 mod codec;
+mod encoding;
 mod enforce;
 mod errors;
 mod frame;
@@ -25,6 +26,8 @@ pub use cancel::CancelRegistry;
 pub use catalog::CatalogAccess;
 pub use enforce::Enforcement;
 pub use hooks::RecordingHooks;
-pub use session::{load_credentials, serve, CredentialsError, PostgresSettings, TokenLogin};
+pub use session::{
+    load_credentials, serve, CredentialsError, PostgresSettings, TokenLogin, BUILTIN_FUNCTIONS,
+};
 pub use tls::{agent_acceptor, CertificateSource, TlsError, UpstreamConnector};
 pub use token::{JwksError, TokenValidator};

@@ -10,3 +10,5 @@ pub mod frame;
 pub mod scram;
 #[path = "../../src/postgres/startup.rs"]
 pub mod startup;
+#[path = "../../src/postgres/encoding.rs"]
+pub mod encoding;

@@ -1,5 +1,5 @@
 //! Arbitrary bytes from a client after startup: framing, then typed decoding, in both protocol
-//! versions. Any outcome but a panic is fine.
+//! versions and several client encodings. Any outcome but a panic is fine.
 
 #![no_main]
 
@@ -8,7 +8,8 @@ mod decoder;
 
 use bytes::BytesMut;
 use decoder::{
-    codec::{decode_frontend, session_context},
+    codec::{decode_frontend, session_context, TextReading},
+    encoding::ClientEncoding,
     frame::{complete_frame_len, FrameKind},
 };
 use libfuzzer_sys::fuzz_target;
@@ -20,7 +21,13 @@ fuzz_target!(|data: &[u8]| {
         let mut buf = BytesMut::from(data);
         while let Ok(Some(len)) = complete_frame_len(&buf, FrameKind::Tagged, 1 << 20) {
             let frame = buf.split_to(len);
-            let _ = decode_frontend(&frame, &context);
+            for name in ["UTF8", "SJIS", "JOHAB", "LATIN1"] {
+                let reading = TextReading {
+                    encoding: ClientEncoding::from_name(name).expect("a known encoding"),
+                    encoding_settled: name != "LATIN1",
+                };
+                let _ = decode_frontend(&frame, &context, reading);
+            }
         }
     }
 });

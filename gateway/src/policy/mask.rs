@@ -136,6 +136,16 @@ pub enum Masked {
     Null,
 }
 
+/// Whether a value of this type and format is text that the server converted into the
+/// client's encoding, which masks must read (and write) in that encoding.
+pub fn is_client_text(type_oid: u32, format: ValueFormat) -> bool {
+    match TypeClass::of(type_oid) {
+        TypeClass::TextLike => true,
+        TypeClass::Json { binary_version } => !(binary_version && format == ValueFormat::Binary),
+        _ => false,
+    }
+}
+
 /// The families of types that have their own rules.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum TypeClass {

@@ -26,6 +26,7 @@ use pgwire::messages::{
 use self::recent::RecentDecisions;
 use super::{
     catalog::{CatalogAccess, CatalogSlot, CatalogStore},
+    codec::unreadable_reason,
     errors::{sqlstate, ClientError},
     names::{Named, PendingReleases},
     request::{Request, Statement},
@@ -306,7 +307,8 @@ impl SessionEnforcement {
                 }
             };
             inspection.verdicts.push(verdict_of(&decision));
-            if let Some(error) = refusal_error(&decision) {
+            if let Some(error) = invalid_text_error(statement).or_else(|| refusal_error(&decision))
+            {
                 let id = denials.add(error);
                 replacements.push((index, replacement(statement, id)));
             }
@@ -624,6 +626,19 @@ fn needs_masking(plan: &MaskPlan, resolved: &Resolved) -> bool {
         Some(columns) => columns.iter().any(|c| plan.method_for(c).is_some()),
         None => resolved.classified || resolved.unknown,
     }
+}
+
+/// A statement text that is invalid in the client encoding is refused as the server refuses
+/// it, whatever policy says of unparsed statements (it never runs).
+fn invalid_text_error(statement: &Statement) -> Option<ClientError> {
+    let sql = match statement {
+        Statement::Simple { sql } | Statement::Prepare { sql, .. } => sql,
+        Statement::Execute { .. } => return None,
+    };
+    let reason = unreadable_reason(sql)?;
+    reason
+        .starts_with("invalid byte sequence")
+        .then(|| ClientError::error(sqlstate::CHARACTER_NOT_IN_REPERTOIRE, reason.to_owned()))
 }
 
 fn refusal_error(decision: &Decision) -> Option<ClientError> {

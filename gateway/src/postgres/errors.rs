@@ -2,10 +2,7 @@
 //! SQLSTATE and a message that names the cause but never internal details.
 
 use bytes::BytesMut;
-use pgwire::messages::{
-    response::{ErrorResponse, ReadyForQuery, TransactionStatus},
-    PgWireBackendMessage,
-};
+use pgwire::messages::{response::ErrorResponse, PgWireBackendMessage};
 
 /// SQLSTATE codes Tollgate uses.
 pub mod sqlstate {
@@ -15,6 +12,7 @@ pub mod sqlstate {
     pub const INSUFFICIENT_PRIVILEGE: &str = "42501";
     pub const FEATURE_NOT_SUPPORTED: &str = "0A000";
     pub const INTERNAL_ERROR: &str = "XX000";
+    pub const CHARACTER_NOT_IN_REPERTOIRE: &str = "22021";
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -69,12 +67,6 @@ impl ClientError {
             .encode(out)
             .expect("short error messages always encode");
     }
-}
-
-pub fn encode_ready_for_query(status: TransactionStatus, out: &mut BytesMut) {
-    PgWireBackendMessage::ReadyForQuery(ReadyForQuery::new(status))
-        .encode(out)
-        .expect("ReadyForQuery always encodes");
 }
 
 #[cfg(test)]

@@ -11,7 +11,8 @@ mod tests;
 
 use bytes::{BufMut, BytesMut};
 
-use crate::policy::mask::{mask_into, MaskMethod, Masked, TokenKey, ValueFormat};
+use super::encoding::ClientEncoding;
+use crate::policy::mask::{is_client_text, mask_into, MaskMethod, Masked, TokenKey, ValueFormat};
 
 pub use copy::{CopyFormatSpec, CopyMasker};
 pub use notice::scrub_error_fields;
@@ -47,10 +48,11 @@ pub fn rewrite_data_row(
     frame: &[u8],
     plan: &[Option<ColumnMask>],
     key: &TokenKey,
+    encoding: ClientEncoding,
     out: &mut BytesMut,
 ) -> Result<(), MaskError> {
     let start = out.len();
-    let result = write_data_row(frame, plan, key, out);
+    let result = write_data_row(frame, plan, key, encoding, out);
     if result.is_err() {
         out.truncate(start);
     }
@@ -61,6 +63,7 @@ fn write_data_row(
     frame: &[u8],
     plan: &[Option<ColumnMask>],
     key: &TokenKey,
+    encoding: ClientEncoding,
     out: &mut BytesMut,
 ) -> Result<(), MaskError> {
     let malformed = MaskError::MalformedRow;
@@ -107,7 +110,7 @@ fn write_data_row(
         };
         out.extend_from_slice(&body[copied..field_start]);
         copied = pos;
-        put_masked_field(mask, mask.format, value, key, out)?;
+        put_masked_field(mask, mask.format, value, key, encoding, out)?;
     }
     if pos != body.len() {
         return Err(malformed("bytes after the last field"));
@@ -122,11 +125,18 @@ fn put_masked_field(
     format: ValueFormat,
     value: &[u8],
     key: &TokenKey,
+    encoding: ClientEncoding,
     out: &mut BytesMut,
 ) -> Result<(), MaskError> {
     let len_at = out.len();
     out.put_i32(0);
-    match mask_into(mask.method, mask.type_oid, format, value, key, out) {
+    let masked = if encoding.is_utf8() || value.is_ascii() || !is_client_text(mask.type_oid, format)
+    {
+        mask_into(mask.method, mask.type_oid, format, value, key, out)
+    } else {
+        mask_in_encoding(mask, format, value, key, encoding, out)
+    };
+    match masked {
         Masked::Value => {
             let len = i32::try_from(out.len() - len_at - 4).map_err(|_| MaskError::TooLong)?;
             out[len_at..len_at + 4].copy_from_slice(&len.to_be_bytes());
@@ -137,6 +147,35 @@ fn put_masked_field(
         }
     }
     Ok(())
+}
+
+/// Masks text of another encoding as the same text in UTF-8 (so a token is the same whatever
+/// the session's encoding) and writes the result back in that encoding. Bytes that are not
+/// valid there are masked as they are (masks of undecodable text write only ASCII).
+fn mask_in_encoding(
+    mask: ColumnMask,
+    format: ValueFormat,
+    value: &[u8],
+    key: &TokenKey,
+    encoding: ClientEncoding,
+    out: &mut BytesMut,
+) -> Masked {
+    let Ok(text) = encoding.decode(value) else {
+        return mask_into(mask.method, mask.type_oid, format, value, key, out);
+    };
+    let mut utf8 = BytesMut::new();
+    let masked = mask_into(
+        mask.method,
+        mask.type_oid,
+        format,
+        text.as_bytes(),
+        key,
+        &mut utf8,
+    );
+    if masked == Masked::Value {
+        out.extend_from_slice(&encoding.encode(&String::from_utf8_lossy(&utf8)));
+    }
+    masked
 }
 
 /// Writes the length of the frame that starts (with its tag) at `frame_start`.

@@ -21,6 +21,7 @@ use pgwire::messages::{
 };
 
 use super::{
+    encoding::ClientEncoding,
     errors::{sqlstate, ClientError},
     masking::{rewrite_data_row, scrub_error_fields, ColumnMask, CopyMasker, MaskError},
 };
@@ -157,10 +158,17 @@ pub struct ResultTracker {
     protect: bool,
     /// Columns from an injected Describe, for the Execute that follows it.
     described: Option<Masks>,
+    /// The session's client encoding: values arrive in it and are masked back into it.
+    encoding: ClientEncoding,
     flow: Option<Flow>,
 }
 
 impl ResultTracker {
+    /// The server reported a new client encoding: the results after it use it.
+    pub fn set_encoding(&mut self, encoding: ClientEncoding) {
+        self.encoding = encoding;
+    }
+
     /// Steps of a request just forwarded, in message order, and whether its target has
     /// classified data.
     pub fn push(&mut self, steps: Vec<Step>, protect: bool) {
@@ -240,7 +248,7 @@ impl ResultTracker {
                     return Ok(Handled::Forward);
                 }
                 self.expect(
-                    |s| matches!(s, Step::Sync | Step::Query { .. }),
+                    |s| matches!(s, Step::Sync | Step::Query { .. } | Step::FunctionCall(_)),
                     "ReadyForQuery",
                 )?;
                 self.steps.pop_front();
@@ -260,12 +268,28 @@ impl ResultTracker {
         }
     }
 
+    /// A FunctionCallResponse (`V`, undecoded: pgwire does not model it). Where the call's
+    /// rule masks its result, the value is withheld (NULL): it has no column type to mask by.
+    pub fn on_function_result(&mut self, out: &mut BytesMut) -> Result<Handled, ResultError> {
+        let Some(Step::FunctionCall(rule)) = self.steps.front() else {
+            return Err(ResultError::Unexpected("FunctionCallResponse"));
+        };
+        if !rule.as_ref().is_some_and(|r| r.mask_columns) {
+            return Ok(Handled::Forward);
+        }
+        out.extend_from_slice(&[b'V', 0, 0, 0, 8, 0xff, 0xff, 0xff, 0xff]);
+        Ok(Handled::Replaced)
+    }
+
     /// An error the gateway answers itself (a denial's stand-in): it ends steps as the
     /// server's error does, and its text is the gateway's.
     pub fn on_error(&mut self) {
         self.end_result();
         self.described = None;
-        if matches!(self.steps.front(), Some(Step::Query { .. })) {
+        if matches!(
+            self.steps.front(),
+            Some(Step::Query { .. } | Step::FunctionCall(_))
+        ) {
             return;
         }
         // The server skips to Sync: the steps before it get no answers.
@@ -288,7 +312,7 @@ impl ResultTracker {
     /// The rule of the result the front step is producing.
     fn current_rule(&self) -> Option<&Arc<ResultRule>> {
         match self.steps.front()? {
-            Step::Execute(rule) => rule.as_ref(),
+            Step::Execute(rule) | Step::FunctionCall(rule) => rule.as_ref(),
             Step::Query { rules, index } => rules.get(*index).as_ref(),
             _ => None,
         }
@@ -362,7 +386,7 @@ impl ResultTracker {
         }
         match &flow.masks {
             Masks::Rows(columns) => {
-                rewrite_data_row(frame, columns, &flow.rule.context.key, out)?;
+                rewrite_data_row(frame, columns, &flow.rule.context.key, self.encoding, out)?;
                 Ok(Handled::Replaced)
             }
             Masks::None => Ok(Handled::Forward),
@@ -414,7 +438,9 @@ impl ResultTracker {
         self.described = None;
         if let Some(rule) = self.current_rule().cloned() {
             let masks = match rule.mask_columns {
-                true => Masks::Copy(Box::new(layout::copy_masker(&rule, response)?)),
+                true => Masks::Copy(Box::new(
+                    layout::copy_masker(&rule, response)?.in_encoding(self.encoding),
+                )),
                 false => Masks::None,
             };
             self.flow = Some(Flow::new(rule, masks));

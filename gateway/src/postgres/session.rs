@@ -2,6 +2,7 @@
 //! startup packet or cancel request) under the startup timeout, connecting upstream, then the
 //! two pumps until either side ends. Every way it ends sets the connection's close record.
 
+mod function_call;
 mod pumps;
 mod token_login;
 
@@ -30,6 +31,7 @@ use super::{
 };
 use tokio_rustls::TlsAcceptor;
 
+pub use function_call::BUILTIN_FUNCTIONS;
 pub use token_login::{load_credentials, Credentials, CredentialsError, TokenLogin};
 
 use crate::{

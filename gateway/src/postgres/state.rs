@@ -3,6 +3,7 @@
 
 use std::{collections::VecDeque, sync::Mutex};
 
+use super::{codec::TextReading, encoding::ClientEncoding};
 use pgwire::messages::{
     response::TransactionStatus, startup::Authentication, PgWireBackendMessage,
     PgWireFrontendMessage,
@@ -63,7 +64,8 @@ struct Tracker {
     readies: u64,
     errors: u64,
     sasl_offered: bool,
-    refusals_pending: usize,
+    /// The client encoding the server last reported.
+    encoding: ClientEncoding,
 }
 
 /// How far the server has answered, as a request is inspected.
@@ -97,7 +99,7 @@ impl Default for SharedState {
             readies: 0,
             errors: 0,
             sasl_offered: false,
-            refusals_pending: 0,
+            encoding: ClientEncoding::UTF8,
         }))
     }
 }
@@ -133,19 +135,6 @@ impl SharedState {
         std::mem::take(&mut t.sasl_offered)
     }
 
-    pub fn refusals_pending(&self) -> usize {
-        self.lock().refusals_pending
-    }
-
-    pub fn refusal_queued(&self) {
-        self.lock().refusals_pending += 1;
-    }
-
-    pub fn refusal_sent(&self) {
-        let mut t = self.lock();
-        t.refusals_pending = t.refusals_pending.saturating_sub(1);
-    }
-
     /// The gateway authenticated the client itself (token mode).
     pub fn mark_authenticated(&self) {
         self.lock().authenticated = true;
@@ -157,10 +146,6 @@ impl SharedState {
 
     pub fn ready(&self) -> bool {
         self.lock().ready
-    }
-
-    pub fn transaction(&self) -> TransactionStatus {
-        self.lock().transaction
     }
 
     /// Records a client message. True for a Sync or Flush that belongs to the client's COPY
@@ -189,6 +174,21 @@ impl SharedState {
                 false
             }
             _ => false,
+        }
+    }
+
+    pub fn set_encoding(&self, encoding: ClientEncoding) {
+        self.lock().encoding = encoding;
+    }
+
+    /// How client texts are read now: the encoding the server last reported is the one in
+    /// force unless a request is still unanswered (it may have changed it; the server reports
+    /// a change just before ReadyForQuery) or an extended-protocol batch is open.
+    pub fn text_reading(&self, batch_open: bool) -> TextReading {
+        let t = self.lock();
+        TextReading {
+            encoding: t.encoding,
+            encoding_settled: t.ready && t.in_flight.is_empty() && !batch_open,
         }
     }
 
@@ -248,6 +248,19 @@ impl SharedState {
             }
             _ => Ok(()),
         }
+    }
+
+    /// Whether a FunctionCall is legal now (as any request outside COPY); the error text is
+    /// sent with `FATAL 08P01`.
+    pub fn check_function_call(&self) -> Result<(), &'static str> {
+        let t = self.lock();
+        if !t.authenticated {
+            return Err("unexpected message during authentication");
+        }
+        if t.copy_pipelined || t.client_copy != ClientCopy::None {
+            return Err("unexpected message during COPY FROM STDIN");
+        }
+        Ok(())
     }
 
     /// Moves the state on from one server message.

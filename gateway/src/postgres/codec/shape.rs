@@ -103,11 +103,26 @@ pub fn frontend_body_is_whole(tag: u8, body: &[u8]) -> bool {
             c.end()
         })(),
         b'S' | b'H' | b'X' | b'c' => c.end(),
-        // CopyData and the password family carry opaque bytes; FunctionCall is refused whole.
-        b'd' | b'p' | b'F' => Some(()),
+        // CopyData and the password family carry opaque bytes.
+        b'd' | b'p' => Some(()),
+        b'F' => function_call(body).map(|_| ()),
         _ => None,
     };
     whole.is_some()
+}
+
+/// The function a FunctionCall body names and its number of arguments (the body is OID,
+/// argument formats, arguments, result format), if the body holds exactly those fields.
+pub fn function_call(body: &[u8]) -> Option<(u32, usize)> {
+    let mut c = Cursor { rest: body };
+    let oid = c.i32()?;
+    let formats = c.count()?;
+    c.repeat(formats, |c| c.i16().map(|_| ()))?;
+    let arguments = c.count()?;
+    c.repeat(arguments, Cursor::value)?;
+    c.i16()?;
+    c.end()?;
+    Some((oid as u32, arguments))
 }
 
 /// Whether a server message body holds the fields pgwire will read.

@@ -10,6 +10,7 @@ use bytes::{Buf, BufMut, BytesMut};
 
 use super::{patch_length, put_masked_field, read_i16, read_i32, ColumnMask, MaskError};
 use crate::policy::mask::{MaskMethod, TokenKey, ValueFormat};
+use crate::postgres::encoding::ClientEncoding;
 
 /// The COPY options that decide how rows are written.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -65,6 +66,8 @@ pub struct CopyMasker {
     format: CopyFormatSpec,
     plan: Vec<Option<ColumnMask>>,
     key: Arc<TokenKey>,
+    /// The session's client encoding, which the server wrote the rows in.
+    encoding: ClientEncoding,
     /// The start of an incomplete row (or binary header/tuple).
     pending: BytesMut,
     /// CSV: where the search for the end of the pending row resumes, and its quote state.
@@ -92,6 +95,7 @@ impl CopyMasker {
             format,
             plan,
             key,
+            encoding: ClientEncoding::UTF8,
             pending: BytesMut::new(),
             scan: textual::Scan::default(),
             stage: BinaryStage::Header,
@@ -100,10 +104,42 @@ impl CopyMasker {
         }
     }
 
+    /// Rows written by the server in this client encoding.
+    pub fn in_encoding(mut self, encoding: ClientEncoding) -> Self {
+        self.encoding = encoding;
+        self
+    }
+
     /// Consumes one CopyData payload and appends one CopyData frame (`d`, length, rows) with
     /// every row it completes; an incomplete trailing row stays buffered. On error nothing is
-    /// appended.
+    /// appended. Text and CSV rows in another encoding than UTF-8 are read as UTF-8 and
+    /// written back (a second byte in the ASCII range must not be taken for a delimiter,
+    /// quote or escape); binary rows carry their values whole, masked one by one.
     pub fn push(&mut self, payload: &[u8], out: &mut BytesMut) -> Result<(), MaskError> {
+        if self.format == CopyFormatSpec::Binary || self.encoding.is_utf8() || payload.is_ascii() {
+            return self.push_utf8(payload, out);
+        }
+        let text = self
+            .encoding
+            .decode(payload)
+            .map_err(|_| MaskError::MalformedCopy("row not valid in the client encoding"))?;
+        let mut framed = BytesMut::new();
+        self.push_utf8(text.as_bytes(), &mut framed)?;
+        if framed.is_empty() {
+            return Ok(());
+        }
+        let frame_start = out.len();
+        out.put_u8(b'd');
+        out.put_i32(0);
+        out.extend_from_slice(&self.encoding.encode(&String::from_utf8_lossy(&framed[5..])));
+        let result = patch_length(out, frame_start);
+        if result.is_err() {
+            out.truncate(frame_start);
+        }
+        result
+    }
+
+    fn push_utf8(&mut self, payload: &[u8], out: &mut BytesMut) -> Result<(), MaskError> {
         let frame_start = out.len();
         out.put_u8(b'd');
         out.put_i32(0);
@@ -228,7 +264,14 @@ impl CopyMasker {
             match mask {
                 Some(mask) if len >= 0 => {
                     let value = &tuple[value_start..value_end];
-                    put_masked_field(mask, ValueFormat::Binary, value, &self.key, out)?;
+                    put_masked_field(
+                        mask,
+                        ValueFormat::Binary,
+                        value,
+                        &self.key,
+                        self.encoding,
+                        out,
+                    )?;
                 }
                 _ => out.extend_from_slice(&tuple[pos..value_end]),
             }

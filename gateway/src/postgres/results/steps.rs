@@ -26,6 +26,8 @@ pub enum Step {
         rules: QueryRules,
         index: usize,
     },
+    /// A FunctionCall: its FunctionCallResponse (or an error), then ReadyForQuery.
+    FunctionCall(Rule),
     Sync,
 }
 

@@ -4,7 +4,7 @@
 //! response hook. Replies the gateway makes itself are queued behind the answers to earlier
 //! requests, so the client sees them in protocol order.
 
-use std::{collections::VecDeque, io};
+use std::io;
 
 use bytes::BytesMut;
 use pgwire::messages::{
@@ -16,12 +16,13 @@ use tokio::{
     sync::mpsc::{UnboundedReceiver, UnboundedSender},
 };
 
-use super::{SessionEnd, SessionParts};
+use super::{function_call, SessionEnd, SessionParts};
 use crate::postgres::{
     cancel::CancelRegistration,
     codec::{decode_backend, decode_frontend, session_context, CodecError, Frontend},
+    encoding::ClientEncoding,
     enforce::SessionEnforcement,
-    errors::{encode_ready_for_query, sqlstate, ClientError},
+    errors::{sqlstate, ClientError},
     frame::{complete_frame_len, FrameError, FrameKind, FrameReader, PRE_AUTH_LIMIT},
     hooks::{RequestVerdict, ResponseVerdict},
     request::{Request, RequestAssembler, RequestEnd},
@@ -34,9 +35,6 @@ const BACKEND_LIMIT: usize = 1 << 30;
 
 /// Server messages gathered for the client are written once they reach this size.
 const BACKEND_FLUSH_BYTES: usize = 64 * 1024;
-
-/// Gateway-made refusals that may wait for earlier answers before the session is ended.
-const MAX_PENDING_REFUSALS: usize = 64;
 
 /// SCRAM channel binding ties the client's SCRAM exchange to the TLS session it sees; behind
 /// a gateway that is a different session from the server's, so `-PLUS` can never succeed.
@@ -57,21 +55,12 @@ pub enum PumpError {
     Unmaskable(ClientError),
 }
 
-/// What the backend pump must send in order with the server's answers.
+/// What the result tracker must know before the answers to a forwarded request arrive (with
+/// a policy in force): the answers it will get, and whether its target has classified data.
 #[derive(Debug)]
-pub enum Expectation {
-    /// A forwarded request that the server answers with one ReadyForQuery.
-    Ready,
-    /// A request the gateway refused itself: an error, then ReadyForQuery.
-    Refusal(ClientError),
-    /// The answers a forwarded request will get (with a policy in force), whether its
-    /// target has classified data, and whether it ends with ReadyForQuery (one message
-    /// instead of two: each wakes the backend pump).
-    Steps {
-        steps: Vec<Step>,
-        protect: bool,
-        ready: bool,
-    },
+pub struct Expectation {
+    pub steps: Vec<Step>,
+    pub protect: bool,
 }
 
 pub async fn frontend<R, W>(
@@ -101,32 +90,33 @@ where
             }
             Err(error) => return Err(frame_error(error)),
         };
-        let message = match decode_frontend(&frame, &context) {
+        let reading = parts.state.text_reading(assembler.batch_open());
+        let message = match decode_frontend(&frame, &context, reading) {
             Ok(Frontend::Message(message)) => message,
-            // Inside an open extended batch the refusal could not be placed after the batch's
-            // answers (they end with no ReadyForQuery): fail closed instead of misordering.
-            Ok(Frontend::FunctionCall) if assembler.batch_open() => {
+            // Answered by its own ReadyForQuery, which the server sends at once even inside
+            // an extended batch: the batch's answers could not be placed. Fail closed.
+            Ok(Frontend::FunctionCall { .. }) if assembler.batch_open() => {
                 return Err(violation(
                     "FunctionCall inside an unfinished extended-query batch".to_owned(),
                 ))
             }
-            Ok(Frontend::FunctionCall) if !parts.state.authenticated() => {
-                return Err(violation(
-                    "unexpected message during authentication".to_owned(),
-                ))
-            }
-            // Refusals are answered by the gateway, so nothing upstream slows a client that
-            // sends them without reading: cap how many may wait.
-            Ok(Frontend::FunctionCall)
-                if parts.state.refusals_pending() >= MAX_PENDING_REFUSALS =>
-            {
-                return Err(violation(
-                    "too many refused messages awaiting their answers".to_owned(),
-                ))
-            }
-            Ok(Frontend::FunctionCall) => {
-                parts.state.refusal_queued();
-                refuse(parts, expectations, function_call_refusal())?;
+            Ok(Frontend::FunctionCall { oid, arguments }) => {
+                parts
+                    .state
+                    .check_function_call()
+                    .map_err(|reason| violation(reason.to_owned()))?;
+                let frames = function_call::forward(
+                    parts,
+                    enforcement.as_deref_mut(),
+                    expectations,
+                    frame,
+                    oid,
+                    arguments,
+                )
+                .await?;
+                out.unsplit(frames);
+                let more_buffered = reader_has_frame(reader, limit());
+                flush(more_buffered, &mut out, upstream, forwarded).await?;
                 continue;
             }
             Err(error) => return Err(codec_error(error)),
@@ -187,13 +177,27 @@ where
             .await?;
             out.unsplit(request);
         }
-        // Coalesced: written once nothing complete is left to process.
-        if !out.is_empty() {
-            write_counted(upstream, &mut out, forwarded)
-                .await
-                .map_err(upstream_io)?;
-        }
+        let more_buffered = reader_has_frame(reader, limit());
+        flush(more_buffered, &mut out, upstream, forwarded).await?;
     }
+}
+
+/// Writes what is gathered once nothing complete is left to process (coalesced).
+async fn flush<W>(
+    more_buffered: bool,
+    out: &mut BytesMut,
+    upstream: &mut W,
+    forwarded: &mut u64,
+) -> Result<(), PumpError>
+where
+    W: AsyncWrite + Unpin,
+{
+    if out.is_empty() || more_buffered {
+        return Ok(());
+    }
+    write_counted(upstream, out, forwarded)
+        .await
+        .map_err(upstream_io)
 }
 
 /// Decides one request (with a policy), records it, tells the backend pump what answers it
@@ -214,15 +218,13 @@ async fn decide(
                 .map_err(PumpError::Client)?;
             let names = &inspection.names;
             assembler.note_sql_names(&names.prepared, names.all_unknown);
-            let steps = plan_steps(&mut request, inspection.results);
-            let steps = Expectation::Steps {
-                steps,
+            let expectation = Expectation {
+                steps: plan_steps(&mut request, inspection.results),
                 protect: inspection.protect,
-                ready,
             };
-            (inspection.verdicts, Some(steps))
+            (inspection.verdicts, Some(expectation))
         }
-        None => (Vec::new(), ready.then_some(Expectation::Ready)),
+        None => (Vec::new(), None),
     };
     match parts
         .request_hook
@@ -257,15 +259,13 @@ where
     let mut context = DecodeContext::new(parts.session.startup.protocol);
     context.awaiting_frontend_ssl = false;
     context.awaiting_frontend_startup = false;
-    let mut queue = VecDeque::new();
     let mut out = BytesMut::new();
     let mut frontend_gone = false;
     let mut server_sent_fatal = false;
     loop {
         while let Ok(expectation) = expectations.try_recv() {
-            expect(&mut queue, results.as_deref_mut(), expectation);
+            expect(results.as_deref_mut(), expectation);
         }
-        emit_refusals(parts, &mut queue, &mut out);
         // Coalesced, but not without bound: a long result reaches the client in pieces while
         // the rest is still being read (and masked), so both ends keep working.
         if !out.is_empty()
@@ -279,7 +279,7 @@ where
             biased;
             expectation = expectations.recv(), if !frontend_gone => {
                 match expectation {
-                    Some(expectation) => expect(&mut queue, results.as_deref_mut(), expectation),
+                    Some(expectation) => expect(results.as_deref_mut(), expectation),
                     None => frontend_gone = true,
                 }
                 continue;
@@ -298,6 +298,11 @@ where
         };
         // Rows are the hot path: they go to the result tracker (or straight on) undecoded,
         // and the rows already read after this one follow without the loop's bookkeeping.
+        // FunctionCallResponse, which pgwire does not model.
+        if frame.first() == Some(&b'V') {
+            on_function_result(results.as_deref_mut(), frame, &mut out)?;
+            continue;
+        }
         if is_row(&frame) {
             on_row(results.as_deref_mut(), frame, &mut out)?;
             drain_buffered_rows(results.as_deref_mut(), reader, &mut out)?;
@@ -323,19 +328,30 @@ where
                 let issued = issue_cancel_key(parts, key, cancel_registration)?;
                 encode(B::BackendKeyData(issued), &mut out);
             }
-            // SQL is inspected as UTF-8; in another client encoding the server would read the
-            // same bytes as different text (a multibyte character can swallow a backslash).
+            // Statements are read, and values masked, in the session's client encoding.
             B::ParameterStatus(ref status)
-                if status.name.eq_ignore_ascii_case("client_encoding")
-                    && !status.value.eq_ignore_ascii_case("UTF8") =>
+                if status.name.eq_ignore_ascii_case("client_encoding") =>
             {
-                return Err(PumpError::Client(ClientError::fatal(
-                    sqlstate::FEATURE_NOT_SUPPORTED,
-                    format!(
-                        "Tollgate requires client_encoding UTF8; the session asked for {}",
-                        crate::identity::printable(&status.value)
-                    ),
-                )));
+                let Some(encoding) = ClientEncoding::from_name(&status.value) else {
+                    return Err(PumpError::Client(ClientError::fatal(
+                        sqlstate::FEATURE_NOT_SUPPORTED,
+                        format!(
+                            "Tollgate does not know the client encoding {}",
+                            crate::identity::printable(&status.value)
+                        ),
+                    )));
+                };
+                tracing::info!(
+                    event = "session.encoding",
+                    conn_id = parts.session.conn_id,
+                    client_encoding = encoding.name(),
+                    "client encoding in force"
+                );
+                parts.state.set_encoding(encoding);
+                if let Some(results) = results.as_deref_mut() {
+                    results.set_encoding(encoding);
+                }
+                out.unsplit(frame);
             }
             B::NegotiateProtocolVersion(ref negotiated) => {
                 context.protocol_version = ProtocolVersion::from_version_number(
@@ -376,13 +392,6 @@ where
                 if handled == Handled::Forward {
                     out.unsplit(frame);
                 }
-                if matches!(message, B::ReadyForQuery(_)) {
-                    // Answers the oldest forwarded request; refusals queued behind it follow.
-                    if let Some(Expectation::Ready) = queue.front() {
-                        queue.pop_front();
-                    }
-                    emit_refusals(parts, &mut queue, &mut out);
-                }
             }
         }
     }
@@ -400,6 +409,23 @@ fn on_row(
     let handled = match results {
         Some(results) => results
             .on_row(&frame, out)
+            .map_err(|error| PumpError::Unmaskable(error.to_client()))?,
+        None => Handled::Forward,
+    };
+    if handled == Handled::Forward {
+        out.unsplit(frame);
+    }
+    Ok(())
+}
+
+fn on_function_result(
+    results: Option<&mut ResultTracker>,
+    frame: BytesMut,
+    out: &mut BytesMut,
+) -> Result<(), PumpError> {
+    let handled = match results {
+        Some(results) => results
+            .on_function_result(out)
             .map_err(|error| PumpError::Unmaskable(error.to_client()))?,
         None => Handled::Forward,
     };
@@ -448,38 +474,11 @@ fn drain_buffered_rows<R>(
     outcome
 }
 
-/// Steps go to the result tracker at once (they must be known before the answers they
-/// describe arrive); the rest waits in order for ReadyForQuery.
-fn expect(
-    queue: &mut VecDeque<Expectation>,
-    results: Option<&mut ResultTracker>,
-    expectation: Expectation,
-) {
-    match expectation {
-        Expectation::Steps {
-            steps,
-            protect,
-            ready,
-        } => {
-            if let Some(results) = results {
-                results.push(steps, protect);
-            }
-            if ready {
-                queue.push_back(Expectation::Ready);
-            }
-        }
-        expectation => queue.push_back(expectation),
-    }
-}
-
-/// Refusals at the head of the queue are due now: all earlier requests are answered.
-fn emit_refusals(parts: &SessionParts<'_>, queue: &mut VecDeque<Expectation>, out: &mut BytesMut) {
-    while let Some(Expectation::Refusal(_)) = queue.front() {
-        if let Some(Expectation::Refusal(error)) = queue.pop_front() {
-            parts.state.refusal_sent();
-            error.encode_into(out);
-            encode_ready_for_query(parts.state.transaction(), out);
-        }
+/// Steps go to the result tracker at once: they must be known before the answers they
+/// describe arrive.
+fn expect(results: Option<&mut ResultTracker>, expectation: Expectation) {
+    if let Some(results) = results {
+        results.push(expectation.steps, expectation.protect);
     }
 }
 
@@ -500,21 +499,6 @@ fn issue_cancel_key(
         .map_err(|error| PumpError::Upstream(format!("issuing a cancel key: {error}")))?;
     *registration = Some(new_registration);
     Ok(BackendKeyData::new(key.pid, issued))
-}
-
-fn refuse(
-    parts: &SessionParts<'_>,
-    expectations: &UnboundedSender<Expectation>,
-    error: ClientError,
-) -> Result<(), PumpError> {
-    tracing::warn!(
-        event = "request.refused",
-        conn_id = parts.session.conn_id,
-        code = error.code,
-        reason = %error.message,
-        "request refused by the gateway"
-    );
-    send(expectations, Expectation::Refusal(error))
 }
 
 /// A SASLInitialResponse whose GS2 header is `y`: "I support channel binding but you did not
@@ -538,15 +522,7 @@ fn channel_binding_refusal() -> ClientError {
     )
 }
 
-fn function_call_refusal() -> ClientError {
-    ClientError::error(
-        sqlstate::FEATURE_NOT_SUPPORTED,
-        "the FunctionCall protocol message is not allowed through Tollgate (it carries no SQL \
-         to inspect); call the function in a SELECT instead",
-    )
-}
-
-fn send(
+pub fn send(
     expectations: &UnboundedSender<Expectation>,
     expectation: Expectation,
 ) -> Result<(), PumpError> {

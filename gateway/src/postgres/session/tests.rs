@@ -4,7 +4,9 @@
 //! privileged suites prove the same against real servers and clients.
 
 mod client;
+mod encodings;
 mod fake_server;
+mod function_call;
 mod opening;
 mod pipeline;
 

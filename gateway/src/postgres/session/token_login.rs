@@ -18,7 +18,7 @@ use tokio::time::Instant;
 use super::send_fatal;
 use crate::identity::{printable, AgentIdentity};
 use crate::postgres::{
-    codec::{decode_backend, decode_frontend, session_context, Frontend},
+    codec::{decode_backend, decode_frontend, session_context, Frontend, TextReading},
     errors::{sqlstate, ClientError},
     frame::{read_exact_frame, FrameError, FrameKind, FrameReader, PRE_AUTH_LIMIT},
     hooks::SessionInfo,
@@ -129,7 +129,11 @@ pub async fn authenticate_agent(
             return Err((LoginError::Client(fatal), None));
         }
     };
-    let password = match decode_frontend(&frame, &session_context(startup.protocol)) {
+    let password = match decode_frontend(
+        &frame,
+        &session_context(startup.protocol),
+        TextReading::default(),
+    ) {
         Ok(Frontend::Message(PgWireFrontendMessage::PasswordMessageFamily(family))) => family
             .into_password()
             .map(|p| p.password)

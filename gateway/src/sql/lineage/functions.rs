@@ -77,6 +77,11 @@ fn is_pure(name: &str) -> bool {
             // Values that are not row data.
             | "current_user" | "session_user" | "user" | "current_role" | "current_catalog"
             | "current_schema" | "system_user" | "gen_random_uuid" | "pg_typeof"
+            // Large objects: descriptors, positions, counts and OIDs, never their contents
+            // (`loread` and `lo_get` return contents and stay unknown).
+            | "lo_open" | "lo_close" | "lo_creat" | "lo_create" | "lo_lseek" | "lo_lseek64"
+            | "lo_tell" | "lo_tell64" | "lo_truncate" | "lo_truncate64" | "lo_unlink"
+            | "lowrite" | "lo_put" | "lo_from_bytea" | "lo_import" | "lo_export"
     )
 }
 

@@ -2,7 +2,7 @@
 //! refused with nothing written.
 
 use super::*;
-use crate::policy::mask::mask_value;
+use crate::{policy::mask::mask_value, postgres::encoding::ClientEncoding};
 
 fn data_row(fields: &[Option<&[u8]>]) -> Vec<u8> {
     let mut body = Vec::new();
@@ -47,7 +47,7 @@ fn fields_of(frame: &[u8]) -> Vec<Option<Vec<u8>>> {
 
 fn rewrite(frame: &[u8], plan: &[Option<ColumnMask>]) -> Result<Vec<u8>, MaskError> {
     let mut out = BytesMut::new();
-    rewrite_data_row(frame, plan, &key(), &mut out)?;
+    rewrite_data_row(frame, plan, &key(), ClientEncoding::UTF8, &mut out)?;
     Ok(out.to_vec())
 }
 
@@ -133,6 +133,7 @@ fn appends_after_what_out_already_holds() {
         &frame,
         &[text_mask(MaskMethod::Redact, oid::TEXT)],
         &key(),
+        ClientEncoding::UTF8,
         &mut out,
     )
     .unwrap();
@@ -190,7 +191,7 @@ fn malformed_frames_are_errors_and_write_nothing() {
     ];
     for (name, frame) in cases {
         let mut out = BytesMut::from(&b"keep"[..]);
-        let result = rewrite_data_row(frame, &plan, &key(), &mut out);
+        let result = rewrite_data_row(frame, &plan, &key(), ClientEncoding::UTF8, &mut out);
         assert!(
             matches!(result, Err(MaskError::MalformedRow(_))),
             "{name}: {result:?}"
@@ -205,4 +206,37 @@ fn errors_name_no_values() {
     let error = rewrite(&frame, &[None, None]).unwrap_err();
     let text = format!("{error} {error:?}");
     assert!(!text.contains("123-45"), "{text}");
+}
+
+#[test]
+fn values_in_another_encoding_are_masked_as_the_same_text_and_written_back_in_it() {
+    let latin1 = ClientEncoding::from_name("LATIN1").unwrap();
+    let utf8_name = "José Müller".as_bytes();
+    let latin1_name = b"Jos\xe9 M\xfcller";
+    let masked = |value: &[u8], encoding: ClientEncoding, method: MaskMethod| {
+        let mut out = BytesMut::new();
+        rewrite_data_row(
+            &data_row(&[Some(value)]),
+            &[text_mask(method, oid::TEXT)],
+            &key(),
+            encoding,
+            &mut out,
+        )
+        .unwrap();
+        fields_of(&out)[0].clone().unwrap()
+    };
+    // The same token whatever the session's encoding, written in that encoding.
+    let token_utf8 = masked(utf8_name, ClientEncoding::UTF8, MaskMethod::Tokenize);
+    let token_latin1 = masked(latin1_name, latin1, MaskMethod::Tokenize);
+    assert_eq!(
+        token_latin1,
+        latin1
+            .encode(std::str::from_utf8(&token_utf8).unwrap())
+            .to_vec()
+    );
+    // Kept characters stay themselves, in LATIN1 bytes.
+    assert_eq!(
+        masked(latin1_name, latin1, MaskMethod::KeepLast(5)),
+        b"**** *\xfcller"
+    );
 }

@@ -19,7 +19,8 @@ use pgwire::messages::{
 use tokio::io::{AsyncWriteExt, DuplexStream};
 
 use crate::postgres::{
-    codec::{decode_frontend, session_context, Frontend},
+    codec::{decode_frontend, session_context, Frontend, TextReading},
+    encoding::ClientEncoding,
     frame::{FrameKind, FrameReader},
 };
 
@@ -46,35 +47,63 @@ pub fn text_column(name: &'static str) -> Column {
 pub enum Answer {
     Rows {
         columns: Vec<Column>,
-        rows: Vec<Vec<Option<String>>>,
+        rows: Vec<Vec<Option<Vec<u8>>>>,
     },
     Command(&'static str),
     /// SQLSTATE and message.
     Error(&'static str, String),
 }
 
-/// Canned answers by SQL text; anything else is a syntax error, as the server would say.
-#[derive(Debug, Clone, Default)]
-pub struct Canned(HashMap<String, Answer>);
+/// Canned answers by SQL text (texts not valid UTF-8 are read byte by byte); anything else
+/// is a syntax error, as the server would say. The session's client encoding is reported
+/// at login.
+#[derive(Debug, Clone)]
+pub struct Canned {
+    answers: HashMap<String, Answer>,
+    encoding: &'static str,
+}
+
+impl Default for Canned {
+    fn default() -> Self {
+        Self {
+            answers: HashMap::new(),
+            encoding: "UTF8",
+        }
+    }
+}
 
 impl Canned {
-    pub fn rows(mut self, sql: &str, columns: Vec<Column>, rows: &[&[&str]]) -> Self {
+    pub fn encoding(mut self, name: &'static str) -> Self {
+        self.encoding = name;
+        self
+    }
+
+    pub fn rows(self, sql: &str, columns: Vec<Column>, rows: &[&[&str]]) -> Self {
         let rows = rows
             .iter()
-            .map(|row| row.iter().map(|v| Some((*v).to_owned())).collect())
+            .map(|row| row.iter().map(|v| v.as_bytes().to_vec()).collect())
             .collect();
-        self.0
+        self.byte_rows(sql, columns, rows)
+    }
+
+    /// Rows whose values are bytes in the session's encoding.
+    pub fn byte_rows(mut self, sql: &str, columns: Vec<Column>, rows: Vec<Vec<Vec<u8>>>) -> Self {
+        let rows = rows
+            .into_iter()
+            .map(|row| row.into_iter().map(Some).collect())
+            .collect();
+        self.answers
             .insert(sql.to_owned(), Answer::Rows { columns, rows });
         self
     }
 
     pub fn command(mut self, sql: &str, tag: &'static str) -> Self {
-        self.0.insert(sql.to_owned(), Answer::Command(tag));
+        self.answers.insert(sql.to_owned(), Answer::Command(tag));
         self
     }
 
     pub fn error(mut self, sql: &str, code: &'static str, message: &str) -> Self {
-        self.0
+        self.answers
             .insert(sql.to_owned(), Answer::Error(code, message.to_owned()));
         self
     }
@@ -83,7 +112,7 @@ impl Canned {
         if sql.trim().is_empty() {
             return Answer::Command("");
         }
-        self.0.get(sql).cloned().unwrap_or_else(|| {
+        self.answers.get(sql).cloned().unwrap_or_else(|| {
             let first = sql.split_whitespace().next().unwrap_or_default();
             Answer::Error("42601", format!("syntax error at or near \"{first}\""))
         })
@@ -102,6 +131,7 @@ struct Backend {
 /// Serves one session on `stream` until the client terminates or goes away. The startup
 /// exchange is assumed done: it begins with what ends a login.
 pub async fn serve(mut stream: DuplexStream, canned: Canned) {
+    let encoding = canned.encoding;
     let mut backend = Backend {
         canned,
         statements: HashMap::new(),
@@ -113,7 +143,7 @@ pub async fn serve(mut stream: DuplexStream, canned: Canned) {
     backend.send(PgWireBackendMessage::Authentication(Authentication::Ok));
     backend.send(PgWireBackendMessage::ParameterStatus(ParameterStatus::new(
         "client_encoding".into(),
-        "UTF8".into(),
+        encoding.into(),
     )));
     backend.send(PgWireBackendMessage::BackendKeyData(BackendKeyData::new(
         4242,
@@ -123,6 +153,11 @@ pub async fn serve(mut stream: DuplexStream, canned: Canned) {
     let (read, mut write) = tokio::io::split(&mut stream);
     let mut frames = FrameReader::new(read);
     let context = session_context(pgwire::messages::ProtocolVersion::PROTOCOL3_0);
+    // Texts as bytes: valid UTF-8 as it is, anything else byte by byte.
+    let reading = TextReading {
+        encoding: ClientEncoding::from_name("SQL_ASCII").expect("a known encoding"),
+        encoding_settled: true,
+    };
     loop {
         if !backend.out.is_empty() && write.write_all(&backend.out.split()).await.is_err() {
             return;
@@ -130,10 +165,10 @@ pub async fn serve(mut stream: DuplexStream, canned: Canned) {
         let Ok(Some(frame)) = frames.next(FrameKind::Tagged, 1 << 20).await else {
             return;
         };
-        match decode_frontend(&frame, &context) {
+        match decode_frontend(&frame, &context, reading) {
             Ok(Frontend::Message(PgWireFrontendMessage::Terminate(_))) => return,
             Ok(Frontend::Message(message)) => backend.on_message(message),
-            Ok(Frontend::FunctionCall) => backend.on_function_call(),
+            Ok(Frontend::FunctionCall { .. }) => backend.on_function_call(),
             Err(_) => return,
         }
     }
@@ -318,13 +353,13 @@ fn row_description(columns: &[Column]) -> PgWireBackendMessage {
     PgWireBackendMessage::RowDescription(RowDescription::new(fields))
 }
 
-fn data_row(values: &[Option<String>]) -> PgWireBackendMessage {
+fn data_row(values: &[Option<Vec<u8>>]) -> PgWireBackendMessage {
     let mut data = BytesMut::new();
     for value in values {
         match value {
             Some(value) => {
                 data.put_i32(value.len() as i32);
-                data.put_slice(value.as_bytes());
+                data.put_slice(value);
             }
             None => data.put_i32(-1),
         }

@@ -1,0 +1,118 @@
+//! Sessions in client encodings other than UTF-8: statements read, and values masked, in the
+//! session's encoding; bytes invalid in it refused as the server refuses them.
+
+use bytes::{BufMut, BytesMut};
+
+use super::{
+    fake_server::{text_column, Canned, Column},
+    start, POLICY,
+};
+
+/// A Query message carrying these exact bytes.
+fn query_bytes(sql: &[u8]) -> BytesMut {
+    let mut frame = BytesMut::new();
+    frame.put_u8(b'Q');
+    frame.put_i32(4 + sql.len() as i32 + 1);
+    frame.put_slice(sql);
+    frame.put_u8(0);
+    frame
+}
+
+fn patients_in(encoding: &'static str) -> Canned {
+    let ssn = Column {
+        name: "ssn",
+        table_oid: 16400,
+        attnum: 2,
+        type_oid: 25,
+    };
+    // The fake server reads non-UTF-8 texts byte by byte, as LATIN1 does.
+    Canned::default()
+        .encoding(encoding)
+        .byte_rows(
+            "SELECT name, ssn FROM patients WHERE name = 'José'",
+            vec![text_column("name"), ssn],
+            vec![vec![b"Jos\xe9".to_vec(), b"123-45-6789".to_vec()]],
+        )
+        .byte_rows(
+            "SELECT 'José' AS name",
+            vec![text_column("name")],
+            vec![vec![b"Jos\xe9".to_vec()]],
+        )
+}
+
+#[tokio::test]
+async fn a_latin1_session_is_read_and_masked_in_latin1() {
+    let mut session = start(Some(POLICY), patients_in("LATIN1")).await;
+    let sql = b"SELECT name, ssn FROM patients WHERE name = 'Jos\xe9'";
+    session.client.send_raw(&query_bytes(sql)).await;
+    let lines = session.client.until_ready(1).await;
+    // Read as LATIN1 and decided (not refused); what cannot be traced is masked too.
+    assert_eq!(
+        lines,
+        ["T name ssn", "D REDACTED|REDACTED", "C SELECT 1", "Z I"]
+    );
+    // A result that touches nothing classified passes as the server sent it.
+    session
+        .client
+        .send_raw(&query_bytes(b"SELECT 'Jos\xe9' AS name"))
+        .await;
+    let lines = session.client.until_ready(1).await;
+    assert_eq!(lines, ["T name", "D Jos\u{fffd}", "C SELECT 1", "Z I"]);
+}
+
+#[tokio::test]
+async fn bytes_invalid_in_the_encoding_are_refused_and_the_session_goes_on() {
+    let canned = Canned::default().rows("SELECT 1", vec![text_column("one")], &[&["1"]]);
+    let mut session = start(Some(POLICY), canned).await;
+    session
+        .client
+        .send_raw(&query_bytes(b"SELECT '\xff'"))
+        .await;
+    session.client.send_raw(&query_bytes(b"SELECT 1")).await;
+    assert_eq!(
+        session.client.until_ready(2).await,
+        [
+            "E ERROR 22021 invalid byte sequence for encoding \"UTF8\": 0xff",
+            "Z I",
+            "T one",
+            "D 1",
+            "C SELECT 1",
+            "Z I"
+        ]
+    );
+}
+
+#[tokio::test]
+async fn a_text_read_differently_by_an_encoding_change_in_flight_is_not_trusted() {
+    // `SET client_encoding` may be in flight: the server could read the next text as SJIS,
+    // where 0x95 0x5C is one character and the quote after it ends the literal.
+    let canned = Canned::default()
+        .command("SET client_encoding = 'SJIS'", "SET")
+        .rows(
+            "SELECT E'\u{95}\\' OR 1=1 --'",
+            vec![text_column("x")],
+            &[&["x"]],
+        );
+    let mut session = start(Some(POLICY), canned).await;
+    let mut pipelined = query_bytes(b"SET client_encoding = 'SJIS'");
+    pipelined.unsplit(query_bytes(b"SELECT E'\x95\\' OR 1=1 --'"));
+    session.client.send_raw(&pipelined).await;
+    let lines = session.client.until_ready(2).await;
+    assert_eq!(lines[..2], ["C SET", "Z I"], "{lines:?}");
+    assert!(
+        lines[2].starts_with(
+            "E ERROR 42501 Tollgate: statement denied by policy rule \"default-deny\""
+        ),
+        "{lines:?}"
+    );
+    // Once the server has answered, the session's encoding is known again.
+    session
+        .client
+        .send_raw(&query_bytes(b"SELECT E'\xc3\xa9'"))
+        .await;
+    let lines = session.client.until_ready(1).await;
+    assert!(
+        lines[0].starts_with("E ERROR 42601"),
+        "forwarded: {lines:?}"
+    );
+}
