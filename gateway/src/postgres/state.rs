@@ -3,6 +3,8 @@
 
 use std::{collections::VecDeque, sync::Mutex};
 
+use tokio::sync::Notify;
+
 use super::{codec::TextReading, encoding::ClientEncoding};
 use pgwire::messages::{
     response::TransactionStatus, startup::Authentication, PgWireBackendMessage,
@@ -81,26 +83,29 @@ pub struct Progress {
 
 /// Shared by the two pumps of one session (one task, so the lock is never contended).
 #[derive(Debug)]
-pub struct SharedState(Mutex<Tracker>);
+pub struct SharedState(Mutex<Tracker>, Notify);
 
 impl Default for SharedState {
     fn default() -> Self {
-        Self(Mutex::new(Tracker {
-            started: false,
-            authenticated: false,
-            ready: false,
-            transaction: TransactionStatus::Idle,
-            copy: None,
-            client_copy: ClientCopy::None,
-            in_flight: VecDeque::new(),
-            copy_awaits_sync: false,
-            copy_pipelined: false,
-            sent: 0,
-            readies: 0,
-            errors: 0,
-            sasl_offered: false,
-            encoding: ClientEncoding::UTF8,
-        }))
+        Self(
+            Mutex::new(Tracker {
+                started: false,
+                authenticated: false,
+                ready: false,
+                transaction: TransactionStatus::Idle,
+                copy: None,
+                client_copy: ClientCopy::None,
+                in_flight: VecDeque::new(),
+                copy_awaits_sync: false,
+                copy_pipelined: false,
+                sent: 0,
+                readies: 0,
+                errors: 0,
+                sasl_offered: false,
+                encoding: ClientEncoding::UTF8,
+            }),
+            Notify::new(),
+        )
     }
 }
 
@@ -179,6 +184,30 @@ impl SharedState {
 
     pub fn set_encoding(&self, encoding: ClientEncoding) {
         self.lock().encoding = encoding;
+    }
+
+    /// Whether waiting for every answer needs nothing more from the client: not during a
+    /// COPY FROM STDIN, where the server waits for the client's data.
+    pub fn answers_come_unprompted(&self) -> bool {
+        let t = self.lock();
+        t.client_copy == ClientCopy::None && !t.copy_pipelined
+    }
+
+    /// Returns once every request sent has been answered, so the client encoding the server
+    /// last reported is the one in force (it reports a change just before ReadyForQuery).
+    pub async fn answered(&self) {
+        loop {
+            let notified = self.1.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            {
+                let t = self.lock();
+                if t.ready && t.in_flight.is_empty() {
+                    return;
+                }
+            }
+            notified.await;
+        }
     }
 
     /// How client texts are read now: the encoding the server last reported is the one in
@@ -280,6 +309,7 @@ impl SharedState {
                 t.ready = true;
                 t.transaction = ready.status;
                 t.copy = None;
+                self.1.notify_waiters();
             }
             B::CopyInResponse(_) => {
                 t.copy = Some(Copy::In);

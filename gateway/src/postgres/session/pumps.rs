@@ -20,7 +20,7 @@ use super::{function_call, SessionEnd, SessionParts};
 use crate::postgres::{
     cancel::CancelRegistration,
     codec::{decode_backend, decode_frontend, session_context, CodecError, Frontend},
-    encoding::ClientEncoding,
+    encoding::{structure_depends_on_encoding, ClientEncoding},
     enforce::SessionEnforcement,
     errors::{sqlstate, ClientError},
     frame::{complete_frame_len, FrameError, FrameKind, FrameReader, PRE_AUTH_LIMIT},
@@ -90,7 +90,24 @@ where
             }
             Err(error) => return Err(frame_error(error)),
         };
-        let reading = parts.state.text_reading(assembler.batch_open());
+        let mut reading = parts.state.text_reading(assembler.batch_open());
+        if !reading.encoding_settled
+            && !assembler.batch_open()
+            && parts.state.answers_come_unprompted()
+            && matches!(frame.first(), Some(b'Q' | b'P'))
+            && structure_depends_on_encoding(&frame[5..])
+        {
+            // An unanswered request may have changed the client encoding, and this text
+            // reads differently in some encodings: it is read once the server has answered
+            // (every request in flight is a Query, a FunctionCall or ends with Sync, so no
+            // client input is needed for that). Inside an open batch that cannot be waited
+            // for, and the text is decided as unreadable.
+            write_counted(upstream, &mut out, forwarded)
+                .await
+                .map_err(upstream_io)?;
+            parts.state.answered().await;
+            reading = parts.state.text_reading(false);
+        }
         let message = match decode_frontend(&frame, &context, reading) {
             Ok(Frontend::Message(message)) => message,
             // Answered by its own ReadyForQuery, which the server sends at once even inside

@@ -2,6 +2,10 @@
 //! session's encoding; bytes invalid in it refused as the server refuses them.
 
 use bytes::{BufMut, BytesMut};
+use pgwire::messages::{
+    extendedquery::{Bind, Execute, Parse},
+    PgWireFrontendMessage as F,
+};
 
 use super::{
     fake_server::{text_column, Canned, Column},
@@ -83,36 +87,73 @@ async fn bytes_invalid_in_the_encoding_are_refused_and_the_session_goes_on() {
 }
 
 #[tokio::test]
-async fn a_text_read_differently_by_an_encoding_change_in_flight_is_not_trusted() {
-    // `SET client_encoding` may be in flight: the server could read the next text as SJIS,
-    // where 0x95 0x5C is one character and the quote after it ends the literal.
+async fn a_text_sent_right_behind_an_encoding_change_is_read_in_the_new_encoding() {
+    // The server reads the second Query in LATIN1 (0xe9 is é); read before the first is
+    // answered, it would be taken as invalid UTF-8.
     let canned = Canned::default()
-        .command("SET client_encoding = 'SJIS'", "SET")
+        .command("SET client_encoding = 'LATIN1'", "SET")
         .rows(
-            "SELECT E'\u{95}\\' OR 1=1 --'",
-            vec![text_column("x")],
+            "SELECT 'Josée' AS name",
+            vec![text_column("name")],
             &[&["x"]],
         );
     let mut session = start(Some(POLICY), canned).await;
-    let mut pipelined = query_bytes(b"SET client_encoding = 'SJIS'");
-    pipelined.unsplit(query_bytes(b"SELECT E'\x95\\' OR 1=1 --'"));
+    let mut pipelined = query_bytes(b"SET client_encoding = 'LATIN1'");
+    pipelined.unsplit(query_bytes(b"SELECT 'Jos\xe9e' AS name"));
     session.client.send_raw(&pipelined).await;
-    let lines = session.client.until_ready(2).await;
-    assert_eq!(lines[..2], ["C SET", "Z I"], "{lines:?}");
+    assert_eq!(
+        session.client.until_ready(2).await,
+        [
+            "C SET",
+            "S client_encoding=LATIN1",
+            "Z I",
+            "T name",
+            "D x",
+            "C SELECT 1",
+            "Z I"
+        ]
+    );
+}
+
+#[tokio::test]
+async fn a_text_an_encoding_change_in_an_open_batch_could_alter_is_not_trusted() {
+    // Executed in a batch without Sync, `SET client_encoding` is reported only at the Sync:
+    // the server could read the next text as SJIS, where 0x95 0x5C is one character and the
+    // quote after it ends the literal.
+    let canned = Canned::default().command("SET client_encoding = 'SJIS'", "SET");
+    let mut session = start(Some(POLICY), canned).await;
+    let mut frames = BytesMut::new();
+    for message in [
+        F::Parse(Parse::new(
+            None,
+            "SET client_encoding = 'SJIS'".into(),
+            vec![],
+        )),
+        F::Bind(Bind::new(None, None, vec![], vec![], vec![])),
+        F::Execute(Execute::new(None, 0)),
+    ] {
+        message.encode(&mut frames).unwrap();
+    }
+    frames.unsplit(parse_bytes(b"SELECT E'\x95\\' OR 1=1 --'"));
+    session.client.send_raw(&frames).await;
+    let lines = session.client.until("E ").await;
+    assert_eq!(lines[..3], ["1", "2", "C SET"], "{lines:?}");
     assert!(
-        lines[2].starts_with(
+        lines[3].starts_with(
             "E ERROR 42501 Tollgate: statement denied by policy rule \"default-deny\""
         ),
         "{lines:?}"
     );
-    // Once the server has answered, the session's encoding is known again.
-    session
-        .client
-        .send_raw(&query_bytes(b"SELECT E'\xc3\xa9'"))
-        .await;
-    let lines = session.client.until_ready(1).await;
-    assert!(
-        lines[0].starts_with("E ERROR 42601"),
-        "forwarded: {lines:?}"
-    );
+}
+
+/// A Parse of the unnamed statement carrying these exact bytes.
+fn parse_bytes(sql: &[u8]) -> BytesMut {
+    let mut frame = BytesMut::new();
+    frame.put_u8(b'P');
+    frame.put_i32(4 + 1 + sql.len() as i32 + 1 + 2);
+    frame.put_u8(0);
+    frame.put_slice(sql);
+    frame.put_u8(0);
+    frame.put_i16(0);
+    frame
 }

@@ -125,6 +125,8 @@ struct Backend {
     portals: HashMap<String, String>,
     skipping: bool,
     status: TransactionStatus,
+    /// Settings changed by the statements since the last ReadyForQuery.
+    reports: Vec<String>,
     out: BytesMut,
 }
 
@@ -138,6 +140,7 @@ pub async fn serve(mut stream: DuplexStream, canned: Canned) {
         portals: HashMap::new(),
         skipping: false,
         status: TransactionStatus::Idle,
+        reports: Vec::new(),
         out: BytesMut::new(),
     };
     backend.send(PgWireBackendMessage::Authentication(Authentication::Ok));
@@ -180,6 +183,12 @@ impl Backend {
     }
 
     fn ready(&mut self) {
+        for value in std::mem::take(&mut self.reports) {
+            self.send(PgWireBackendMessage::ParameterStatus(ParameterStatus::new(
+                "client_encoding".into(),
+                value,
+            )));
+        }
         self.send(PgWireBackendMessage::ReadyForQuery(ReadyForQuery::new(
             self.status,
         )));
@@ -304,6 +313,11 @@ impl Backend {
             }
             Answer::Command(tag) => {
                 let upper = sql.trim().to_ascii_uppercase();
+                // `SET client_encoding = 'X'`: reported just before ReadyForQuery, as the
+                // server does (the fake reads every text byte by byte anyway).
+                if let Some(value) = upper.strip_prefix("SET CLIENT_ENCODING = ") {
+                    self.reports.push(value.trim_matches('\'').to_owned());
+                }
                 if upper.starts_with("BEGIN") {
                     self.status = TransactionStatus::Transaction;
                 } else if upper.starts_with("COMMIT") || upper.starts_with("ROLLBACK") {
