@@ -4,6 +4,7 @@
 //! privileged suites prove the same against real servers and clients.
 
 mod client;
+mod copy;
 mod encodings;
 mod fake_server;
 mod function_call;

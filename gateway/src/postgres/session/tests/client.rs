@@ -144,6 +144,10 @@ fn normalise(frame: BytesMut) -> String {
             format!("D {}", values.join("|"))
         }
         B::CommandComplete(complete) => format!("C {}", complete.tag),
+        B::CopyInResponse(_) => "G".into(),
+        B::CopyOutResponse(_) => "H".into(),
+        B::CopyData(data) => format!("d {}", String::from_utf8_lossy(&data.data)),
+        B::CopyDone(_) => "c".into(),
         B::ErrorResponse(error) => notice_line('E', &error.fields),
         B::NoticeResponse(notice) => notice_line('N', &notice.fields),
         other => format!("OTHER {other:?}"),

@@ -8,6 +8,7 @@ use std::collections::HashMap;
 
 use bytes::{BufMut, BytesMut};
 use pgwire::messages::{
+    copy::{CopyData, CopyDone, CopyInResponse, CopyOutResponse},
     data::{DataRow, FieldDescription, NoData, ParameterDescription, RowDescription},
     extendedquery::{BindComplete, CloseComplete, ParseComplete},
     response::{
@@ -52,6 +53,10 @@ pub enum Answer {
     Command(&'static str),
     /// SQLSTATE and message.
     Error(&'static str, String),
+    /// COPY ... FROM STDIN of this many columns: rows until CopyDone.
+    CopyIn(i16),
+    /// COPY ... TO STDOUT: these text rows (tab-separated, newline-ended).
+    CopyOut(i16, Vec<&'static str>),
 }
 
 /// Canned answers by SQL text (texts not valid UTF-8 are read byte by byte); anything else
@@ -102,6 +107,17 @@ impl Canned {
         self
     }
 
+    pub fn copy_in(mut self, sql: &str, columns: i16) -> Self {
+        self.answers.insert(sql.to_owned(), Answer::CopyIn(columns));
+        self
+    }
+
+    pub fn copy_out(mut self, sql: &str, columns: i16, rows: Vec<&'static str>) -> Self {
+        self.answers
+            .insert(sql.to_owned(), Answer::CopyOut(columns, rows));
+        self
+    }
+
     pub fn error(mut self, sql: &str, code: &'static str, message: &str) -> Self {
         self.answers
             .insert(sql.to_owned(), Answer::Error(code, message.to_owned()));
@@ -127,6 +143,8 @@ struct Backend {
     status: TransactionStatus,
     /// Settings changed by the statements since the last ReadyForQuery.
     reports: Vec<String>,
+    /// A COPY FROM STDIN in progress: rows so far, and whether a simple Query started it.
+    copying: Option<(u64, bool)>,
     out: BytesMut,
 }
 
@@ -141,6 +159,7 @@ pub async fn serve(mut stream: DuplexStream, canned: Canned) {
         skipping: false,
         status: TransactionStatus::Idle,
         reports: Vec::new(),
+        copying: None,
         out: BytesMut::new(),
     };
     backend.send(PgWireBackendMessage::Authentication(Authentication::Ok));
@@ -210,6 +229,32 @@ impl Backend {
 
     fn on_message(&mut self, message: PgWireFrontendMessage) {
         use PgWireFrontendMessage as F;
+        if let Some((rows, simple)) = self.copying {
+            // Flush and Sync mean nothing during COPY FROM STDIN.
+            match message {
+                F::CopyData(_) => self.copying = Some((rows + 1, simple)),
+                F::CopyDone(_) => {
+                    self.copying = None;
+                    self.send(PgWireBackendMessage::CommandComplete(CommandComplete::new(
+                        format!("COPY {rows}"),
+                    )));
+                    if simple {
+                        self.ready();
+                    }
+                }
+                F::CopyFail(_) => {
+                    self.copying = None;
+                    self.error("57014", "COPY from stdin failed".into());
+                    if simple {
+                        self.ready();
+                    } else {
+                        self.skipping = true;
+                    }
+                }
+                _ => {}
+            }
+            return;
+        }
         if self.skipping && !matches!(message, F::Sync(_)) {
             return;
         }
@@ -222,7 +267,10 @@ impl Backend {
                     )),
                     answer => self.run(&sql, answer, true),
                 }
-                self.ready();
+                // A COPY FROM STDIN is answered once its data has come.
+                if self.copying.is_none() {
+                    self.ready();
+                }
             }
             F::Parse(parse) => match self.canned.answer(&parse.query) {
                 Answer::Error(code, message) => self.fail(code, message),
@@ -329,6 +377,30 @@ impl Backend {
             }
             Answer::Error(code, message) if simple => self.error(code, message),
             Answer::Error(code, message) => self.fail(code, message),
+            Answer::CopyIn(columns) => {
+                self.send(PgWireBackendMessage::CopyInResponse(CopyInResponse::new(
+                    0,
+                    columns,
+                    vec![0; columns as usize],
+                )));
+                self.copying = Some((0, simple));
+            }
+            Answer::CopyOut(columns, rows) => {
+                self.send(PgWireBackendMessage::CopyOutResponse(CopyOutResponse::new(
+                    0,
+                    columns,
+                    vec![0; columns as usize],
+                )));
+                for row in &rows {
+                    self.send(PgWireBackendMessage::CopyData(CopyData::new(
+                        bytes::Bytes::from_static(row.as_bytes()),
+                    )));
+                }
+                self.send(PgWireBackendMessage::CopyDone(CopyDone::new()));
+                self.send(PgWireBackendMessage::CommandComplete(CommandComplete::new(
+                    format!("COPY {}", rows.len()),
+                )));
+            }
         }
     }
 
