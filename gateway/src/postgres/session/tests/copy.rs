@@ -74,14 +74,16 @@ async fn copy_to_stdout_is_masked() {
             "COPY (SELECT id, ssn FROM patients) TO STDOUT".into(),
         ))])
         .await;
-    let lines = session.client.until_ready(1).await;
-    assert!(
-        !lines
-            .iter()
-            .any(|l| l.contains("6789") || l.contains("4321")),
-        "{lines:?}"
+    // Without a catalog the id's origin is untraceable on a target with PHI: masked too.
+    assert_eq!(
+        session.client.until_ready(1).await,
+        [
+            "H",
+            "d REDACTED\tREDACTED\n",
+            "d REDACTED\tREDACTED\n",
+            "c",
+            "C COPY 2",
+            "Z I"
+        ]
     );
-    assert_eq!(lines.last().map(String::as_str), Some("Z I"), "{lines:?}");
-    assert!(lines.contains(&"C COPY 2".to_owned()), "{lines:?}");
-    eprintln!("{lines:?}");
 }
