@@ -97,3 +97,46 @@ fn no_evasion_gets_phi_out_or_a_denied_statement_in() {
         failures.join("\n\n")
     );
 }
+
+/// Another session (not an agent, not through the gateway) replaces a view the agent has
+/// read, so that it exposes PHI. Once the gateway's catalog probe window has passed (see
+/// gateway/src/postgres/catalog.rs), no way of reading the view gets a value out.
+#[test]
+#[ignore = "privileged: needs root, cgroup v2, BPF and PostgreSQL (run with `cargo xtask test`)"]
+fn a_view_replaced_by_another_session_to_expose_phi_stays_masked() {
+    let dir = TempDir::new("tollgate-evasion").expect("temp dir");
+    let bed = evasion_bed(&dir);
+    let patients = Patients::random(5);
+    bed.pg
+        .psql_direct(&patients.setup_sql())
+        .expect("schema and patients");
+    bed.pg
+        .psql_direct("CREATE VIEW clinic_ids AS SELECT id, id::text AS label FROM patients")
+        .expect("a harmless view");
+    let harmless = support::run_agent(
+        &bed,
+        "Q SELECT label FROM clinic_ids WHERE id > 0\nrecv 1\n",
+    );
+    assert!(harmless.stdout.contains("D "), "{}", harmless.stdout);
+    bed.pg
+        .psql_direct(
+            "CREATE OR REPLACE VIEW clinic_ids AS SELECT id, ssn || ' ' || full_name AS label FROM patients",
+        )
+        .expect("the view replaced");
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    let forbidden = patients.forbidden_values();
+    for sql in [
+        "SELECT label FROM clinic_ids WHERE id > 0",
+        "SELECT * FROM clinic_ids WHERE id > 0",
+        "SELECT upper(label) FROM clinic_ids WHERE id > 0",
+        "SELECT row_to_json(c) FROM clinic_ids c WHERE id > 0",
+        "SELECT label::int FROM clinic_ids WHERE id > 0",
+    ] {
+        let run = support::run_agent(&bed, &format!("Q {sql}\nrecv 1\n"));
+        let output = format!("{}\n{}", run.stdout, run.stderr);
+        assert!(
+            forbidden.leaked_in(&output).is_none(),
+            "{sql}: PHI reached the client:\n{output}"
+        );
+    }
+}

@@ -1,6 +1,7 @@
 //! `cargo xtask bench`: timing goals live here, never in tests. Ratios are measured within one
 //! run (this machine is shared and noisy). Writes target/bench/report.md.
 
+mod catalog;
 mod connect;
 mod masking;
 mod pgbench;
@@ -47,6 +48,9 @@ pub fn run(seconds: u32, rounds: u32, only: &[String]) -> anyhow::Result<()> {
     }
     if wanted("sessions") {
         report.push_str(&sessions::measure(&binary).context("sessions")?);
+    }
+    if wanted("catalog") {
+        report.push_str(&catalog::measure(&binary, rounds).context("catalog")?);
     }
 
     let dir = workspace_root().join("target/bench");

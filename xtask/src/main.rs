@@ -50,7 +50,7 @@ enum Task {
         #[arg(long, default_value_t = 2)]
         rounds: u32,
         /// Run only these sections (default: all).
-        #[arg(long, value_delimiter = ',', value_parser = ["connect", "pgbench", "policy", "masking", "sessions"])]
+        #[arg(long, value_delimiter = ',', value_parser = ["connect", "pgbench", "policy", "masking", "sessions", "catalog"])]
         only: Vec<String>,
     },
     /// (internal) Run a PostgreSQL message script (see `pg_script.rs`) against 127.0.0.1:`port`

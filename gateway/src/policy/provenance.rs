@@ -81,14 +81,26 @@ impl Resolver<'_> {
         resolved
     }
 
-    /// The column a RowDescription origin (table OID, attribute number) names, if known.
+    /// The column a RowDescription origin (table OID, attribute number) names. A relation or
+    /// column the catalog does not have (yet: it is read on demand) is unknown, never None:
+    /// the parser's word for that position may be about another relation of the same name.
     pub fn origin(&self, table_oid: u32, attnum: i16) -> Option<ResolvedColumn> {
         if table_oid == 0 || attnum <= 0 {
             return None;
         }
-        let relation = self.catalog?.by_oid(table_oid)?;
-        let index = relation.attnum_index(attnum)?;
-        Some(self.relation_column(relation, index, 0))
+        let catalog = self.catalog?;
+        let unknown = ResolvedColumn {
+            unknown: true,
+            ..Default::default()
+        };
+        let Some(relation) = catalog.by_oid(table_oid) else {
+            catalog.note_miss(table_oid);
+            return Some(unknown);
+        };
+        match relation.attnum_index(attnum) {
+            Some(index) => Some(self.relation_column(relation, index, 0)),
+            None => Some(unknown),
+        }
     }
 
     fn outputs(&self, items: &[OutputItem], depth: usize) -> Option<Vec<ResolvedColumn>> {

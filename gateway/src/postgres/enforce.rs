@@ -25,7 +25,7 @@ use pgwire::messages::{
 
 use self::recent::RecentDecisions;
 use super::{
-    catalog::{CatalogAccess, CatalogSlot, CatalogStore},
+    catalog::{wanted_names, CatalogAccess, CatalogSlot, CatalogStore, PendingChanges},
     codec::unreadable_reason,
     errors::{sqlstate, ClientError},
     names::{Named, PendingReleases},
@@ -98,6 +98,7 @@ impl Enforcement {
                 .access
                 .contains_key(target)
                 .then(|| self.catalogs.slot(target, server, database)),
+            catalog_changes: PendingChanges::default(),
             prepared: Named::default(),
             cursors: Named::default(),
             releases: PendingReleases::default(),
@@ -169,6 +170,8 @@ pub struct SessionEnforcement {
     identity: IdentityFacts,
     identities: Vec<String>,
     catalog: Option<Arc<CatalogSlot>>,
+    /// This session's DDL the server has not answered yet: unknown to its later requests.
+    catalog_changes: PendingChanges,
     /// SQL-level `PREPARE name AS ...`: what `EXECUTE name` runs.
     prepared: Named<Arc<StatementFacts>>,
     /// `DECLARE name CURSOR FOR ...`: what `FETCH ... FROM name` returns.
@@ -236,7 +239,14 @@ impl SessionEnforcement {
             }
         }
         let catalog = match (&self.catalog, self.shared.access.get(&self.target)) {
-            (Some(slot), Some(access)) => slot.current(access).await,
+            (Some(slot), Some(access)) => {
+                // What the statements look up, read first if missing: decisions are made
+                // on one snapshot, without waiting.
+                let wanted =
+                    wanted_names(request, &self.shared.facts, &self.prepared, &self.cursors);
+                let settled = self.catalog_changes.settle(progress, &wanted);
+                slot.current(access, &wanted, &settled).await
+            }
             _ => None,
         };
         if new_policy || !self.recent.made_with(catalog.as_ref()) {
@@ -479,8 +489,8 @@ impl SessionEnforcement {
         );
         let changes_schema = changes_schema(target_facts.kind);
         if let (Decision::Allow(_), true, Some(slot)) = (&decision, changes_schema, &self.catalog) {
-            // Relations may appear, change or go: read the catalog again before the next use.
-            slot.mark_stale();
+            // Relations may appear, change or go: what it names is read again when next used.
+            slot.forget_ddl(target_facts);
         }
         if runs && matches!(decision, Decision::Allow(_)) {
             self.track_names(facts, effective.as_ref());
