@@ -220,7 +220,11 @@ pub async fn serve(
     state.startup_forwarded();
     let upstream_buffered = match token_login {
         None => {
-            if let Err(error) = upstream.write_all(&packet).await {
+            let sent = async {
+                upstream.write_all(&packet).await?;
+                upstream.flush().await
+            };
+            if let Err(error) = sent.await {
                 guard.outcome = Outcome::Failed;
                 guard.error = Some(format!("upstream: {error}"));
                 return;

@@ -4,6 +4,30 @@
 
 mod any_server_cert;
 
+/// For in-process tests of TLS sessions: a client that takes the gateway's test certificate.
+#[cfg(test)]
+pub fn test_tls_pair() -> (TlsAcceptor, tokio_rustls::TlsConnector) {
+    let certified = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()])
+        .expect("a test certificate");
+    let key = PrivateKeyDer::try_from(certified.key_pair.serialize_der()).expect("a test key");
+    let server = ServerConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .expect("TLS versions")
+        .with_no_client_auth()
+        .with_single_cert(vec![certified.cert.der().clone()], key)
+        .expect("a server config");
+    let client = rustls::ClientConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .expect("TLS versions")
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(any_server_cert::AnyServerCert::new(provider())))
+        .with_no_client_auth();
+    (
+        TlsAcceptor::from(Arc::new(server)),
+        tokio_rustls::TlsConnector::from(Arc::new(client)),
+    )
+}
+
 use std::{
     io,
     net::IpAddr,

@@ -576,6 +576,9 @@ async fn write_counted<W: AsyncWrite + Unpin>(
     counter: &mut u64,
 ) -> io::Result<()> {
     writer.write_all(out).await?;
+    // A TLS stream may hold the last records back until flushed (when the socket was full
+    // as they were written): without it a long result's tail waits for the next write.
+    writer.flush().await?;
     *counter += out.len() as u64;
     out.clear();
     Ok(())

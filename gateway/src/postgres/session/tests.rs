@@ -10,6 +10,7 @@ mod fake_server;
 mod function_call;
 mod opening;
 mod pipeline;
+mod tls;
 
 use std::{collections::BTreeMap, collections::HashMap, sync::Arc, time::Duration};
 
@@ -28,6 +29,7 @@ use crate::{
         hooks::{RecordingHooks, SessionInfo},
         startup::StartupInfo,
         state::SharedState,
+        tls::PgStream,
     },
     proxy::{
         addrs::{ClientAddr, UpstreamAddr},
@@ -83,11 +85,34 @@ impl Session {
 
 /// Starts a session after login against a scripted backend, with the policy if given.
 pub async fn start(policy: Option<&str>, canned: Canned) -> Session {
-    let (agent, agent_end) = tokio::io::duplex(STREAM_ROOM);
+    start_with(policy, canned, Agent::Plain).await
+}
+
+/// How the agent's side is carried.
+pub enum Agent {
+    Plain,
+    /// TLS over a stream with this little room, so writes often find it full.
+    Tls {
+        room: usize,
+    },
+}
+
+pub async fn start_with(policy: Option<&str>, canned: Canned, agent_side: Agent) -> Session {
+    let room = match agent_side {
+        Agent::Plain => STREAM_ROOM,
+        Agent::Tls { room } => room,
+    };
+    let (agent, agent_end) = tokio::io::duplex(room);
+    let (acceptor, connector) = crate::postgres::tls::test_tls_pair();
+    let tls = matches!(agent_side, Agent::Tls { .. });
     let (upstream, server_end) = tokio::io::duplex(STREAM_ROOM);
     tokio::spawn(fake_server::serve(server_end, canned));
     let enforcement = policy.map(enforcement_for);
     let ended = tokio::spawn(async move {
+        let agent: Box<dyn PgStream> = match tls {
+            true => Box::new(acceptor.accept(agent).await.expect("TLS with the agent")),
+            false => Box::new(agent),
+        };
         let session = session_info();
         let state = SharedState::default();
         state.startup_forwarded();
@@ -120,6 +145,18 @@ pub async fn start(policy: Option<&str>, canned: Canned) -> Session {
         .await;
         (guard.outcome, guard.error.take())
     });
+    let agent_end: Box<dyn PgStream> = match tls {
+        true => {
+            let name = rustls::pki_types::ServerName::try_from("localhost").expect("a name");
+            Box::new(
+                connector
+                    .connect(name, agent_end)
+                    .await
+                    .expect("TLS to the gateway"),
+            )
+        }
+        false => Box::new(agent_end),
+    };
     let mut client = Client::new(agent_end);
     client.after_login().await;
     Session { client, ended }

@@ -110,10 +110,11 @@ pub async fn authenticate_agent(
         PgWireBackendMessage::Authentication(Authentication::CleartextPassword),
         &mut request,
     );
-    agent
-        .write_all(&request)
-        .await
-        .map_err(|e| (LoginError::Agent(e), None))?;
+    let sent = async {
+        agent.write_all(&request).await?;
+        agent.flush().await
+    };
+    sent.await.map_err(|e| (LoginError::Agent(e), None))?;
     // Exactly one message: nothing the agent sends after it is consumed here.
     let frame = match read_exact_frame(agent, FrameKind::Tagged, PRE_AUTH_LIMIT).await {
         Ok(Some(frame)) => frame,
@@ -269,9 +270,11 @@ pub async fn login_upstream(
             &mut out,
         );
         let (stream, rest) = reader.into_parts();
-        stream
-            .write_all(&out)
-            .await
+        let sent = async {
+            stream.write_all(&out).await?;
+            stream.flush().await
+        };
+        sent.await
             .map_err(|e| LoginError::Upstream(e.to_string()))?;
         reader = FrameReader::with_buffered(stream, rest);
     }
@@ -418,6 +421,10 @@ pub async fn log_in(
             .write_all(&upstream_startup(agent_startup, &login.credentials))
             .await
             .map_err(|e| LoginError::Upstream(e.to_string()))?;
+        upstream
+            .flush()
+            .await
+            .map_err(|e| LoginError::Upstream(e.to_string()))?;
         login_upstream(
             upstream,
             &context,
@@ -436,7 +443,11 @@ pub async fn log_in(
                 PgWireBackendMessage::Authentication(Authentication::Ok),
                 &mut ok,
             );
-            if let Err(error) = agent.write_all(&ok).await {
+            let sent = async {
+                agent.write_all(&ok).await?;
+                agent.flush().await
+            };
+            if let Err(error) = sent.await {
                 guard.outcome = Outcome::Failed;
                 guard.error = Some(format!("agent: {error}"));
                 return None;

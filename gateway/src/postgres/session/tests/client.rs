@@ -6,20 +6,23 @@ use std::time::Duration;
 
 use bytes::{Buf, BytesMut};
 use pgwire::messages::{DecodeContext, PgWireBackendMessage, PgWireFrontendMessage};
-use tokio::io::{AsyncWriteExt, DuplexStream, ReadHalf, WriteHalf};
+use tokio::io::{AsyncWriteExt, ReadHalf, WriteHalf};
 
-use crate::postgres::frame::{FrameKind, FrameReader};
+use crate::postgres::{
+    frame::{FrameKind, FrameReader},
+    tls::PgStream,
+};
 
 /// How long a test waits for an answer the gateway owes.
 pub const ANSWER_WAIT: Duration = Duration::from_secs(2);
 
 pub struct Client {
-    reader: FrameReader<ReadHalf<DuplexStream>>,
-    writer: WriteHalf<DuplexStream>,
+    reader: FrameReader<ReadHalf<Box<dyn PgStream>>>,
+    writer: WriteHalf<Box<dyn PgStream>>,
 }
 
 impl Client {
-    pub fn new(stream: DuplexStream) -> Self {
+    pub fn new(stream: Box<dyn PgStream>) -> Self {
         let (read, writer) = tokio::io::split(stream);
         Self {
             reader: FrameReader::new(read),
