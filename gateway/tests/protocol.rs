@@ -173,6 +173,33 @@ fn pipelined_batches_are_answered_in_order() {
 
 #[test]
 #[ignore = "privileged: run by cargo xtask test as root"]
+fn a_batch_without_sync_or_flush_is_answered_as_directly() {
+    // libpq's pipeline mode may send Bind/Execute with nothing behind them. The server
+    // sends what its 8 KiB output buffer cannot hold (the first of two long rows, pushed out
+    // whole by the second); through the gateway (recording, and with a permissive policy)
+    // that row comes the same way, before the Sync the client sends only after it.
+    let script = "P - select repeat('x', 100000) as big from generate_series(1, 2)\n\
+                  B - -\nE -\nrecv-until D\nS\nrecv 1\n";
+    for policy in [false, true] {
+        let files = xtask::testbed::TempDir::new("tollgate-no-sync").expect("temp dir");
+        let bed = pg_bed("no_sync", |config| {
+            if policy {
+                common::permissive_policy(config, files.path());
+            }
+        });
+        let (output, _) = same_both_ways(&bed, script);
+        let lines = after_startup(&output);
+        let big = format!("D {}", "x".repeat(100_000));
+        assert_eq!(
+            lines,
+            ["1", "2", big.as_str(), big.as_str(), "C SELECT 2", "Z I"],
+            "policy: {policy}"
+        );
+    }
+}
+
+#[test]
+#[ignore = "privileged: run by cargo xtask test as root"]
 fn execute_with_a_row_limit_suspends_the_portal() {
     let bed = pg_bed("row_limit", |_| {});
     let (output, _) = same_both_ways(

@@ -6,6 +6,7 @@ mod connect;
 mod masking;
 mod pgbench;
 mod policy;
+mod regress;
 mod sessions;
 
 use std::fmt::Write as _;
@@ -51,6 +52,9 @@ pub fn run(seconds: u32, rounds: u32, only: &[String]) -> anyhow::Result<()> {
     }
     if wanted("catalog") {
         report.push_str(&catalog::measure(&binary, rounds).context("catalog")?);
+    }
+    if wanted("regress") {
+        report.push_str(&regress::measure(&binary, rounds).context("regression suite")?);
     }
 
     let dir = workspace_root().join("target/bench");

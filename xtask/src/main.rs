@@ -25,7 +25,8 @@ struct Cli {
 #[derive(Subcommand)]
 enum Task {
     /// Install what the project needs (idempotent): Debian packages (PostgreSQL, nftables,
-    /// pgbouncer, socat, ...), the nightly toolchain's rust-src, and bpf-linker 0.10.3.
+    /// pgbouncer, socat, ...), the nightly toolchain's rust-src, bpf-linker 0.10.3, and the
+    /// clients' own test suites built once under target/client-suites/.
     Setup,
     /// Run the appliance on a throwaway PostgreSQL with synthetic patients and show an
     /// unmodified psql intercepted as an agent while a non-agent goes direct. Cleans up on exit
@@ -39,8 +40,8 @@ enum Task {
     /// (root, real eBPF, nftables, PostgreSQL and clients).
     Test,
     /// Benchmarks (connect() latency with programs attached/detached; pgbench direct vs
-    /// Tollgate vs pgbouncer; the policy's decision, pgbench and masking costs). Writes
-    /// target/bench/report.md.
+    /// Tollgate vs pgbouncer; the policy's decision, pgbench and masking costs; PostgreSQL's
+    /// regression suite direct vs through). Writes target/bench/report.md.
     Bench {
         /// Seconds per pgbench run in the pgbench section (the policy section alternates
         /// many 2 s runs instead; `--rounds` sets how many).
@@ -50,7 +51,7 @@ enum Task {
         #[arg(long, default_value_t = 2)]
         rounds: u32,
         /// Run only these sections (default: all).
-        #[arg(long, value_delimiter = ',', value_parser = ["connect", "pgbench", "policy", "masking", "sessions", "catalog"])]
+        #[arg(long, value_delimiter = ',', value_parser = ["connect", "pgbench", "policy", "masking", "sessions", "catalog", "regress"])]
         only: Vec<String>,
     },
     /// (internal) Run a PostgreSQL message script (see `pg_script.rs`) against 127.0.0.1:`port`

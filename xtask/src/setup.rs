@@ -1,5 +1,7 @@
 //! `cargo xtask setup`: installs what is missing, and only that (safe to run again).
 
+mod client_suites;
+
 use std::process::Command;
 
 use anyhow::{bail, Context};
@@ -21,6 +23,20 @@ const APT_PACKAGES: &[&str] = &[
     "procps",
     // Test certificate authorities for the TLS tests.
     "openssl",
+    // The clients' own test suites (setup/client_suites.rs): building PostgreSQL's pg_regress
+    // and libpq_pipeline from Debian's source, and running psycopg2's suite with pytest, a
+    // per-test timeout bounding a hang.
+    "dpkg-dev",
+    "gcc",
+    "make",
+    "libc6-dev",
+    "bison",
+    "flex",
+    "perl",
+    "python3-pip",
+    "python3-psycopg2",
+    "python3-pytest",
+    "python3-pytest-timeout",
 ];
 
 const BPF_LINKER_VERSION: &str = "0.10.3";
@@ -32,6 +48,7 @@ pub fn run() -> anyhow::Result<()> {
     nightly_rust_src()?;
     bpf_linker()?;
     cargo_fuzz()?;
+    client_suites::ensure()?;
     Ok(())
 }
 

@@ -8,7 +8,10 @@ use std::{
     sync::{Mutex, MutexGuard},
 };
 
-use xtask::testbed::{require_root, AgentCgroup, GatewayConfig, GatewayProcess, PgCluster};
+use xtask::testbed::{
+    require_root, write_catalog_credentials, AgentCgroup, GatewayConfig, GatewayProcess,
+    PgCluster,
+};
 
 pub const TOLLGATE: &str = env!("CARGO_BIN_EXE_tollgate");
 
@@ -135,4 +138,17 @@ pub fn output_text(output: &std::process::Output) -> String {
         String::from_utf8_lossy(&output.stdout),
         String::from_utf8_lossy(&output.stderr)
     )
+}
+
+/// Puts a permissive policy in force for the bed's agents (every statement allowed, unparsed
+/// ones too, nothing classified) with catalog access for target `clinic`: the policy and
+/// catalog paths run, and nothing should change what a client sees. Its files go in `dir`.
+pub fn permissive_policy(config: &mut GatewayConfig, dir: &Path) {
+    let agents = format!("{}*", config.cgroups[0]);
+    let policy = dir.join("permissive.toml");
+    std::fs::write(&policy, xtask::client_suites::permissive_policy(&agents))
+        .expect("write the policy");
+    let credentials = dir.join("catalog.toml");
+    write_catalog_credentials(&credentials).expect("write the catalog credentials");
+    config.enforce_policy("clinic", &policy, &credentials);
 }

@@ -32,6 +32,17 @@ impl PgCluster {
         max_connections: u32,
         server_options: &str,
     ) -> anyhow::Result<Self> {
+        Self::start_with_initdb(listen_addresses, max_connections, server_options, &[])
+    }
+
+    /// [`Self::start_with_options`] with more `initdb` arguments (e.g. `-E UTF8 --locale=C`,
+    /// so the cluster does not depend on the caller's locale).
+    pub fn start_with_initdb(
+        listen_addresses: &str,
+        max_connections: u32,
+        server_options: &str,
+        initdb_args: &[&str],
+    ) -> anyhow::Result<Self> {
         let dir = TempDir::new("tollgate-pg")?;
         dir.chown_to("postgres")?;
         let port = free_port();
@@ -40,7 +51,9 @@ impl PgCluster {
             Command::new("runuser")
                 .args(["-u", "postgres", "--"])
                 .arg(format!("{PG_BIN}/initdb"))
-                .args(["-A", "trust", "-U", "postgres", "--no-sync", "-D"])
+                .args(["-A", "trust", "-U", "postgres", "--no-sync"])
+                .args(initdb_args)
+                .arg("-D")
                 .arg(&data),
         )
         .context("initdb (is the postgresql package installed? `cargo xtask setup`)")?;
