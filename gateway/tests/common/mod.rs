@@ -9,8 +9,7 @@ use std::{
 };
 
 use xtask::testbed::{
-    require_root, write_catalog_credentials, AgentCgroup, GatewayConfig, GatewayProcess,
-    PgCluster,
+    require_root, write_catalog_credentials, AgentCgroup, GatewayConfig, GatewayProcess, PgCluster,
 };
 
 pub const TOLLGATE: &str = env!("CARGO_BIN_EXE_tollgate");
