@@ -1,11 +1,13 @@
 //! `cargo xtask bench`: timing goals live here, never in tests. Ratios are measured within one
 //! run (this machine is shared and noisy). Writes target/bench/report.md.
 
+mod baseline;
 mod catalog;
 mod connect;
 mod masking;
 mod pgbench;
 mod policy;
+mod quads;
 mod regress;
 mod sessions;
 
@@ -17,7 +19,12 @@ use crate::{cargo, workspace_root};
 
 pub use connect::connect_probe;
 
-pub fn run(seconds: u32, rounds: u32, only: &[String]) -> anyhow::Result<()> {
+pub fn run(
+    seconds: u32,
+    rounds: u32,
+    only: &[String],
+    baseline: Option<&std::path::Path>,
+) -> anyhow::Result<()> {
     let wanted = |section: &str| only.is_empty() || only.iter().any(|s| s == section);
     if !crate::is_root() {
         bail!("benchmarks attach eBPF programs: run `sudo -E cargo xtask bench`");
@@ -49,6 +56,15 @@ pub fn run(seconds: u32, rounds: u32, only: &[String]) -> anyhow::Result<()> {
     }
     if wanted("sessions") {
         report.push_str(&sessions::measure(&binary).context("sessions")?);
+    }
+    match baseline {
+        Some(baseline) => {
+            report.push_str(&baseline::measure(&binary, baseline, rounds).context("baseline")?)
+        }
+        None if only.iter().any(|s| s == "baseline") => {
+            bail!("the baseline section compares with another build: give --baseline PATH")
+        }
+        None => {}
     }
     if wanted("catalog") {
         report.push_str(&catalog::measure(&binary, rounds).context("catalog")?);

@@ -51,8 +51,12 @@ enum Task {
         #[arg(long, default_value_t = 2)]
         rounds: u32,
         /// Run only these sections (default: all).
-        #[arg(long, value_delimiter = ',', value_parser = ["connect", "pgbench", "policy", "masking", "sessions", "catalog", "regress"])]
+        #[arg(long, value_delimiter = ',', value_parser = ["connect", "pgbench", "policy", "masking", "sessions", "catalog", "regress", "baseline"])]
         only: Vec<String>,
+        /// A `tollgate` binary built from an earlier commit (e.g. in a `git worktree`): adds
+        /// the baseline section, pgbench -S through it and through this build side by side.
+        #[arg(long)]
+        baseline: Option<std::path::PathBuf>,
     },
     /// (internal) Run a PostgreSQL message script (see `pg_script.rs`) against 127.0.0.1:`port`
     /// and print the backend messages, normalised, one per line.
@@ -97,9 +101,10 @@ fn main() -> anyhow::Result<()> {
             seconds,
             rounds,
             only,
+            baseline,
         } => {
             setup::run()?;
-            bench::run(seconds, rounds, &only)
+            bench::run(seconds, rounds, &only, baseline.as_deref())
         }
         Task::ConnectProbe { port, count } => bench::connect_probe(port, count),
         Task::PgScript { port, script } => pg_script::run(port, &script),

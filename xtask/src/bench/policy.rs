@@ -9,41 +9,15 @@ use xtask::testbed::{
 };
 
 use super::{
-    median,
-    pgbench::{pgbench_cluster, pgbench_run, PgbenchRun},
-    process_cpu_seconds, quartiles, verdict,
+    pgbench::pgbench_cluster,
+    quads::{number_of_quads, run_quads, CLIENTS, QUAD_RUN_SECONDS},
+    verdict,
 };
 use crate::{cargo, workspace_root};
 
 const DECISION_FLOOR_NS: f64 = 5_000.0;
 const DECISIONS: [&str; 3] = ["phi-read", "pgbench-select", "pgbench-select-literal"];
 const POLICY_TOLERANCE: f64 = 0.05;
-const MODES: [&str; 3] = ["simple", "extended", "prepared"];
-const CLIENTS: u32 = 10;
-/// Seconds per pgbench run of a quad.
-const QUAD_RUN_SECONDS: u32 = 2;
-const QUADS_PER_ROUND: u32 = 4;
-const MIN_QUADS: u32 = 8;
-
-/// One side's runs in one mode.
-#[derive(Default)]
-struct Side {
-    tps: Vec<f64>,
-    transactions: u64,
-    gateway_cpu_seconds: f64,
-}
-
-impl Side {
-    fn add(&mut self, run: &PgbenchRun, gateway_cpu_seconds: f64) {
-        self.tps.push(run.tps);
-        self.transactions += run.transactions;
-        self.gateway_cpu_seconds += gateway_cpu_seconds;
-    }
-
-    fn cpu_per_transaction_us(&self) -> f64 {
-        self.gateway_cpu_seconds * 1e6 / self.transactions.max(1) as f64
-    }
-}
 
 pub fn measure(binary: &Path, rounds: u32) -> anyhow::Result<String> {
     let mut out = String::new();
@@ -77,35 +51,12 @@ pub fn measure(binary: &Path, rounds: u32) -> anyhow::Result<String> {
     let hooks_gateway = GatewayProcess::start(binary, &hooks_config)?;
     let policy_gateway = GatewayProcess::start(binary, &policy_config)?;
 
-    let mut sides: Vec<[Side; 2]> = MODES.iter().map(|_| Default::default()).collect();
-    let mut ratios: Vec<Vec<f64>> = vec![Vec::new(); MODES.len()];
-    // Many short quads (hooks, policy, policy, hooks) rather than a few long runs: the
-    // machine's load drifts over seconds, and within a quad it weighs on both sides alike.
-    let quads = (rounds * QUADS_PER_ROUND).max(MIN_QUADS);
+    let quads = number_of_quads(rounds);
     let gateways = [
         (&hooks_agents, &hooks_gateway),
         (&policy_agents, &policy_gateway),
     ];
-    for _ in 0..quads {
-        for (index, mode) in MODES.iter().enumerate() {
-            let mut quad = [0.0; 2];
-            for side in [0, 1, 1, 0] {
-                let (agents, gateway) = gateways[side];
-                let before = process_cpu_seconds(gateway)?;
-                let run = pgbench_run(
-                    agents.command("pgbench"),
-                    pg.port(),
-                    mode,
-                    CLIENTS,
-                    QUAD_RUN_SECONDS,
-                )?;
-                let cpu = process_cpu_seconds(gateway)? - before;
-                sides[index][side].add(&run, cpu);
-                quad[side] += run.tps;
-            }
-            ratios[index].push(quad[1] / quad[0]);
-        }
-    }
+    let mut results = run_quads(&pg, gateways, quads)?;
     let _ = writeln!(
         out,
         "## pgbench -S with the example policy, {CLIENTS} clients, {quads} quads of \
@@ -120,13 +71,15 @@ pub fn measure(binary: &Path, rounds: u32) -> anyhow::Result<String> {
          transaction, hooks / policy |\n|---|---:|---:|---:|---:|"
     );
     let mut floors = String::new();
-    for ((mode, [hooks, policed]), ratios) in MODES.iter().zip(&mut sides).zip(&mut ratios) {
-        let (low, ratio, high) = quartiles(ratios);
+    for result in &mut results {
+        let mode = result.mode;
+        let (low, ratio, high) = result.ratio;
+        let [hooks, policed] = &mut result.sides;
         let _ = writeln!(
             out,
             "| {mode} | {:.0} | {:.0} | {ratio:.3}× ({low:.3}–{high:.3}) | {:.1} / {:.1} µs |",
-            median(&mut hooks.tps),
-            median(&mut policed.tps),
+            hooks.median_tps(),
+            policed.median_tps(),
             hooks.cpu_per_transaction_us(),
             policed.cpu_per_transaction_us(),
         );

@@ -1,0 +1,78 @@
+//! A change's cost against the build before it: pgbench -S through a baseline build of
+//! `tollgate` (`--baseline PATH`, e.g. built from the previous commit in a worktree) and
+//! through this one, side by side in quads, recording hooks only. The ratio this/baseline
+//! is the figure: "no worse than before" means at least 1 within the machine's noise.
+
+use std::{fmt::Write as _, path::Path};
+
+use xtask::testbed::{AgentCgroup, GatewayConfig, GatewayProcess};
+
+use super::{
+    pgbench::pgbench_cluster,
+    quads::{number_of_quads, run_quads, CLIENTS, QUAD_RUN_SECONDS},
+    verdict,
+};
+
+/// Below this ratio the change is taken to cost throughput (the quads' spread on this
+/// machine is a few percent).
+const NO_WORSE: f64 = 0.97;
+
+pub fn measure(binary: &Path, baseline: &Path, rounds: u32) -> anyhow::Result<String> {
+    let pg = pgbench_cluster()?;
+    let baseline_agents = AgentCgroup::create("tollgate-bench-baseline")?;
+    let current_agents = AgentCgroup::create("tollgate-bench-current")?;
+    let config = |tag: &str, agents: &AgentCgroup| {
+        let mut config = GatewayConfig::new(tag);
+        config.cgroups = vec![agents.path.clone()];
+        config.targets = vec![(
+            "clinic".to_owned(),
+            vec![format!("127.0.0.1:{}", pg.port())],
+        )];
+        config
+    };
+    let baseline_config = config("benchbase", &baseline_agents);
+    let mut current_config = config("benchcurrent", &current_agents);
+    // Each gateway recognises its own agents' connections by its mark.
+    current_config.mark ^= 0x8000;
+    let baseline_gateway = GatewayProcess::start(baseline, &baseline_config)?;
+    let current_gateway = GatewayProcess::start(binary, &current_config)?;
+    let quads = number_of_quads(rounds);
+    let gateways = [
+        (&baseline_agents, &baseline_gateway),
+        (&current_agents, &current_gateway),
+    ];
+    let mut results = run_quads(&pg, gateways, quads)?;
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "## pgbench -S against a baseline build, {CLIENTS} clients, {quads} quads of \
+         {QUAD_RUN_SECONDS} s runs per mode\n\n\
+         Baseline: `{}`. Two gateways side by side (nftables redirect, recording hooks, no \
+         policy); each quad runs baseline, this build, this build, baseline. The ratio is the \
+         median over quads of this build's tps / the baseline's, with the quartiles.\n\n\
+         | mode | baseline (tps) | this build (tps) | ratio (quartiles) | gateway CPU per \
+         transaction, baseline / this build |\n|---|---:|---:|---:|---:|",
+        baseline.display()
+    );
+    let mut floors = String::new();
+    for result in &mut results {
+        let mode = result.mode;
+        let (low, ratio, high) = result.ratio;
+        let [old, new] = &mut result.sides;
+        let _ = writeln!(
+            out,
+            "| {mode} | {:.0} | {:.0} | {ratio:.3}× ({low:.3}–{high:.3}) | {:.1} / {:.1} µs |",
+            old.median_tps(),
+            new.median_tps(),
+            old.cpu_per_transaction_us(),
+            new.cpu_per_transaction_us(),
+        );
+        let _ = writeln!(
+            floors,
+            "- {mode}: no worse than the baseline (≥ {NO_WORSE}×): {ratio:.3}× **{}**",
+            verdict(ratio >= NO_WORSE)
+        );
+    }
+    let _ = writeln!(out, "\nFloors:\n\n{floors}");
+    Ok(out)
+}

@@ -1,0 +1,92 @@
+//! Two gateways side by side, each intercepting its own agents, measured in many short quads
+//! (A, B, B, A) per pgbench mode: the machine's load drifts over seconds, and within a quad
+//! it weighs on both sides alike. Used where a ratio between two gateways is the figure.
+
+use xtask::testbed::{AgentCgroup, GatewayProcess, PgCluster};
+
+use super::{
+    median,
+    pgbench::{pgbench_run, PgbenchRun},
+    process_cpu_seconds, quartiles,
+};
+
+pub const MODES: [&str; 3] = ["simple", "extended", "prepared"];
+pub const CLIENTS: u32 = 10;
+/// Seconds per pgbench run of a quad.
+pub const QUAD_RUN_SECONDS: u32 = 2;
+const QUADS_PER_ROUND: u32 = 4;
+const MIN_QUADS: u32 = 8;
+
+/// One side's runs in one mode.
+#[derive(Default)]
+pub struct Side {
+    tps: Vec<f64>,
+    transactions: u64,
+    gateway_cpu_seconds: f64,
+}
+
+impl Side {
+    fn add(&mut self, run: &PgbenchRun, gateway_cpu_seconds: f64) {
+        self.tps.push(run.tps);
+        self.transactions += run.transactions;
+        self.gateway_cpu_seconds += gateway_cpu_seconds;
+    }
+
+    pub fn median_tps(&mut self) -> f64 {
+        median(&mut self.tps)
+    }
+
+    pub fn cpu_per_transaction_us(&self) -> f64 {
+        self.gateway_cpu_seconds * 1e6 / self.transactions.max(1) as f64
+    }
+}
+
+/// Per mode: both sides, and the ratio B/A (median over quads, with quartiles).
+pub struct ModeResult {
+    pub mode: &'static str,
+    pub sides: [Side; 2],
+    pub ratio: (f64, f64, f64),
+}
+
+pub fn number_of_quads(rounds: u32) -> u32 {
+    (rounds * QUADS_PER_ROUND).max(MIN_QUADS)
+}
+
+pub fn run_quads(
+    pg: &PgCluster,
+    gateways: [(&AgentCgroup, &GatewayProcess); 2],
+    quads: u32,
+) -> anyhow::Result<Vec<ModeResult>> {
+    let mut sides: Vec<[Side; 2]> = MODES.iter().map(|_| Default::default()).collect();
+    let mut ratios: Vec<Vec<f64>> = vec![Vec::new(); MODES.len()];
+    for _ in 0..quads {
+        for (index, mode) in MODES.iter().enumerate() {
+            let mut quad = [0.0; 2];
+            for side in [0, 1, 1, 0] {
+                let (agents, gateway) = gateways[side];
+                let before = process_cpu_seconds(gateway)?;
+                let run = pgbench_run(
+                    agents.command("pgbench"),
+                    pg.port(),
+                    mode,
+                    CLIENTS,
+                    QUAD_RUN_SECONDS,
+                )?;
+                let cpu = process_cpu_seconds(gateway)? - before;
+                sides[index][side].add(&run, cpu);
+                quad[side] += run.tps;
+            }
+            ratios[index].push(quad[1] / quad[0]);
+        }
+    }
+    Ok(MODES
+        .iter()
+        .zip(sides)
+        .zip(&mut ratios)
+        .map(|((mode, sides), ratios)| ModeResult {
+            mode,
+            sides,
+            ratio: quartiles(ratios),
+        })
+        .collect())
+}
