@@ -5,11 +5,11 @@
 
 use std::{fmt::Write as _, path::Path};
 
-use xtask::testbed::{AgentCgroup, GatewayConfig, GatewayProcess};
+use xtask::testbed::{AgentCgroup, GatewayProcess};
 
 use super::{
     pgbench::pgbench_cluster,
-    quads::{number_of_quads, run_quads, CLIENTS, QUAD_RUN_SECONDS},
+    quads::{number_of_quads, run_quads, side_config, CLIENTS, QUAD_RUN_SECONDS},
     verdict,
 };
 
@@ -21,15 +21,7 @@ pub fn measure(binary: &Path, baseline: &Path, rounds: u32) -> anyhow::Result<St
     let pg = pgbench_cluster()?;
     let baseline_agents = AgentCgroup::create("tollgate-bench-baseline")?;
     let current_agents = AgentCgroup::create("tollgate-bench-current")?;
-    let config = |tag: &str, agents: &AgentCgroup| {
-        let mut config = GatewayConfig::new(tag);
-        config.cgroups = vec![agents.path.clone()];
-        config.targets = vec![(
-            "clinic".to_owned(),
-            vec![format!("127.0.0.1:{}", pg.port())],
-        )];
-        config
-    };
+    let config = |tag: &str, agents: &AgentCgroup| side_config(tag, agents, pg.port());
     let baseline_config = config("benchbase", &baseline_agents);
     let mut current_config = config("benchcurrent", &current_agents);
     // Each gateway recognises its own agents' connections by its mark.

@@ -5,12 +5,12 @@ use std::{fmt::Write as _, path::Path};
 
 use anyhow::Context;
 use xtask::testbed::{
-    example_policy, write_catalog_credentials, AgentCgroup, GatewayConfig, GatewayProcess, TempDir,
+    example_policy, write_catalog_credentials, AgentCgroup, GatewayProcess, TempDir,
 };
 
 use super::{
     pgbench::pgbench_cluster,
-    quads::{number_of_quads, run_quads, CLIENTS, QUAD_RUN_SECONDS},
+    quads::{number_of_quads, run_quads, side_config, CLIENTS, QUAD_RUN_SECONDS},
     verdict,
 };
 use crate::{cargo, workspace_root};
@@ -34,15 +34,7 @@ pub fn measure(binary: &Path, rounds: u32) -> anyhow::Result<String> {
     std::fs::write(&example, example_policy(&glob, &key_file)?)?;
     let credentials = dir.path().join("catalog.toml");
     write_catalog_credentials(&credentials)?;
-    let config = |tag: &str, agents: &AgentCgroup| {
-        let mut config = GatewayConfig::new(tag);
-        config.cgroups = vec![agents.path.clone()];
-        config.targets = vec![(
-            "clinic".to_owned(),
-            vec![format!("127.0.0.1:{}", pg.port())],
-        )];
-        config
-    };
+    let config = |tag: &str, agents: &AgentCgroup| side_config(tag, agents, pg.port());
     let hooks_config = config("benchhooks", &hooks_agents);
     let mut policy_config = config("benchpolicy", &policy_agents);
     policy_config.enforce_policy("clinic", &example, &credentials);

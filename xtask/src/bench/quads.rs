@@ -2,7 +2,7 @@
 //! (A, B, B, A) per pgbench mode: the machine's load drifts over seconds, and within a quad
 //! it weighs on both sides alike. Used where a ratio between two gateways is the figure.
 
-use xtask::testbed::{AgentCgroup, GatewayProcess, PgCluster};
+use xtask::testbed::{AgentCgroup, GatewayConfig, GatewayProcess, PgCluster};
 
 use super::{
     median,
@@ -46,6 +46,15 @@ pub struct ModeResult {
     pub mode: &'static str,
     pub sides: [Side; 2],
     pub ratio: (f64, f64, f64),
+}
+
+/// A gateway for one side: its own agents, protecting the cluster on `port`. The second side
+/// needs another mark (`config.mark ^= 0x8000`): each gateway recognises its agents by it.
+pub fn side_config(tag: &str, agents: &AgentCgroup, port: u16) -> GatewayConfig {
+    let mut config = GatewayConfig::new(tag);
+    config.cgroups = vec![agents.path.clone()];
+    config.targets = vec![("clinic".to_owned(), vec![format!("127.0.0.1:{port}")])];
+    config
 }
 
 pub fn number_of_quads(rounds: u32) -> u32 {

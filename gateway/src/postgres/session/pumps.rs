@@ -143,6 +143,7 @@ where
             .check_frontend(&message)
             .map_err(|reason| violation(reason.to_owned()))?;
         let copy_in_sync = parts.state.copy_in_sync(&message);
+        let mut complete = None;
         use PgWireFrontendMessage as F;
         match &message {
             F::Terminate(_) => {
@@ -164,27 +165,19 @@ where
             }
             // Part of a COPY FROM STDIN, not a request (see `SharedState::copy_in_sync`).
             F::Sync(_) | F::Flush(_) if copy_in_sync => out.unsplit(frame),
-            _ => {
-                if let Some(request) = assembler.push(frame, &message, || parts.state.progress()) {
-                    let request = decide(
-                        parts,
-                        enforcement.as_deref_mut(),
-                        &mut assembler,
-                        expectations,
-                        request,
-                    )
-                    .await?;
-                    out.unsplit(request);
-                }
-            }
+            _ => complete = assembler.push(frame, &message, || parts.state.progress()),
         }
-        if reader_has_frame(reader, limit()) {
-            continue;
-        }
-        // Nothing more is readable now: what the client has sent is decided and forwarded
-        // without waiting for a Sync or Flush, which the protocol does not promise.
-        if let Some(request) = assembler.cut() {
-            let request = decide(
+        let more_buffered = reader_has_frame(reader, limit());
+        // Once nothing more is readable, what the client has sent is decided and forwarded
+        // without waiting for a Sync or Flush, which the protocol does not promise (after a
+        // complete request nothing is left gathered).
+        let request = match complete {
+            Some(request) => Some(request),
+            None if !more_buffered => assembler.cut(),
+            None => None,
+        };
+        if let Some(request) = request {
+            let frames = decide(
                 parts,
                 enforcement.as_deref_mut(),
                 &mut assembler,
@@ -192,10 +185,12 @@ where
                 request,
             )
             .await?;
-            out.unsplit(request);
+            out.unsplit(frames);
         }
-        let more_buffered = reader_has_frame(reader, limit());
-        flush(more_buffered, &mut out, upstream, forwarded).await?;
+        if more_buffered {
+            continue;
+        }
+        flush(false, &mut out, upstream, forwarded).await?;
     }
 }
 
