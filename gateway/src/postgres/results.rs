@@ -158,17 +158,10 @@ pub struct ResultTracker {
     protect: bool,
     /// Columns from an injected Describe, for the Execute that follows it.
     described: Option<Masks>,
-    /// The session's client encoding: values arrive in it and are masked back into it.
-    encoding: ClientEncoding,
     flow: Option<Flow>,
 }
 
 impl ResultTracker {
-    /// The server reported a new client encoding: the results after it use it.
-    pub fn set_encoding(&mut self, encoding: ClientEncoding) {
-        self.encoding = encoding;
-    }
-
     /// Steps of a request just forwarded, in message order, and whether its target has
     /// classified data.
     pub fn push(&mut self, steps: Vec<Step>, protect: bool) {
@@ -184,11 +177,13 @@ impl ResultTracker {
         }
     }
 
-    /// Handles one server message; `Replaced` means what the agent gets was written to `out`.
+    /// Handles one server message, whose values are in the session's client `encoding`;
+    /// `Replaced` means what the agent gets was written to `out`.
     pub fn on_message(
         &mut self,
         message: &PgWireBackendMessage,
         frame: &[u8],
+        encoding: ClientEncoding,
         out: &mut BytesMut,
     ) -> Result<Handled, ResultError> {
         use PgWireBackendMessage as B;
@@ -207,11 +202,11 @@ impl ResultTracker {
             }
             B::RowDescription(description) => self.on_row_description(description),
             B::NoData(_) => self.on_no_data(),
-            B::DataRow(_) | B::CopyData(_) => self.on_row(frame, out),
+            B::DataRow(_) | B::CopyData(_) => self.on_row(frame, encoding, out),
             B::CommandComplete(_) | B::EmptyQueryResponse(_) | B::PortalSuspended(_) => {
                 self.on_result_end(message, out)
             }
-            B::CopyOutResponse(response) => self.on_copy_out(response),
+            B::CopyOutResponse(response) => self.on_copy_out(response, encoding),
             B::CopyDone(_) => {
                 if let Some(Flow {
                     masks: Masks::Copy(masker),
@@ -260,9 +255,14 @@ impl ResultTracker {
     }
 
     /// A DataRow or CopyData frame, undecoded: rows are the hot path.
-    pub fn on_row(&mut self, frame: &[u8], out: &mut BytesMut) -> Result<Handled, ResultError> {
+    pub fn on_row(
+        &mut self,
+        frame: &[u8],
+        encoding: ClientEncoding,
+        out: &mut BytesMut,
+    ) -> Result<Handled, ResultError> {
         match frame.first() {
-            Some(b'D') => self.on_data_row(frame, out),
+            Some(b'D') => self.on_data_row(frame, encoding, out),
             Some(b'd') => self.on_copy_data(frame.get(5..).unwrap_or_default(), out),
             _ => Err(ResultError::Unexpected("row")),
         }
@@ -368,7 +368,12 @@ impl ResultTracker {
         Ok(())
     }
 
-    fn on_data_row(&mut self, frame: &[u8], out: &mut BytesMut) -> Result<Handled, ResultError> {
+    fn on_data_row(
+        &mut self,
+        frame: &[u8],
+        encoding: ClientEncoding,
+        out: &mut BytesMut,
+    ) -> Result<Handled, ResultError> {
         match self.steps.front() {
             Some(Step::Execute(_)) => self.start_execute_flow()?,
             Some(Step::Query { .. }) => {}
@@ -386,7 +391,7 @@ impl ResultTracker {
         }
         match &flow.masks {
             Masks::Rows(columns) => {
-                rewrite_data_row(frame, columns, &flow.rule.context.key, self.encoding, out)?;
+                rewrite_data_row(frame, columns, &flow.rule.context.key, encoding, out)?;
                 Ok(Handled::Replaced)
             }
             Masks::None => Ok(Handled::Forward),
@@ -427,7 +432,11 @@ impl ResultTracker {
         Ok(handled)
     }
 
-    fn on_copy_out(&mut self, response: &CopyOutResponse) -> Result<Handled, ResultError> {
+    fn on_copy_out(
+        &mut self,
+        response: &CopyOutResponse,
+        encoding: ClientEncoding,
+    ) -> Result<Handled, ResultError> {
         if !matches!(
             self.steps.front(),
             Some(Step::Execute(_) | Step::Query { .. })
@@ -439,7 +448,7 @@ impl ResultTracker {
         if let Some(rule) = self.current_rule().cloned() {
             let masks = match rule.mask_columns {
                 true => Masks::Copy(Box::new(
-                    layout::copy_masker(&rule, response)?.in_encoding(self.encoding),
+                    layout::copy_masker(&rule, response)?.in_encoding(encoding),
                 )),
                 false => Masks::None,
             };

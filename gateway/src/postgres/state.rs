@@ -186,6 +186,11 @@ impl SharedState {
         self.lock().encoding = encoding;
     }
 
+    /// The client encoding the server last reported: results after it are in it.
+    pub fn encoding(&self) -> ClientEncoding {
+        self.lock().encoding
+    }
+
     /// Whether waiting for every answer needs nothing more from the client: not during a
     /// COPY FROM STDIN, where the server waits for the client's data.
     pub fn answers_come_unprompted(&self) -> bool {

@@ -3,6 +3,8 @@
 
 use std::{collections::BTreeSet, sync::Arc};
 
+use crate::postgres::encoding::ClientEncoding;
+
 use bytes::BytesMut;
 use pgwire::messages::{
     data::{DataRow, FieldDescription, NoData, RowDescription},
@@ -71,7 +73,9 @@ fn feed(tracker: &mut ResultTracker, messages: Vec<B>) -> Result<String, ResultE
     for message in messages {
         let mut frame = BytesMut::new();
         message.encode(&mut frame).unwrap();
-        if tracker.on_message(&message, &frame, &mut delivered)? == Handled::Forward {
+        if tracker.on_message(&message, &frame, ClientEncoding::UTF8, &mut delivered)?
+            == Handled::Forward
+        {
             delivered.extend_from_slice(&frame);
         }
     }

@@ -26,7 +26,7 @@ use crate::postgres::{
     frame::{complete_frame_len, FrameError, FrameKind, FrameReader, PRE_AUTH_LIMIT},
     hooks::{RequestVerdict, ResponseVerdict},
     request::{Request, RequestAssembler, RequestEnd},
-    results::{plan_steps, Handled, ResultTracker, Step},
+    results::{plan_steps, Handled, ResultError, ResultTracker, Step},
 };
 
 /// Server messages may be as large as PostgreSQL allows (1 GiB); the server is trusted to
@@ -312,12 +312,18 @@ where
         // and the rows already read after this one follow without the loop's bookkeeping.
         // FunctionCallResponse, which pgwire does not model.
         if frame.first() == Some(&b'V') {
-            on_function_result(results.as_deref_mut(), frame, &mut out)?;
+            through_tracker(results.as_deref_mut(), frame, &mut out, |r, _, out| {
+                r.on_function_result(out)
+            })?;
             continue;
         }
         if is_row(&frame) {
-            on_row(results.as_deref_mut(), frame, &mut out)?;
-            drain_buffered_rows(results.as_deref_mut(), reader, &mut out)?;
+            // Rows are in the client encoding the server last reported.
+            let encoding = parts.state.encoding();
+            through_tracker(results.as_deref_mut(), frame, &mut out, |r, frame, out| {
+                r.on_row(frame, encoding, out)
+            })?;
+            drain_buffered_rows(results.as_deref_mut(), reader, encoding, &mut out)?;
             continue;
         }
         let message = decode_backend(&frame, &context)
@@ -360,9 +366,6 @@ where
                     "client encoding in force"
                 );
                 parts.state.set_encoding(encoding);
-                if let Some(results) = results.as_deref_mut() {
-                    results.set_encoding(encoding);
-                }
                 out.unsplit(frame);
             }
             B::NegotiateProtocolVersion(ref negotiated) => {
@@ -397,7 +400,7 @@ where
                 }
                 let handled = match results.as_deref_mut() {
                     Some(results) => results
-                        .on_message(&message, &frame[..], &mut out)
+                        .on_message(&message, &frame[..], parts.state.encoding(), &mut out)
                         .map_err(|error| PumpError::Unmaskable(error.to_client()))?,
                     None => Handled::Forward,
                 };
@@ -413,31 +416,16 @@ fn is_row(frame: &[u8]) -> bool {
     matches!(frame.first(), Some(b'D' | b'd'))
 }
 
-fn on_row(
+/// A frame the result tracker may replace (a row, a FunctionCallResponse): forwarded as it
+/// is unless the tracker wrote what replaces it.
+fn through_tracker(
     results: Option<&mut ResultTracker>,
     frame: BytesMut,
     out: &mut BytesMut,
+    handle: impl FnOnce(&mut ResultTracker, &[u8], &mut BytesMut) -> Result<Handled, ResultError>,
 ) -> Result<(), PumpError> {
     let handled = match results {
-        Some(results) => results
-            .on_row(&frame, out)
-            .map_err(|error| PumpError::Unmaskable(error.to_client()))?,
-        None => Handled::Forward,
-    };
-    if handled == Handled::Forward {
-        out.unsplit(frame);
-    }
-    Ok(())
-}
-
-fn on_function_result(
-    results: Option<&mut ResultTracker>,
-    frame: BytesMut,
-    out: &mut BytesMut,
-) -> Result<(), PumpError> {
-    let handled = match results {
-        Some(results) => results
-            .on_function_result(out)
+        Some(results) => handle(results, &frame, out)
             .map_err(|error| PumpError::Unmaskable(error.to_client()))?,
         None => Handled::Forward,
     };
@@ -453,6 +441,7 @@ fn on_function_result(
 fn drain_buffered_rows<R>(
     mut results: Option<&mut ResultTracker>,
     reader: &mut FrameReader<R>,
+    encoding: ClientEncoding,
     out: &mut BytesMut,
 ) -> Result<(), PumpError> {
     let relay_only = results.is_none();
@@ -469,7 +458,7 @@ fn drain_buffered_rows<R>(
         };
         let frame = &buffered[at..at + len];
         if let Some(results) = results.as_deref_mut() {
-            match results.on_row(frame, out) {
+            match results.on_row(frame, encoding, out) {
                 Ok(Handled::Forward) => out.extend_from_slice(frame),
                 Ok(Handled::Replaced) => {}
                 Err(error) => break Err(PumpError::Unmaskable(error.to_client())),
