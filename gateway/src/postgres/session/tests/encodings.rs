@@ -3,7 +3,7 @@
 
 use bytes::{BufMut, BytesMut};
 use pgwire::messages::{
-    extendedquery::{Bind, Execute, Parse},
+    extendedquery::{Bind, Execute, Parse, Sync},
     PgWireFrontendMessage as F,
 };
 
@@ -143,6 +143,65 @@ async fn a_text_an_encoding_change_in_an_open_batch_could_alter_is_not_trusted()
             "E ERROR 42501 Tollgate: statement denied by policy rule \"default-deny\""
         ),
         "{lines:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_text_that_cannot_be_read_safely_is_masked_where_policy_allows_unparsed_statements() {
+    // A permissive policy: the same text is forwarded as the client sent it, and whatever the
+    // server makes of it is masked as untraceable.
+    let policy = format!(
+        "{POLICY}\n[[rules]]\nid = \"unparsed-too\"\neffect = \"allow\"\n\
+         identities = [\"agent\"]\nunparsed = true\n"
+    );
+    let ssn = Column {
+        name: "ssn",
+        table_oid: 16400,
+        attnum: 2,
+        type_oid: 25,
+    };
+    let canned = Canned::default()
+        .command("SET client_encoding = 'SJIS'", "SET")
+        .rows(
+            "SELECT E'\u{95}\\' OR 1=1 --'",
+            vec![ssn],
+            &[&["123-45-6789"]],
+        );
+    let mut session = start(Some(&policy), canned).await;
+    let mut frames = BytesMut::new();
+    for message in [
+        F::Parse(Parse::new(
+            None,
+            "SET client_encoding = 'SJIS'".into(),
+            vec![],
+        )),
+        F::Bind(Bind::new(None, None, vec![], vec![], vec![])),
+        F::Execute(Execute::new(None, 0)),
+    ] {
+        message.encode(&mut frames).unwrap();
+    }
+    frames.unsplit(parse_bytes(b"SELECT E'\x95\\' OR 1=1 --'"));
+    for message in [
+        F::Bind(Bind::new(None, None, vec![], vec![], vec![])),
+        F::Execute(Execute::new(None, 0)),
+        F::Sync(Sync::new()),
+    ] {
+        message.encode(&mut frames).unwrap();
+    }
+    session.client.send_raw(&frames).await;
+    assert_eq!(
+        session.client.until_ready(1).await,
+        [
+            "1",
+            "2",
+            "C SET",
+            "1",
+            "2",
+            "D REDACTED",
+            "C SELECT 1",
+            "S client_encoding=SJIS",
+            "Z I"
+        ]
     );
 }
 

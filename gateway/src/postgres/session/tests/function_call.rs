@@ -96,3 +96,14 @@ async fn a_function_tollgate_cannot_name_is_decided_as_unparsed() {
         "{lines:?}"
     );
 }
+
+#[tokio::test]
+async fn an_unknown_function_allowed_as_unparsed_has_its_result_withheld() {
+    let policy = format!(
+        "{POLICY}\n[[rules]]\nid = \"unparsed-too\"\neffect = \"allow\"\n\
+         identities = [\"agent\"]\nunparsed = true\n"
+    );
+    let mut session = start(Some(&policy), Canned::default()).await;
+    session.client.send_raw(&function_call(99_999, &[])).await;
+    assert_eq!(session.client.until_ready(1).await, ["V NULL", "Z I"]);
+}
