@@ -89,8 +89,7 @@ pub fn measure(binary: &Path, rounds: u32) -> anyhow::Result<String> {
     pg.psql_direct("CREATE DATABASE large")?;
     let mut relations = [0; 2];
     for (index, (database, last)) in [("postgres", 9), ("large", LARGE)].into_iter().enumerate() {
-        psql_in(
-            &pg,
+        pg.psql_in(
             database,
             "CREATE TABLE patients (id int PRIMARY KEY, ssn text);
              INSERT INTO patients SELECT g, 'ssn-' || g FROM generate_series(1, 100) g;",
@@ -133,26 +132,6 @@ pub fn measure(binary: &Path, rounds: u32) -> anyhow::Result<String> {
     Ok(report(&mut phases, relations, rounds))
 }
 
-/// Setup SQL in one database, over the unix socket (never intercepted).
-fn psql_in(pg: &PgCluster, database: &str, sql: &str) -> anyhow::Result<String> {
-    xtask::testbed::run_capture(
-        Command::new("psql")
-            .args([
-                "-X",
-                "-q",
-                "-A",
-                "-t",
-                "-v",
-                "ON_ERROR_STOP=1",
-                "-U",
-                "postgres",
-                "-h",
-            ])
-            .arg(pg.socket_dir())
-            .args(["-p", &pg.port().to_string(), "-d", database, "-c", sql]),
-    )
-}
-
 fn side(timings: &mut Timings, direct: bool) -> &mut Vec<f64> {
     match direct {
         true => &mut timings.direct,
@@ -165,8 +144,7 @@ fn create_relations(pg: &PgCluster, database: &str, last: usize) -> anyhow::Resu
     // Batches, so no transaction holds thousands of locks.
     for start in (1..=last).step_by(500) {
         let end = (start + 499).min(last);
-        psql_in(
-            pg,
+        pg.psql_in(
             database,
             &format!(
                 "DO $$ BEGIN FOR i IN {start}..{end} LOOP
@@ -184,8 +162,7 @@ fn create_relations(pg: &PgCluster, database: &str, last: usize) -> anyhow::Resu
 }
 
 fn count_relations(pg: &PgCluster, database: &str) -> anyhow::Result<usize> {
-    let count = psql_in(
-        pg,
+    let count = pg.psql_in(
         database,
         "SELECT count(*) FROM pg_class WHERE relkind IN ('r', 'p', 'f', 'v', 'm')
            AND relnamespace = 'public'::regnamespace",

@@ -111,6 +111,11 @@ impl PgCluster {
 
     /// Runs SQL over the unix socket (never intercepted): for setup and checks.
     pub fn psql_direct(&self, sql: &str) -> anyhow::Result<String> {
+        self.psql_in("postgres", sql)
+    }
+
+    /// [`Self::psql_direct`] in another database.
+    pub fn psql_in(&self, database: &str, sql: &str) -> anyhow::Result<String> {
         run_capture(
             Command::new("psql")
                 .args([
@@ -125,7 +130,7 @@ impl PgCluster {
                     "-h",
                 ])
                 .arg(self.socket_dir())
-                .args(["-p", &self.port.to_string(), "-d", "postgres", "-c", sql]),
+                .args(["-p", &self.port.to_string(), "-d", database, "-c", sql]),
         )
     }
 
