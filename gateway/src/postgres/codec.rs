@@ -171,6 +171,8 @@ fn read_texts(
         )
     } else {
         match reading.encoding.decode(raw) {
+            // Valid UTF-8 read as UTF-8: pgwire's text is already exactly this.
+            Ok(std::borrow::Cow::Borrowed(_)) => return Ok(()),
             Ok(text) => text.into_owned(),
             Err(invalid) => format!("{UNREADABLE}{invalid}"),
         }
