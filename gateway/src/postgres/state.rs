@@ -60,9 +60,8 @@ struct Tracker {
     copy_awaits_sync: bool,
     /// Requests were sent behind the COPY FROM STDIN in progress.
     copy_pipelined: bool,
-    /// Requests sent that expect a ReadyForQuery, the ReadyForQuery messages answering
-    /// requests (not the one ending startup), and the ErrorResponse messages received.
-    sent: u64,
+    /// The ReadyForQuery messages answering requests (not the one ending startup), and the
+    /// ErrorResponse messages received. Requests sent are these answered plus those in flight.
     readies: u64,
     errors: u64,
     sasl_offered: bool,
@@ -98,7 +97,6 @@ impl Default for SharedState {
                 in_flight: VecDeque::new(),
                 copy_awaits_sync: false,
                 copy_pipelined: false,
-                sent: 0,
                 readies: 0,
                 errors: 0,
                 sasl_offered: false,
@@ -229,7 +227,7 @@ impl SharedState {
     pub fn progress(&self) -> Progress {
         let t = self.lock();
         Progress {
-            sent: t.sent,
+            sent: t.readies + t.in_flight.len() as u64,
             readies: t.readies,
             errors: t.errors,
         }
@@ -240,7 +238,6 @@ impl SharedState {
     pub fn request_sent(&self, simple: bool) {
         let mut t = self.lock();
         t.in_flight.push_back(simple);
-        t.sent += 1;
     }
 
     /// Whether a client message is legal now; the error text is sent with `FATAL 08P01`.
