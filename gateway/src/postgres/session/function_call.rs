@@ -4,7 +4,8 @@
 //! `lo_export` stay deniable); its result is masked by the same rule. A denied call never
 //! reaches the server: a stand-in the server rejects takes its place, as for statements.
 
-use bytes::{BufMut, BytesMut};
+use bytes::BytesMut;
+use pgwire::messages::{simplequery::Query, PgWireFrontendMessage};
 use tokio::sync::mpsc::UnboundedSender;
 
 use super::{
@@ -116,10 +117,9 @@ pub async fn forward(
 /// The call as the simple Query it amounts to, for policy and the record.
 fn as_query(sql: &str) -> Request {
     let mut frames = BytesMut::new();
-    frames.put_u8(b'Q');
-    frames.put_i32(4 + sql.len() as i32 + 1);
-    frames.put_slice(sql.as_bytes());
-    frames.put_u8(0);
+    PgWireFrontendMessage::Query(Query::new(sql.to_owned()))
+        .encode(&mut frames)
+        .expect("a Query message encodes");
     let whole = 0..frames.len();
     Request {
         end: RequestEnd::Query,
