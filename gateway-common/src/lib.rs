@@ -79,6 +79,26 @@ pub struct ConnIdentity {
     pub _pad: u32,
 }
 
+/// `sizeof(sockaddr_un.sun_path)`.
+pub const UNIX_PATH_LEN: usize = 108;
+
+/// A protected unix socket path as the `connect_unix` program looks it up: the bytes up to the
+/// first NUL, zero-filled to the full length, so each path has exactly one key.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct UnixPathKey {
+    pub path: [u8; UNIX_PATH_LEN],
+}
+
+/// Where an agent's `connect()` to a protected unix path is pointed: the gateway's socket.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct UnixRedirect {
+    pub path: [u8; UNIX_PATH_LEN],
+    /// Bytes of `path` in use (no NUL), 1..=107.
+    pub len: u32,
+}
+
 /// Indexes into the `STATS` per-CPU array.
 pub mod stats {
     pub const MARKED: u32 = 0;
@@ -97,6 +117,10 @@ mod pod {
     unsafe impl aya::Pod for super::FlowKey {}
     #[expect(unsafe_code, reason = "aya::Pod is an unsafe marker trait")]
     unsafe impl aya::Pod for super::ConnIdentity {}
+    #[expect(unsafe_code, reason = "aya::Pod is an unsafe marker trait")]
+    unsafe impl aya::Pod for super::UnixPathKey {}
+    #[expect(unsafe_code, reason = "aya::Pod is an unsafe marker trait")]
+    unsafe impl aya::Pod for super::UnixRedirect {}
 }
 
 #[cfg(test)]
@@ -112,5 +136,7 @@ mod tests {
             size_of::<ConnIdentity>(),
             3 * 8 + 4 * 4 + 16 + 4 + 4 + 16 + 16 + 4 + 4
         );
+        assert_eq!(size_of::<UnixPathKey>(), UNIX_PATH_LEN);
+        assert_eq!(size_of::<UnixRedirect>(), UNIX_PATH_LEN + 4);
     }
 }

@@ -17,7 +17,7 @@ use crate::{
         CredentialsError, Enforcement, JwksError, PostgresSettings, RecordingHooks, TlsError,
         TokenLogin, TokenValidator, UpstreamConnector,
     },
-    proxy::{listener, workers, ProxyContext, ProxyStats},
+    proxy::{listener, unix, workers, ProxyContext, ProxyStats},
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -28,6 +28,16 @@ pub enum AppError {
     Intercept(#[from] intercept::InterceptError),
     #[error(transparent)]
     Listen(#[from] listener::BindError),
+    #[error(transparent)]
+    ListenUnix(#[from] unix::UnixBindError),
+    #[error(
+        "{paths} must not be reachable by agents around the gateway, but {why}: the cgroup \
+         connect_unix hook needs Linux 6.7 or later. Nothing else can refuse an agent's connect \
+         to a unix socket by path on this kernel, so tollgate does not start. Either run a newer \
+         kernel, or set `unix_sockets = []` on the target and keep agents off the socket with \
+         pg_hba.conf (`local` lines only for the roles that need them) or directory permissions"
+    )]
+    UnixHookMissing { paths: String, why: String },
     #[error(transparent)]
     Admin(#[from] admin::AdminError),
     #[error(transparent)]
@@ -79,6 +89,9 @@ pub async fn run(config_path: &Path, keep_on_exit: bool) -> Result<(), AppError>
         .filter_map(|l| l.local_addr().ok())
         .map(|a| a.to_string())
         .collect();
+    let unix_routes = config.unix_routes();
+    require_unix_hook(&unix_routes)?;
+    let unix_listeners = unix::bind(&unix_routes)?;
 
     let mut interception = Interception::install(&config, &host)?;
     spawn_bpf_logger(&mut interception);
@@ -94,6 +107,21 @@ pub async fn run(config_path: &Path, keep_on_exit: bool) -> Result<(), AppError>
     let (drain_signal, drain_watch) = drain::channel();
     let workers =
         workers::start(listener_groups, &context, &drain_watch).map_err(AppError::Workers)?;
+    let cgroup2_root: Arc<Path> = Arc::from(host.cgroup2_root.as_path());
+    for (route, listener) in unix_listeners {
+        match tokio::net::UnixListener::from_std(listener) {
+            Ok(listener) => {
+                tokio::spawn(unix::serve(
+                    listener,
+                    route,
+                    context.clone(),
+                    cgroup2_root.clone(),
+                    drain_watch.clone(),
+                ));
+            }
+            Err(error) => tracing::error!(%error, "unix listener not usable"),
+        }
+    }
     let status = status_fn(
         &config,
         config_path,
@@ -140,6 +168,7 @@ pub async fn run(config_path: &Path, keep_on_exit: bool) -> Result<(), AppError>
         tracing::error!(%error, "could not remove interception state");
     }
     let _ = std::fs::remove_file(&config.gateway.admin_socket);
+    unix::remove(&unix_routes);
     let live = || {
         context
             .stats
@@ -166,6 +195,25 @@ pub fn uninstall(config_path: &Path) -> Result<String, AppError> {
     }
     let removed = intercept::remove_leftovers(&config)?;
     Ok(removed)
+}
+
+/// Protected unix sockets need the `connect_unix` hook: without it an agent could reach them
+/// around the gateway, so the gateway does not start (fail closed) and says why.
+fn require_unix_hook(routes: &[config::UnixRoute]) -> Result<(), AppError> {
+    if routes.is_empty() {
+        return Ok(());
+    }
+    match intercept::unix_connect::probe() {
+        Ok(()) => Ok(()),
+        Err(error) => Err(AppError::UnixHookMissing {
+            paths: routes
+                .iter()
+                .map(|r| format!("{} (target {})", r.protected.display(), r.target))
+                .collect::<Vec<_>>()
+                .join(", "),
+            why: error.to_string(),
+        }),
+    }
 }
 
 /// One gateway per bpffs directory: startup removes every other generation pinned there.
@@ -331,6 +379,13 @@ fn status_fn(
             "name": t.name,
             "kind": t.kind.as_str(),
             "destinations": t.destinations.iter().map(|d| d.to_string()).collect::<Vec<_>>(),
+            "coverage": t.coverage.as_str(),
+        })).collect::<Vec<_>>(),
+        "unix_sockets": config.unix_routes().iter().map(|r| serde_json::json!({
+            "target": r.target,
+            "path": r.protected.display().to_string(),
+            "gateway_socket": r.gateway.display().to_string(),
+            "hook": if interception.programs.unix_hook_attached() { "connect_unix" } else { "none" },
         })).collect::<Vec<_>>(),
     });
     let attach_points = interception.programs.attach_points();

@@ -2,6 +2,7 @@
 //! validated into [`Config`]. Every error names the file, the line and the field.
 
 mod auth;
+mod local;
 mod raw;
 mod tls;
 pub mod validate;
@@ -15,6 +16,7 @@ use std::{
 use ipnet::IpNet;
 
 pub use auth::{JwksSource, JwksUrl, TargetAuth, TokenAuth};
+pub use local::{Coverage, UnixRoute};
 pub use tls::{AgentTls, UpstreamTls, UpstreamTlsMode};
 pub use validate::validate;
 
@@ -50,6 +52,8 @@ pub struct GatewaySettings {
     /// The policy (see policies/README.md). Without one, statements are recorded but not
     /// checked or masked.
     pub policy_file: Option<PathBuf>,
+    /// Where the gateway's own unix sockets live (agents' unix connects are pointed here).
+    pub unix_socket_dir: PathBuf,
 }
 
 /// How local agent connections reach the gateway.
@@ -149,6 +153,11 @@ pub struct Target {
     /// Credentials for the gateway's catalog connection (relation and view definitions for
     /// masking by provenance); token targets fall back to their upstream credentials.
     pub catalog_credentials_file: Option<PathBuf>,
+    /// Unix socket paths of the server (`psql` without `-h`) whose agent connects go to the
+    /// gateway instead; by default the PostgreSQL socket of each local destination's port.
+    pub unix_sockets: Vec<PathBuf>,
+    /// What happens to local listeners on a protected port that the destinations do not name.
+    pub coverage: Coverage,
 }
 
 impl Config {

@@ -7,6 +7,7 @@ pub mod nft;
 pub mod original_dst;
 pub mod preflight;
 pub mod programs;
+pub mod unix_connect;
 
 use std::sync::Arc;
 

@@ -5,6 +5,7 @@ mod connection;
 pub mod guard;
 pub mod listener;
 mod relay;
+pub mod unix;
 pub mod upstream;
 pub mod workers;
 

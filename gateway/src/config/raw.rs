@@ -30,6 +30,7 @@ pub struct RawGateway {
     pub tls_key_file: Option<Spanned<String>>,
     pub state_dir: Option<Spanned<String>>,
     pub policy_file: Option<Spanned<String>>,
+    pub unix_socket_dir: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -65,4 +66,6 @@ pub struct RawTarget {
     pub token_leeway_s: Option<Spanned<u64>>,
     pub upstream_credentials_file: Option<Spanned<String>>,
     pub catalog_credentials_file: Option<Spanned<String>>,
+    pub unix_sockets: Option<Spanned<Vec<Spanned<String>>>>,
+    pub coverage: Option<Spanned<String>>,
 }

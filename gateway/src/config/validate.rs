@@ -198,6 +198,7 @@ fn validate_gateway(
         )?,
         drain_timeout: millis("gateway.drain_timeout_ms", &raw.drain_timeout_ms, 10_000)?,
         tls: super::tls::agent_tls(raw)?,
+        unix_socket_dir: super::local::unix_socket_dir(raw)?,
         policy_file: raw
             .policy_file
             .as_ref()
@@ -441,6 +442,7 @@ fn validate_targets(
                 "token authentication is for postgres targets",
             ));
         }
+        let unix_sockets = super::local::unix_sockets(target, index, kind, &destinations)?;
         targets.push(Target {
             name: name.to_owned(),
             kind,
@@ -457,9 +459,12 @@ fn validate_targets(
                     super::TargetAuth::Passthrough => None,
                 },
             },
+            unix_sockets,
+            coverage: super::local::coverage(target, index)?,
             auth,
         });
     }
+    super::local::unix_sockets_unique(&targets, raw)?;
     Ok(targets)
 }
 

@@ -23,7 +23,9 @@ use gateway_common::{ConnIdentity, DestKey, FlowKey};
 
 use super::{
     attribution::{addr_words, BpfAttribution},
-    bpffs, Attribution,
+    bpffs,
+    unix_connect::{self, UnixConnect, UnixConnectError, CONNECT_UNIX},
+    Attribution,
 };
 use crate::config::{Config, Destination, RedirectMode};
 
@@ -65,6 +67,8 @@ pub enum ProgramsError {
     },
     #[error(transparent)]
     Bpffs(#[from] bpffs::BpffsError),
+    #[error("program `{CONNECT_UNIX}`: {0}")]
+    UnixConnect(#[from] UnixConnectError),
 }
 
 pub const CONNECT4: &str = "tollgate_connect4";
@@ -109,6 +113,8 @@ pub struct LoadedPrograms {
     agent_cgroup_ids: BTreeMap<String, u64>,
     /// Attached to each agent cgroup (no uid selection) rather than at the root.
     per_cgroup: bool,
+    /// Agents' connects to protected unix sockets, where a target protects one.
+    unix: Option<UnixConnect>,
 }
 
 impl LoadedPrograms {
@@ -134,9 +140,17 @@ impl LoadedPrograms {
                 "/tollgate-ebpf"
             )))?;
         fill_selection_maps(&mut ebpf, config, &cgroups)?;
+        let unix = load_unix_hook(&ebpf, config)?;
 
         let generation = bpffs::new_generation(&config.gateway.bpffs_dir)?;
-        let result = attach_and_pin(&mut ebpf, config, cgroup2_root, &cgroups, &generation);
+        let result = attach_and_pin(
+            &mut ebpf,
+            config,
+            cgroup2_root,
+            &cgroups,
+            &generation,
+            unix.as_ref(),
+        );
         let (links, attach_points) = match result {
             Ok(done) => done,
             Err(error) => {
@@ -155,7 +169,13 @@ impl LoadedPrograms {
             names: program_names(config),
             agent_cgroup_ids,
             per_cgroup: config.agents.uids.is_empty(),
+            unix,
         })
+    }
+
+    /// Whether the `connect_unix` program is attached.
+    pub fn unix_hook_attached(&self) -> bool {
+        self.unix.is_some()
     }
 
     pub fn attribution(&self) -> Arc<dyn Attribution> {
@@ -280,12 +300,23 @@ fn fill_selection_maps(
     Ok(())
 }
 
+/// Loads the `connect_unix` program for the configured unix sockets, if any. `run` has
+/// already refused to start on a kernel without the hook; failing here keeps that closed.
+fn load_unix_hook(ebpf: &Ebpf, config: &Config) -> Result<Option<UnixConnect>, ProgramsError> {
+    let rules = unix_connect::rules(&config.unix_routes());
+    if rules.is_empty() {
+        return Ok(None);
+    }
+    Ok(Some(UnixConnect::load(ebpf, &rules)?))
+}
+
 fn attach_and_pin(
     ebpf: &mut Ebpf,
     config: &Config,
     cgroup2_root: &Path,
     cgroups: &[AgentCgroupDir],
     generation: &Path,
+    unix: Option<&UnixConnect>,
 ) -> Result<(Vec<PinnedLink>, Vec<AttachPoint>), ProgramsError> {
     // uid selection cannot be expressed as a cgroup, so the programs then run for every
     // process and decide inside (they check uids and agent cgroup ancestors either way).
@@ -305,7 +336,7 @@ fn attach_and_pin(
     let mut links = Vec::new();
     let mut attach_points = Vec::new();
     for (cgroup, dir) in &points {
-        let (point_links, point) = attach_at(ebpf, &names, cgroup, dir, generation)?;
+        let (point_links, point) = attach_at(ebpf, &names, unix, cgroup, dir, generation)?;
         links.extend(point_links);
         attach_points.push(point);
     }
@@ -319,6 +350,9 @@ fn attach_and_pin(
         program
             .pin(&path)
             .map_err(|source| ProgramsError::Pin { path, source })?;
+    }
+    if let Some(unix) = unix {
+        unix.pin_program(&generation.join(format!("prog_{CONNECT_UNIX}")))?;
     }
     for (name, map) in ebpf.maps() {
         if name.starts_with('.') {
@@ -335,6 +369,7 @@ fn attach_and_pin(
 fn attach_at(
     ebpf: &mut Ebpf,
     names: &[&'static str],
+    unix: Option<&UnixConnect>,
     cgroup: &str,
     dir: &Path,
     generation: &Path,
@@ -353,10 +388,15 @@ fn attach_at(
                 .map_err(|source| ProgramsError::Pin { path, source })?,
         );
     }
+    let mut programs = names.to_vec();
+    if let Some(unix) = unix {
+        unix.attach(&file, &generation.join(format!("link_{CONNECT_UNIX}_{id}")))?;
+        programs.push(CONNECT_UNIX);
+    }
     let point = AttachPoint {
         cgroup: cgroup.to_owned(),
         cgroup_id: id,
-        programs: names.to_vec(),
+        programs,
     };
     Ok((links, point))
 }

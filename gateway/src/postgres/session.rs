@@ -12,7 +12,6 @@ use bytes::BytesMut;
 use pgwire::messages::cancel::CancelRequest;
 use tokio::{
     io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt},
-    net::TcpStream,
     sync::mpsc,
     time::Instant,
 };
@@ -94,8 +93,8 @@ pub enum SessionEnd {
     StartupTimeout,
 }
 
-pub async fn serve(
-    agent: TcpStream,
+pub async fn serve<S: PgStream + 'static>(
+    agent: S,
     settings: &PostgresSettings,
     target: &Target,
     upstream_addr: UpstreamAddr,
@@ -103,7 +102,6 @@ pub async fn serve(
     guard: &mut SessionGuard,
 ) {
     let deadline = Instant::now() + settings.startup_timeout;
-    let _ = agent.set_nodelay(true);
     let opened = tokio::time::timeout_at(deadline, open(agent, &settings.agent_tls)).await;
     let (mut agent, tls, opening) = match opened {
         Ok(Ok(opened)) => opened,
@@ -277,8 +275,8 @@ pub async fn serve(
 /// The opening under TLS if the agent asks for it: the stream to use from here on, whether it
 /// is encrypted, and what the agent opened it for. On error the stream is returned if an
 /// error can still be sent on it.
-async fn open(
-    mut tcp: TcpStream,
+async fn open<S: PgStream + 'static>(
+    mut tcp: S,
     acceptor: &TlsAcceptor,
 ) -> Result<(Box<dyn PgStream>, bool, Opening), (Option<Box<dyn PgStream>>, StartupError)> {
     match read_opening(&mut tcp).await {

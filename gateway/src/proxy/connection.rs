@@ -67,11 +67,12 @@ pub async fn handle_connection(
     if let AgentIdentity::Process(process) = &identity {
         guard.pid = Some(process.pid);
     }
-    log_open(guard.id, client, orig_dst, target, &identity);
+    log_open(guard.id, &client, &orig_dst, target, &identity);
 
     let upstream_addr = UpstreamAddr(target.upstream.unwrap_or(orig_dst.0));
     match target.kind {
         TargetKind::Postgres => {
+            let _ = agent.set_nodelay(true);
             crate::postgres::serve(
                 agent,
                 &context.postgres,
@@ -150,10 +151,11 @@ fn process_identity(context: &ProxyContext, conn: &ConnIdentity) -> AgentIdentit
     AgentIdentity::Process(ProcessIdentity::from_kernel(conn, info))
 }
 
-fn log_open(
+/// The `connection.open` record: `client` and `orig_dst` as the transport names them.
+pub(super) fn log_open(
     id: u64,
-    client: ClientAddr,
-    orig_dst: OrigDst,
+    client: &dyn std::fmt::Display,
+    orig_dst: &dyn std::fmt::Display,
     target: &Target,
     identity: &AgentIdentity,
 ) {

@@ -41,11 +41,28 @@ impl Outcome {
     }
 }
 
+/// The agent's end as the close record names it.
+#[derive(Debug, Clone)]
+enum Client {
+    Tcp(ClientAddr),
+    /// A unix-socket agent: the server socket it asked for, e.g. `unix:/var/run/...`.
+    Unix(String),
+}
+
+impl std::fmt::Display for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Tcp(addr) => addr.fmt(f),
+            Self::Unix(_) => f.write_str("unix"),
+        }
+    }
+}
+
 pub struct SessionGuard {
     pub id: u64,
     stats: Arc<ProxyStats>,
     started: Instant,
-    client: ClientAddr,
+    client: Client,
     pub orig_dst: Option<OrigDst>,
     pub target: Option<String>,
     pub pid: Option<u32>,
@@ -57,6 +74,15 @@ pub struct SessionGuard {
 
 impl SessionGuard {
     pub fn new(stats: Arc<ProxyStats>, client: ClientAddr) -> Self {
+        Self::with_client(stats, Client::Tcp(client))
+    }
+
+    /// A connection accepted on the gateway's socket for the protected unix socket `asked`.
+    pub fn unix(stats: Arc<ProxyStats>, asked: &std::path::Path) -> Self {
+        Self::with_client(stats, Client::Unix(format!("unix:{}", asked.display())))
+    }
+
+    fn with_client(stats: Arc<ProxyStats>, client: Client) -> Self {
         stats.accepted.fetch_add(1, Ordering::Relaxed);
         stats.live.fetch_add(1, Ordering::Relaxed);
         Self {
@@ -85,7 +111,10 @@ impl Drop for SessionGuard {
         stats
             .bytes_to_agents
             .fetch_add(self.bytes_to_agent, Ordering::Relaxed);
-        let orig_dst = self.orig_dst.map(|d| d.to_string()).unwrap_or_default();
+        let orig_dst = match (&self.client, self.orig_dst) {
+            (Client::Unix(asked), _) => asked.clone(),
+            (Client::Tcp(_), orig_dst) => orig_dst.map(|d| d.to_string()).unwrap_or_default(),
+        };
         let duration_ms = self.started.elapsed().as_secs_f64() * 1000.0;
         if let Outcome::Refused(reason) = self.outcome {
             stats.refused.fetch_add(1, Ordering::Relaxed);

@@ -46,27 +46,46 @@ pub fn pg_bed_listening(
     server_options: &str,
     adjust: impl FnOnce(&mut GatewayConfig),
 ) -> PgBed {
+    pg_bed_in(test, None, listen_addresses, server_options, |config, _| {
+        adjust(config)
+    })
+}
+
+/// [`pg_bed_listening`] with the server and the gateway in network namespace `netns` (when
+/// given); `adjust` also sees the cluster (its port and socket directory).
+pub fn pg_bed_in(
+    test: &str,
+    netns: Option<&str>,
+    listen_addresses: &str,
+    server_options: &str,
+    adjust: impl FnOnce(&mut GatewayConfig, &PgCluster),
+) -> PgBed {
     require_root(test);
     let serial = SERIAL
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner());
-    let pg = PgCluster::start_with_options(listen_addresses, 300, server_options)
-        .expect("throwaway PostgreSQL cluster");
+    let pg = match netns {
+        Some(name) => PgCluster::start_in_netns(name, listen_addresses),
+        None => PgCluster::start_with_options(listen_addresses, 300, server_options),
+    }
+    .expect("throwaway PostgreSQL cluster");
     let agents =
         AgentCgroup::create(&format!("tollgate-pg-{}", std::process::id())).expect("agent cgroup");
     // Named per test binary: `protocol` and `drivers` may run at the same time (their own
     // nft table and bpffs dir; a second gateway on the same ones refuses to start).
     let mut config = GatewayConfig::new(&format!("pg_{}", env!("CARGO_CRATE_NAME")));
     config.cgroups = vec![agents.path.clone()];
+    config.netns = netns.map(str::to_owned);
     let destinations = listen_addresses
         .split(',')
+        .filter(|ip| *ip != "*")
         .map(|ip| match ip.parse::<std::net::IpAddr>() {
             Ok(std::net::IpAddr::V6(v6)) => format!("[{v6}]:{}", pg.port()),
             _ => format!("{ip}:{}", pg.port()),
         })
         .collect();
     config.targets = vec![("clinic".to_owned(), destinations)];
-    adjust(&mut config);
+    adjust(&mut config, &pg);
     let gateway = GatewayProcess::start(Path::new(TOLLGATE), &config).expect("tollgate starts");
     PgBed {
         pg,
@@ -150,4 +169,43 @@ pub fn permissive_policy(config: &mut GatewayConfig, dir: &Path) {
     let credentials = dir.join("catalog.toml");
     write_catalog_credentials(&credentials).expect("write the catalog credentials");
     config.enforce_policy("clinic", &policy, &credentials);
+}
+
+/// What a client printed on stdout, trimmed.
+pub fn stdout(output: &std::process::Output) -> String {
+    String::from_utf8_lossy(&output.stdout).trim().to_owned()
+}
+
+/// Panics with the client's stderr unless it succeeded.
+pub fn assert_success(output: &std::process::Output, what: &str) {
+    assert!(
+        output.status.success(),
+        "{what} failed: {}\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+/// The `connection.open` record of `pid`: the proof a connection was intercepted.
+pub fn open_event_for(gateway: &GatewayProcess, pid: u32) -> serde_json::Value {
+    gateway
+        .wait_for_event(std::time::Duration::from_secs(5), |e| {
+            e["event"] == "connection.open" && e["pid"] == pid
+        })
+        .unwrap_or_else(|| {
+            panic!(
+                "no connection.open for pid {pid}: not intercepted; log:\n{}",
+                gateway.log_text()
+            )
+        })
+}
+
+/// Connections the gateway has accepted so far.
+pub fn accepted(gateway: &GatewayProcess) -> u64 {
+    let status = gateway
+        .status()
+        .expect("gateway answers on its admin socket");
+    status["connections"]["accepted"]
+        .as_u64()
+        .expect("accepted count")
 }

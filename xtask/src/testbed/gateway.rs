@@ -39,6 +39,8 @@ pub struct GatewayConfig {
     pub object_stores: Vec<(String, Vec<String>)>,
     /// Extra `key = value` lines for the `[gateway]` section (e.g. `startup_timeout_ms = 500`).
     pub extra_gateway: Vec<String>,
+    /// Run the gateway inside this network namespace (`/run/netns/<name>`).
+    pub netns: Option<String>,
 }
 
 impl GatewayConfig {
@@ -74,6 +76,7 @@ impl GatewayConfig {
             target_lines: Vec::new(),
             object_stores: Vec::new(),
             extra_gateway: Vec::new(),
+            netns: None,
         }
     }
 
@@ -95,6 +98,12 @@ impl GatewayConfig {
         let _ = writeln!(text, "bpffs_dir = {:?}", bpffs_dir.display().to_string());
         // The appliance TLS certificate is generated here, not under /var/lib/tollgate.
         let _ = writeln!(text, "state_dir = {:?}", state_dir.display().to_string());
+        // Gateway sockets for protected unix sockets: per run, so concurrent suites never share.
+        let _ = writeln!(
+            text,
+            "unix_socket_dir = {:?}",
+            state_dir.join("unix").display().to_string()
+        );
         let _ = writeln!(
             text,
             "nft_table = {:?}\nmark = {}\ndrain_timeout_ms = 2000",
@@ -150,6 +159,7 @@ pub struct GatewayProcess {
     nft_table: String,
     bpffs_dir: PathBuf,
     keep_on_exit: bool,
+    netns: Option<String>,
 }
 
 impl GatewayProcess {
@@ -169,6 +179,7 @@ impl GatewayProcess {
             nft_table: config.nft_table.clone(),
             bpffs_dir,
             keep_on_exit: config.keep_on_exit,
+            netns: config.netns.clone(),
         };
         gateway.spawn()?;
         Ok(gateway)
@@ -180,7 +191,7 @@ impl GatewayProcess {
             .create(true)
             .append(true)
             .open(&self.log_path)?;
-        let mut command = Command::new(&self.binary);
+        let mut command = self.in_netns(&self.binary);
         command
             .args(["run", "--log-format", "json", "--config"])
             .arg(&self.config_path);
@@ -216,6 +227,35 @@ impl GatewayProcess {
             "tollgate did not become ready within 30 s:\n{}",
             self.log_text()
         )
+    }
+
+    /// `program` in the gateway's network namespace (nsenter execs it: the pid stays).
+    fn in_netns(&self, program: &Path) -> Command {
+        match &self.netns {
+            Some(name) => {
+                let mut command = Command::new("nsenter");
+                command.arg(format!("--net=/run/netns/{name}")).arg(program);
+                command
+            }
+            None => Command::new(program),
+        }
+    }
+
+    /// Waits for the process to exit by itself (a refused start), returning its status.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            let status = self
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten());
+            if status.is_some() {
+                self.child = None;
+                return status;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        None
     }
 
     pub fn pid(&self) -> Option<u32> {
@@ -294,7 +334,7 @@ impl GatewayProcess {
 
     /// Whether the nft table exists now.
     pub fn nft_table_present(&self) -> bool {
-        Command::new("nft")
+        self.in_netns(Path::new("nft"))
             .args(["list", "table", "inet", &self.nft_table])
             .output()
             .is_ok_and(|o| o.status.success())
@@ -336,7 +376,8 @@ impl Drop for GatewayProcess {
             let _ = wait_with_deadline(&mut child, Duration::from_secs(10));
         }
         // After a crash (or a failed test) the kernel state is still there: remove it.
-        let _ = Command::new("nft")
+        let _ = self
+            .in_netns(Path::new("nft"))
             .args(["delete", "table", "inet", &self.nft_table])
             .output();
         let _ = std::fs::remove_dir_all(&self.bpffs_dir);

@@ -43,6 +43,27 @@ impl PgCluster {
         server_options: &str,
         initdb_args: &[&str],
     ) -> anyhow::Result<Self> {
+        Self::start_inner(
+            None,
+            listen_addresses,
+            max_connections,
+            server_options,
+            initdb_args,
+        )
+    }
+
+    /// [`Self::start`] with the server in network namespace `netns` (`/run/netns/<name>`).
+    pub fn start_in_netns(netns: &str, listen_addresses: &str) -> anyhow::Result<Self> {
+        Self::start_inner(Some(netns), listen_addresses, 300, "", &[])
+    }
+
+    fn start_inner(
+        netns: Option<&str>,
+        listen_addresses: &str,
+        max_connections: u32,
+        server_options: &str,
+        initdb_args: &[&str],
+    ) -> anyhow::Result<Self> {
         let dir = TempDir::new("tollgate-pg")?;
         dir.chown_to("postgres")?;
         let port = free_port();
@@ -70,8 +91,19 @@ impl PgCluster {
              -c shared_buffers=128MB -c log_connections=off {server_options}",
             dir.path().display()
         );
+        // The server inherits pg_ctl's network namespace.
+        let mut pg_ctl = match netns {
+            Some(name) => {
+                let mut command = Command::new("nsenter");
+                command
+                    .arg(format!("--net=/run/netns/{name}"))
+                    .arg("runuser");
+                command
+            }
+            None => Command::new("runuser"),
+        };
         run_capture(
-            Command::new("runuser")
+            pg_ctl
                 .args(["-u", "postgres", "--"])
                 .arg(format!("{PG_BIN}/pg_ctl"))
                 .args(["-w", "-t", "60", "-D"])

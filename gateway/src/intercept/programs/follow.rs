@@ -45,8 +45,15 @@ impl LoadedPrograms {
             let _ = selected.remove(&old_id);
             if self.per_cgroup {
                 let names = self.names.clone();
-                let (links, point) =
-                    attach_at(&mut self.ebpf, &names, &cgroup, &dir, &self.generation)?;
+                let unix = self.unix.as_ref();
+                let (links, point) = attach_at(
+                    &mut self.ebpf,
+                    &names,
+                    unix,
+                    &cgroup,
+                    &dir,
+                    &self.generation,
+                )?;
                 self.links.extend(links);
                 if let Ok(mut points) = self.attach_points.lock() {
                     points.retain(|p| p.cgroup != cgroup);

@@ -1,0 +1,142 @@
+//! The unix socket path: `psql` without `-h` as an agent is pointed at the gateway by the
+//! `connect_unix` program and attributed from its peer credentials; a non-agent goes direct.
+
+use std::{
+    path::{Path, PathBuf},
+    process::{Command, Output},
+};
+
+use crate::common::{accepted, assert_success, open_event_for, pg_bed_in, stdout, PgBed};
+
+/// A cluster on 127.0.0.1 whose own socket (in its temp dir) is protected explicitly; the
+/// default, /var/run/postgresql/.s.PGSQL.PORT, is checked by the configuration tests.
+fn unix_bed(test: &str) -> (PgBed, PathBuf) {
+    let mut socket = PathBuf::new();
+    let bed = pg_bed_in(test, None, "127.0.0.1", "", |config, pg| {
+        socket = pg.socket_dir().join(format!(".s.PGSQL.{}", pg.port()));
+        config.target_lines.push((
+            "clinic".to_owned(),
+            format!("unix_sockets = [{:?}]", socket.display().to_string()),
+        ));
+    });
+    (bed, socket)
+}
+
+/// `psql` with no `-h`: libpq takes the socket directory from PGHOST and connects by path.
+/// The server answers `inet_client_addr()` with NULL for a unix-socket client and with the
+/// gateway's address when the gateway connected for it.
+fn psql_by_socket(mut command: Command, socket_dir: &Path, port: u16, sql: &str) -> (u32, Output) {
+    command
+        .env("PGHOST", socket_dir)
+        .args(["-X", "-A", "-t", "-U", "postgres", "-d", "postgres"])
+        .args(["-p", &port.to_string(), "-c", sql])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let child = command.spawn().expect("spawn psql");
+    let pid = child.id();
+    (pid, child.wait_with_output().expect("psql output"))
+}
+
+const WHO: &str = "select coalesce(host(inet_client_addr()), 'local socket')";
+
+#[test]
+#[ignore = "privileged: needs root and BPF; run `sudo cargo xtask test`"]
+fn psql_without_host_as_agent_is_intercepted_and_attributed() {
+    let (bed, socket) = unix_bed("psql_without_host_as_agent_is_intercepted_and_attributed");
+    let job = bed.agents.child("job-1").expect("child cgroup");
+    let (pid, output) = psql_by_socket(
+        job.command("psql"),
+        &bed.pg.socket_dir(),
+        bed.pg.port(),
+        WHO,
+    );
+    assert_success(&output, "agent psql over the unix socket");
+    // The server saw the gateway's TCP connection, not the agent's socket.
+    assert_eq!(stdout(&output), "127.0.0.1");
+    let open = open_event_for(&bed.gateway, pid);
+    assert_eq!(open["orig_dst"], format!("unix:{}", socket.display()));
+    assert_eq!(open["client"], "unix");
+    assert_eq!(open["target"], "clinic");
+    assert_eq!(open["identity"], "process");
+    assert_eq!(open["comm"], "psql");
+    assert_eq!(open["uid"], 0);
+    assert_eq!(open["cgroup"], job.path.as_str());
+    assert!(
+        open["exe"]
+            .as_str()
+            .is_some_and(|exe| exe.ends_with("/psql")),
+        "{open}"
+    );
+    let status = bed.gateway.status().expect("status");
+    assert_eq!(
+        status["unix_sockets"][0]["hook"], "connect_unix",
+        "{status}"
+    );
+    drop(job);
+}
+
+#[test]
+#[ignore = "privileged: needs root and BPF; run `sudo cargo xtask test`"]
+fn psql_without_host_as_non_agent_goes_direct() {
+    let (bed, _) = unix_bed("psql_without_host_as_non_agent_goes_direct");
+    let (_, output) = psql_by_socket(
+        Command::new("psql"),
+        &bed.pg.socket_dir(),
+        bed.pg.port(),
+        WHO,
+    );
+    assert_success(&output, "non-agent psql over the unix socket");
+    assert_eq!(stdout(&output), "local socket");
+    assert_eq!(
+        accepted(&bed.gateway),
+        0,
+        "a non-agent must not reach the gateway"
+    );
+}
+
+#[test]
+#[ignore = "privileged: needs root and BPF; run `sudo cargo xtask test`"]
+fn non_agent_connecting_to_the_gateway_socket_itself_is_refused() {
+    let (bed, _) = unix_bed("non_agent_connecting_to_the_gateway_socket_itself_is_refused");
+    let status = bed.gateway.status().expect("status");
+    let gateway_socket = status["unix_sockets"][0]["gateway_socket"]
+        .as_str()
+        .expect("gateway socket in status")
+        .to_owned();
+    // Straight to the gateway's socket, by a process in no agent cgroup.
+    let refused = std::os::unix::net::UnixStream::connect(&gateway_socket).map(|mut stream| {
+        use std::io::{Read, Write};
+        let _ = stream.write_all(&startup_packet());
+        let mut answer = Vec::new();
+        let _ = stream.read_to_end(&mut answer);
+        answer
+    });
+    let answer = refused.expect("the gateway socket accepts, then decides");
+    assert!(answer.is_empty(), "a non-agent got an answer: {answer:?}");
+    let close = bed
+        .gateway
+        .wait_for_event(std::time::Duration::from_secs(5), |e| {
+            e["event"] == "connection.close" && e["outcome"] == "refused"
+        })
+        .expect("a refused close record");
+    assert_eq!(
+        close["reason"], "no attribution: not an agent connection",
+        "{close}"
+    );
+}
+
+/// A PostgreSQL StartupMessage (protocol 3.0) for user postgres.
+pub fn startup_packet() -> Vec<u8> {
+    let mut body = Vec::new();
+    body.extend_from_slice(&196_608_u32.to_be_bytes());
+    for (key, value) in [("user", "postgres"), ("database", "postgres")] {
+        body.extend_from_slice(key.as_bytes());
+        body.push(0);
+        body.extend_from_slice(value.as_bytes());
+        body.push(0);
+    }
+    body.push(0);
+    let mut packet = ((body.len() + 4) as u32).to_be_bytes().to_vec();
+    packet.extend_from_slice(&body);
+    packet
+}
