@@ -12,9 +12,24 @@ use crate::maps::{AGENT_CGROUPS, AGENT_UIDS, BYPASS_MARK, PROTECTED};
 
 #[inline(always)]
 pub fn is_protected(addr: Addr, port: u32) -> bool {
-    let exact = DestKey { addr, port };
+    let exact = DestKey {
+        addr: loopback_as_one(addr),
+        port,
+    };
     let any_address = DestKey { addr: [0; 4], port };
     PROTECTED.get_ptr(&exact).is_some() || PROTECTED.get_ptr(&any_address).is_some()
+}
+
+/// Every address of 127.0.0.0/8 is looked up as 127.0.0.1: a server listening on `0.0.0.0`
+/// answers on all of them (userspace's `coverage::loopback_as_one` does the same).
+#[inline(always)]
+fn loopback_as_one(addr: Addr) -> Addr {
+    let mapped = addr[0] == 0 && addr[1] == 0 && addr[2] == 0xffff_u32.to_be();
+    if mapped && addr[3].to_ne_bytes()[0] == 127 {
+        [0, 0, 0xffff_u32.to_be(), u32::from_ne_bytes([127, 0, 0, 1])]
+    } else {
+        addr
+    }
 }
 
 #[inline(always)]

@@ -1,6 +1,8 @@
 //! Wiring for `tollgate run`: startup checks, interception, listeners, admin API, drain and
 //! shutdown.
 
+mod coverage;
+
 use std::{path::Path, sync::Arc, time::SystemTime};
 
 use tokio::signal::unix::{signal, SignalKind};
@@ -38,6 +40,14 @@ pub enum AppError {
          pg_hba.conf (`local` lines only for the roles that need them) or directory permissions"
     )]
     UnixHookMissing { paths: String, why: String },
+    #[error("reading the host's listening sockets: {0}")]
+    Listeners(std::io::Error),
+    #[error(
+        "a protected server listens where its target does not protect it, and the target has \
+         coverage = \"strict\": {0}. Add the address to the target's destinations, make the \
+         server listen only there, or drop `coverage = \"strict\"` to have tollgate protect it"
+    )]
+    Uncovered(String),
     #[error(transparent)]
     Admin(#[from] admin::AdminError),
     #[error(transparent)]
@@ -91,10 +101,13 @@ pub async fn run(config_path: &Path, keep_on_exit: bool) -> Result<(), AppError>
         .collect();
     let unix_routes = config.unix_routes();
     require_unix_hook(&unix_routes)?;
+    let coverage_plan = coverage::check_at_startup(&config)?;
     let unix_listeners = unix::bind(&unix_routes)?;
 
     let mut interception = Interception::install(&config, &host)?;
     spawn_bpf_logger(&mut interception);
+    let coverage_view = Arc::new(intercept::coverage::CoverageView::default());
+    coverage::apply(&mut interception, &coverage_view, coverage_plan)?;
 
     let stats = Arc::new(ProxyStats::default());
     let context = Arc::new(ProxyContext {
@@ -103,6 +116,7 @@ pub async fn run(config_path: &Path, keep_on_exit: bool) -> Result<(), AppError>
         stats: stats.clone(),
         proc_root: "/proc".into(),
         postgres: postgres_settings(&config)?,
+        coverage: coverage_view.clone(),
     });
     let (drain_signal, drain_watch) = drain::channel();
     let workers =
@@ -128,6 +142,7 @@ pub async fn run(config_path: &Path, keep_on_exit: bool) -> Result<(), AppError>
         &interception,
         listen_addrs.clone(),
         stats,
+        coverage_view.clone(),
     );
     tokio::spawn(admin::serve(admin_listener, status, drain_watch.clone()));
     drop(drain_watch);
@@ -147,7 +162,14 @@ pub async fn run(config_path: &Path, keep_on_exit: bool) -> Result<(), AppError>
         .enforcement
         .as_ref()
         .map(|e| e.store.clone());
-    serve_until_shutdown(&mut interception, &host.cgroup2_root, policy.as_deref()).await?;
+    serve_until_shutdown(
+        &config,
+        &mut interception,
+        &host.cgroup2_root,
+        policy.as_deref(),
+        &coverage_view,
+    )
+    .await?;
     tracing::info!(
         event = "gateway.stopping",
         "clean shutdown: removing interception, draining connections"
@@ -183,6 +205,11 @@ pub async fn run(config_path: &Path, keep_on_exit: bool) -> Result<(), AppError>
     }
     workers.stop().await;
     Ok(())
+}
+
+/// `check-config`: listener coverage on this host, and whether `run` would accept it.
+pub fn coverage_report(config: &Config) -> std::io::Result<(String, bool)> {
+    coverage::report(config)
 }
 
 /// `tollgate uninstall`: removes a stopped gateway's table and pins.
@@ -290,15 +317,18 @@ fn reload_policy(store: &PolicyStore, cause: &str) {
 
 /// Runs until SIGTERM or SIGINT, following agent cgroups that are re-created meanwhile.
 async fn serve_until_shutdown(
+    config: &Config,
     interception: &mut Interception,
     cgroup2_root: &Path,
     policy: Option<&PolicyStore>,
+    coverage_view: &intercept::coverage::CoverageView,
 ) -> Result<(), AppError> {
     let mut terminate = signal(SignalKind::terminate()).map_err(AppError::Signals)?;
     let mut interrupt = signal(SignalKind::interrupt()).map_err(AppError::Signals)?;
     let mut hangup = signal(SignalKind::hangup()).map_err(AppError::Signals)?;
     let mut follow = tokio::time::interval(CGROUP_FOLLOW_INTERVAL);
     let mut policy_watch = tokio::time::interval(POLICY_WATCH_INTERVAL);
+    let mut listeners_watch = tokio::time::interval(coverage::INTERVAL);
     loop {
         tokio::select! {
             _ = terminate.recv() => return Ok(()),
@@ -314,6 +344,7 @@ async fn serve_until_shutdown(
                     reload_policy(store, "file changed");
                 }
             }
+            _ = listeners_watch.tick() => coverage::rescan(config, interception, coverage_view),
             _ = follow.tick() => match interception.programs.follow_recreated_cgroups(cgroup2_root) {
                 Ok(changes) => for change in changes {
                     tracing::warn!(
@@ -356,6 +387,7 @@ fn status_fn(
     interception: &Interception,
     listen: Vec<String>,
     stats: Arc<ProxyStats>,
+    coverage: Arc<intercept::coverage::CoverageView>,
 ) -> admin::StatusFn {
     let started = SystemTime::now()
         .duration_since(SystemTime::UNIX_EPOCH)
@@ -392,6 +424,7 @@ fn status_fn(
     Arc::new(move || {
         let mut status = fixed.clone();
         status["connections"] = stats.snapshot();
+        status["coverage"] = serde_json::json!(coverage.plan());
         if let Ok(points) = attach_points.lock() {
             status["attach_points"] = serde_json::json!(*points);
         }

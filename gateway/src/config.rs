@@ -299,11 +299,21 @@ pub fn describe(config: &Config) -> String {
             .map_or_else(|| "the original destination".to_owned(), |u| u.to_string());
         let _ = writeln!(
             out,
-            "target {} ({}): {} -> {}",
+            "target {} ({}): {} -> {}; coverage {}",
             target.name,
             target.kind.as_str(),
             destinations.join(", "),
-            upstream
+            upstream,
+            target.coverage.as_str()
+        );
+    }
+    for route in config.unix_routes() {
+        let _ = writeln!(
+            out,
+            "unix socket {} (target {}): agents' connects go to {} (cgroup connect_unix hook, Linux 6.7+)",
+            route.protected.display(),
+            route.target,
+            route.gateway.display()
         );
     }
     out

@@ -3,6 +3,7 @@
 
 pub mod attribution;
 pub mod bpffs;
+pub mod coverage;
 pub mod nft;
 pub mod original_dst;
 pub mod preflight;

@@ -50,7 +50,9 @@ enum Command {
     },
     /// Validate a configuration file or a policy file and print what it says; errors name the
     /// line and field (and, in a policy, the rule). A configuration's `gateway.policy_file` is
-    /// checked too when it exists.
+    /// checked too when it exists, and the protected unix sockets and the host's listeners on
+    /// protected ports are shown: which the destinations name, which coverage extends the
+    /// target to, and which a `coverage = "strict"` target leaves uncovered (an error).
     CheckConfig {
         /// Configuration or policy file to check (a policy is recognised by its `version` key).
         file: PathBuf,
@@ -165,6 +167,14 @@ fn check_config(file: &std::path::Path) -> ExitCode {
     match config::load(file) {
         Ok(config) => {
             print!("{}", config::describe(&config));
+            match app::coverage_report(&config) {
+                Ok((report, true)) => print!("{report}"),
+                Ok((report, false)) => {
+                    print!("{report}");
+                    return fail("a strict target leaves a listener uncovered (see above)");
+                }
+                Err(error) => println!("listeners on this host: cannot be read ({error})"),
+            }
             if let Some(policy_file) = config.gateway.policy_file.as_deref() {
                 if policy_file.exists() {
                     if let Err(error) = policy::load(policy_file) {

@@ -26,6 +26,8 @@ pub struct ProxyContext {
     /// Root of the proc filesystem (tests point it at a fake tree).
     pub proc_root: std::path::PathBuf,
     pub postgres: PostgresSettings,
+    /// Local addresses a protected server also listens on (listener coverage).
+    pub coverage: Arc<crate::intercept::coverage::CoverageView>,
 }
 
 /// Counters for `tollgate status`.

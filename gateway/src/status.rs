@@ -169,11 +169,35 @@ fn print_text(report: &Value) {
         }
         for target in gateway["targets"].as_array().into_iter().flatten() {
             println!(
-                "  target {} ({}): {}",
+                "  target {} ({}): {}; coverage {}",
                 target["name"].as_str().unwrap_or("?"),
                 target["kind"].as_str().unwrap_or("?"),
-                join(&target["destinations"])
+                join(&target["destinations"]),
+                target["coverage"].as_str().unwrap_or("?")
             );
+        }
+        for socket in gateway["unix_sockets"].as_array().into_iter().flatten() {
+            println!(
+                "  unix socket {} (target {}): hook {}",
+                socket["path"].as_str().unwrap_or("?"),
+                socket["target"].as_str().unwrap_or("?"),
+                socket["hook"].as_str().unwrap_or("?")
+            );
+        }
+        let coverage = &gateway["coverage"];
+        for (kind, label) in [
+            ("named", "protected (destination)"),
+            ("extended", "protected (coverage)"),
+            ("uncovered", "ALARM: NOT PROTECTED"),
+        ] {
+            for reach in coverage[kind].as_array().into_iter().flatten() {
+                println!(
+                    "  {label}: {} (listener {}, target {})",
+                    reach["address"].as_str().unwrap_or("?"),
+                    reach["listener"].as_str().unwrap_or("?"),
+                    reach["target"].as_str().unwrap_or("?")
+                );
+            }
         }
     }
     let present = kernel["nft_table"]["present"].as_bool().unwrap_or(false);

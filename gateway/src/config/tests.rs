@@ -8,6 +8,7 @@ use super::*;
 mod bad_auth_files;
 mod bad_files;
 mod bad_tls_files;
+mod local;
 
 const FULL: &str = r#"# A file that sets every field.
 [gateway]

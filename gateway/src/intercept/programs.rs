@@ -1,6 +1,7 @@
 //! Loads the eBPF object, fills the selection maps from config, attaches the programs to the
 //! agent cgroups (or the cgroup root when agents are also selected by uid) and pins everything.
 
+mod extend;
 mod follow;
 
 use std::{
@@ -115,6 +116,8 @@ pub struct LoadedPrograms {
     per_cgroup: bool,
     /// Agents' connects to protected unix sockets, where a target protects one.
     unix: Option<UnixConnect>,
+    /// Listener coverage added to `PROTECTED` beyond the configured destinations.
+    extended: std::collections::BTreeSet<std::net::SocketAddr>,
 }
 
 impl LoadedPrograms {
@@ -170,6 +173,7 @@ impl LoadedPrograms {
             agent_cgroup_ids,
             per_cgroup: config.agents.uids.is_empty(),
             unix,
+            extended: Default::default(),
         })
     }
 

@@ -59,7 +59,7 @@ pub async fn handle_connection(
         guard.outcome = Outcome::Refused("no attribution: not an agent connection");
         return;
     };
-    let Some(target) = context.config.target_for(orig_dst.0) else {
+    let Some(target) = context.coverage.target_for(&context.config, orig_dst.0) else {
         guard.outcome = Outcome::Refused("original destination is not protected");
         return;
     };

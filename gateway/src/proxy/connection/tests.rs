@@ -135,6 +135,7 @@ fn harness(config: Config) -> Harness {
         stats: stats.clone(),
         proc_root,
         postgres,
+        coverage: Default::default(),
     });
     Harness {
         context,
