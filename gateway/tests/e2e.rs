@@ -7,14 +7,14 @@ use std::{
     io::{Read, Write},
     net::{TcpListener, TcpStream},
     os::unix::process::CommandExt,
-    process::{Command, Output},
+    process::Command,
     time::Duration,
 };
 
 mod common;
 
 use common::{
-    accepted, assert_success, open_event_for, pg_bed as bed, pg_bed_listening, stdout,
+    accepted, assert_success, open_event_for, pg_bed as bed, pg_bed_listening, run, stdout,
     PgBed as Bed, TOLLGATE,
 };
 use serde_json::Value;
@@ -40,17 +40,6 @@ fn psql(command: &mut Command, host: &str, port: u16, sql: &str) -> Command {
         sql,
     ]);
     std::mem::replace(command, Command::new("true"))
-}
-
-/// Runs the command, returning its pid and output.
-fn run(mut command: Command) -> (u32, Output) {
-    let child = command
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("spawn client");
-    let pid = child.id();
-    (pid, child.wait_with_output().expect("client output"))
 }
 
 /// While the gateway is down: agents are refused (never let through), non-agents unaffected.

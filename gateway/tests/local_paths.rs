@@ -6,5 +6,7 @@
 
 mod common;
 mod local_paths {
+    pub mod coverage;
+    pub mod escape;
     pub mod unix;
 }

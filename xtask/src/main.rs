@@ -5,6 +5,7 @@ mod demo;
 mod pg_client;
 mod pg_script;
 mod setup;
+mod tcp_probe;
 mod tests;
 
 use std::process::Command;
@@ -76,6 +77,14 @@ enum Task {
         /// Which checks to run (all when omitted).
         checks: Vec<String>,
     },
+    /// (internal) One TCP connection to `addr` by `via` (plain, fastopen or io-uring): sends a
+    /// PostgreSQL startup packet and prints the answer's first byte.
+    #[command(hide = true)]
+    TcpProbe {
+        #[arg(long, default_value = "plain")]
+        via: String,
+        addr: std::net::SocketAddr,
+    },
     /// (internal) Time `count` TCP connects to 127.0.0.1:`port`; prints "median_ns p90_ns".
     #[command(hide = true)]
     ConnectProbe {
@@ -107,6 +116,7 @@ fn main() -> anyhow::Result<()> {
             bench::run(seconds, rounds, &only, baseline.as_deref())
         }
         Task::ConnectProbe { port, count } => bench::connect_probe(port, count),
+        Task::TcpProbe { via, addr } => tcp_probe::run(&via, addr),
         Task::PgScript { port, script } => pg_script::run(port, &script),
         Task::PgClient { port, checks } => pg_client::run(port, &checks),
     }

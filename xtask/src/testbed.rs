@@ -16,7 +16,7 @@ use std::{
 
 pub use cgroup::{cgroup2_root, AgentCgroup};
 pub use gateway::{GatewayConfig, GatewayProcess};
-pub use netns::RemoteHost;
+pub use netns::{IsolatedNet, RemoteHost};
 pub use pg::PgCluster;
 pub use policy::{example_policy, write_catalog_credentials};
 

@@ -17,6 +17,13 @@ pub const TOLLGATE: &str = env!("CARGO_BIN_EXE_tollgate");
 /// Tests share the kernel (cgroup hooks, nat hooks): one at a time.
 static SERIAL: Mutex<()> = Mutex::new(());
 
+/// Holds the one-at-a-time lock, for tests that build their bed by hand.
+pub fn serial() -> MutexGuard<'static, ()> {
+    SERIAL
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
 pub struct PgBed {
     pub pg: PgCluster,
     pub agents: AgentCgroup,
@@ -61,9 +68,7 @@ pub fn pg_bed_in(
     adjust: impl FnOnce(&mut GatewayConfig, &PgCluster),
 ) -> PgBed {
     require_root(test);
-    let serial = SERIAL
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    let serial = serial();
     let pg = match netns {
         Some(name) => PgCluster::start_in_netns(name, listen_addresses),
         None => PgCluster::start_with_options(listen_addresses, 300, server_options),
@@ -208,4 +213,15 @@ pub fn accepted(gateway: &GatewayProcess) -> u64 {
     status["connections"]["accepted"]
         .as_u64()
         .expect("accepted count")
+}
+
+/// Runs a client to completion, returning its pid (to find its records) and output.
+pub fn run(mut command: std::process::Command) -> (u32, std::process::Output) {
+    let child = command
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn client");
+    let pid = child.id();
+    (pid, child.wait_with_output().expect("client output"))
 }

@@ -6,7 +6,7 @@ use std::{
     process::{Command, Output},
 };
 
-use crate::common::{accepted, assert_success, open_event_for, pg_bed_in, stdout, PgBed};
+use crate::common::{accepted, assert_success, open_event_for, pg_bed_in, run, stdout, PgBed};
 
 /// A cluster on 127.0.0.1 whose own socket (in its temp dir) is protected explicitly; the
 /// default, /var/run/postgresql/.s.PGSQL.PORT, is checked by the configuration tests.
@@ -29,12 +29,8 @@ fn psql_by_socket(mut command: Command, socket_dir: &Path, port: u16, sql: &str)
     command
         .env("PGHOST", socket_dir)
         .args(["-X", "-A", "-t", "-U", "postgres", "-d", "postgres"])
-        .args(["-p", &port.to_string(), "-c", sql])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped());
-    let child = command.spawn().expect("spawn psql");
-    let pid = child.id();
-    (pid, child.wait_with_output().expect("psql output"))
+        .args(["-p", &port.to_string(), "-c", sql]);
+    run(command)
 }
 
 const WHO: &str = "select coalesce(host(inet_client_addr()), 'local socket')";

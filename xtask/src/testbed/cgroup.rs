@@ -55,6 +55,17 @@ impl AgentCgroup {
         command
     }
 
+    /// [`Self::command`] inside network namespace `netns` (`/run/netns/<name>`).
+    pub fn command_in(&self, netns: &str, program: &str) -> Command {
+        let mut command = Command::new("nsenter");
+        command
+            .arg(format!("--net=/run/netns/{netns}"))
+            .args(["sh", "-c", "echo $$ > \"$0\" && exec \"$@\""])
+            .arg(self.dir.join("cgroup.procs"))
+            .arg(program);
+        command
+    }
+
     pub fn procs_file(&self) -> PathBuf {
         self.dir.join("cgroup.procs")
     }

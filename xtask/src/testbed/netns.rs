@@ -60,11 +60,7 @@ impl RemoteHost {
 
     /// Runs `program` inside the remote host's network namespace.
     pub fn command(&self, program: &str) -> Command {
-        let mut command = Command::new("nsenter");
-        command
-            .arg(format!("--net=/run/netns/{}", self.name))
-            .arg(program);
-        command
+        nsenter(&self.name, program)
     }
 }
 
@@ -77,4 +73,85 @@ impl Drop for RemoteHost {
             .args(["link", "del", &self.host_if])
             .output();
     }
+}
+
+/// A network namespace of its own with loopback and a veth pair whose both ends stay inside:
+/// a host with several local addresses of each family, for listener-coverage tests. Nothing
+/// in it is reachable from this host's own namespace. Removed (with its links) on Drop.
+pub struct IsolatedNet {
+    name: String,
+    /// First end of the veth pair.
+    pub a_v4: Ipv4Addr,
+    pub a_v6: std::net::Ipv6Addr,
+    /// Second end: "a second address of the veth pair".
+    pub b_v4: Ipv4Addr,
+    pub b_v6: std::net::Ipv6Addr,
+}
+
+impl IsolatedNet {
+    pub fn create() -> anyhow::Result<Self> {
+        let id = (std::process::id() % 200) as u8;
+        let net = Self {
+            name: format!("tollgate-iso-{}", std::process::id()),
+            a_v4: Ipv4Addr::new(10, 202, id, 1),
+            a_v6: format!("fd00:7467:{id}::1").parse()?,
+            b_v4: Ipv4Addr::new(10, 202, id, 2),
+            b_v6: format!("fd00:7467:{id}::2").parse()?,
+        };
+        run_capture(Command::new("ip").args(["netns", "add", &net.name]))?;
+        let steps: Vec<Vec<String>> = vec![
+            vec!["ip", "link", "set", "lo", "up"],
+            vec![
+                "ip", "link", "add", "tga", "type", "veth", "peer", "name", "tgb",
+            ],
+        ]
+        .into_iter()
+        .map(|s| s.into_iter().map(str::to_owned).collect())
+        .chain(
+            [("tga", net.a_v4, net.a_v6), ("tgb", net.b_v4, net.b_v6)]
+                .into_iter()
+                .flat_map(|(link, v4, v6)| {
+                    [
+                        format!("ip addr add {v4}/24 dev {link}"),
+                        // nodad: usable at once, not after duplicate address detection.
+                        format!("ip -6 addr add {v6}/64 dev {link} nodad"),
+                        format!("ip link set {link} up"),
+                    ]
+                    .map(|line| line.split(' ').map(str::to_owned).collect())
+                }),
+        )
+        .collect();
+        for step in steps {
+            let mut command = net.command(&step[0]);
+            command.args(&step[1..]);
+            run_capture(&mut command)?;
+        }
+        Ok(net)
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Runs `program` inside the namespace.
+    pub fn command(&self, program: &str) -> Command {
+        nsenter(&self.name, program)
+    }
+}
+
+impl Drop for IsolatedNet {
+    fn drop(&mut self) {
+        // Deleting the namespace deletes the veth pair and every nft table in it.
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .output();
+    }
+}
+
+/// `program` in network namespace `name` (`ip netns exec` would remount /sys and hide the
+/// cgroup2 tree; nsenter does not, and it execs the program, so its pid is the child's).
+fn nsenter(name: &str, program: &str) -> Command {
+    let mut command = Command::new("nsenter");
+    command.arg(format!("--net=/run/netns/{name}")).arg(program);
+    command
 }
