@@ -154,6 +154,7 @@ pub async fn run(config_path: &Path, keep_on_exit: bool) -> Result<(), AppError>
         generation = %interception.programs.generation_dir().display(),
         attach_points = ?config.agents.cgroups,
         redirect = config.gateway.redirect.as_str(),
+        unix_sockets = ?unix_routes.iter().map(|r| r.protected.display().to_string()).collect::<Vec<_>>(),
         "tollgate is intercepting agent connections"
     );
 

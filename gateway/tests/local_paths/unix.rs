@@ -136,3 +136,30 @@ pub fn startup_packet() -> Vec<u8> {
     packet.extend_from_slice(&body);
     packet
 }
+
+#[test]
+#[ignore = "privileged: needs root and BPF; run `sudo cargo xtask test`"]
+fn unix_socket_fails_closed_when_the_gateway_dies() {
+    let (mut bed, _) = unix_bed("unix_socket_fails_closed_when_the_gateway_dies");
+    bed.gateway.kill9().expect("kill -9 the gateway");
+    // The pinned program still points agents at the gateway's socket, where nobody listens.
+    let (_, refused) = psql_by_socket(
+        bed.agents.command("psql"),
+        &bed.pg.socket_dir(),
+        bed.pg.port(),
+        WHO,
+    );
+    assert!(
+        !refused.status.success(),
+        "an agent must not reach the server's socket while the gateway is down: {}",
+        stdout(&refused)
+    );
+    let (_, direct) = psql_by_socket(
+        Command::new("psql"),
+        &bed.pg.socket_dir(),
+        bed.pg.port(),
+        WHO,
+    );
+    assert_success(&direct, "non-agent while the gateway is down");
+    assert_eq!(stdout(&direct), "local socket");
+}
