@@ -26,7 +26,14 @@ enum Command {
     /// Run the gateway: attach the eBPF programs, install the `inet tollgate` nftables table and
     /// serve redirected agent connections until SIGTERM or Ctrl-C (which remove both again).
     ///
-    /// Needs root (CAP_BPF/CAP_SYS_ADMIN and CAP_NET_ADMIN), cgroup v2 and kernel BTF.
+    /// Agents' connects to a protected server's unix socket (`targets[].unix_sockets`) go to the
+    /// gateway's own socket, and a local destination's port is protected on every local address
+    /// the server listens on (`targets[].coverage`, re-checked every second).
+    ///
+    /// Needs root (CAP_BPF/CAP_SYS_ADMIN and CAP_NET_ADMIN), cgroup v2 and kernel BTF. Refuses to
+    /// start, saying why, on a kernel without the cgroup connect_unix hook (before Linux 6.7)
+    /// while a target protects a unix socket, and while a `coverage = "strict"` target's server
+    /// listens where its destinations do not say.
     Run {
         /// Configuration file (TOML; see policies/README.md).
         #[arg(long, short, default_value = DEFAULT_CONFIG)]

@@ -184,23 +184,47 @@ fn wildcard_listener_is_intercepted_on_every_local_address_and_path() {
 #[test]
 #[ignore = "privileged: needs root and BPF; run `sudo cargo xtask test`"]
 fn listener_on_a_second_veth_address_is_intercepted() {
-    let test = "listener_on_a_second_veth_address_is_intercepted";
+    second_veth_address_is_intercepted("listener_on_a_second_veth_address_is_intercepted", None);
+}
+
+#[test]
+#[ignore = "privileged: needs root and BPF; run `sudo cargo xtask test`"]
+fn listener_on_a_second_veth_address_is_intercepted_with_the_ebpf_redirect() {
+    second_veth_address_is_intercepted(
+        "listener_on_a_second_veth_address_is_intercepted_with_the_ebpf_redirect",
+        Some("ebpf"),
+    );
+}
+
+/// The server listens on loopback and on the second veth address only; the target names
+/// loopback. Each connect path to the second address is intercepted.
+fn second_veth_address_is_intercepted(test: &str, redirect: Option<&'static str>) {
     require_root(test);
     let net = IsolatedNet::create().expect("network namespace");
     let listen = format!("127.0.0.1,{}", net.b_v4);
     let bed = pg_bed_in(test, Some(net.name()), &listen, "", |config, pg| {
         config.targets[0].1 = vec![format!("127.0.0.1:{}", pg.port())];
+        config.redirect = redirect;
     });
     let second = SocketAddr::new(net.b_v4.into(), bed.pg.port());
     let status = wait_extended(&bed, second);
     // Only where the server listens: the other veth address has no listener.
     let first = SocketAddr::new(net.a_v4.into(), bed.pg.port()).to_string();
     assert!(!status["coverage"].to_string().contains(&first), "{status}");
-    for via in ["plain", "fastopen", "io-uring"] {
-        let (pid, output) = probe(&bed, &net, via, second);
-        assert_success(&output, &format!("agent {via} to {second}"));
+    let mapped: SocketAddr = format!("[::ffff:{}]:{}", net.b_v4, bed.pg.port())
+        .parse()
+        .expect("v4-mapped");
+    for (via, addr) in [
+        ("plain", second),
+        ("plain", mapped),
+        ("fastopen", second),
+        ("io-uring", second),
+    ] {
+        let (pid, output) = probe(&bed, &net, via, addr);
+        assert_success(&output, &format!("agent {via} to {addr}"));
+        assert_eq!(stdout(&output), "R", "{via} {addr}");
         let open = open_event_for(&bed.gateway, pid);
-        assert_eq!(open["orig_dst"], second.to_string(), "{open}");
+        assert_eq!(open["orig_dst"], second.to_string(), "{via} {addr}: {open}");
     }
 }
 

@@ -241,23 +241,6 @@ impl GatewayProcess {
         }
     }
 
-    /// Waits for the process to exit by itself (a refused start), returning its status.
-    pub fn wait_exit(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
-        let deadline = Instant::now() + timeout;
-        while Instant::now() < deadline {
-            let status = self
-                .child
-                .as_mut()
-                .and_then(|c| c.try_wait().ok().flatten());
-            if status.is_some() {
-                self.child = None;
-                return status;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        None
-    }
-
     pub fn pid(&self) -> Option<u32> {
         self.child.as_ref().map(Child::id)
     }
