@@ -163,3 +163,62 @@ fn unix_socket_fails_closed_when_the_gateway_dies() {
     assert_success(&direct, "non-agent while the gateway is down");
     assert_eq!(stdout(&direct), "local socket");
 }
+
+/// A link at the server's default socket path (`/var/run/postgresql/.s.PGSQL.PORT`, what libpq
+/// uses with no host at all) to the bed's socket, removed on Drop.
+struct DefaultSocketLink(PathBuf);
+
+impl DefaultSocketLink {
+    fn create(bed: &PgBed) -> Self {
+        let dir = Path::new("/var/run/postgresql");
+        std::fs::create_dir_all(dir).expect("/var/run/postgresql");
+        let link = dir.join(format!(".s.PGSQL.{}", bed.pg.port()));
+        let target = bed
+            .pg
+            .socket_dir()
+            .join(format!(".s.PGSQL.{}", bed.pg.port()));
+        std::os::unix::fs::symlink(&target, &link).expect("link the default socket path");
+        Self(link)
+    }
+}
+
+impl Drop for DefaultSocketLink {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// `psql -p PORT` with neither `-h` nor PGHOST: libpq's default socket directory.
+fn psql_default(mut command: Command, port: u16) -> (u32, Output) {
+    command
+        .env_remove("PGHOST")
+        .args(["-X", "-A", "-t", "-U", "postgres", "-d", "postgres"])
+        .args(["-p", &port.to_string(), "-c", WHO]);
+    run(command)
+}
+
+#[test]
+#[ignore = "privileged: needs root and BPF; run `sudo cargo xtask test`"]
+fn default_socket_of_a_local_destination_is_protected_without_configuration() {
+    // No unix_sockets line: the target's loopback destination protects the default path.
+    let bed = pg_bed_in(
+        "default_socket_of_a_local_destination_is_protected_without_configuration",
+        None,
+        "127.0.0.1",
+        "",
+        |_, _| {},
+    );
+    let link = DefaultSocketLink::create(&bed);
+    let (pid, output) = psql_default(bed.agents.command("psql"), bed.pg.port());
+    assert_success(&output, "agent psql with no host");
+    assert_eq!(stdout(&output), "127.0.0.1");
+    let open = open_event_for(&bed.gateway, pid);
+    assert_eq!(
+        open["orig_dst"],
+        format!("unix:{}", link.0.display()),
+        "{open}"
+    );
+    let (_, direct) = psql_default(Command::new("psql"), bed.pg.port());
+    assert_success(&direct, "non-agent psql with no host");
+    assert_eq!(stdout(&direct), "local socket");
+}
