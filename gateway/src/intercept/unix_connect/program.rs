@@ -9,6 +9,9 @@
 //! 3. not in `UNIX_PATHS`: allow; otherwise point the connect at the gateway's socket named by
 //!    the map value (`bpf_sock_addr_set_sun_path`). Anything that fails for an agent refuses
 //!    the connect (EPERM): never let through.
+//!
+//! Unlike `connect4`/`connect6` it does not look at the bypass mark: the gateway itself never
+//! connects to a protected unix socket (it reaches the server over TCP).
 
 use gateway_common::{MAX_CGROUP_DEPTH, UNIX_PATH_LEN};
 
@@ -132,12 +135,13 @@ impl Builder {
     }
     fn finish(mut self) -> Vec<Insn> {
         for (at, label) in self.fixups {
+            // Every label is placed by `build`; a missing one would jump to itself, which the
+            // verifier refuses (and the unit tests catch).
             let target = self
                 .labels
                 .iter()
                 .find(|(l, _)| *l == label)
-                .map(|(_, index)| *index)
-                .unwrap_or(at);
+                .map_or(at, |(_, index)| *index);
             // Offsets count from the instruction after the jump.
             self.code[at].off = (target as i64 - at as i64 - 1) as i16;
         }
