@@ -77,8 +77,27 @@ pub enum AppError {
     },
 }
 
+/// The signals that stop the gateway or reload its policy.
+struct Signals {
+    terminate: tokio::signal::unix::Signal,
+    interrupt: tokio::signal::unix::Signal,
+    hangup: tokio::signal::unix::Signal,
+}
+
+/// Registered before anything answers on the admin socket: a SIGTERM that arrives as soon as
+/// `status` does (a quick restart) is then a clean stop, not the default kill.
+fn signals() -> Result<Signals, AppError> {
+    let register = |kind| signal(kind).map_err(AppError::Signals);
+    Ok(Signals {
+        terminate: register(SignalKind::terminate())?,
+        interrupt: register(SignalKind::interrupt())?,
+        hangup: register(SignalKind::hangup())?,
+    })
+}
+
 pub async fn run(config_path: &Path, keep_on_exit: bool) -> Result<(), AppError> {
     let config = Arc::new(config::load(config_path)?);
+    let signals = signals()?;
     // Privilege and host checks come first so an unprivileged run fails with that message.
     let host = intercept::preflight::check().map_err(intercept::InterceptError::from)?;
     let _instance = instance_lock(&config)?;
@@ -164,6 +183,7 @@ pub async fn run(config_path: &Path, keep_on_exit: bool) -> Result<(), AppError>
         .as_ref()
         .map(|e| e.store.clone());
     serve_until_shutdown(
+        signals,
         &config,
         &mut interception,
         &host.cgroup2_root,
@@ -318,15 +338,18 @@ fn reload_policy(store: &PolicyStore, cause: &str) {
 
 /// Runs until SIGTERM or SIGINT, following agent cgroups that are re-created meanwhile.
 async fn serve_until_shutdown(
+    signals: Signals,
     config: &Config,
     interception: &mut Interception,
     cgroup2_root: &Path,
     policy: Option<&PolicyStore>,
     coverage_view: &intercept::coverage::CoverageView,
 ) -> Result<(), AppError> {
-    let mut terminate = signal(SignalKind::terminate()).map_err(AppError::Signals)?;
-    let mut interrupt = signal(SignalKind::interrupt()).map_err(AppError::Signals)?;
-    let mut hangup = signal(SignalKind::hangup()).map_err(AppError::Signals)?;
+    let Signals {
+        mut terminate,
+        mut interrupt,
+        mut hangup,
+    } = signals;
     let mut follow = tokio::time::interval(CGROUP_FOLLOW_INTERVAL);
     let mut policy_watch = tokio::time::interval(POLICY_WATCH_INTERVAL);
     let mut listeners_watch = tokio::time::interval(coverage::INTERVAL);
