@@ -3,7 +3,7 @@
 
 use std::{path::Path, sync::Arc, time::SystemTime};
 
-use tokio::signal::unix::{signal, SignalKind};
+use tokio::signal::unix::{signal, Signal, SignalKind};
 
 use crate::{
     admin,
@@ -62,6 +62,9 @@ pub async fn run(config_path: &Path, keep_on_exit: bool) -> Result<(), AppError>
     // Privilege and host checks come first so an unprivileged run fails with that message.
     let host = intercept::preflight::check().map_err(intercept::InterceptError::from)?;
     let _instance = instance_lock(&config)?;
+    // Before anything can see the gateway ready: a stop signal from then on is a clean stop,
+    // never the default action (death without removing interception).
+    let signals = Signals::install()?;
     let admin_listener = admin::bind(&config.gateway.admin_socket)?;
     warn_if_listen_port_unprivileged(config.gateway.listen_port);
     raise_open_file_limit();
@@ -119,7 +122,13 @@ pub async fn run(config_path: &Path, keep_on_exit: bool) -> Result<(), AppError>
         .enforcement
         .as_ref()
         .map(|e| e.store.clone());
-    serve_until_shutdown(&mut interception, &host.cgroup2_root, policy.as_deref()).await?;
+    serve_until_shutdown(
+        signals,
+        &mut interception,
+        &host.cgroup2_root,
+        policy.as_deref(),
+    )
+    .await;
     tracing::info!(
         event = "gateway.stopping",
         "clean shutdown: removing interception, draining connections"
@@ -240,21 +249,42 @@ fn reload_policy(store: &PolicyStore, cause: &str) {
     }
 }
 
+/// The signals `run` answers: SIGTERM and SIGINT stop, SIGHUP reloads the policy.
+struct Signals {
+    terminate: Signal,
+    interrupt: Signal,
+    hangup: Signal,
+}
+
+impl Signals {
+    fn install() -> Result<Self, AppError> {
+        let install = |kind| signal(kind).map_err(AppError::Signals);
+        Ok(Self {
+            terminate: install(SignalKind::terminate())?,
+            interrupt: install(SignalKind::interrupt())?,
+            hangup: install(SignalKind::hangup())?,
+        })
+    }
+}
+
 /// Runs until SIGTERM or SIGINT, following agent cgroups that are re-created meanwhile.
 async fn serve_until_shutdown(
+    signals: Signals,
     interception: &mut Interception,
     cgroup2_root: &Path,
     policy: Option<&PolicyStore>,
-) -> Result<(), AppError> {
-    let mut terminate = signal(SignalKind::terminate()).map_err(AppError::Signals)?;
-    let mut interrupt = signal(SignalKind::interrupt()).map_err(AppError::Signals)?;
-    let mut hangup = signal(SignalKind::hangup()).map_err(AppError::Signals)?;
+) {
+    let Signals {
+        mut terminate,
+        mut interrupt,
+        mut hangup,
+    } = signals;
     let mut follow = tokio::time::interval(CGROUP_FOLLOW_INTERVAL);
     let mut policy_watch = tokio::time::interval(POLICY_WATCH_INTERVAL);
     loop {
         tokio::select! {
-            _ = terminate.recv() => return Ok(()),
-            _ = interrupt.recv() => return Ok(()),
+            _ = terminate.recv() => return,
+            _ = interrupt.recv() => return,
             _ = hangup.recv() => {
                 match policy {
                     Some(store) => reload_policy(store, "SIGHUP"),
