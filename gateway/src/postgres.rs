@@ -12,6 +12,7 @@ mod frame;
 mod hooks;
 mod masking;
 mod names;
+mod pipeline;
 mod redact;
 mod request;
 mod results;

@@ -8,13 +8,7 @@ mod recent;
 #[cfg(test)]
 mod tests;
 
-use std::{
-    collections::HashMap,
-    sync::{
-        atomic::{AtomicU32, Ordering},
-        Arc, Mutex,
-    },
-};
+use std::{collections::HashMap, sync::Arc};
 
 use bytes::BytesMut;
 use pgwire::messages::{
@@ -28,10 +22,10 @@ use super::{
     catalog::{wanted_names, CatalogAccess, CatalogSlot, CatalogStore, PendingChanges},
     codec::unreadable_reason,
     errors::{sqlstate, ClientError},
-    names::{Named, PendingReleases},
+    names::{Portal, Prepared, SessionNames},
+    pipeline::Position,
     request::{Request, Statement},
     results::{MaskContext, QueryRules, ResultRule, Rule, StatementResults},
-    state::Progress,
 };
 use crate::{
     policy::{
@@ -40,7 +34,7 @@ use crate::{
     },
     sql::{
         explain_analyze_of, literal_shape, CopyDirection, CopyEndpoint, CopyFacts, FactsCache,
-        Released, StatementFacts, StatementKind,
+        StatementFacts, StatementKind,
     },
 };
 
@@ -99,10 +93,7 @@ impl Enforcement {
                 .contains_key(target)
                 .then(|| self.catalogs.slot(target, server, database)),
             catalog_changes: PendingChanges::default(),
-            prepared: Named::default(),
-            cursors: Named::default(),
-            releases: PendingReleases::default(),
-            name_changes: NameChanges::default(),
+            next_denial: 0,
         })
     }
 }
@@ -114,47 +105,15 @@ fn not_admitted(target: &str) -> ClientError {
     )
 }
 
-/// What a statement that ran releases of the session's SQL-level names.
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Release {
-    Names(Released),
-    /// COMMIT, END, ROLLBACK: cursors without HOLD are gone.
-    Transaction,
-}
-
-/// What the names stood at when a release was recorded: (prepared statements, cursors).
-type Marks = (u64, u64);
-
-/// Denials waiting for the server's error that carries their marker.
-#[derive(Debug, Default)]
-pub struct Denials {
-    pending: Mutex<HashMap<u32, ClientError>>,
-    next: AtomicU32,
-}
-
-impl Denials {
-    fn add(&self, error: ClientError) -> u32 {
-        let id = self.next.fetch_add(1, Ordering::Relaxed);
-        self.pending
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(id, error);
-        id
-    }
-
-    /// The denial a server error message refers to, if it carries a pending marker.
-    pub fn take_for(&self, message: &str) -> Option<ClientError> {
-        let at = message.find(DENIED_MARKER)? + DENIED_MARKER.len();
-        let digits: String = message[at..]
-            .chars()
-            .take_while(char::is_ascii_digit)
-            .collect();
-        let id: u32 = digits.parse().ok()?;
-        self.pending
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(&id)
-    }
+/// The denial a server error message stands for, by the marker its stand-in made the
+/// server quote.
+pub fn denial_marker(message: &str) -> Option<u32> {
+    let at = message.find(DENIED_MARKER)? + DENIED_MARKER.len();
+    let digits: String = message[at..]
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .collect();
+    digits.parse().ok()
 }
 
 /// One statement's outcome, for the record.
@@ -172,14 +131,8 @@ pub struct SessionEnforcement {
     catalog: Option<Arc<CatalogSlot>>,
     /// This session's DDL the server has not answered yet: unknown to its later requests.
     catalog_changes: PendingChanges,
-    /// SQL-level `PREPARE name AS ...`: what `EXECUTE name` runs.
-    prepared: Named<Arc<StatementFacts>>,
-    /// `DECLARE name CURSOR FOR ...`: what `FETCH ... FROM name` returns.
-    cursors: Named<Arc<StatementFacts>>,
-    /// What this request's statements did to prepared statement names (see [`NameChanges`]).
-    name_changes: NameChanges,
-    /// Releases of those names that the server has not yet confirmed.
-    releases: PendingReleases<(Release, Marks)>,
+    /// The marker the next denied statement's stand-in carries.
+    next_denial: u32,
     /// The policy generation and catalog snapshot in force for this session, with the
     /// target's classification, and the decisions made under them lately.
     recent: RecentDecisions,
@@ -193,17 +146,8 @@ pub struct Inspection {
     pub results: Vec<StatementResults>,
     /// The target has classified data.
     pub protect: bool,
-    /// What the request's statements did to prepared statement names, for the protocol's
-    /// own tracking (the two share one namespace on the server).
-    pub names: NameChanges,
-}
-
-/// Prepared statement names defined by SQL (`PREPARE`), or all of them made unknown (an
-/// unparsed statement, `DO` or `CALL` ran).
-#[derive(Debug, Default)]
-pub struct NameChanges {
-    pub prepared: Vec<String>,
-    pub all_unknown: bool,
+    /// Refused statements: the marker of each stand-in and the error the client gets.
+    pub denials: Vec<(u32, ClientError)>,
 }
 
 /// One statement decided, with what its results need.
@@ -215,20 +159,15 @@ struct Decided {
 
 impl SessionEnforcement {
     /// Decides every statement of the request and replaces the denied ones, or returns a
-    /// FATAL error when the policy no longer admits the session.
+    /// FATAL error when the policy no longer admits the session. What the statements name
+    /// is looked up in, and what they define or release noted in, the session's `names`;
+    /// `position` is how far the server has answered.
     pub async fn inspect(
         &mut self,
         request: &mut Request,
-        denials: &Denials,
-        progress: Progress,
+        names: &mut SessionNames,
+        position: Position,
     ) -> Result<Inspection, ClientError> {
-        for release in self.releases.settle(progress) {
-            self.apply(release);
-        }
-        for portal in &request.portals_bound {
-            // A portal is a cursor to FETCH, holding what Tollgate cannot name here.
-            self.cursors.define(portal, None, false);
-        }
         let loaded = self.shared.store.current();
         let new_policy = loaded.generation != self.recent.generation();
         if new_policy {
@@ -242,9 +181,9 @@ impl SessionEnforcement {
             (Some(slot), Some(access)) => {
                 // What the statements look up, read first if missing: decisions are made
                 // on one snapshot, without waiting.
-                let wanted =
-                    wanted_names(request, &self.shared.facts, &self.prepared, &self.cursors);
-                let settled = self.catalog_changes.settle(progress, &wanted);
+                let held = |facts: &StatementFacts| self.held_by(names, facts);
+                let wanted = wanted_names(request, &self.shared.facts, &held);
+                let settled = self.catalog_changes.settle(position, &wanted);
                 slot.current(access, &wanted, &settled).await
             }
             _ => None,
@@ -273,7 +212,7 @@ impl SessionEnforcement {
             verdicts: Vec::with_capacity(count),
             results: Vec::with_capacity(count),
             protect: !context.classes.is_empty(),
-            names: NameChanges::default(),
+            denials: Vec::new(),
         };
         let mut replacements = Vec::new();
         // The text parsed last: an extended-protocol request usually parses a statement and
@@ -283,18 +222,13 @@ impl SessionEnforcement {
             let (decision, results) = match statement {
                 Statement::Simple { sql } => {
                     let ((decision, rules), _) =
-                        self.decide_text(&loaded, &resolver, sql, &context, true);
+                        self.decide_text(names, &loaded, &resolver, sql, &context, true);
                     (decision, StatementResults::Query(rules))
                 }
-                Statement::Prepare { name, sql } => {
+                Statement::Prepare { sql, .. } => {
                     let (decided, repeatable) =
-                        self.decide_text(&loaded, &resolver, sql, &context, false);
+                        self.decide_text(names, &loaded, &resolver, sql, &context, false);
                     let decision = decided.0.clone();
-                    if matches!(decision, Decision::Allow(_)) && !name.is_empty() {
-                        // SQL-level EXECUTE can run it too, and Tollgate does not follow it
-                        // there (nor its Close).
-                        self.prepared.define(name, None, true);
-                    }
                     // Its Execute decides again when running it has effects to note.
                     parsed = repeatable.then_some((sql, decided));
                     (decision, StatementResults::Parse)
@@ -303,10 +237,11 @@ impl SessionEnforcement {
                     let (decision, rules) = match (sql, &parsed) {
                         (Some(sql), Some((text, decided))) if **sql == **text => decided.clone(),
                         (Some(sql), _) => {
-                            self.decide_text(&loaded, &resolver, sql, &context, true).0
+                            self.decide_text(names, &loaded, &resolver, sql, &context, true)
+                                .0
                         }
                         (None, _) => {
-                            let decided = self.decide(&loaded, &resolver, None, true);
+                            let decided = self.decide(names, &loaded, &resolver, None, true);
                             let rule = result_rule(&decided, &context);
                             (decided.decision, single(rule))
                         }
@@ -319,13 +254,14 @@ impl SessionEnforcement {
             inspection.verdicts.push(verdict_of(&decision));
             if let Some(error) = invalid_text_error(statement).or_else(|| refusal_error(&decision))
             {
-                let id = denials.add(error);
+                let id = self.next_denial;
+                self.next_denial = self.next_denial.wrapping_add(1);
+                inspection.denials.push((id, error));
                 replacements.push((index, replacement(statement, id)));
             }
             inspection.results.push(results);
         }
         request.substitute(replacements);
-        inspection.names = std::mem::take(&mut self.name_changes);
         Ok(inspection)
     }
 
@@ -337,6 +273,7 @@ impl SessionEnforcement {
     /// the decision holds for another run of the text (it has no such effects).
     fn decide_text(
         &mut self,
+        names: &mut SessionNames,
         loaded: &Loaded,
         resolver: &Resolver<'_>,
         sql: &str,
@@ -351,10 +288,10 @@ impl SessionEnforcement {
         let analysis = self.shared.facts.get_shaped(sql, shape.as_deref());
         let decided = match analysis.as_ref() {
             Ok(analysis) => {
-                self.decide_statements(loaded, resolver, &analysis.statements, context, runs)
+                self.decide_statements(names, loaded, resolver, &analysis.statements, context, runs)
             }
             Err(_) => {
-                let decided = self.decide(loaded, resolver, None, runs);
+                let decided = self.decide(names, loaded, resolver, None, runs);
                 let rule = result_rule(&decided, context);
                 (decided.decision, single(rule))
             }
@@ -371,6 +308,7 @@ impl SessionEnforcement {
 
     fn decide_statements(
         &mut self,
+        names: &mut SessionNames,
         loaded: &Loaded,
         resolver: &Resolver<'_>,
         statements: &[StatementFacts],
@@ -380,7 +318,7 @@ impl SessionEnforcement {
         let mut allowed = None;
         let mut rules = Vec::with_capacity(statements.len());
         for facts in statements {
-            let decided = self.decide(loaded, resolver, Some(facts), runs);
+            let decided = self.decide(names, loaded, resolver, Some(facts), runs);
             rules.push(result_rule(&decided, context));
             match decided.decision {
                 Decision::Allow(plan) => {
@@ -416,6 +354,7 @@ impl SessionEnforcement {
 
     fn decide(
         &mut self,
+        names: &mut SessionNames,
         loaded: &Loaded,
         resolver: &Resolver<'_>,
         facts: Option<&StatementFacts>,
@@ -437,7 +376,7 @@ impl SessionEnforcement {
             let decided = unparsed(self);
             if runs && matches!(decided.decision, Decision::Allow(_)) {
                 // It may prepare, declare or release anything.
-                self.forget_all_names();
+                names.forget_all();
             }
             return decided;
         };
@@ -451,22 +390,15 @@ impl SessionEnforcement {
                 .cursor_query
                 .as_ref()
                 .map(|(_, f)| Arc::new((**f).clone())),
-            StatementKind::Execute => facts
-                .executes
-                .as_ref()
-                .and_then(|name| self.prepared.get(name)),
+            StatementKind::Execute | StatementKind::Fetch => self.held_by(names, facts),
             // `EXPLAIN ANALYZE EXECUTE name` runs the prepared statement as well.
             StatementKind::Explain => match &facts.executes {
-                Some(name) => match self.prepared.get(name) {
+                Some(_) => match self.held_by(names, facts) {
                     Some(prepared) => Some(Arc::new(explain_analyze_of(facts, &prepared))),
                     None => return unparsed(self),
                 },
                 None => None,
             },
-            StatementKind::Fetch => facts
-                .cursor
-                .as_ref()
-                .and_then(|name| self.cursors.get(name)),
             _ => None,
         };
         if matches!(facts.kind, StatementKind::Execute | StatementKind::Fetch)
@@ -493,7 +425,7 @@ impl SessionEnforcement {
             slot.forget_ddl(target_facts);
         }
         if runs && matches!(decision, Decision::Allow(_)) {
-            self.track_names(facts, effective.as_ref());
+            track_names(names, facts, effective.as_ref());
         }
         // PREPARE and DECLARE return no rows themselves; EXECUTE and FETCH return the rows
         // of what they name, which is what `resolved` describes.
@@ -511,50 +443,63 @@ impl SessionEnforcement {
         }
     }
 
-    /// What an allowed statement defines or releases of the session's SQL-level names.
-    fn track_names(&mut self, facts: &StatementFacts, inner: Option<&Arc<StatementFacts>>) {
-        if let Some((name, _)) = &facts.prepared {
-            self.prepared.define(name, inner.cloned(), true);
-            self.name_changes.prepared.push(name.clone());
+    /// The schema and name of the function with this OID on the session's database, when
+    /// its catalog can be read.
+    pub async fn function_name(&self, oid: u32) -> Option<(String, String)> {
+        let (slot, access) = (
+            self.catalog.as_ref()?,
+            self.shared.access.get(&self.target)?,
+        );
+        slot.function(access, oid).await
+    }
+
+    /// What a statement runs through a name, if Tollgate knows: the prepared statement an
+    /// `EXECUTE` names, or the query of the cursor a `FETCH` reads.
+    fn held_by(&self, names: &SessionNames, facts: &StatementFacts) -> Option<Arc<StatementFacts>> {
+        if let Some(name) = &facts.executes {
+            return match names.prepared(name)? {
+                Prepared::Facts(statement) => Some(statement),
+                Prepared::Text(sql) => self.single_statement(&sql),
+            };
         }
-        if let Some((name, _)) = &facts.cursor_query {
-            self.cursors
-                .define(name, inner.cloned(), facts.cursor_holds);
-        }
-        // A release takes effect once the server has answered without error: the statement
-        // may yet fail or be skipped, and the name would still exist.
-        let marks = (self.prepared.mark(), self.cursors.mark());
-        if let Some(released) = &facts.released {
-            self.releases
-                .record((Release::Names(released.clone()), marks));
-        }
-        if facts.ends_transaction {
-            self.releases.record((Release::Transaction, marks));
-        }
-        // Procedural code runs SQL Tollgate does not see.
-        if matches!(facts.kind, StatementKind::Do | StatementKind::Call) {
-            self.forget_all_names();
+        match names.portal(facts.cursor.as_deref()?)? {
+            Portal::Cursor(query) => Some(query),
+            Portal::Bound { sql, .. } => self.single_statement(&sql?),
         }
     }
 
-    fn forget_all_names(&mut self) {
-        self.prepared.forget_all();
-        self.cursors.forget_all();
-        self.name_changes.all_unknown = true;
-    }
-
-    fn apply(&mut self, (release, (prepared, cursors)): (Release, (u64, u64))) {
-        match release {
-            Release::Names(Released::Prepared(name)) => self.prepared.release(&name, prepared),
-            Release::Names(Released::AllPrepared) => self.prepared.release_all(prepared),
-            Release::Names(Released::Cursor(name)) => self.cursors.release(&name, cursors),
-            Release::Names(Released::AllCursors) => self.cursors.release_all(cursors),
-            Release::Names(Released::Everything) => {
-                self.prepared.release_all(prepared);
-                self.cursors.release_all(cursors);
+    /// The statement a text the protocol prepared holds (it holds at most one).
+    fn single_statement(&self, sql: &str) -> Option<Arc<StatementFacts>> {
+        match self.shared.facts.get(sql).as_ref() {
+            Ok(analysis) if analysis.statements.len() == 1 => {
+                Some(Arc::new(analysis.statements[0].clone()))
             }
-            Release::Transaction => self.cursors.end_transaction(cursors),
+            _ => None,
         }
+    }
+}
+
+/// What an allowed statement that ran defines or releases of the session's names.
+fn track_names(
+    names: &mut SessionNames,
+    facts: &StatementFacts,
+    inner: Option<&Arc<StatementFacts>>,
+) {
+    if let Some((name, _)) = &facts.prepared {
+        names.prepare(name, inner.cloned());
+    }
+    if let Some((name, _)) = &facts.cursor_query {
+        names.declare(name, inner.cloned(), facts.cursor_holds);
+    }
+    // A release takes effect once the server has answered without error: the statement
+    // may yet fail or be skipped, and the name would still exist. The end of a transaction
+    // is read off the server's ReadyForQuery.
+    if let Some(released) = &facts.released {
+        names.release(released.clone());
+    }
+    // Procedural code runs SQL Tollgate does not see.
+    if matches!(facts.kind, StatementKind::Do | StatementKind::Call) {
+        names.forget_all();
     }
 }
 

@@ -13,14 +13,13 @@ use pgwire::messages::cancel::CancelRequest;
 use tokio::{
     io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt},
     net::TcpStream,
-    sync::mpsc,
     time::Instant,
 };
 
-use self::pumps::{Expectation, PumpError};
+use self::pumps::PumpError;
 use super::{
     cancel::CancelRegistry,
-    enforce::{Denials, Enforcement, SessionEnforcement},
+    enforce::{Enforcement, SessionEnforcement},
     errors::{sqlstate, ClientError},
     frame::{FrameError, FrameReader},
     hooks::{RequestHook, ResponseHook, SessionInfo},
@@ -81,8 +80,6 @@ pub struct SessionParts<'a> {
     /// The server connection is TLS, so the server can tell a client's channel-binding flag.
     upstream_tls: bool,
     max_message_bytes: usize,
-    /// Denied statements waiting for the server's error that stands in for them.
-    denials: &'a Denials,
 }
 
 /// How a running session ended without an error.
@@ -250,10 +247,8 @@ pub async fn serve(
             }
         }
     };
-    let denials = Denials::default();
     let parts = SessionParts {
         session: &session,
-        denials: &denials,
         state: &state,
         request_hook: settings.request_hook.as_ref(),
         response_hook: settings.response_hook.as_ref(),
@@ -347,7 +342,6 @@ async fn run<A, U>(
     let (upstream_read, mut upstream_write) = tokio::io::split(upstream);
     let mut agent_frames = FrameReader::new(agent_read);
     let mut upstream_frames = FrameReader::with_buffered(upstream_read, upstream_buffered);
-    let (sender, mut receiver) = mpsc::unbounded_channel::<Expectation>();
     let mut cancel_registration = None;
     let (mut from_agent, mut to_agent) = (0, 0);
     // With a policy in force, every result is matched to its statement's plan.
@@ -358,7 +352,6 @@ async fn run<A, U>(
             enforcement.as_mut(),
             &mut agent_frames,
             &mut upstream_write,
-            &sender,
             &mut from_agent,
         );
         let backend = pumps::backend(
@@ -366,7 +359,6 @@ async fn run<A, U>(
             results.as_mut(),
             &mut upstream_frames,
             &mut agent_write,
-            &mut receiver,
             &mut to_agent,
             &mut cancel_registration,
         );

@@ -25,7 +25,7 @@ use crate::{
     policy::PolicyStore,
     postgres::{
         cancel::CancelRegistry,
-        enforce::{Denials, Enforcement},
+        enforce::Enforcement,
         hooks::{RecordingHooks, SessionInfo},
         startup::StartupInfo,
         state::SharedState,
@@ -116,7 +116,6 @@ pub async fn start_with(policy: Option<&str>, canned: Canned, agent_side: Agent)
         let session = session_info();
         let state = SharedState::default();
         state.startup_forwarded();
-        let denials = Denials::default();
         let hooks = Arc::new(RecordingHooks);
         let cancels = Arc::new(CancelRegistry::default());
         let parts = SessionParts {
@@ -128,7 +127,6 @@ pub async fn start_with(policy: Option<&str>, canned: Canned, agent_side: Agent)
             upstream: UpstreamAddr("127.0.0.1:5432".parse().unwrap()),
             upstream_tls: false,
             max_message_bytes: 1 << 20,
-            denials: &denials,
         };
         let client = ClientAddr("127.0.0.1:40000".parse().unwrap());
         let mut guard = SessionGuard::new(Arc::new(ProxyStats::default()), client);

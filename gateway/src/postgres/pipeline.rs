@@ -1,0 +1,277 @@
+//! The requests of a session from the moment they are sent until the server has answered
+//! them, oldest first: one entry per request decided (a Query, a FunctionCall, or
+//! extended-protocol messages up to Sync, Flush or a pause in what the client sends). Each
+//! entry carries its decision, the answers it expects (its result plan, with a policy in
+//! force), the denials standing in for its refused statements, and what it does to the
+//! session's names once answered. Everything the session counts (requests awaiting a
+//! ReadyForQuery, how far the server has answered) is read off this queue, never kept
+//! beside it.
+
+#[cfg(test)]
+mod tests;
+
+use std::collections::VecDeque;
+
+use pgwire::messages::response::TransactionStatus;
+
+use super::{
+    enforce::Verdict,
+    errors::ClientError,
+    names::{Answered, Effect, Marks},
+    request::RequestEnd,
+    results::Step,
+};
+
+/// Requests are numbered in the order they are sent.
+pub type RequestId = u64;
+
+/// Where a request stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stage {
+    /// Forwarded; the server has not answered any of it yet.
+    Sent,
+    Answering,
+    /// Answered (by its ReadyForQuery, or a later one for messages sent ahead of a Sync),
+    /// or skipped by the server without an answer.
+    Done,
+}
+
+/// A request as the frontend hands it on.
+#[derive(Debug)]
+pub struct Sent {
+    pub end: RequestEnd,
+    /// Per statement, for the record.
+    pub verdicts: Vec<Verdict>,
+    /// The answers it expects, with a policy in force (see [`Step`]).
+    pub steps: Vec<Step>,
+    /// Refused statements: the marker each stand-in makes the server quote, and the error
+    /// the client gets instead.
+    pub denials: Vec<(u32, ClientError)>,
+    pub effects: Vec<Effect>,
+    pub marks: Marks,
+    /// Its target has classified data (as of its decision).
+    pub protect: bool,
+}
+
+impl Sent {
+    /// A request that expects no answers of its own, refuses nothing and touches no names
+    /// (as relayed without a policy); the caller fills in what it has.
+    pub fn new(end: RequestEnd) -> Self {
+        Self {
+            end,
+            verdicts: Vec::new(),
+            steps: Vec::new(),
+            denials: Vec::new(),
+            effects: Vec::new(),
+            marks: (0, 0),
+            protect: false,
+        }
+    }
+}
+
+#[derive(Debug)]
+pub struct InFlight {
+    pub id: RequestId,
+    pub end: RequestEnd,
+    pub stage: Stage,
+    /// An error answered or skipped one of its messages.
+    pub failed: bool,
+    /// The transaction status reported by the ReadyForQuery that answered it.
+    pub status: Option<TransactionStatus>,
+    pub verdicts: Vec<Verdict>,
+    effects: Vec<Effect>,
+    marks: Marks,
+    steps: VecDeque<Step>,
+    denials: Vec<(u32, ClientError)>,
+}
+
+impl InFlight {
+    /// What its answer confirms of the session's names.
+    pub fn answered(&self) -> Answered<'_> {
+        Answered {
+            effects: &self.effects,
+            failed: self.failed,
+            marks: self.marks,
+            status: self.status,
+        }
+    }
+
+    fn awaits_ready(&self) -> bool {
+        self.stage != Stage::Done && self.end.answered_by_ready()
+    }
+}
+
+/// How far the server has answered, read off the queue.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Position {
+    /// The number the next request sent gets.
+    pub next: RequestId,
+    /// Every request numbered below this is done.
+    pub answered_below: RequestId,
+}
+
+#[derive(Debug, Default)]
+pub struct Pipeline {
+    entries: VecDeque<InFlight>,
+    next: RequestId,
+    /// An extended-protocol error with no Sync sent yet: the server skips every message
+    /// until the client's Sync, so requests sent until then get no answer.
+    skipping: bool,
+    /// The target has classified data (as of the latest request's decision).
+    protect: bool,
+}
+
+impl Pipeline {
+    /// A request was forwarded.
+    pub fn push(&mut self, sent: Sent) -> RequestId {
+        let id = self.next;
+        self.next += 1;
+        self.protect = sent.protect;
+        let mut entry = InFlight {
+            id,
+            end: sent.end,
+            stage: Stage::Sent,
+            failed: false,
+            status: None,
+            verdicts: sent.verdicts,
+            effects: sent.effects,
+            marks: sent.marks,
+            steps: sent.steps.into(),
+            denials: sent.denials,
+        };
+        if self.skipping {
+            entry.failed = true;
+            self.skipping = !skip_to_sync(&mut entry);
+            if entry.end == RequestEnd::Query && self.skipping {
+                // Skipped whole: no ReadyForQuery will answer it.
+                entry.stage = Stage::Done;
+            }
+        }
+        self.entries.push_back(entry);
+        id
+    }
+
+    pub fn position(&self) -> Position {
+        let answered_below = self
+            .entries
+            .iter()
+            .find(|e| e.stage != Stage::Done)
+            .map_or(self.next, |e| e.id);
+        Position {
+            next: self.next,
+            answered_below,
+        }
+    }
+
+    /// Requests sent that a ReadyForQuery will answer, oldest first.
+    pub fn awaiting_ready(&self) -> impl Iterator<Item = &InFlight> {
+        self.entries.iter().filter(|e| e.awaits_ready())
+    }
+
+    pub fn protect(&self) -> bool {
+        self.protect
+    }
+
+    /// The answer the server owes next, with a policy in force.
+    pub fn step(&self) -> Option<&Step> {
+        self.entries.iter().find_map(|e| e.steps.front())
+    }
+
+    pub fn step_mut(&mut self) -> Option<&mut Step> {
+        self.entries.iter_mut().find_map(|e| e.steps.front_mut())
+    }
+
+    /// The next answer arrived whole.
+    pub fn pop_step(&mut self) -> Option<Step> {
+        let entry = self.entries.iter_mut().find(|e| !e.steps.is_empty())?;
+        entry.stage = Stage::Answering;
+        entry.steps.pop_front()
+    }
+
+    /// A server message that answers a request, other than ReadyForQuery.
+    pub fn on_answer(&mut self) {
+        if let Some(at) = self.answering() {
+            let entry = &mut self.entries[at];
+            if entry.stage == Stage::Sent {
+                entry.stage = Stage::Answering;
+            }
+        }
+    }
+
+    /// A ReadyForQuery answers the oldest request awaiting one, and every request sent
+    /// before it (extended-protocol messages handed on ahead of their Sync).
+    pub fn on_ready(&mut self, status: TransactionStatus) {
+        let Some(at) = self.entries.iter().position(InFlight::awaits_ready) else {
+            return;
+        };
+        for entry in self.entries.range_mut(..=at) {
+            entry.stage = Stage::Done;
+            entry.steps.clear();
+            entry.denials.clear();
+        }
+        self.entries[at].status = Some(status);
+    }
+
+    /// An ErrorResponse: the request answering fails; after an extended-protocol message
+    /// the server skips everything until the next Sync.
+    pub fn on_error(&mut self) {
+        let Some(at) = self.answering() else {
+            return;
+        };
+        let entry = &mut self.entries[at];
+        entry.failed = true;
+        entry.stage = Stage::Answering;
+        let simple = match entry.steps.front() {
+            Some(step) => matches!(step, Step::Query { .. } | Step::FunctionCall(_)),
+            None => entry.end == RequestEnd::Query,
+        };
+        if simple {
+            return;
+        }
+        for entry in self.entries.range_mut(at..) {
+            entry.failed = true;
+            if skip_to_sync(entry) {
+                return;
+            }
+            if entry.end == RequestEnd::Query {
+                // Skipped whole: no ReadyForQuery will answer it.
+                entry.stage = Stage::Done;
+            }
+        }
+        self.skipping = true;
+    }
+
+    /// The error a denied statement's stand-in stands for, by the marker the server quoted.
+    pub fn take_denial(&mut self, marker: u32) -> Option<ClientError> {
+        self.entries.iter_mut().find_map(|entry| {
+            let at = entry.denials.iter().position(|(id, _)| *id == marker)?;
+            Some(entry.denials.swap_remove(at).1)
+        })
+    }
+
+    /// The oldest request, once done (its effects are applied in order).
+    pub fn pop_done(&mut self) -> Option<InFlight> {
+        self.entries.pop_front_if(|e| e.stage == Stage::Done)
+    }
+
+    /// The request the server is answering now: the oldest with answers still expected (with
+    /// a policy in force), else the oldest not done.
+    fn answering(&self) -> Option<usize> {
+        self.entries
+            .iter()
+            .position(|e| !e.steps.is_empty())
+            .or_else(|| self.entries.iter().position(|e| e.stage != Stage::Done))
+    }
+}
+
+/// Drops the answers the server skips after an extended-protocol error: every message up to
+/// the request's Sync. True once the Sync is reached.
+fn skip_to_sync(entry: &mut InFlight) -> bool {
+    while let Some(step) = entry.steps.front() {
+        if matches!(step, Step::Sync) {
+            return true;
+        }
+        entry.steps.pop_front();
+    }
+    entry.end == RequestEnd::Sync
+}
