@@ -112,10 +112,14 @@ pub struct Position {
 
 #[derive(Debug, Default)]
 pub struct Pipeline {
-    /// Requests not yet done, oldest first. Every lookup stops at the current batch (up to
-    /// the oldest request a ReadyForQuery will answer), so a long pipeline costs nothing
-    /// per message.
+    /// Requests not yet done, oldest first.
     entries: VecDeque<InFlight>,
+    /// Where the answers owed begin: the requests before it have none left (relayed ones
+    /// never had any; extended-protocol messages answered ahead of their Sync wait for it).
+    /// Kept by the queue's own methods, so a long pipeline costs nothing per message.
+    answered: usize,
+    /// How many of `entries` a ReadyForQuery will answer, kept likewise.
+    awaiting: usize,
     /// Done requests whose effects on names the frontend has not applied yet, in order
     /// (consecutive ones without effects folded into one).
     done: VecDeque<InFlight>,
@@ -154,7 +158,9 @@ impl Pipeline {
                 return id;
             }
         }
+        self.awaiting += usize::from(entry.awaits_ready());
         self.entries.push_back(entry);
+        self.advance();
         id
     }
 
@@ -165,9 +171,15 @@ impl Pipeline {
         }
     }
 
-    /// Requests sent that a ReadyForQuery will answer, oldest first.
-    pub fn awaiting_ready(&self) -> impl Iterator<Item = &InFlight> {
-        self.entries.iter().filter(|e| e.awaits_ready())
+    /// Whether a request a ReadyForQuery will answer is in flight.
+    pub fn awaiting_ready(&self) -> bool {
+        self.awaiting > 0
+    }
+
+    /// The oldest request a ReadyForQuery will answer, and whether another follows it.
+    pub fn oldest_awaiting_ready(&self) -> Option<(&InFlight, bool)> {
+        let oldest = self.entries.iter().find(|e| e.awaits_ready())?;
+        Some((oldest, self.awaiting > 1))
     }
 
     pub fn protect(&self) -> bool {
@@ -176,23 +188,20 @@ impl Pipeline {
 
     /// The answer the server owes next, with a policy in force.
     pub fn step(&self) -> Option<&Step> {
-        self.batch().find_map(|e| e.steps.front())
+        self.entries.get(self.answered)?.steps.front()
     }
 
     pub fn step_mut(&mut self) -> Option<&mut Step> {
-        let batch = self.batch_len();
-        self.entries
-            .iter_mut()
-            .take(batch)
-            .find_map(|e| e.steps.front_mut())
+        self.entries.get_mut(self.answered)?.steps.front_mut()
     }
 
     /// The next answer arrived whole.
     pub fn pop_step(&mut self) -> Option<Step> {
-        let at = self.answering_tracked()?;
-        let entry = &mut self.entries[at];
+        let entry = self.entries.get_mut(self.answered)?;
         entry.stage = Stage::Answering;
-        entry.steps.pop_front()
+        let step = entry.steps.pop_front();
+        self.advance();
+        step
     }
 
     /// A server message that answers a request, other than ReadyForQuery.
@@ -211,12 +220,15 @@ impl Pipeline {
         let Some(at) = self.entries.iter().position(InFlight::awaits_ready) else {
             return;
         };
+        self.awaiting -= 1;
+        self.answered = self.answered.saturating_sub(at + 1);
         for mut entry in self.entries.drain(..=at).collect::<Vec<_>>() {
             if entry.end.answered_by_ready() {
                 entry.status = Some(status);
             }
             self.finish(entry);
         }
+        self.advance();
     }
 
     /// An ErrorResponse: the request answering fails; after an extended-protocol message
@@ -236,26 +248,33 @@ impl Pipeline {
             return;
         }
         let mut index = at;
-        while let Some(entry) = self.entries.get_mut(index) {
+        let reached_sync = loop {
+            let Some(entry) = self.entries.get_mut(index) else {
+                break false;
+            };
             entry.failed = true;
             if skip_to_sync(entry) {
-                return;
+                break true;
             }
             if entry.end == RequestEnd::Query {
                 // Skipped whole: no ReadyForQuery will answer it.
                 let skipped = self.entries.remove(index).expect("the entry exists");
+                self.awaiting -= 1;
+                if index < self.answered {
+                    self.answered -= 1;
+                }
                 self.finish(skipped);
             } else {
                 index += 1;
             }
-        }
-        self.skipping = true;
+        };
+        self.skipping = !reached_sync;
+        self.advance();
     }
 
     /// The error a denied statement's stand-in stands for, by the marker the server quoted.
     pub fn take_denial(&mut self, marker: u32) -> Option<ClientError> {
-        let batch = self.batch_len();
-        self.entries.iter_mut().take(batch).find_map(|entry| {
+        self.entries.iter_mut().find_map(|entry| {
             let at = entry.denials.iter().position(|(id, _)| *id == marker)?;
             Some(entry.denials.swap_remove(at).1)
         })
@@ -285,28 +304,24 @@ impl Pipeline {
         self.done.push_back(entry);
     }
 
-    /// The requests the server is answering now: up to and including the oldest one a
-    /// ReadyForQuery will answer (or all, while the batch is still open).
-    fn batch_len(&self) -> usize {
-        self.entries
-            .iter()
-            .position(InFlight::awaits_ready)
-            .map_or(self.entries.len(), |at| at + 1)
+    /// Moves past the requests with no answers left to match.
+    fn advance(&mut self) {
+        while self
+            .entries
+            .get(self.answered)
+            .is_some_and(|e| e.steps.is_empty())
+        {
+            self.answered += 1;
+        }
     }
 
-    fn batch(&self) -> impl Iterator<Item = &InFlight> {
-        self.entries.iter().take(self.batch_len())
-    }
-
-    /// The request the server is answering now: the oldest of the batch with answers still
-    /// expected (with a policy in force), else the oldest.
+    /// The request the server is answering now: the oldest with answers still expected
+    /// (with a policy in force), else the oldest.
     fn answering(&self) -> Option<usize> {
-        self.answering_tracked()
-            .or_else(|| (!self.entries.is_empty()).then_some(0))
-    }
-
-    fn answering_tracked(&self) -> Option<usize> {
-        self.batch().position(|e| !e.steps.is_empty())
+        match self.answered < self.entries.len() {
+            true => Some(self.answered),
+            false => (!self.entries.is_empty()).then_some(0),
+        }
     }
 }
 

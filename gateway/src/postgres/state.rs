@@ -103,7 +103,7 @@ impl SharedState {
 
     pub fn state(&self) -> SessionState {
         let t = self.lock();
-        let waiting = t.pipeline.awaiting_ready().next().is_some();
+        let waiting = t.pipeline.awaiting_ready();
         match (t.started, t.ready, t.copy, waiting, t.transaction) {
             (false, ..) => SessionState::Startup,
             (true, false, ..) => SessionState::Authenticating,
@@ -314,12 +314,9 @@ impl SharedState {
                 t.client_copy = ClientCopy::Sending;
                 // The COPY's request is the oldest in flight; a request sent behind it makes
                 // the server fail the COPY, and which Sync it answers would be guesswork.
-                let (awaits_sync, pipelined) = {
-                    let mut awaiting = t.pipeline.awaiting_ready();
-                    let awaits_sync = awaiting
-                        .next()
-                        .is_some_and(|copy| copy.end == RequestEnd::Sync);
-                    (awaits_sync, awaiting.next().is_some())
+                let (awaits_sync, pipelined) = match t.pipeline.oldest_awaiting_ready() {
+                    Some((copy, behind)) => (copy.end == RequestEnd::Sync, behind),
+                    None => (false, false),
                 };
                 t.copy_awaits_sync = awaits_sync;
                 t.copy_pipelined = pipelined;
@@ -346,7 +343,7 @@ impl SharedState {
 impl Tracker {
     /// Every request sent has been answered.
     fn answered(&self) -> bool {
-        self.ready && self.pipeline.awaiting_ready().next().is_none()
+        self.ready && !self.pipeline.awaiting_ready()
     }
 }
 
