@@ -271,6 +271,21 @@ fn example_policy_decides_each_statement_as_documented() {
             "INSERT INTO clinics VALUES (1, 'Boston')",
             Allow("agents-work"),
         ),
+        (
+            AGENT,
+            "CREATE TABLE ssn_copy AS SELECT ssn FROM patients WHERE id = 1",
+            Approval("approve-phi-copies"),
+        ),
+        (
+            AGENT,
+            "INSERT INTO clinics (city) SELECT full_name FROM patients WHERE id = 1",
+            Approval("approve-phi-copies"),
+        ),
+        (
+            AGENT,
+            "INSERT INTO clinics (city) SELECT city FROM clinics WHERE id = 1",
+            Allow("agents-work"),
+        ),
         (AGENT, "GRANT ALL ON patients TO PUBLIC", Deny(DEFAULT_DENY)),
         (AGENT, "SELEC broken", Deny(DEFAULT_DENY)),
         (ETL, "SELECT ssn FROM patients", Allow("etl-reads")),

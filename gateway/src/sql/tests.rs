@@ -2,6 +2,7 @@
 //! rest in the submodules. Each case states every flag, so a flag set by mistake fails too.
 
 mod lineage;
+mod stores;
 mod other;
 mod shape;
 
