@@ -112,7 +112,13 @@ pub struct Position {
 
 #[derive(Debug, Default)]
 pub struct Pipeline {
+    /// Requests not yet done, oldest first. Every lookup stops at the current batch (up to
+    /// the oldest request a ReadyForQuery will answer), so a long pipeline costs nothing
+    /// per message.
     entries: VecDeque<InFlight>,
+    /// Done requests whose effects on names the frontend has not applied yet, in order
+    /// (consecutive ones without effects folded into one).
+    done: VecDeque<InFlight>,
     next: RequestId,
     /// An extended-protocol error with no Sync sent yet: the server skips every message
     /// until the client's Sync, so requests sent until then get no answer.
@@ -144,7 +150,8 @@ impl Pipeline {
             self.skipping = !skip_to_sync(&mut entry);
             if entry.end == RequestEnd::Query && self.skipping {
                 // Skipped whole: no ReadyForQuery will answer it.
-                entry.stage = Stage::Done;
+                self.finish(entry);
+                return id;
             }
         }
         self.entries.push_back(entry);
@@ -152,14 +159,9 @@ impl Pipeline {
     }
 
     pub fn position(&self) -> Position {
-        let answered_below = self
-            .entries
-            .iter()
-            .find(|e| e.stage != Stage::Done)
-            .map_or(self.next, |e| e.id);
         Position {
             next: self.next,
-            answered_below,
+            answered_below: self.entries.front().map_or(self.next, |e| e.id),
         }
     }
 
@@ -174,16 +176,21 @@ impl Pipeline {
 
     /// The answer the server owes next, with a policy in force.
     pub fn step(&self) -> Option<&Step> {
-        self.entries.iter().find_map(|e| e.steps.front())
+        self.batch().find_map(|e| e.steps.front())
     }
 
     pub fn step_mut(&mut self) -> Option<&mut Step> {
-        self.entries.iter_mut().find_map(|e| e.steps.front_mut())
+        let batch = self.batch_len();
+        self.entries
+            .iter_mut()
+            .take(batch)
+            .find_map(|e| e.steps.front_mut())
     }
 
     /// The next answer arrived whole.
     pub fn pop_step(&mut self) -> Option<Step> {
-        let entry = self.entries.iter_mut().find(|e| !e.steps.is_empty())?;
+        let at = self.answering_tracked()?;
+        let entry = &mut self.entries[at];
         entry.stage = Stage::Answering;
         entry.steps.pop_front()
     }
@@ -204,12 +211,12 @@ impl Pipeline {
         let Some(at) = self.entries.iter().position(InFlight::awaits_ready) else {
             return;
         };
-        for entry in self.entries.range_mut(..=at) {
-            entry.stage = Stage::Done;
-            entry.steps.clear();
-            entry.denials.clear();
+        for mut entry in self.entries.drain(..=at).collect::<Vec<_>>() {
+            if entry.end.answered_by_ready() {
+                entry.status = Some(status);
+            }
+            self.finish(entry);
         }
-        self.entries[at].status = Some(status);
     }
 
     /// An ErrorResponse: the request answering fails; after an extended-protocol message
@@ -228,14 +235,18 @@ impl Pipeline {
         if simple {
             return;
         }
-        for entry in self.entries.range_mut(at..) {
+        let mut index = at;
+        while let Some(entry) = self.entries.get_mut(index) {
             entry.failed = true;
             if skip_to_sync(entry) {
                 return;
             }
             if entry.end == RequestEnd::Query {
                 // Skipped whole: no ReadyForQuery will answer it.
-                entry.stage = Stage::Done;
+                let skipped = self.entries.remove(index).expect("the entry exists");
+                self.finish(skipped);
+            } else {
+                index += 1;
             }
         }
         self.skipping = true;
@@ -243,24 +254,59 @@ impl Pipeline {
 
     /// The error a denied statement's stand-in stands for, by the marker the server quoted.
     pub fn take_denial(&mut self, marker: u32) -> Option<ClientError> {
-        self.entries.iter_mut().find_map(|entry| {
+        let batch = self.batch_len();
+        self.entries.iter_mut().take(batch).find_map(|entry| {
             let at = entry.denials.iter().position(|(id, _)| *id == marker)?;
             Some(entry.denials.swap_remove(at).1)
         })
     }
 
-    /// The oldest request, once done (its effects are applied in order).
+    /// The oldest request done and not yet taken (its effects are applied in order).
     pub fn pop_done(&mut self) -> Option<InFlight> {
-        self.entries.pop_front_if(|e| e.stage == Stage::Done)
+        self.done.pop_front()
     }
 
-    /// The request the server is answering now: the oldest with answers still expected (with
-    /// a policy in force), else the oldest not done.
-    fn answering(&self) -> Option<usize> {
+    fn finish(&mut self, mut entry: InFlight) {
+        entry.stage = Stage::Done;
+        entry.steps.clear();
+        entry.denials.clear();
+        // A client that pipelines without reading waits to send more: requests that change
+        // no names fold into one, so what waits for the frontend stays small. Of their
+        // transaction ends only the latest matters (it covers every portal before it).
+        if let Some(last) = self.done.back_mut() {
+            if last.effects.is_empty() && entry.effects.is_empty() {
+                if entry.status == Some(TransactionStatus::Idle) {
+                    last.status = entry.status;
+                    last.marks = entry.marks;
+                }
+                return;
+            }
+        }
+        self.done.push_back(entry);
+    }
+
+    /// The requests the server is answering now: up to and including the oldest one a
+    /// ReadyForQuery will answer (or all, while the batch is still open).
+    fn batch_len(&self) -> usize {
         self.entries
             .iter()
-            .position(|e| !e.steps.is_empty())
-            .or_else(|| self.entries.iter().position(|e| e.stage != Stage::Done))
+            .position(InFlight::awaits_ready)
+            .map_or(self.entries.len(), |at| at + 1)
+    }
+
+    fn batch(&self) -> impl Iterator<Item = &InFlight> {
+        self.entries.iter().take(self.batch_len())
+    }
+
+    /// The request the server is answering now: the oldest of the batch with answers still
+    /// expected (with a policy in force), else the oldest.
+    fn answering(&self) -> Option<usize> {
+        self.answering_tracked()
+            .or_else(|| (!self.entries.is_empty()).then_some(0))
+    }
+
+    fn answering_tracked(&self) -> Option<usize> {
+        self.batch().position(|e| !e.steps.is_empty())
     }
 }
 

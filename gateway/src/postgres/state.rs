@@ -103,16 +103,16 @@ impl SharedState {
 
     pub fn state(&self) -> SessionState {
         let t = self.lock();
-        let waiting = t.pipeline.awaiting_ready().count();
+        let waiting = t.pipeline.awaiting_ready().next().is_some();
         match (t.started, t.ready, t.copy, waiting, t.transaction) {
             (false, ..) => SessionState::Startup,
             (true, false, ..) => SessionState::Authenticating,
             (_, _, Some(Copy::In), ..) => SessionState::CopyIn,
             (_, _, Some(Copy::Out), ..) => SessionState::CopyOut,
-            (_, _, None, 1.., _) => SessionState::Waiting,
-            (_, _, None, 0, TransactionStatus::Idle) => SessionState::Idle,
-            (_, _, None, 0, TransactionStatus::Transaction) => SessionState::InTransaction,
-            (_, _, None, 0, TransactionStatus::Error) => SessionState::FailedTransaction,
+            (_, _, None, true, _) => SessionState::Waiting,
+            (_, _, None, false, TransactionStatus::Idle) => SessionState::Idle,
+            (_, _, None, false, TransactionStatus::Transaction) => SessionState::InTransaction,
+            (_, _, None, false, TransactionStatus::Error) => SessionState::FailedTransaction,
         }
     }
 

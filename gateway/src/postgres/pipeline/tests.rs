@@ -4,21 +4,24 @@
 use pgwire::messages::response::TransactionStatus;
 
 use super::*;
-use crate::postgres::errors::sqlstate;
+use crate::postgres::{errors::sqlstate, names::Marks};
 
+/// A request that confirms an unnamed statement: it has effects, so it is never folded.
 fn sent(end: RequestEnd, steps: Vec<Step>) -> Sent {
     Sent {
         steps,
+        effects: vec![Effect::ConfirmUnnamed(1)],
         ..Sent::new(end)
     }
 }
 
+/// Every request, done or not, by number.
 fn stages(pipeline: &Pipeline) -> Vec<(RequestId, Stage, bool)> {
-    pipeline
-        .entries
-        .iter()
+    let mut all: Vec<_> = (pipeline.entries.iter().chain(&pipeline.done))
         .map(|e| (e.id, e.stage, e.failed))
-        .collect()
+        .collect();
+    all.sort_by_key(|(id, ..)| *id);
+    all
 }
 
 #[test]
@@ -138,4 +141,31 @@ fn a_denial_is_found_by_its_marker_until_answered() {
     let found = pipeline.take_denial(7).expect("the denial");
     assert_eq!(found.message, "denied");
     assert!(pipeline.take_denial(7).is_none(), "taken once");
+}
+
+#[test]
+fn done_requests_that_change_no_names_fold_into_the_latest_transaction_end() {
+    let mut pipeline = Pipeline::default();
+    let plain = |end, marks: Marks| Sent {
+        marks,
+        ..Sent::new(end)
+    };
+    pipeline.push(plain(RequestEnd::Query, (0, 1)));
+    pipeline.push(plain(RequestEnd::Query, (0, 2)));
+    pipeline.push(plain(RequestEnd::Query, (0, 3)));
+    pipeline.push(sent(RequestEnd::Query, Vec::new()));
+    pipeline.on_ready(TransactionStatus::Idle);
+    pipeline.on_ready(TransactionStatus::Idle);
+    pipeline.on_ready(TransactionStatus::Transaction);
+    pipeline.on_ready(TransactionStatus::Idle);
+    let folded = pipeline.pop_done().unwrap();
+    let answered = folded.answered();
+    assert_eq!(
+        (folded.id, answered.status, answered.marks),
+        (0, Some(TransactionStatus::Idle), (0, 2)),
+        "the latest end of a transaction among the three"
+    );
+    let with_effects = pipeline.pop_done().unwrap();
+    assert_eq!(with_effects.id, 3);
+    assert!(pipeline.pop_done().is_none());
 }
