@@ -78,12 +78,13 @@ pub fn list(config_path: &Path, json: bool) -> Result<String, String> {
 pub fn forget(config_path: &Path, spec: &str, target: Option<&str>) -> Result<String, String> {
     let config = config::load(config_path).map_err(|e| e.to_string())?;
     let spec = ForgetSpec::parse(spec).map_err(|e| e.to_string())?;
-    let removed = store::forget(&config.gateway.tls.state_dir, target, &spec)
-        .map_err(|e| e.to_string())?;
+    let removed =
+        store::forget(&config.gateway.tls.state_dir, target, &spec).map_err(|e| e.to_string())?;
     if removed.is_empty() {
         return Err("no derived column matches; `tollgate classified list` shows them".to_owned());
     }
-    let mut text = String::from("no longer classified (running gateways apply this within a second):\n");
+    let mut text =
+        String::from("no longer classified (running gateways apply this within a second):\n");
     for record in &removed {
         text.push_str(&describe(record));
     }

@@ -52,7 +52,9 @@ fn assert_masked_rows(output: &str, forbidden: &Forbidden, what: &str) {
         "{what}: {output}"
     );
     assert!(
-        output.lines().any(|l| l.starts_with("D ") || l.starts_with("d ")),
+        output
+            .lines()
+            .any(|l| l.starts_with("D ") || l.starts_with("d ")),
         "{what}: expected rows:\n{output}"
     );
 }
@@ -70,7 +72,10 @@ fn classified(bed: &PgBed, args: &[&str]) -> String {
         String::from_utf8_lossy(&output.stdout),
         String::from_utf8_lossy(&output.stderr)
     );
-    assert!(output.status.success(), "tollgate classified {args:?}: {text}");
+    assert!(
+        output.status.success(),
+        "tollgate classified {args:?}: {text}"
+    );
     text
 }
 
@@ -141,10 +146,17 @@ fn phi_copied_by_an_agent_stays_masked_in_every_later_read() {
                    Q SELECT ssn FROM tmp\nrecv 1\n\
                    P - SELECT * FROM tmp\nB - -\nE -\nS\nrecv 1\n\
                    Q CREATE TEMP TABLE t2 (v text); INSERT INTO t2 SELECT email FROM patients WHERE id > 0; SELECT v FROM t2\nrecv 1\n";
-    assert_masked_rows(&script_output(&bed, session), &forbidden, "temporary tables");
+    assert_masked_rows(
+        &script_output(&bed, session),
+        &forbidden,
+        "temporary tables",
+    );
 
     // Not everything is PHI: a copy of clean columns reads as directly.
-    agent(&bed, "CREATE TABLE copy_clean AS SELECT id FROM patients WHERE id > 0");
+    agent(
+        &bed,
+        "CREATE TABLE copy_clean AS SELECT id FROM patients WHERE id > 0",
+    );
     let through = agent(&bed, "SELECT id FROM copy_clean ORDER BY id");
     let direct = bed
         .pg
@@ -158,7 +170,14 @@ fn phi_copied_by_an_agent_stays_masked_in_every_later_read() {
 
     // The admin sees each copy with its provenance.
     let listed = classified(&bed, &["list"]);
-    for table in ["copy_ctas.ssn", "copy_ins.x", "copy_upd.note", "copy_chain2.v"] {
+    // (A table created earlier in the same request is not in the catalog yet: every column
+    // of it is classified.)
+    for table in [
+        "copy_ctas.ssn",
+        "copy_ins.(every column)",
+        "copy_upd.note",
+        "copy_chain2.(every column)",
+    ] {
         assert!(listed.contains(table), "{table} listed:\n{listed}");
     }
     assert!(
@@ -171,7 +190,11 @@ fn phi_copied_by_an_agent_stays_masked_in_every_later_read() {
     bed.gateway.stop().expect("stop the gateway");
     bed.gateway.spawn().expect("start the gateway again");
     for sql in READS {
-        assert_masked_rows(&agent(&bed, sql), &forbidden, &format!("after restart: {sql}"));
+        assert_masked_rows(
+            &agent(&bed, sql),
+            &forbidden,
+            &format!("after restart: {sql}"),
+        );
     }
 
     // Forgotten by the admin: the copy reads raw again (which shows the masking above came
@@ -184,7 +207,11 @@ fn phi_copied_by_an_agent_stays_masked_in_every_later_read() {
         "forgotten: the copy is no longer masked:\n{raw}"
     );
     // Its copies stay classified.
-    assert_masked_rows(&agent(&bed, "SELECT s FROM copy_chain"), &forbidden, "chain");
+    assert_masked_rows(
+        &agent(&bed, "SELECT s FROM copy_chain"),
+        &forbidden,
+        "chain",
+    );
 }
 
 #[test]

@@ -16,8 +16,7 @@ use std::collections::{BTreeSet, HashMap};
 use super::{provenance::ResolvedColumn, rules::Category};
 
 pub use store::{
-    forget, list, DerivedRecord, DerivedStore, DerivedStoreError, ForgetSpec, Provenance,
-    FILE_NAME,
+    forget, list, DerivedRecord, DerivedStore, DerivedStoreError, ForgetSpec, Provenance, FILE_NAME,
 };
 
 /// Any schema, or every column.
@@ -63,7 +62,12 @@ impl Derived {
 
     /// What is stored in `schema.table.column` (`schema` None: the name was written without
     /// one, so any schema's table may be meant), if anything derived is.
-    pub fn column(&self, schema: Option<&str>, table: &str, column: &str) -> Option<ResolvedColumn> {
+    pub fn column(
+        &self,
+        schema: Option<&str>,
+        table: &str,
+        column: &str,
+    ) -> Option<ResolvedColumn> {
         self.matching(schema, table, |c| c == ANY || c == column)
     }
 

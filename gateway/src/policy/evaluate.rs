@@ -238,7 +238,7 @@ fn conditions(when: &Conditions, facts: &StatementFacts, resolved: &Resolved) ->
     }));
     check(
         when.writes_classified
-            .map(|v| Truth::from_bool(!resolved.stored.is_empty() == v)),
+            .map(|v| Truth::from_bool(resolved.stored.is_empty() != v)),
     );
     check(when.reads_categories.as_ref().map(|wanted| {
         if resolved.categories.iter().any(|c| wanted.contains(c)) {

@@ -168,7 +168,9 @@ impl Resolver<'_> {
                         }
                     }
                     let derived = self.classes.derived();
-                    if let Some(derived) = derived.column(name.schema.as_deref(), &name.name, column) {
+                    if let Some(derived) =
+                        derived.column(name.schema.as_deref(), &name.name, column)
+                    {
                         resolved.merge(derived);
                     }
                 }
@@ -186,7 +188,11 @@ impl Resolver<'_> {
                 for (_, columns) in self.classified_named(name) {
                     resolved.categories.extend(columns.values().cloned());
                 }
-                if let Some(derived) = self.classes.derived().row(name.schema.as_deref(), &name.name) {
+                if let Some(derived) = self
+                    .classes
+                    .derived()
+                    .row(name.schema.as_deref(), &name.name)
+                {
                     resolved.merge(derived);
                 }
                 resolved.unknown |= relations.is_empty();
@@ -212,7 +218,8 @@ impl Resolver<'_> {
                     unknown: holds_sampled_values(relation),
                 };
                 let derived = self.classes.derived();
-                if let Some(derived) = derived.column(Some(&relation.schema), &relation.name, name) {
+                if let Some(derived) = derived.column(Some(&relation.schema), &relation.name, name)
+                {
                     column.merge(derived);
                 }
                 column
@@ -254,7 +261,9 @@ impl Resolver<'_> {
                         .classes
                         .table(&relation.schema, &relation.name)
                         .is_some()
-                        || derived.row(Some(&relation.schema), &relation.name).is_some();
+                        || derived
+                            .row(Some(&relation.schema), &relation.name)
+                            .is_some();
                     unknown |= holds_sampled_values(relation);
                 }
                 RelationKind::View if depth >= MAX_VIEW_DEPTH => unknown = true,

@@ -496,3 +496,22 @@ fn errors_name_file_line_and_rule() {
         );
     }
 }
+
+#[test]
+fn check_config_warns_when_opaque_code_may_copy_phi() {
+    assert!(
+        super::describe::opaque_code_warnings(&example()).is_empty(),
+        "the example denies DO and allows no CALL or unparsed statement"
+    );
+    let permissive = EXAMPLE.split("[[rules]]").next().unwrap().to_owned()
+        + "[[rules]]\nid = \"admins\"\neffect = \"allow\"\nidentities = [\"coding-agents\"]\nkinds = [\"select\", \"do\"]\n\n\
+           [[rules]]\nid = \"admins-unparsed\"\neffect = \"allow\"\nidentities = [\"coding-agents\"]\nunparsed = true\n";
+    let policy = parse(Path::new("permissive.toml"), &permissive).unwrap();
+    let warnings = super::describe::opaque_code_warnings(&policy);
+    assert_eq!(warnings.len(), 2, "{warnings:?}");
+    assert!(
+        warnings[0].contains("rule admins lets coding-agents run do"),
+        "{warnings:?}"
+    );
+    assert!(warnings[1].contains("unparsed statements"), "{warnings:?}");
+}

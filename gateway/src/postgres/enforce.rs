@@ -467,7 +467,11 @@ impl SessionEnforcement {
             track_names(names, facts, effective.as_ref());
         }
         // PREPARE only prepares: what it stores is noted when EXECUTE runs it.
-        if allowed_run && protect && !resolved.stored.is_empty() && facts.kind != StatementKind::Prepare {
+        if allowed_run
+            && protect
+            && !resolved.stored.is_empty()
+            && facts.kind != StatementKind::Prepare
+        {
             self.derive(loaded, &resolved.stored, target_facts);
         }
         // PREPARE and DECLARE return no rows themselves; EXECUTE and FETCH return the rows
@@ -491,8 +495,10 @@ impl SessionEnforcement {
     /// session, a persistent table's in the store (every session, across restarts). The
     /// classification in force is rebuilt at once, for the rest of the request too.
     fn derive(&mut self, loaded: &Loaded, stored: &[DerivedColumn], facts: &StatementFacts) {
-        let (temporary, persistent): (Vec<_>, Vec<_>) =
-            stored.iter().cloned().partition(|c| c.schema == TEMP_SCHEMA);
+        let (temporary, persistent): (Vec<_>, Vec<_>) = stored
+            .iter()
+            .cloned()
+            .partition(|c| c.schema == TEMP_SCHEMA);
         self.temporary.extend(temporary);
         if !persistent.is_empty() {
             let provenance = Provenance {

@@ -172,7 +172,12 @@ pub(in crate::sql) fn stored_in_order(named: Vec<String>, items: Vec<OutputItem>
     if !aligned {
         return StoredColumns::Whole(items_lineage(&items));
     }
-    StoredColumns::Named(named.into_iter().zip(items.iter().map(item_lineage)).collect())
+    StoredColumns::Named(
+        named
+            .into_iter()
+            .zip(items.iter().map(item_lineage))
+            .collect(),
+    )
 }
 
 /// Everything a whole output list carries (a row of it, or any one of its values).

@@ -2,9 +2,9 @@
 //! rest in the submodules. Each case states every flag, so a flag set by mistake fails too.
 
 mod lineage;
-mod stores;
 mod other;
 mod shape;
+mod stores;
 
 use super::{
     analyze, Analysis, Lineage, OutputItem, RelationName, Source, SqlError, StatementFacts,

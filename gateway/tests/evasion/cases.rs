@@ -198,11 +198,13 @@ pub const CASES: &[Case] = &[
     sql("copy-program", "COPY patients TO PROGRAM 'cat > /dev/null'", Denied("deny-copy-on-server")),
     sql("copy-file", "COPY patients TO '/tmp/patients.csv'", Denied("deny-copy-on-server")),
     // Writes that hand PHI back (intake holds copies of the SSNs, and is classified too).
-    sql("insert-returning", "BEGIN; INSERT INTO intake SELECT id + 100, ssn || 'x' FROM intake WHERE id > 0 RETURNING *; ROLLBACK", Masked),
+    // A computed copy of PHI is a copy (held); what RETURNING gives back is masked (the
+    // permissive run below lets it through).
+    sql("insert-returning", "BEGIN; INSERT INTO intake SELECT id + 100, ssn || 'x' FROM intake WHERE id > 0 RETURNING *; ROLLBACK", Denied(COPIES)),
     sql("update-returning", "BEGIN; UPDATE intake SET ssn = ssn WHERE id > 0 RETURNING ssn; ROLLBACK", Masked),
     sql("delete-returning", "BEGIN; DELETE FROM intake WHERE id > 0 RETURNING *; ROLLBACK", Masked),
     sql("launder-into-new-table", "CREATE TABLE laundered AS SELECT ssn FROM patients WHERE id > 0", Denied(COPIES)),
-    sql("phi-table-write", "INSERT INTO intake SELECT id + 100, ssn FROM patients WHERE id > 0 RETURNING *", Denied(COPIES)),
+    sql("phi-table-write", "INSERT INTO intake SELECT id + 100, ssn FROM patients WHERE id > 0 RETURNING *", Denied("approve-agent-writes-to-phi")),
     // Errors that quote values.
     sql("cast-error", "SELECT ssn::int FROM patients WHERE id > 0", Error("22P02")),
     sql("date-cast-error", "SELECT full_name::date FROM patients WHERE id > 0", Error("22007")),

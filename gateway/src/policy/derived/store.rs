@@ -58,7 +58,12 @@ impl DerivedRecord {
             schema: column.schema,
             table: column.table,
             column: column.column,
-            categories: column.class.categories.iter().map(|c| c.to_string()).collect(),
+            categories: column
+                .class
+                .categories
+                .iter()
+                .map(|c| c.to_string())
+                .collect(),
             direct: column.class.direct,
             unknown: column.class.unknown,
             provenance,
@@ -100,9 +105,13 @@ impl DerivedRecord {
         *self != before
     }
 
-    /// `TABLE` or `SCHEMA.TABLE`, optionally `.COLUMN`, as an admin writes it.
+    /// `TABLE` or `SCHEMA.TABLE`, optionally `.COLUMN`, as an admin writes it (a record
+    /// for any schema is for the one named too).
     pub fn matches(&self, spec: &ForgetSpec) -> bool {
-        let schema = spec.schema.as_deref().is_none_or(|s| s == self.schema);
+        let schema = spec
+            .schema
+            .as_deref()
+            .is_none_or(|s| s == self.schema || self.schema == super::ANY);
         let column = spec.column.as_deref().is_none_or(|c| c == self.column);
         schema && spec.table == self.table && column
     }

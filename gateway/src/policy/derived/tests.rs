@@ -49,7 +49,14 @@ fn table(oid: u32, name: &str, columns: &[&str]) -> Relation {
         .enumerate()
         .map(|(i, c)| (i as i16 + 1, (*c).to_owned()))
         .collect();
-    Relation::new(oid, "public".into(), name.into(), RelationKind::Table, columns, None)
+    Relation::new(
+        oid,
+        "public".into(),
+        name.into(),
+        RelationKind::Table,
+        columns,
+        None,
+    )
 }
 
 fn catalog() -> Catalog {
@@ -141,7 +148,9 @@ fn stores_classify_the_columns_they_fill_from_classified_data() {
     for (sql, expected) in cases {
         let got = stored(&classes, sql);
         if got != *expected {
-            failures.push(format!("{sql}\n  expected {expected:?}\n  got      {got:?}"));
+            failures.push(format!(
+                "{sql}\n  expected {expected:?}\n  got      {got:?}"
+            ));
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
@@ -204,11 +213,19 @@ fn a_derived_column_is_masked_as_its_source_and_a_computed_one_whole() {
     // could show another part of the source, so it is masked whole.
     assert_eq!(
         masks(&classes, "SELECT id, a, b FROM copies"),
-        [None, Some(MaskMethod::KeepLast(4)), Some(MaskMethod::Redact)]
+        [
+            None,
+            Some(MaskMethod::KeepLast(4)),
+            Some(MaskMethod::Redact)
+        ]
     );
     assert_eq!(
         masks(&classes, "SELECT * FROM copies"),
-        [None, Some(MaskMethod::KeepLast(4)), Some(MaskMethod::Redact)]
+        [
+            None,
+            Some(MaskMethod::KeepLast(4)),
+            Some(MaskMethod::Redact)
+        ]
     );
     assert_eq!(
         masks(&classes, "SELECT c.a FROM public.copies c"),
@@ -223,7 +240,10 @@ fn chains_of_derived_tables_stay_classified() {
         "INSERT INTO copies2 SELECT a FROM copies",
         "CREATE TABLE third AS SELECT a AS z FROM copies2",
     ]);
-    assert_eq!(masks(&classes, "SELECT a FROM copies2"), [Some(MaskMethod::KeepLast(4))]);
+    assert_eq!(
+        masks(&classes, "SELECT a FROM copies2"),
+        [Some(MaskMethod::KeepLast(4))]
+    );
     // `third` is not in this catalog yet: found by name in any schema.
     let catalog_less = Resolver {
         catalog: None,
@@ -241,7 +261,10 @@ fn a_write_of_clean_values_never_declassifies() {
         "INSERT INTO copies (a) SELECT ssn FROM patients",
         "UPDATE copies SET a = 'clean'",
     ]);
-    assert_eq!(masks(&classes, "SELECT a FROM copies"), [Some(MaskMethod::KeepLast(4))]);
+    assert_eq!(
+        masks(&classes, "SELECT a FROM copies"),
+        [Some(MaskMethod::KeepLast(4))]
+    );
 }
 
 #[test]
@@ -264,7 +287,10 @@ fn temporary_and_any_schema_entries_match_where_they_may_live() {
     assert!(derived.column(Some("archive"), "u", "y").is_some());
     assert!(derived.column(Some("public"), "v", "anything").is_some());
     assert!(derived.column(Some("archive"), "v", "anything").is_none());
-    assert!(derived.column(None, "v", "w").is_some(), "unqualified: any schema");
+    assert!(
+        derived.column(None, "v", "w").is_some(),
+        "unqualified: any schema"
+    );
 }
 
 fn record(table: &str, column: &str, category: &str) -> DerivedRecord {
@@ -295,7 +321,12 @@ fn the_store_survives_a_restart_and_an_admin_can_forget() {
     // The same again changes nothing; a new category does.
     store.record(vec![record("copies", "a", "ssn")]).unwrap();
     assert_eq!(store.generation(), generation);
-    store.record(vec![record("copies", "a", "zip"), record("copies", "b", "ssn")]).unwrap();
+    store
+        .record(vec![
+            record("copies", "a", "zip"),
+            record("copies", "b", "ssn"),
+        ])
+        .unwrap();
     assert!(store.generation() > generation);
 
     let reopened = DerivedStore::open(&dir).unwrap();

@@ -1,7 +1,7 @@
 //! Where a statement's stores put classified data: per destination column, what it
 //! receives, resolved as the statement's outputs are.
 
-use super::{Resolver, ResolvedColumn};
+use super::{ResolvedColumn, Resolver};
 use crate::{
     policy::{
         catalog::Relation,
@@ -17,7 +17,8 @@ impl Resolver<'_> {
         for store in &facts.stores {
             for (schema, relation) in self.places(store) {
                 for (column, class) in self.received(store, relation) {
-                    if class.unknown || !class.categories.is_empty() {
+                    let already = relation.is_some_and(|r| self.declared_as(r, &column, &class));
+                    if (class.unknown || !class.categories.is_empty()) && !already {
                         derived.push(DerivedColumn {
                             schema: schema.clone(),
                             table: store.target.name.clone(),
@@ -65,9 +66,15 @@ impl Resolver<'_> {
                 .collect(),
             StoredColumns::Whole(lineage) => vec![(ANY.to_owned(), self.lineage(lineage, 0))],
             StoredColumns::InOrder(items) => {
-                let names = match relation {
-                    Some(relation) => Some(relation.columns.iter().map(|(_, n)| n.clone()).collect()),
-                    None => self.item_names(items),
+                // A new table takes the select list's names; an existing one the catalog does
+                // not know (created earlier in the same request, say) could be filled in any
+                // order.
+                let names = match (relation, store.new_table) {
+                    (Some(relation), _) => {
+                        Some(relation.columns.iter().map(|(_, n)| n.clone()).collect())
+                    }
+                    (None, true) => self.item_names(items),
+                    (None, false) => None,
                 };
                 match (names, self.outputs(items, 0)) {
                     (Some(names), Some(columns)) if names.len() >= columns.len() => {
@@ -77,6 +84,18 @@ impl Resolver<'_> {
                 }
             }
         }
+    }
+
+    /// A column the policy declares with these categories already holds such values as
+    /// they are (a copy within a PHI table adds no second home); a computed value is new.
+    fn declared_as(&self, relation: &Relation, column: &str, class: &ResolvedColumn) -> bool {
+        let Some(declared) = self
+            .classes
+            .column(&relation.schema, &relation.name, column)
+        else {
+            return false;
+        };
+        class.direct && !class.unknown && class.categories.iter().all(|c| c == declared)
     }
 
     /// The column names a new table takes from a select list (`*` through the catalog).

@@ -25,7 +25,11 @@ pub(super) fn objects(
                 // CREATE TABLE AS fills the new table: a write, like SELECT INTO.
                 let outputs = walker.query(query, None)?;
                 walker.effects.write(names::relation(&table.name));
-                let named: Vec<String> = table.columns.iter().map(|c| names::ident(&c.name)).collect();
+                let named: Vec<String> = table
+                    .columns
+                    .iter()
+                    .map(|c| names::ident(&c.name))
+                    .collect();
                 walker.effects.stores.push(Store {
                     target: names::relation(&table.name),
                     new_table: true,

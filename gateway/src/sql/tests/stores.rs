@@ -11,16 +11,28 @@ const CASES: &[(&str, &[&str])] = &[
         "INSERT INTO t (a, b) SELECT ssn, upper(name) FROM patients",
         &["t: a = patients.ssn", "t: b ~ patients.name"],
     ),
-    ("INSERT INTO t SELECT ssn FROM patients", &["t: #1 ssn = patients.ssn"]),
-    ("INSERT INTO t SELECT * FROM patients", &["t: #1 * patients"]),
-    ("INSERT INTO t (a, b) SELECT * FROM patients", &["t: * ~ row(patients)"]),
+    (
+        "INSERT INTO t SELECT ssn FROM patients",
+        &["t: #1 ssn = patients.ssn"],
+    ),
+    (
+        "INSERT INTO t SELECT * FROM patients",
+        &["t: #1 * patients"],
+    ),
+    (
+        "INSERT INTO t (a, b) SELECT * FROM patients",
+        &["t: * ~ row(patients)"],
+    ),
     ("INSERT INTO t (a) VALUES ($1)", &["t: a ~"]),
     // UPDATE ... SET, from another table.
     (
         "UPDATE t SET a = p.ssn, b = 1 FROM patients p WHERE p.id = t.id",
         &["t: a = patients.ssn", "t: b ~"],
     ),
-    ("UPDATE t SET (a, b) = (SELECT ssn, name FROM patients)", &["t: * ~ patients.ssn t.ssn patients.name t.name"]),
+    (
+        "UPDATE t SET (a, b) = (SELECT ssn, name FROM patients)",
+        &["t: * ~ patients.ssn t.ssn patients.name t.name"],
+    ),
     // ON CONFLICT DO UPDATE stores what EXCLUDED proposes.
     (
         "INSERT INTO t (a) SELECT ssn FROM patients ON CONFLICT (a) DO UPDATE SET b = excluded.a",
@@ -36,8 +48,14 @@ const CASES: &[(&str, &[&str])] = &[
         "CREATE TABLE t AS SELECT ssn, id FROM patients",
         &["t: #1 ssn = patients.ssn", "t: #2 id = patients.id"],
     ),
-    ("CREATE TEMP TABLE t AS SELECT ssn FROM patients", &["temp t: #1 ssn = patients.ssn"]),
-    ("SELECT ssn INTO TEMP t FROM patients", &["temp t: #1 ssn = patients.ssn"]),
+    (
+        "CREATE TEMP TABLE t AS SELECT ssn FROM patients",
+        &["temp t: #1 ssn = patients.ssn"],
+    ),
+    (
+        "SELECT ssn INTO TEMP t FROM patients",
+        &["temp t: #1 ssn = patients.ssn"],
+    ),
     // A data-modifying CTE.
     (
         "WITH moved AS (INSERT INTO archive.t (a) SELECT ssn FROM patients RETURNING a) SELECT 1",
@@ -81,7 +99,9 @@ fn what_statements_store_where() {
     for (sql, expected) in CASES {
         let got = rendered(sql);
         if got != *expected {
-            failures.push(format!("{sql}\n  expected {expected:?}\n  got      {got:?}"));
+            failures.push(format!(
+                "{sql}\n  expected {expected:?}\n  got      {got:?}"
+            ));
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
