@@ -11,7 +11,7 @@ use crate::{
     config::{TargetAuth, TargetKind, UpstreamTlsMode},
     drain,
     intercept::{self, Interception},
-    policy::PolicyStore,
+    policy::{derived::DerivedStore, PolicyStore},
     postgres::{
         agent_acceptor, load_credentials, CancelRegistry, CatalogAccess, CertificateSource,
         CredentialsError, Enforcement, JwksError, PostgresSettings, RecordingHooks, TlsError,
@@ -38,6 +38,8 @@ pub enum AppError {
     Credentials(#[from] CredentialsError),
     #[error(transparent)]
     Policy(#[from] crate::policy::StoreError),
+    #[error(transparent)]
+    Derived(#[from] crate::policy::derived::DerivedStoreError),
     #[error("{0}")]
     PolicyTargets(String),
     #[error("starting the worker threads: {0}")]
@@ -117,16 +119,12 @@ pub async fn run(config_path: &Path, keep_on_exit: bool) -> Result<(), AppError>
         "tollgate is intercepting agent connections"
     );
 
-    let policy = context
-        .postgres
-        .enforcement
-        .as_ref()
-        .map(|e| e.store.clone());
+    let enforcement = context.postgres.enforcement.clone();
     serve_until_shutdown(
         signals,
         &mut interception,
         &host.cgroup2_root,
-        policy.as_deref(),
+        enforcement.as_deref(),
     )
     .await;
     tracing::info!(
@@ -272,8 +270,9 @@ async fn serve_until_shutdown(
     signals: Signals,
     interception: &mut Interception,
     cgroup2_root: &Path,
-    policy: Option<&PolicyStore>,
+    enforcement: Option<&Enforcement>,
 ) {
+    let policy = enforcement.map(|e| &*e.store);
     let Signals {
         mut terminate,
         mut interrupt,
@@ -295,6 +294,9 @@ async fn serve_until_shutdown(
                 if let Some(store) = policy.filter(|store| store.changed_on_disk()) {
                     reload_policy(store, "file changed");
                 }
+                if let Some(enforcement) = enforcement {
+                    reload_derived(&enforcement.derived);
+                }
             }
             _ = follow.tick() => match interception.programs.follow_recreated_cgroups(cgroup2_root) {
                 Ok(changes) => for change in changes {
@@ -309,6 +311,23 @@ async fn serve_until_shutdown(
                 Err(error) => tracing::error!(%error, "could not attach to a re-created agent cgroup"),
             },
         }
+    }
+}
+
+/// An admin's `tollgate classified forget` changed the derived classification file.
+fn reload_derived(derived: &DerivedStore) {
+    match derived.reload_if_changed() {
+        Ok(true) => tracing::info!(
+            event = "classified.reloaded",
+            path = %derived.path().display(),
+            "derived classification changed on disk: in force from each session's next statement"
+        ),
+        Ok(false) => {}
+        Err(error) => tracing::error!(
+            event = "classified.reload_failed",
+            %error,
+            "derived classification file unreadable: the one in memory stays in force"
+        ),
     }
 }
 
@@ -465,7 +484,8 @@ fn enforcement(config: &Config, path: &Path) -> Result<Enforcement, AppError> {
         rules = store.current().policy.rules.len(),
         "policy in force"
     );
-    Ok(Enforcement::new(Arc::new(store), access))
+    let derived = DerivedStore::open(&config.gateway.tls.state_dir)?;
+    Ok(Enforcement::new(Arc::new(store), access, Arc::new(derived)))
 }
 
 /// Target names in a policy must be targets of this configuration: a typo would silently

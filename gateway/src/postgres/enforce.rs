@@ -29,12 +29,13 @@ use super::{
 };
 use crate::{
     policy::{
-        evaluate, Decision, IdentityFacts, Loaded, MaskPlan, PolicyStore, Resolved, Resolver,
-        StatementView,
+        derived::{Derived, DerivedColumn, DerivedRecord, DerivedStore, Provenance, TEMP_SCHEMA},
+        evaluate, Catalog, Decision, IdentityFacts, Loaded, MaskPlan, PolicyStore, Resolved,
+        Resolver, StatementView, TargetClassification,
     },
     sql::{
         explain_analyze_of, literal_shape, CopyDirection, CopyEndpoint, CopyFacts, FactsCache,
-        StatementFacts, StatementKind,
+        StatementFacts, StatementKind, Store,
     },
 };
 
@@ -50,15 +51,22 @@ pub struct Enforcement {
     catalogs: CatalogStore,
     /// Per target: how to read its catalog (absent: provenance comes from names only).
     access: HashMap<String, CatalogAccess>,
+    /// Columns of persistent tables that agents filled from classified data.
+    pub derived: Arc<DerivedStore>,
 }
 
 impl Enforcement {
-    pub fn new(store: Arc<PolicyStore>, access: HashMap<String, CatalogAccess>) -> Self {
+    pub fn new(
+        store: Arc<PolicyStore>,
+        access: HashMap<String, CatalogAccess>,
+        derived: Arc<DerivedStore>,
+    ) -> Self {
         Self {
             store,
             facts: FactsCache::new(FACTS_CACHE_ENTRIES),
             catalogs: CatalogStore::default(),
             access,
+            derived,
         }
     }
 
@@ -76,10 +84,11 @@ impl Enforcement {
         if !loaded.policy.admits(target, &identities) {
             return Err(not_admitted(target));
         }
-        let classes = Arc::new(loaded.policy.classification_for(target));
+        let derived_seen = self.derived.generation();
+        let classes = classification(&loaded, target, &self.derived, &[]);
         let context = MaskContext {
             catalog: None,
-            classes: classes.clone(),
+            classes,
             key: self.store.token_key.clone(),
         };
         Ok(SessionEnforcement {
@@ -94,6 +103,8 @@ impl Enforcement {
                 .then(|| self.catalogs.slot(target, server, database)),
             catalog_changes: PendingChanges::default(),
             next_denial: 0,
+            temporary: Vec::new(),
+            derived_seen,
         })
     }
 }
@@ -133,6 +144,10 @@ pub struct SessionEnforcement {
     catalog_changes: PendingChanges,
     /// The marker the next denied statement's stand-in carries.
     next_denial: u32,
+    /// Columns of this session's temporary tables filled from classified data.
+    temporary: Vec<DerivedColumn>,
+    /// The derived store's generation the classification in force was built from.
+    derived_seen: u64,
     /// The policy generation and catalog snapshot in force for this session, with the
     /// target's classification, and the decisions made under them lately.
     recent: RecentDecisions,
@@ -155,6 +170,44 @@ struct Decided {
     decision: Decision,
     resolved: Option<Resolved>,
     copy: Option<CopyFacts>,
+    /// What it was decided (and its results are masked) against.
+    context: Arc<MaskContext>,
+}
+
+/// The target's classification: the policy's, with the derived columns of the store and of
+/// a session's temporary tables.
+fn classification(
+    loaded: &Loaded,
+    target: &str,
+    store: &DerivedStore,
+    temporary: &[DerivedColumn],
+) -> Arc<TargetClassification> {
+    let declared = loaded.policy.classification_for(target);
+    let mut derived = Derived::default();
+    derived.add(store.columns(target));
+    derived.add(temporary.iter().cloned());
+    Arc::new(declared.with_derived(derived))
+}
+
+/// The agent as a derived column's provenance names it.
+fn describe_identity(identity: &IdentityFacts) -> String {
+    let mut parts = Vec::new();
+    if let Some(exe) = &identity.exe {
+        parts.push(format!("exe {}", exe.display()));
+    }
+    if let Some(uid) = identity.uid {
+        parts.push(format!("uid {uid}"));
+    }
+    if let Some(cgroup) = &identity.cgroup {
+        parts.push(format!("cgroup {cgroup}"));
+    }
+    if let Some(subject) = &identity.token_subject {
+        parts.push(format!("token subject {subject}"));
+    }
+    if let Some(remote) = identity.remote {
+        parts.push(format!("remote {remote}"));
+    }
+    parts.join(", ")
 }
 
 impl SessionEnforcement {
@@ -188,30 +241,18 @@ impl SessionEnforcement {
             }
             _ => None,
         };
-        if new_policy || !self.recent.made_with(catalog.as_ref()) {
-            let classes = match new_policy {
-                true => Arc::new(loaded.policy.classification_for(&self.target)),
-                false => self.recent.context().classes.clone(),
-            };
-            self.recent = RecentDecisions::new(
-                loaded.generation,
-                MaskContext {
-                    catalog,
-                    classes,
-                    key: self.shared.store.token_key.clone(),
-                },
-            );
+        let derived_changed = self.shared.derived.generation() != self.derived_seen;
+        if new_policy || derived_changed {
+            self.reclassify(&loaded, catalog);
+        } else if !self.recent.made_with(catalog.as_ref()) {
+            let classes = self.recent.context().classes.clone();
+            self.resolve_with(&loaded, catalog, classes);
         }
-        let context = self.recent.context().clone();
-        let resolver = Resolver {
-            catalog: context.catalog.as_deref(),
-            classes: &context.classes,
-        };
         let count = request.statements.len();
         let mut inspection = Inspection {
             verdicts: Vec::with_capacity(count),
             results: Vec::with_capacity(count),
-            protect: !context.classes.is_empty(),
+            protect: !self.recent.context().classes.is_empty(),
             denials: Vec::new(),
         };
         let mut replacements = Vec::new();
@@ -221,13 +262,11 @@ impl SessionEnforcement {
         for (index, statement) in request.statements.iter().enumerate() {
             let (decision, results) = match statement {
                 Statement::Simple { sql } => {
-                    let ((decision, rules), _) =
-                        self.decide_text(names, &loaded, &resolver, sql, &context, true);
+                    let ((decision, rules), _) = self.decide_text(names, &loaded, sql, true);
                     (decision, StatementResults::Query(rules))
                 }
                 Statement::Prepare { sql, .. } => {
-                    let (decided, repeatable) =
-                        self.decide_text(names, &loaded, &resolver, sql, &context, false);
+                    let (decided, repeatable) = self.decide_text(names, &loaded, sql, false);
                     let decision = decided.0.clone();
                     // Its Execute decides again when running it has effects to note.
                     parsed = repeatable.then_some((sql, decided));
@@ -236,13 +275,10 @@ impl SessionEnforcement {
                 Statement::Execute { sql, .. } => {
                     let (decision, rules) = match (sql, &parsed) {
                         (Some(sql), Some((text, decided))) if **sql == **text => decided.clone(),
-                        (Some(sql), _) => {
-                            self.decide_text(names, &loaded, &resolver, sql, &context, true)
-                                .0
-                        }
+                        (Some(sql), _) => self.decide_text(names, &loaded, sql, true).0,
                         (None, _) => {
-                            let decided = self.decide(names, &loaded, &resolver, None, true);
-                            let rule = result_rule(&decided, &context);
+                            let decided = self.decide(names, &loaded, None, true);
+                            let rule = result_rule(&decided);
                             (decided.decision, single(rule))
                         }
                     };
@@ -275,9 +311,7 @@ impl SessionEnforcement {
         &mut self,
         names: &mut SessionNames,
         loaded: &Loaded,
-        resolver: &Resolver<'_>,
         sql: &str,
-        context: &Arc<MaskContext>,
         runs: bool,
     ) -> ((Decision, QueryRules), bool) {
         let shape = literal_shape(sql);
@@ -287,12 +321,10 @@ impl SessionEnforcement {
         }
         let analysis = self.shared.facts.get_shaped(sql, shape.as_deref());
         let decided = match analysis.as_ref() {
-            Ok(analysis) => {
-                self.decide_statements(names, loaded, resolver, &analysis.statements, context, runs)
-            }
+            Ok(analysis) => self.decide_statements(names, loaded, &analysis.statements, runs),
             Err(_) => {
-                let decided = self.decide(names, loaded, resolver, None, runs);
-                let rule = result_rule(&decided, context);
+                let decided = self.decide(names, loaded, None, runs);
+                let rule = result_rule(&decided);
                 (decided.decision, single(rule))
             }
         };
@@ -310,16 +342,14 @@ impl SessionEnforcement {
         &mut self,
         names: &mut SessionNames,
         loaded: &Loaded,
-        resolver: &Resolver<'_>,
         statements: &[StatementFacts],
-        context: &Arc<MaskContext>,
         runs: bool,
     ) -> (Decision, QueryRules) {
         let mut allowed = None;
         let mut rules = Vec::with_capacity(statements.len());
         for facts in statements {
-            let decided = self.decide(names, loaded, resolver, Some(facts), runs);
-            rules.push(result_rule(&decided, context));
+            let decided = self.decide(names, loaded, Some(facts), runs);
+            rules.push(result_rule(&decided));
             match decided.decision {
                 Decision::Allow(plan) => {
                     allowed.get_or_insert(plan);
@@ -334,8 +364,9 @@ impl SessionEnforcement {
                 decision: Decision::Allow(plan.clone()),
                 resolved: None,
                 copy: None,
+                context: self.recent.context().clone(),
             };
-            result_rule(&decided, context)
+            result_rule(&decided)
         });
         // An empty query string runs nothing (the server answers EmptyQueryResponse).
         let plan = allowed.unwrap_or_else(|| MaskPlan {
@@ -352,14 +383,20 @@ impl SessionEnforcement {
         (Decision::Allow(plan), rules)
     }
 
+    /// Decides one statement under the classification in force now (a statement before it
+    /// in the same request may have derived more).
     fn decide(
         &mut self,
         names: &mut SessionNames,
         loaded: &Loaded,
-        resolver: &Resolver<'_>,
         facts: Option<&StatementFacts>,
         runs: bool,
     ) -> Decided {
+        let context = self.recent.context().clone();
+        let resolver = Resolver {
+            catalog: context.catalog.as_deref(),
+            classes: &context.classes,
+        };
         let protect = !resolver.classes.is_empty();
         let unparsed = |this: &Self| Decided {
             decision: evaluate(
@@ -371,6 +408,7 @@ impl SessionEnforcement {
             ),
             resolved: None,
             copy: None,
+            context: context.clone(),
         };
         let Some(facts) = facts else {
             let decided = unparsed(self);
@@ -424,8 +462,17 @@ impl SessionEnforcement {
             // Relations may appear, change or go: what it names is read again when next used.
             slot.forget_ddl(target_facts);
         }
-        if runs && matches!(decision, Decision::Allow(_)) {
+        let allowed_run = runs && matches!(decision, Decision::Allow(_));
+        if allowed_run {
             track_names(names, facts, effective.as_ref());
+        }
+        // PREPARE only prepares: what it stores is noted when EXECUTE runs it.
+        if allowed_run
+            && protect
+            && !resolved.stored.is_empty()
+            && facts.kind != StatementKind::Prepare
+        {
+            self.derive(loaded, &resolved.stored, target_facts);
         }
         // PREPARE and DECLARE return no rows themselves; EXECUTE and FETCH return the rows
         // of what they name, which is what `resolved` describes.
@@ -440,7 +487,61 @@ impl SessionEnforcement {
             decision,
             resolved: Some(resolved),
             copy: target_facts.copy.clone(),
+            context,
         }
+    }
+
+    /// Notes columns a statement fills from classified data: a temporary table's for the
+    /// session, a persistent table's in the store (every session, across restarts). The
+    /// classification in force is rebuilt at once, for the rest of the request too.
+    fn derive(&mut self, loaded: &Loaded, stored: &[DerivedColumn], facts: &StatementFacts) {
+        let (temporary, persistent): (Vec<_>, Vec<_>) = stored
+            .iter()
+            .cloned()
+            .partition(|c| c.schema == TEMP_SCHEMA);
+        self.temporary.extend(temporary);
+        if !persistent.is_empty() {
+            let provenance = Provenance {
+                sources: facts.reads.iter().map(ToString::to_string).collect(),
+                statement: facts.command.clone(),
+                identity: describe_identity(&self.identity),
+                at: crate::clock::rfc3339_utc(std::time::SystemTime::now()),
+            };
+            let records = persistent
+                .into_iter()
+                .map(|column| DerivedRecord::new(&self.target, column, provenance.clone()))
+                .collect();
+            if let Err(error) = self.shared.derived.record(records) {
+                // Known in memory all the same; the file is what a restart would lose.
+                tracing::error!(event = "classified.store_failed", %error, "derived classification not saved");
+            }
+        }
+        let catalog = self.recent.context().catalog.clone();
+        self.reclassify(loaded, catalog);
+    }
+
+    /// Rebuilds the classification in force: the policy's, the store's derived columns and
+    /// this session's temporary ones.
+    fn reclassify(&mut self, loaded: &Loaded, catalog: Option<Arc<Catalog>>) {
+        self.derived_seen = self.shared.derived.generation();
+        let classes = classification(loaded, &self.target, &self.shared.derived, &self.temporary);
+        self.resolve_with(loaded, catalog, classes);
+    }
+
+    fn resolve_with(
+        &mut self,
+        loaded: &Loaded,
+        catalog: Option<Arc<Catalog>>,
+        classes: Arc<TargetClassification>,
+    ) {
+        self.recent = RecentDecisions::new(
+            loaded.generation,
+            MaskContext {
+                catalog,
+                classes,
+                key: self.shared.store.token_key.clone(),
+            },
+        );
     }
 
     /// The schema and name of the function with this OID on the session's database, when
@@ -521,6 +622,7 @@ fn session_bound(facts: &StatementFacts) -> bool {
         || facts.cursor.is_some()
         || facts.released.is_some()
         || facts.ends_transaction
+        || facts.stores.iter().any(Store::may_carry_data)
         || matches!(facts.kind, StatementKind::Do | StatementKind::Call)
 }
 
@@ -546,7 +648,8 @@ fn verdict_of(decision: &Decision) -> Verdict {
 /// What an allowed statement's results need: masks when it returns classified or
 /// untraceable values, scrubbed messages when it touches classified data, caps when the
 /// rule has them. Without facts (unparsed) everything is treated as untraceable.
-fn result_rule(decided: &Decided, context: &Arc<MaskContext>) -> Rule {
+fn result_rule(decided: &Decided) -> Rule {
+    let context = &decided.context;
     let Decision::Allow(plan) = &decided.decision else {
         return None;
     };

@@ -131,5 +131,6 @@ fn blank(kind: StatementKind, command: impl Into<String>) -> StatementFacts {
         released: None,
         ends_transaction: false,
         outputs: Vec::new(),
+        stores: Vec::new(),
     }
 }

@@ -4,6 +4,7 @@
 mod lineage;
 mod other;
 mod shape;
+mod stores;
 
 use super::{
     analyze, Analysis, Lineage, OutputItem, RelationName, Source, SqlError, StatementFacts,

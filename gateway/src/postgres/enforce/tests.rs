@@ -14,7 +14,7 @@ use pgwire::messages::{
 
 use super::{Enforcement, SessionEnforcement};
 use crate::{
-    policy::{IdentityFacts, PolicyStore},
+    policy::{derived::DerivedStore, IdentityFacts, PolicyStore},
     postgres::{
         names::SessionNames,
         pipeline::{Pipeline, Sent},
@@ -71,7 +71,8 @@ impl Fixture {
         std::fs::create_dir_all(&dir).unwrap();
         std::fs::write(dir.join("policy.toml"), POLICY).unwrap();
         let store = Arc::new(PolicyStore::open(&dir.join("policy.toml"), &dir).unwrap());
-        let enforcement = Arc::new(Enforcement::new(store.clone(), HashMap::new()));
+        let derived = Arc::new(DerivedStore::open(&dir).unwrap());
+        let enforcement = Arc::new(Enforcement::new(store.clone(), HashMap::new(), derived));
         let identity = IdentityFacts {
             uid: Some(1000),
             ..Default::default()

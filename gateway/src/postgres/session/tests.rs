@@ -22,7 +22,7 @@ use self::{client::Client, fake_server::Canned};
 use super::{run, SessionParts};
 use crate::{
     identity::AgentIdentity,
-    policy::PolicyStore,
+    policy::{derived::DerivedStore, PolicyStore},
     postgres::{
         cancel::CancelRegistry,
         enforce::Enforcement,
@@ -191,7 +191,8 @@ fn enforcement_for(policy: &str) -> crate::postgres::enforce::SessionEnforcement
     std::fs::write(dir.join("policy.toml"), policy).unwrap();
     let store = Arc::new(PolicyStore::open(&dir.join("policy.toml"), &dir).unwrap());
     let _ = std::fs::remove_dir_all(&dir);
-    let enforcement = Arc::new(Enforcement::new(store, HashMap::new()));
+    let derived = Arc::new(DerivedStore::open(&dir).unwrap());
+    let enforcement = Arc::new(Enforcement::new(store, HashMap::new(), derived));
     let identity = crate::policy::IdentityFacts {
         remote: Some("127.0.0.1".parse().unwrap()),
         ..Default::default()

@@ -5,8 +5,8 @@ use sqlparser::ast::{CreateTableLikeKind, GrantObjects, ObjectName, SchemaName, 
 
 use super::{
     super::{
-        lineage::{push_unique, Walker},
-        names, RelationName,
+        lineage::{push_unique, stored_in_order, Walker},
+        names, RelationName, Store,
     },
     SqlError, StatementFacts,
 };
@@ -23,8 +23,19 @@ pub(super) fn objects(
             add(&table.name);
             if let Some(query) = &table.query {
                 // CREATE TABLE AS fills the new table: a write, like SELECT INTO.
-                walker.query(query, None)?;
+                let outputs = walker.query(query, None)?;
                 walker.effects.write(names::relation(&table.name));
+                let named: Vec<String> = table
+                    .columns
+                    .iter()
+                    .map(|c| names::ident(&c.name))
+                    .collect();
+                walker.effects.stores.push(Store {
+                    target: names::relation(&table.name),
+                    new_table: true,
+                    temporary: table.temporary,
+                    columns: stored_in_order(named, outputs),
+                });
             }
             if let Some(
                 CreateTableLikeKind::Parenthesized(like) | CreateTableLikeKind::Plain(like),

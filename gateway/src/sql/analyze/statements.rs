@@ -273,6 +273,7 @@ fn absorb(outer: &mut StatementFacts, inner: &StatementFacts) {
     }
     outer.hidden_write |= inner.hidden_write;
     outer.role_change |= inner.role_change;
+    outer.stores.extend(inner.stores.iter().cloned());
 }
 
 fn collect(facts: &mut StatementFacts, effects: Effects) {
@@ -286,6 +287,7 @@ fn collect(facts: &mut StatementFacts, effects: Effects) {
         push_unique(&mut facts.functions, function);
     }
     facts.hidden_write |= effects.hidden_write;
+    facts.stores.extend(effects.stores);
 }
 
 /// Lists in a stable order, each entry once.

@@ -9,6 +9,7 @@ use super::{
     column_name, computed, items_lineage, names, placeholder, push_unique, rename, scope::FromItem,
     seal, unknown, whole_row, Lineage, OutputItem, Scope, SqlError, Walker,
 };
+use crate::sql::{Store, StoredColumns};
 
 /// Evaluations of a recursive WITH before its lineage is declared unknown.
 const MAX_RECURSIVE_PASSES: usize = 8;
@@ -163,6 +164,15 @@ impl Walker {
             self.select_item(item, &scope, &mut outputs)?;
         }
         seal(&mut outputs);
+        if let Some(into) = &select.into {
+            // The new table's columns are the select list's, in order.
+            self.effects.stores.push(Store {
+                target: names::relation(&into.name),
+                new_table: true,
+                temporary: into.temporary,
+                columns: StoredColumns::InOrder(outputs.clone()),
+            });
+        }
         let clauses = [
             &select.prewhere,
             &select.selection,
