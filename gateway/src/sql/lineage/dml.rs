@@ -2,9 +2,9 @@
 //! written, and RETURNING reads the target back, including what the statement stored in it.
 
 use sqlparser::ast::{
-    Assignment, Delete, FromTable, Insert, Merge, MergeAction, MergeInsertKind, OnConflictAction,
-    OnInsert, OutputClause, SelectItem, Statement, TableFactor, TableObject, Update,
-    UpdateTableFromKind,
+    Assignment, Delete, FromTable, Insert, Merge, MergeAction, MergeInsertKind, MergeUpdateKind,
+    OnConflictAction, OnInsert, OutputClause, SelectItem, Statement, TableFactor, TableObject,
+    Update, UpdateTableFromKind,
 };
 
 use super::{
@@ -34,7 +34,7 @@ impl Walker {
     fn insert(&mut self, insert: &Insert, outer: &Scope) -> Result<Vec<OutputItem>, SqlError> {
         let target = match &insert.table {
             TableObject::TableName(name) => names::relation(name),
-            TableObject::TableFunction(_) => {
+            TableObject::TableFunction(_) | TableObject::TableQuery(_) => {
                 return Err(SqlError::Unreadable(
                     "INSERT into a table function".to_owned(),
                 ))
@@ -47,7 +47,7 @@ impl Walker {
         };
         let mut scope = Scope::new(Some(outer));
         let qualifier = match &insert.table_alias {
-            Some(alias) => Qualifier::Alias(names::ident(alias)),
+            Some(alias) => Qualifier::Alias(names::ident(&alias.alias)),
             None => Qualifier::Relation(target.clone()),
         };
         scope.items.push(FromItem {
@@ -147,7 +147,7 @@ impl Walker {
             match &clause.action {
                 MergeAction::Insert(insert) => {
                     if let MergeInsertKind::Values(values) = &insert.kind {
-                        for expr in values.rows.iter().flatten() {
+                        for expr in values.rows.iter().flat_map(|row| &row.content) {
                             stored.push(self.expr(expr, &scope)?);
                         }
                     } else {
@@ -159,13 +159,19 @@ impl Walker {
                     }
                 }
                 MergeAction::Update(update) => {
-                    stored.push(self.assignments(&update.assignments, &scope)?);
+                    stored.push(match &update.kind {
+                        MergeUpdateKind::Set(assignments) => {
+                            self.assignments(assignments, &scope)?
+                        }
+                        // `UPDATE SET *`: every column from the source row.
+                        MergeUpdateKind::Wildcard => scope.all_rows(),
+                    });
                     let predicates = [&update.update_predicate, &update.delete_predicate];
                     for predicate in predicates.into_iter().flatten() {
                         self.touch(predicate, &scope)?;
                     }
                 }
-                MergeAction::Delete { .. } => {}
+                MergeAction::Delete { .. } | MergeAction::DoNothing { .. } => {}
             }
         }
         store(&mut scope, 0, computed(stored));
