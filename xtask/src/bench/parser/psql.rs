@@ -59,6 +59,8 @@ struct Lexer {
     variables: HashMap<String, Option<String>>,
     /// After `\gset`, any variable name may be defined with a value the file does not give.
     gset: bool,
+    /// `COPY ... FROM STDIN` statements in the buffer: their data follows once it is sent.
+    pending_copies: usize,
     statements: Vec<Statement>,
 }
 
@@ -77,6 +79,7 @@ impl Lexer {
             unknown_variable: false,
             variables: HashMap::new(),
             gset: false,
+            pending_copies: 0,
             statements: Vec::new(),
         }
     }
@@ -332,7 +335,7 @@ impl Lexer {
                 self.take(false);
                 self.take(true);
                 // The buffer holds several statements, sent together later: each counts.
-                self.send();
+                self.cut();
                 return;
             }
             Some(':') => {
@@ -372,8 +375,16 @@ impl Lexer {
         }
     }
 
-    /// Ends the statement in the buffer, if any.
+    /// Sends the buffer: its statements end, and the data of its COPY FROM STDINs follows.
     fn send(&mut self) {
+        self.cut();
+        for _ in 0..std::mem::take(&mut self.pending_copies) {
+            self.skip_copy_data();
+        }
+    }
+
+    /// Ends the statement in the buffer, if any.
+    fn cut(&mut self) {
         let text = std::mem::take(&mut self.buf);
         let words = std::mem::take(&mut self.words);
         let unknown_variable = std::mem::take(&mut self.unknown_variable);
@@ -394,9 +405,7 @@ impl Lexer {
             words,
             unknown_variable,
         });
-        if copy_in {
-            self.skip_copy_data();
-        }
+        self.pending_copies += usize::from(copy_in);
     }
 
     /// Copy data starts on the next line and ends with a line `\.` (or the script).
@@ -500,6 +509,21 @@ mod tests {
             .collect();
         assert_eq!(found, [("COPY t FROM stdin;", 1), ("SELECT 1;", 4)]);
         assert_eq!(&echoed[..4], [true, false, false, true]);
+    }
+
+    #[test]
+    fn copy_data_follows_the_whole_buffer() {
+        let script = "select 0\\; copy t from stdin\\; copy t from stdin\\; select 1;\n1\n\\.\n2\n\\.\nselect 2;";
+        assert_eq!(
+            texts(script),
+            [
+                "select 0;",
+                "copy t from stdin;",
+                "copy t from stdin;",
+                "select 1;",
+                "select 2;"
+            ]
+        );
     }
 
     #[test]
