@@ -5,6 +5,7 @@
 mod copy;
 mod ddl;
 mod fallback;
+mod forms;
 mod kinds;
 mod split;
 mod statements;

@@ -1,7 +1,9 @@
 //! Objects that DDL, TRUNCATE, GRANT and COMMENT act on, and what CREATE ... AS reads.
 //! Statements not listed here still have every relation they name swept into `reads`.
 
-use sqlparser::ast::{CreateTableLikeKind, GrantObjects, ObjectName, SchemaName, Statement};
+use sqlparser::ast::{
+    AlterViewOperation, CreateTableLikeKind, GrantObjects, ObjectName, SchemaName, Statement,
+};
 
 use super::{
     super::{
@@ -55,9 +57,14 @@ pub(super) fn objects(
                 walker.effects.write(names::relation(&view.name));
             }
         }
-        Statement::AlterView { name, query, .. } => {
-            add(name);
-            walker.query(query, None)?;
+        Statement::AlterView(view) => {
+            add(&view.name);
+            if let AlterViewOperation::As { query, .. } = &view.operation {
+                walker.query(query, None)?;
+            }
+            if let AlterViewOperation::RenameTo { new_name } = &view.operation {
+                add(new_name);
+            }
         }
         Statement::CreateIndex(index) => {
             add(&index.table_name);
@@ -132,6 +139,8 @@ fn granted(objects: &GrantObjects, add: &mut impl FnMut(&ObjectName)) {
         | GrantObjects::AllMaterializedViewsInSchema { schemas }
         | GrantObjects::AllExternalTablesInSchema { schemas }
         | GrantObjects::AllFunctionsInSchema { schemas }
+        | GrantObjects::AllProceduresInSchema { schemas }
+        | GrantObjects::AllRoutinesInSchema { schemas }
         | GrantObjects::FutureTablesInSchema { schemas }
         | GrantObjects::FutureViewsInSchema { schemas }
         | GrantObjects::FutureExternalTablesInSchema { schemas }
@@ -152,6 +161,10 @@ fn granted(objects: &GrantObjects, add: &mut impl FnMut(&ObjectName)) {
         | GrantObjects::FailoverGroup(names)
         | GrantObjects::ReplicationGroup(names)
         | GrantObjects::ExternalVolumes(names) => names.iter().for_each(add),
-        GrantObjects::Procedure { name, .. } | GrantObjects::Function { name, .. } => add(name),
+        GrantObjects::Procedures(routines)
+        | GrantObjects::Functions(routines)
+        | GrantObjects::Routines(routines) => {
+            routines.iter().for_each(|routine| add(&routine.name));
+        }
     }
 }

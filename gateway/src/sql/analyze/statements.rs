@@ -72,7 +72,7 @@ pub(super) fn facts(statement: &Statement, size: usize) -> Result<StatementFacts
             facts.prepared = Some((names::ident(name), Box::new(inner)));
             return Ok(finish(facts));
         }
-        Statement::Declare { stmts } => {
+        Statement::Declare { stmts, .. } => {
             for declare in stmts {
                 let (Some(query), Some(name)) = (&declare.for_query, declare.names.first()) else {
                     continue;
@@ -124,8 +124,11 @@ pub(super) fn facts(statement: &Statement, size: usize) -> Result<StatementFacts
             }
         }
         Statement::Reset(reset) => {
-            facts.role_change |= matches!(&reset.reset, Reset::ConfigurationParameter(name)
-                if is_role_setting(&names::function(name)));
+            facts.role_change |= match &reset.reset {
+                Reset::ConfigurationParameter(name) => is_role_setting(&names::function(name)),
+                Reset::SessionAuthorization => true,
+                Reset::ALL => false,
+            };
         }
         // DISCARD ALL includes SET SESSION AUTHORIZATION DEFAULT.
         Statement::Discard {

@@ -3,8 +3,8 @@
 
 use sqlparser::ast::{
     Assignment, AssignmentTarget, Delete, FromTable, Insert, Merge, MergeAction, MergeInsertKind,
-    OnConflictAction, OnInsert, OutputClause, SelectItem, Statement, TableFactor, TableObject,
-    Update, UpdateTableFromKind,
+    MergeUpdateKind, OnConflictAction, OnInsert, OutputClause, SelectItem, Statement, TableFactor,
+    TableObject, Update, UpdateTableFromKind,
 };
 
 use super::{
@@ -41,7 +41,7 @@ impl Walker {
     fn insert(&mut self, insert: &Insert, outer: &Scope) -> Result<Vec<OutputItem>, SqlError> {
         let target = match &insert.table {
             TableObject::TableName(name) => names::relation(name),
-            TableObject::TableFunction(_) => {
+            TableObject::TableFunction(_) | TableObject::TableQuery(_) => {
                 return Err(SqlError::Unreadable(
                     "INSERT into a table function".to_owned(),
                 ))
@@ -53,12 +53,13 @@ impl Walker {
             None => Vec::new(),
         };
         if insert.source.is_some() {
-            let named = insert.columns.iter().map(names::ident).collect();
+            // `(a.f, b[1])`: fields and elements of columns a and b.
+            let named = insert.columns.iter().map(column_of).collect();
             self.stores(&target, stored_in_order(named, source.clone()));
         }
         let mut scope = Scope::new(Some(outer));
         let qualifier = match &insert.table_alias {
-            Some(alias) => Qualifier::Alias(names::ident(alias)),
+            Some(alias) => Qualifier::Alias(names::ident(&alias.alias)),
             None => Qualifier::Relation(target.clone()),
         };
         scope.items.push(FromItem {
@@ -165,7 +166,7 @@ impl Walker {
             match &clause.action {
                 MergeAction::Insert(insert) => {
                     if let MergeInsertKind::Values(values) = &insert.kind {
-                        for expr in values.rows.iter().flatten() {
+                        for expr in values.rows.iter().flat_map(|row| &row.content) {
                             stored.push(self.expr(expr, &scope)?);
                         }
                     } else {
@@ -177,13 +178,19 @@ impl Walker {
                     }
                 }
                 MergeAction::Update(update) => {
-                    stored.push(self.assignments(&update.assignments, &scope)?.all);
+                    stored.push(match &update.kind {
+                        MergeUpdateKind::Set(assignments) => {
+                            self.assignments(assignments, &scope)?.all
+                        }
+                        // `UPDATE SET *`: every column from the source row.
+                        MergeUpdateKind::Wildcard => scope.all_rows(),
+                    });
                     let predicates = [&update.update_predicate, &update.delete_predicate];
                     for predicate in predicates.into_iter().flatten() {
                         self.touch(predicate, &scope)?;
                     }
                 }
-                MergeAction::Delete { .. } => {}
+                MergeAction::Delete { .. } | MergeAction::DoNothing { .. } => {}
             }
         }
         // Which clause stores what where is not followed: any column may hold any of it.
@@ -250,8 +257,7 @@ impl Walker {
             let lineage = self.expr(&assignment.value, scope)?;
             match (&assignment.target, &mut named) {
                 (AssignmentTarget::ColumnName(column), Some(named)) => {
-                    let column = names::parts(column).pop().unwrap_or_default();
-                    named.push((column, lineage.clone()));
+                    named.push((column_of(column), lineage.clone()));
                 }
                 // `(a, b) = (SELECT ...)`: which value goes where is not followed.
                 _ => named = None,
@@ -295,6 +301,12 @@ impl Walker {
         seal(&mut outputs);
         Ok(outputs)
     }
+}
+
+/// The column a SET or INSERT list entry writes: `a.f` is field f of column a (PostgreSQL
+/// allows no table name there).
+fn column_of(name: &sqlparser::ast::ObjectName) -> String {
+    names::parts(name).into_iter().next().unwrap_or_default()
 }
 
 /// Records in the target item what the statement stores in it.

@@ -29,6 +29,11 @@ const CASES: &[(&str, &[&str])] = &[
         "UPDATE t SET a = p.ssn, b = 1 FROM patients p WHERE p.id = t.id",
         &["t: a = patients.ssn", "t: b ~"],
     ),
+    // A field of a composite column is that column.
+    (
+        "UPDATE t SET a.f = p.ssn FROM patients p",
+        &["t: a = patients.ssn"],
+    ),
     (
         "UPDATE t SET (a, b) = (SELECT ssn, name FROM patients)",
         &["t: * ~ patients.ssn t.ssn patients.name t.name"],
