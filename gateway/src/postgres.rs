@@ -18,6 +18,7 @@ mod request;
 mod results;
 mod scram;
 mod session;
+mod settings;
 mod startup;
 mod state;
 mod tls;

@@ -14,6 +14,7 @@ mod tests;
 use std::sync::Arc;
 
 pub use cache::FactsCache;
+pub use lineage::may_run_user_code;
 pub use shape::literal_shape;
 
 /// Parses `sql` (PostgreSQL dialect) into one [`StatementFacts`] per statement.
@@ -159,6 +160,11 @@ pub struct StatementFacts {
     /// What it stores into relations from what it reads (INSERT, UPDATE, MERGE, CREATE TABLE
     /// AS, SELECT INTO, also inside CTEs), for derived classification.
     pub stores: Vec<Store>,
+    /// Settings `set_config` changes, by lower-cased name (None: a name that is not a
+    /// literal, so any setting).
+    pub settings_set: Vec<Option<String>>,
+    /// `SHOW name` (lower-cased; `all` for `SHOW ALL`).
+    pub shows: Option<String>,
 }
 
 /// What a statement stores into one relation.

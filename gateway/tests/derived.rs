@@ -236,3 +236,53 @@ fn the_example_policy_holds_phi_copies_for_approval() {
         );
     }
 }
+
+/// Settings are not PHI until an agent puts some there: then that setting (and, after code
+/// Tollgate cannot read, every setting) reads back masked, also in the server's own report.
+#[test]
+#[ignore = "privileged: needs root, cgroup v2, BPF and PostgreSQL (run with `cargo xtask test`)"]
+fn settings_read_as_directly_until_phi_is_put_into_them() {
+    let dir = TempDir::new("tollgate-derived").expect("temp dir");
+    let policy = permissive_example_policy("*tollgate-pg-*", &dir.path().join("token.key"))
+        .expect("permissive policy");
+    let bed = bed(&dir, policy);
+    let patients = Patients::random(3);
+    bed.pg
+        .psql_direct(&patients.setup_sql())
+        .expect("schema and patients");
+    let forbidden = patients.forbidden_values();
+    let script = "Q SET application_name = 'report-tool'\nrecv 1\n\
+                  Q SHOW search_path\nrecv 1\n\
+                  Q SELECT current_setting('application_name')\nrecv 1\n\
+                  Q SELECT set_config('my.kept', ssn, false) FROM patients WHERE id = 1\nrecv 1\n\
+                  Q SHOW my.kept\nrecv 1\n\
+                  Q SHOW search_path\nrecv 1\n\
+                  Q SELECT set_config('application_name', full_name, false) FROM patients WHERE id = 1\nrecv 1\n";
+    let output = script_output(&bed, script);
+    assert!(forbidden.leaked_in(&output).is_none(), "{output}");
+    let lines: Vec<&str> = output.lines().collect();
+    assert!(
+        lines.contains(&"S application_name=report-tool"),
+        "{output}"
+    );
+    assert!(
+        lines.contains(&"D report-tool"),
+        "current_setting as directly: {output}"
+    );
+    let search_paths = lines
+        .iter()
+        .filter(|l| **l == "D \"$user\", public")
+        .count();
+    assert_eq!(
+        search_paths, 2,
+        "SHOW of an untouched setting as directly: {output}"
+    );
+    assert!(
+        lines.contains(&"D REDACTED"),
+        "SHOW my.kept masked: {output}"
+    );
+    assert!(
+        lines.contains(&"S application_name=[masked by Tollgate]"),
+        "the server's report of a setting filled with PHI is masked: {output}"
+    );
+}

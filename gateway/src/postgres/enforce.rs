@@ -26,6 +26,7 @@ use super::{
     pipeline::Position,
     request::{Request, Statement},
     results::{MaskContext, QueryRules, ResultRule, Rule, StatementResults},
+    settings::TaintedSettings,
 };
 use crate::{
     policy::{
@@ -34,8 +35,8 @@ use crate::{
         Resolver, StatementView, TargetClassification,
     },
     sql::{
-        explain_analyze_of, literal_shape, CopyDirection, CopyEndpoint, CopyFacts, FactsCache,
-        StatementFacts, StatementKind, Store,
+        explain_analyze_of, literal_shape, may_run_user_code, CopyDirection, CopyEndpoint,
+        CopyFacts, FactsCache, StatementFacts, StatementKind, Store,
     },
 };
 
@@ -105,6 +106,7 @@ impl Enforcement {
             next_denial: 0,
             temporary: Vec::new(),
             derived_seen,
+            settings: Arc::default(),
         })
     }
 }
@@ -148,6 +150,8 @@ pub struct SessionEnforcement {
     temporary: Vec<DerivedColumn>,
     /// The derived store's generation the classification in force was built from.
     derived_seen: u64,
+    /// Settings whose values may come from classified data.
+    settings: Arc<TaintedSettings>,
     /// The policy generation and catalog snapshot in force for this session, with the
     /// target's classification, and the decisions made under them lately.
     recent: RecentDecisions,
@@ -413,8 +417,9 @@ impl SessionEnforcement {
         let Some(facts) = facts else {
             let decided = unparsed(self);
             if runs && matches!(decided.decision, Decision::Allow(_)) {
-                // It may prepare, declare or release anything.
+                // It may prepare, declare, release or set anything.
                 names.forget_all();
+                self.settings.taint(None);
             }
             return decided;
         };
@@ -465,7 +470,11 @@ impl SessionEnforcement {
         let allowed_run = runs && matches!(decision, Decision::Allow(_));
         if allowed_run {
             track_names(names, facts, effective.as_ref());
+            if protect {
+                self.track_settings(target_facts, &resolved);
+            }
         }
+        let resolved = self.mask_shown_setting(facts, resolved);
         // PREPARE only prepares: what it stores is noted when EXECUTE runs it.
         if allowed_run
             && protect
@@ -488,6 +497,49 @@ impl SessionEnforcement {
             resolved: Some(resolved),
             copy: target_facts.copy.clone(),
             context,
+        }
+    }
+
+    /// The session's handle on its tainted settings (the backend masks their reports).
+    pub fn settings(&self) -> Arc<TaintedSettings> {
+        self.settings.clone()
+    }
+
+    /// What an allowed statement that runs may put into settings: `set_config` of values
+    /// it read from classified (or untraceable) data, or anything at all from code Tollgate
+    /// cannot read.
+    fn track_settings(&self, facts: &StatementFacts, resolved: &Resolved) {
+        let opaque = matches!(facts.kind, StatementKind::Do | StatementKind::Call)
+            || facts.functions.iter().any(|f| may_run_user_code(f));
+        if opaque {
+            self.settings.taint(None);
+        }
+        if resolved.classified || resolved.unknown {
+            for setting in &facts.settings_set {
+                self.settings.taint(setting.as_deref());
+            }
+        }
+    }
+
+    /// `SHOW` of a tainted setting returns it masked, and so does a statement that reads
+    /// settings with `current_setting` once any may hold classified data.
+    fn mask_shown_setting(&self, facts: &StatementFacts, resolved: Resolved) -> Resolved {
+        let reads_settings = facts
+            .functions
+            .iter()
+            .any(|f| f.rsplit('.').next() == Some("current_setting"));
+        let tainted = match facts.shows.as_deref() {
+            Some("all") => self.settings.any(),
+            Some(name) => self.settings.is_tainted(name),
+            None => reads_settings && self.settings.any(),
+        };
+        match tainted {
+            true => Resolved {
+                outputs: None,
+                unknown: true,
+                ..resolved
+            },
+            false => resolved,
         }
     }
 
@@ -623,6 +675,12 @@ fn session_bound(facts: &StatementFacts) -> bool {
         || facts.released.is_some()
         || facts.ends_transaction
         || facts.stores.iter().any(Store::may_carry_data)
+        || !facts.settings_set.is_empty()
+        || facts.shows.is_some()
+        || facts
+            .functions
+            .iter()
+            .any(|f| f.ends_with("current_setting"))
         || matches!(facts.kind, StatementKind::Do | StatementKind::Call)
 }
 

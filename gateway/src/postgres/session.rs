@@ -24,6 +24,7 @@ use super::{
     frame::{FrameError, FrameReader},
     hooks::{RequestHook, ResponseHook, SessionInfo},
     results::ResultTracker,
+    settings::TaintedSettings,
     startup::{read_opening, Opening, StartupError},
     state::SharedState,
     tls::{PgStream, UpstreamConnector},
@@ -80,6 +81,8 @@ pub struct SessionParts<'a> {
     /// The server connection is TLS, so the server can tell a client's channel-binding flag.
     upstream_tls: bool,
     max_message_bytes: usize,
+    /// Settings whose values may come from classified data (with a policy in force).
+    settings: Option<Arc<TaintedSettings>>,
 }
 
 /// How a running session ended without an error.
@@ -249,6 +252,7 @@ pub async fn serve(
     };
     let parts = SessionParts {
         session: &session,
+        settings: enforcement.as_ref().map(SessionEnforcement::settings),
         state: &state,
         request_hook: settings.request_hook.as_ref(),
         response_hook: settings.response_hook.as_ref(),

@@ -133,5 +133,7 @@ fn blank(kind: StatementKind, command: impl Into<String>) -> StatementFacts {
         ends_transaction: false,
         outputs: Vec::new(),
         stores: Vec::new(),
+        settings_set: Vec::new(),
+        shows: None,
     }
 }

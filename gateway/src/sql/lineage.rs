@@ -16,6 +16,7 @@ mod scope;
 
 use super::{names, Lineage, OutputItem, RelationName, Source, SqlError, Store, StoredColumns};
 
+pub use functions::may_run_user_code;
 pub(super) use scope::Scope;
 
 /// Nesting (queries in queries, expressions in expressions) analysed before giving up.

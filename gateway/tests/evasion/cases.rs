@@ -234,4 +234,9 @@ pub const CASES: &[Case] = &[
     sql("call", "CALL some_procedure()", Denied("default-deny")),
     sql("lock", "LOCK patients", Denied("default-deny")),
     sql("typo", "SELEC ssn FROM patients", Denied("default-deny")),
+    // PHI kept in a setting and read back: SHOW, current_setting, pg_settings, and the server's
+    // own ParameterStatus report of application_name. (`recv 1` reads to ReadyForQuery.)
+    script("setting-show", "Q {m} SELECT set_config('my.kept', ssn, false) FROM patients WHERE id = 1\nrecv 1\nQ SHOW my.kept\nrecv 1\nQ SELECT current_setting('my.kept')\nrecv 1\nQ SELECT setting FROM pg_settings WHERE name = 'my.kept'\nrecv 1\n", Masked),
+    script("setting-reported", "Q {m} SELECT set_config('application_name', full_name, false) FROM patients WHERE id = 1\nrecv 1\nQ SELECT 1\nrecv 1\n", Masked),
+    script("setting-in-transaction", "Q BEGIN\nrecv 1\nQ {m} SELECT set_config('my.local', email, true) FROM patients WHERE id = 1\nrecv 1\nQ SHOW my.local\nrecv 1\nQ COMMIT\nrecv 1\n", Masked),
 ];

@@ -8,7 +8,7 @@ use std::io;
 
 use bytes::BytesMut;
 use pgwire::messages::{
-    startup::{Authentication, BackendKeyData},
+    startup::{Authentication, BackendKeyData, ParameterStatus},
     DecodeContext, PgWireBackendMessage, PgWireFrontendMessage, ProtocolVersion,
 };
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
@@ -26,6 +26,7 @@ use crate::postgres::{
     pipeline::{Pipeline, Sent},
     request::{Request, RequestAssembler},
     results::{plan_steps, Handled, ResultError, ResultTracker},
+    settings::MASKED_SETTING,
     state::SharedState,
 };
 
@@ -346,6 +347,16 @@ where
                 );
                 parts.state.set_encoding(encoding);
                 out.unsplit(frame);
+            }
+            // The server's own report of a setting an agent may have filled with PHI.
+            B::ParameterStatus(ref status)
+                if parts
+                    .settings
+                    .as_ref()
+                    .is_some_and(|s| s.masks_report(&status.name)) =>
+            {
+                let masked = ParameterStatus::new(status.name.clone(), MASKED_SETTING.to_owned());
+                encode(B::ParameterStatus(masked), &mut out);
             }
             B::NegotiateProtocolVersion(ref negotiated) => {
                 context.protocol_version = ProtocolVersion::from_version_number(

@@ -117,6 +117,10 @@ pub(super) fn facts(statement: &Statement, size: usize) -> Result<StatementFacts
         Statement::Call(function) => {
             walker.function(function, &root)?;
         }
+        Statement::ShowVariable { variable } => {
+            let name: Vec<String> = variable.iter().map(names::ident).collect();
+            facts.shows = Some(name.join("."));
+        }
         Statement::Set(set) => {
             facts.role_change |= set_changes_role(set);
             for expr in set_values(set) {
