@@ -13,7 +13,7 @@ use crate::{
     config::{TargetAuth, TargetKind, UpstreamTlsMode},
     drain,
     intercept::{self, Interception},
-    policy::PolicyStore,
+    policy::{derived::DerivedStore, PolicyStore},
     postgres::{
         agent_acceptor, load_credentials, CancelRegistry, CatalogAccess, CertificateSource,
         CredentialsError, Enforcement, JwksError, PostgresSettings, RecordingHooks, TlsError,
@@ -58,6 +58,8 @@ pub enum AppError {
     Credentials(#[from] CredentialsError),
     #[error(transparent)]
     Policy(#[from] crate::policy::StoreError),
+    #[error(transparent)]
+    Derived(#[from] crate::policy::derived::DerivedStoreError),
     #[error("{0}")]
     PolicyTargets(String),
     #[error("starting the worker threads: {0}")]
@@ -177,17 +179,13 @@ pub async fn run(config_path: &Path, keep_on_exit: bool) -> Result<(), AppError>
         "tollgate is intercepting agent connections"
     );
 
-    let policy = context
-        .postgres
-        .enforcement
-        .as_ref()
-        .map(|e| e.store.clone());
+    let enforcement = context.postgres.enforcement.clone();
     serve_until_shutdown(
         signals,
         &config,
         &mut interception,
         &host.cgroup2_root,
-        policy.as_deref(),
+        enforcement.as_deref(),
         &coverage_view,
     )
     .await?;
@@ -342,9 +340,10 @@ async fn serve_until_shutdown(
     config: &Config,
     interception: &mut Interception,
     cgroup2_root: &Path,
-    policy: Option<&PolicyStore>,
+    enforcement: Option<&Enforcement>,
     coverage_view: &intercept::coverage::CoverageView,
 ) -> Result<(), AppError> {
+    let policy = enforcement.map(|e| &*e.store);
     let Signals {
         mut terminate,
         mut interrupt,
@@ -367,6 +366,9 @@ async fn serve_until_shutdown(
                 if let Some(store) = policy.filter(|store| store.changed_on_disk()) {
                     reload_policy(store, "file changed");
                 }
+                if let Some(enforcement) = enforcement {
+                    reload_derived(&enforcement.derived);
+                }
             }
             _ = listeners_watch.tick() => coverage::rescan(config, interception, coverage_view),
             _ = follow.tick() => match interception.programs.follow_recreated_cgroups(cgroup2_root) {
@@ -382,6 +384,23 @@ async fn serve_until_shutdown(
                 Err(error) => tracing::error!(%error, "could not attach to a re-created agent cgroup"),
             },
         }
+    }
+}
+
+/// An admin's `tollgate classified forget` changed the derived classification file.
+fn reload_derived(derived: &DerivedStore) {
+    match derived.reload_if_changed() {
+        Ok(true) => tracing::info!(
+            event = "classified.reloaded",
+            path = %derived.path().display(),
+            "derived classification changed on disk: in force from each session's next statement"
+        ),
+        Ok(false) => {}
+        Err(error) => tracing::error!(
+            event = "classified.reload_failed",
+            %error,
+            "derived classification file unreadable: the one in memory stays in force"
+        ),
     }
 }
 
@@ -547,7 +566,8 @@ fn enforcement(config: &Config, path: &Path) -> Result<Enforcement, AppError> {
         rules = store.current().policy.rules.len(),
         "policy in force"
     );
-    Ok(Enforcement::new(Arc::new(store), access))
+    let derived = DerivedStore::open(&config.gateway.tls.state_dir)?;
+    Ok(Enforcement::new(Arc::new(store), access, Arc::new(derived)))
 }
 
 /// Target names in a policy must be targets of this configuration: a typo would silently

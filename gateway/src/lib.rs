@@ -4,6 +4,8 @@
 
 pub mod admin;
 pub mod app;
+pub mod classified;
+pub mod clock;
 pub mod config;
 pub mod drain;
 pub mod identity;

@@ -2,7 +2,7 @@
 
 use std::{io::IsTerminal, path::PathBuf, process::ExitCode};
 
-use tollgate::{app, config, logging, policy, status};
+use tollgate::{app, classified, config, logging, policy, status};
 
 use clap::{Parser, Subcommand, ValueEnum};
 
@@ -86,6 +86,16 @@ enum Command {
         /// The SQL text (several statements allowed).
         sql: String,
     },
+    /// Classified columns: declared by the policy, and derived from them. When an agent's
+    /// statement stores values computed from classified columns into another table (INSERT
+    /// ... SELECT, UPDATE ... FROM, MERGE, CREATE TABLE AS, SELECT INTO), the columns written
+    /// become classified too, so reading them back is masked like the originals. Derived
+    /// columns of persistent tables are kept in `state_dir/classified.json`; a temporary
+    /// table's last as long as its session.
+    Classified {
+        #[command(subcommand)]
+        action: ClassifiedAction,
+    },
     /// Show what is installed in the kernel (programs, cgroups, nft table, map entries) and, if a
     /// gateway is running, its listeners and live connection count. Exits 3 when no gateway runs.
     Status {
@@ -95,6 +105,33 @@ enum Command {
         /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum ClassifiedAction {
+    /// List declared and derived classified columns: for each derived one, the relations it
+    /// was filled from, the statement, the agent's identity and when.
+    List {
+        /// Configuration naming the policy file and `state_dir`.
+        #[arg(long, short, default_value = DEFAULT_CONFIG)]
+        config: PathBuf,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Stop treating derived columns as classified: TABLE (every schema), SCHEMA.TABLE or
+    /// SCHEMA.TABLE.COLUMN. Use it once the data was removed or verified clean; running
+    /// gateways apply it within a second. Declared columns are changed in the policy instead.
+    Forget {
+        /// What to forget, e.g. `public.ssn_copy` or `public.ssn_copy.ssn`.
+        spec: String,
+        /// Configuration naming `state_dir`.
+        #[arg(long, short, default_value = DEFAULT_CONFIG)]
+        config: PathBuf,
+        /// Only this target's derived columns (default: every target's).
+        #[arg(long)]
+        target: Option<String>,
     },
 }
 
@@ -146,6 +183,23 @@ fn main() -> ExitCode {
             }
         }
         Command::Status { config, json } => status::run(&config, json),
+        Command::Classified { action } => {
+            let done = match action {
+                ClassifiedAction::List { config, json } => classified::list(&config, json),
+                ClassifiedAction::Forget {
+                    spec,
+                    config,
+                    target,
+                } => classified::forget(&config, &spec, target.as_deref()),
+            };
+            match done {
+                Ok(text) => {
+                    print!("{text}");
+                    ExitCode::SUCCESS
+                }
+                Err(error) => fail(&error),
+            }
+        }
         Command::Uninstall { config } => match app::uninstall(&config) {
             Ok(report) => {
                 print!("{report}");

@@ -3,6 +3,7 @@
 //! here; evaluation is a pure function of (identity, target, statement facts).
 
 mod catalog;
+pub mod derived;
 mod describe;
 mod evaluate;
 mod format;

@@ -14,6 +14,7 @@ mod tests;
 use std::sync::Arc;
 
 pub use cache::FactsCache;
+pub use lineage::may_run_user_code;
 pub use shape::literal_shape;
 
 /// Parses `sql` (PostgreSQL dialect) into one [`StatementFacts`] per statement.
@@ -49,6 +50,15 @@ pub struct Analysis {
 pub struct RelationName {
     pub schema: Option<String>,
     pub name: String,
+}
+
+impl std::fmt::Display for RelationName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.schema {
+            Some(schema) => write!(f, "{schema}.{}", self.name),
+            None => f.write_str(&self.name),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -147,6 +157,55 @@ pub struct StatementFacts {
     /// The columns the statement returns (SELECT list, RETURNING, VALUES, `TABLE t`, COPY's
     /// columns), in order; empty when it returns none.
     pub outputs: Vec<OutputItem>,
+    /// What it stores into relations from what it reads (INSERT, UPDATE, MERGE, CREATE TABLE
+    /// AS, SELECT INTO, also inside CTEs), for derived classification.
+    pub stores: Vec<Store>,
+    /// Settings `set_config` changes, by lower-cased name (None: a name that is not a
+    /// literal, so any setting).
+    pub settings_set: Vec<Option<String>>,
+    /// `SHOW name` (lower-cased; `all` for `SHOW ALL`).
+    pub shows: Option<String>,
+}
+
+/// What a statement stores into one relation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Store {
+    pub target: RelationName,
+    /// CREATE TABLE AS, SELECT INTO: the statement creates the table (a relation of the same
+    /// name elsewhere is not it).
+    pub new_table: bool,
+    /// `CREATE TEMP TABLE ... AS`, `SELECT ... INTO TEMP`: the table lives in the session.
+    pub temporary: bool,
+    pub columns: StoredColumns,
+}
+
+impl Store {
+    /// Whether what it stores may come from a column (or from something untraceable):
+    /// `INSERT ... VALUES ($1, 'x')` stores only what the client sent.
+    pub fn may_carry_data(&self) -> bool {
+        let carries = |lineage: &Lineage| lineage.unknown || !lineage.sources.is_empty();
+        match &self.columns {
+            StoredColumns::Named(columns) => columns.iter().any(|(_, l)| carries(l)),
+            StoredColumns::InOrder(items) => items.iter().any(|item| match item {
+                OutputItem::Column { lineage, .. } => carries(lineage),
+                OutputItem::Expand(_) => true,
+            }),
+            StoredColumns::Whole(lineage) => carries(lineage),
+        }
+    }
+}
+
+/// Which columns of the target receive what.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoredColumns {
+    /// Named columns (INSERT with a column list, UPDATE SET), each with what it receives.
+    Named(Vec<(String, Lineage)>),
+    /// The target's columns in order from the first (INSERT without a column list, CREATE
+    /// TABLE AS, SELECT INTO): the source's output items, whose names a new table takes.
+    InOrder(Vec<OutputItem>),
+    /// It cannot be told which column receives what: everything stored, merged, may be in
+    /// any of them.
+    Whole(Lineage),
 }
 
 /// What a statement releases of the session's prepared statements and cursors.

@@ -22,7 +22,9 @@ mod support;
 use cases::{Expect, CASES};
 use common::{pg_bed_with, PgBed};
 use patients::Patients;
-use xtask::testbed::{example_policy, write_catalog_credentials, TempDir};
+use xtask::testbed::{
+    example_policy, permissive_example_policy, write_catalog_credentials, TempDir,
+};
 
 /// The example policy with the test's agents as `coding-agents`, a scratch key, and one more
 /// classified table for the RETURNING and constraint cases.
@@ -33,8 +35,12 @@ fn policy(dir: &TempDir) -> String {
 }
 
 fn evasion_bed(dir: &TempDir) -> PgBed {
+    bed_with_policy(dir, policy(dir))
+}
+
+fn bed_with_policy(dir: &TempDir, policy: String) -> PgBed {
     let policy_file = dir.path().join("policy.toml");
-    std::fs::write(&policy_file, policy(dir)).expect("write policy");
+    std::fs::write(&policy_file, policy).expect("write policy");
     let credentials = dir.path().join("catalog.toml");
     write_catalog_credentials(&credentials).expect("catalog credentials");
     pg_bed_with("evasion", "-c log_statement=all", |config| {
@@ -48,15 +54,7 @@ fn no_evasion_gets_phi_out_or_a_denied_statement_in() {
     assert!(CASES.len() >= 60, "the suite keeps at least 60 cases");
     let dir = TempDir::new("tollgate-evasion").expect("temp dir");
     let bed = evasion_bed(&dir);
-    let patients = Patients::random(25);
-    println!(
-        "patients seed: {} (rerun with TOLLGATE_EVASION_SEED)",
-        patients.seed
-    );
-    bed.pg
-        .psql_direct(&patients.setup_sql())
-        .expect("schema and patients");
-    let forbidden = patients.forbidden_values();
+    let forbidden = patients_in(&bed).forbidden_values();
     let mut failures = Vec::new();
     for case in CASES {
         let script = case.script();
@@ -94,6 +92,69 @@ fn no_evasion_gets_phi_out_or_a_denied_statement_in() {
         "{} of {} cases failed:\n\n{}",
         failures.len(),
         CASES.len(),
+        failures.join("\n\n")
+    );
+}
+
+/// 25 random patients in the bed's database (the seed printed, to rerun with).
+fn patients_in(bed: &PgBed) -> Patients {
+    let patients = Patients::random(25);
+    println!(
+        "patients seed: {} (rerun with TOLLGATE_EVASION_SEED)",
+        patients.seed
+    );
+    bed.pg
+        .psql_direct(&patients.setup_sql())
+        .expect("schema and patients");
+    patients
+}
+
+/// Cases that would destroy the data the others read (under the example policy they are
+/// refused; here nothing is).
+const DESTRUCTIVE: &[&str] = &[
+    "multi-denied",
+    "extended-denied",
+    "drop",
+    "truncate",
+    "alter",
+    "cte-write",
+    "explain-analyze-write",
+    "alter-system",
+    "set-role",
+    "copy-program",
+    "copy-file",
+];
+
+/// The same cases under a policy that allows everything (create, write, `DO`, unparsed SQL)
+/// but classifies and masks as the example does: whatever runs, no PHI value comes out. A
+/// case refused by the example proves nothing about masking; here each one runs.
+#[test]
+#[ignore = "privileged: needs root, cgroup v2, BPF and PostgreSQL (run with `cargo xtask test`)"]
+fn no_evasion_gets_phi_out_under_a_permissive_policy() {
+    let dir = TempDir::new("tollgate-evasion").expect("temp dir");
+    let permissive = permissive_example_policy("*tollgate-pg-*", &dir.path().join("key"))
+        .expect("permissive policy")
+        + "\n[[classify]]\ntable = \"public.intake\"\ncolumns = { ssn = \"ssn\" }\n";
+    let bed = bed_with_policy(&dir, permissive);
+    let forbidden = patients_in(&bed).forbidden_values();
+    let mut failures = Vec::new();
+    let mut ran = 0;
+    for case in CASES.iter().filter(|c| !DESTRUCTIVE.contains(&c.id)) {
+        ran += 1;
+        let run = support::run_agent(&bed, &case.script());
+        let output = format!("{}\n{}", run.stdout, run.stderr);
+        if let Some(value) = forbidden.leaked_in(&output) {
+            failures.push(format!(
+                "{}: PHI value {value:?} reached the client:\n{output}",
+                case.id
+            ));
+        }
+    }
+    assert!(ran >= 60, "most cases run here too ({ran})");
+    assert!(
+        failures.is_empty(),
+        "{} of {ran} cases leaked under the permissive policy:\n\n{}",
+        failures.len(),
         failures.join("\n\n")
     );
 }

@@ -5,6 +5,7 @@ mod baseline;
 mod catalog;
 mod connect;
 mod masking;
+mod parser;
 mod pgbench;
 mod policy;
 mod quads;
@@ -26,10 +27,14 @@ pub fn run(
     baseline: Option<&std::path::Path>,
 ) -> anyhow::Result<()> {
     let wanted = |section: &str| only.is_empty() || only.iter().any(|s| s == section);
-    if !crate::is_root() {
+    // Every section but the parser's runs the gateway (eBPF programs, a server).
+    let gateway = only.is_empty() || only.iter().any(|s| s != "parser");
+    if gateway && !crate::is_root() {
         bail!("benchmarks attach eBPF programs: run `sudo -E cargo xtask bench`");
     }
-    cargo(&["build", "--release", "-p", "tollgate", "-p", "xtask"])?;
+    if gateway {
+        cargo(&["build", "--release", "-p", "tollgate", "-p", "xtask"])?;
+    }
     let binary = workspace_root().join("target/release/tollgate");
 
     let mut report = String::new();
@@ -42,6 +47,9 @@ pub fn run(
     );
     let _ = writeln!(report, "- rounds: {rounds}; pgbench: {seconds} s per run\n");
 
+    if wanted("parser") {
+        report.push_str(&parser::measure().context("SQL analyzer on the regression suite")?);
+    }
     if wanted("connect") {
         report.push_str(&connect::measure(&binary, rounds * 4).context("connect() latency")?);
     }

@@ -42,7 +42,9 @@ enum Task {
     Test,
     /// Benchmarks (connect() latency with programs attached/detached; pgbench direct vs
     /// Tollgate vs pgbouncer; the policy's decision, pgbench and masking costs; PostgreSQL's
-    /// regression suite direct vs through). Writes target/bench/report.md.
+    /// regression suite direct vs through; the SQL analyzer's unparsed fraction on that
+    /// suite's statements, the `parser` section, which alone needs no root). Writes
+    /// target/bench/report.md.
     Bench {
         /// Seconds per pgbench run in the pgbench section (the policy section alternates
         /// many 2 s runs instead; `--rounds` sets how many).
@@ -52,7 +54,7 @@ enum Task {
         #[arg(long, default_value_t = 2)]
         rounds: u32,
         /// Run only these sections (default: all).
-        #[arg(long, value_delimiter = ',', value_parser = ["connect", "pgbench", "policy", "masking", "sessions", "catalog", "regress", "baseline"])]
+        #[arg(long, value_delimiter = ',', value_parser = ["parser", "connect", "pgbench", "policy", "masking", "sessions", "catalog", "regress", "baseline"])]
         only: Vec<String>,
         /// A `tollgate` binary built from an earlier commit (e.g. in a `git worktree`): adds
         /// the baseline section, pgbench -S through it and through this build side by side.

@@ -9,7 +9,7 @@ use super::{
     provenance::Resolver,
     rules::{kind_name, Effect, Policy},
 };
-use crate::sql::{self, OutputItem};
+use crate::sql::{self, OutputItem, StatementKind};
 
 pub fn summary(policy: &Policy) -> String {
     let mut out = String::new();
@@ -43,7 +43,43 @@ pub fn summary(policy: &Policy) -> String {
             .map_or_else(|| "everyone".to_owned(), |ids| ids.join(", "));
         let _ = writeln!(out, "rule {} ({effect}) for {who}", rule.id);
     }
+    for warning in opaque_code_warnings(policy) {
+        let _ = writeln!(out, "warning: {warning}");
+    }
     out
+}
+
+/// Allow rules that let an identity run code Tollgate cannot read (`DO`, `CALL`, unparsed
+/// statements) where classified columns exist: what that code writes is not followed, so
+/// PHI it copies into other tables is not known to be classified.
+pub fn opaque_code_warnings(policy: &Policy) -> Vec<String> {
+    if policy.classified.is_empty() {
+        return Vec::new();
+    }
+    let mut warnings = Vec::new();
+    for rule in policy.rules.iter().filter(|r| r.effect == Effect::Allow) {
+        let opaque: Vec<&str> = match (&rule.when.kinds, rule.when.unparsed) {
+            (_, true) => vec!["unparsed statements"],
+            (None, false) => vec!["do", "call"],
+            (Some(kinds), false) => [StatementKind::Do, StatementKind::Call]
+                .into_iter()
+                .filter(|k| kinds.contains(k))
+                .map(kind_name)
+                .collect(),
+        };
+        if opaque.is_empty() {
+            continue;
+        }
+        let who = rule.identities.as_deref().unwrap_or_default().join(", ");
+        warnings.push(format!(
+            "rule {} lets {who} run {}, code Tollgate cannot read: its notices and errors \
+             are masked, but PHI it copies into other tables is not followed (derived \
+             classification); deny them or keep such identities off classified data",
+            rule.id,
+            opaque.join(" and ")
+        ));
+    }
+    warnings
 }
 
 /// The decision and mask plan for each statement of `sql`, from the policy and the parser
@@ -127,6 +163,25 @@ pub fn explain(policy: &Policy, target: &str, identity: &IdentityFacts, sql: &st
             }
         );
         let _ = writeln!(out, "  decision: {}", decision_text(&decision));
+        if matches!(facts.kind, StatementKind::Do | StatementKind::Call) {
+            let _ = writeln!(
+                out,
+                "  note: code Tollgate cannot read: its notices and errors are masked, what it \
+                 writes is not followed (no derived classification)"
+            );
+        }
+        if !resolved.stored.is_empty() {
+            let stored: Vec<String> = resolved
+                .stored
+                .iter()
+                .map(|c| format!("{}.{}.{}", c.schema, c.table, c.column))
+                .collect();
+            let _ = writeln!(
+                out,
+                "  stores PHI into: {} (classified from then on)",
+                stored.join(", ")
+            );
+        }
         if let Decision::Allow(plan) = &decision {
             match &resolved.outputs {
                 Some(columns) => {

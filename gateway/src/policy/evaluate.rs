@@ -236,6 +236,10 @@ fn conditions(when: &Conditions, facts: &StatementFacts, resolved: &Resolved) ->
             Truth::from_bool(!v)
         }
     }));
+    check(
+        when.writes_classified
+            .map(|v| Truth::from_bool(resolved.stored.is_empty() != v)),
+    );
     check(when.reads_categories.as_ref().map(|wanted| {
         if resolved.categories.iter().any(|c| wanted.contains(c)) {
             Truth::Yes

@@ -73,6 +73,7 @@ pub struct RawRule {
     pub hidden_write: Option<bool>,
     pub explain_analyze: Option<bool>,
     pub reads_classified: Option<bool>,
+    pub writes_classified: Option<bool>,
     pub reads_categories: Option<Vec<String>>,
     pub unbounded: Option<bool>,
     pub unparsed: Option<bool>,

@@ -409,6 +409,7 @@ fn rule(
         hidden_write: raw.hidden_write,
         explain_analyze: raw.explain_analyze,
         reads_classified: raw.reads_classified,
+        writes_classified: raw.writes_classified,
         reads_categories,
         unbounded: raw.unbounded,
         unparsed: raw.unparsed.unwrap_or(false),
@@ -457,6 +458,7 @@ fn has_statement_conditions(when: &Conditions) -> bool {
         || when.hidden_write.is_some()
         || when.explain_analyze.is_some()
         || when.reads_classified.is_some()
+        || when.writes_classified.is_some()
         || when.reads_categories.is_some()
         || when.unbounded.is_some()
 }

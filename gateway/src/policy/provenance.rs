@@ -1,11 +1,16 @@
 //! Where a statement's output values come from, in terms of classified columns: parser lineage
 //! resolved through the catalog (views expanded), and the origins PostgreSQL reports in
 //! RowDescription. Anything that cannot be traced is `unknown`, and masked when it matters.
+//! Columns agents filled from classified data carry what they were filled from (see
+//! [`super::derived`]).
+
+mod stored;
 
 use std::collections::BTreeSet;
 
 use super::{
     catalog::{Catalog, Relation, RelationKind},
+    derived::DerivedColumn,
     rules::{Category, TargetClassification},
 };
 use crate::sql::{Lineage, OutputItem, RelationName, Source, StatementFacts};
@@ -51,6 +56,8 @@ pub struct Resolved {
     /// One entry per output column, or None when the parser's list cannot be aligned with
     /// the columns (a `*` over a relation the catalog does not have).
     pub outputs: Option<Vec<ResolvedColumn>>,
+    /// The destination columns it fills with classified or untraceable values.
+    pub stored: Vec<DerivedColumn>,
 }
 
 pub struct Resolver<'a> {
@@ -67,6 +74,9 @@ impl Resolver<'_> {
             resolved.unknown |= unknown;
         }
         resolved.outputs = self.outputs(&facts.outputs, 0);
+        if !facts.stores.is_empty() {
+            resolved.stored = self.stored(facts);
+        }
         match &resolved.outputs {
             Some(columns) => {
                 for column in columns {
@@ -157,6 +167,12 @@ impl Resolver<'_> {
                             resolved.categories.insert(category.clone());
                         }
                     }
+                    let derived = self.classes.derived();
+                    if let Some(derived) =
+                        derived.column(name.schema.as_deref(), &name.name, column)
+                    {
+                        resolved.merge(derived);
+                    }
                 }
                 resolved.unknown |= !found;
                 resolved
@@ -172,6 +188,13 @@ impl Resolver<'_> {
                 for (_, columns) in self.classified_named(name) {
                     resolved.categories.extend(columns.values().cloned());
                 }
+                if let Some(derived) = self
+                    .classes
+                    .derived()
+                    .row(name.schema.as_deref(), &name.name)
+                {
+                    resolved.merge(derived);
+                }
                 resolved.unknown |= relations.is_empty();
                 resolved.direct = false;
                 resolved
@@ -184,7 +207,7 @@ impl Resolver<'_> {
         match relation.kind {
             RelationKind::Table => {
                 let name = &relation.columns[index].1;
-                ResolvedColumn {
+                let mut column = ResolvedColumn {
                     categories: self
                         .classes
                         .column(&relation.schema, &relation.name, name)
@@ -193,7 +216,13 @@ impl Resolver<'_> {
                         .collect(),
                     direct: true,
                     unknown: holds_sampled_values(relation),
+                };
+                let derived = self.classes.derived();
+                if let Some(derived) = derived.column(Some(&relation.schema), &relation.name, name)
+                {
+                    column.merge(derived);
                 }
+                column
             }
             RelationKind::View => self
                 .view_outputs(relation, depth)
@@ -220,7 +249,9 @@ impl Resolver<'_> {
 
     /// Does reading or writing this relation touch classified columns; is it unknown?
     fn relation_touch(&self, name: &RelationName, depth: usize) -> (bool, bool) {
-        let mut classified = self.classified_named(name).next().is_some();
+        let derived = self.classes.derived();
+        let mut classified = self.classified_named(name).next().is_some()
+            || derived.row(name.schema.as_deref(), &name.name).is_some();
         let relations = self.lookup(name);
         let mut unknown = relations.is_empty();
         for relation in relations {
@@ -229,7 +260,10 @@ impl Resolver<'_> {
                     classified |= self
                         .classes
                         .table(&relation.schema, &relation.name)
-                        .is_some();
+                        .is_some()
+                        || derived
+                            .row(Some(&relation.schema), &relation.name)
+                            .is_some();
                     unknown |= holds_sampled_values(relation);
                 }
                 RelationKind::View if depth >= MAX_VIEW_DEPTH => unknown = true,

@@ -6,7 +6,7 @@ use std::{
     sync::Arc,
 };
 
-use super::{glob::Glob, identity::IdentityMatcher, mask::MaskMethod};
+use super::{derived::Derived, glob::Glob, identity::IdentityMatcher, mask::MaskMethod};
 use crate::sql::{CopyEndpoint, StatementKind};
 
 /// A PHI category such as `ssn` or `birth_date`.
@@ -72,6 +72,8 @@ pub struct Conditions {
     pub hidden_write: Option<bool>,
     pub explain_analyze: Option<bool>,
     pub reads_classified: Option<bool>,
+    /// It stores values derived from classified columns into a relation.
+    pub writes_classified: Option<bool>,
     pub reads_categories: Option<Vec<Category>>,
     /// No WHERE and no LIMIT.
     pub unbounded: Option<bool>,
@@ -151,7 +153,10 @@ impl Policy {
                     .extend(entry.columns.iter().map(|(c, k)| (c.clone(), k.clone())));
             }
         }
-        TargetClassification { tables }
+        TargetClassification {
+            tables,
+            derived: Derived::default(),
+        }
     }
 
     /// Rules that apply to a session of these identities on this target, in decision order.
@@ -187,15 +192,30 @@ impl Policy {
     }
 }
 
-/// Classified columns for one target.
+/// Classified columns for one target: declared by the policy, and derived (filled by
+/// agents from classified data).
 #[derive(Debug, Clone, Default)]
 pub struct TargetClassification {
     tables: HashMap<(String, String), HashMap<String, Category>>,
+    derived: Derived,
 }
 
 impl TargetClassification {
+    /// No declared classification: the target holds no classified data.
     pub fn is_empty(&self) -> bool {
         self.tables.is_empty()
+    }
+
+    /// The same declarations, with these derived columns.
+    pub fn with_derived(&self, derived: Derived) -> Self {
+        Self {
+            tables: self.tables.clone(),
+            derived,
+        }
+    }
+
+    pub fn derived(&self) -> &Derived {
+        &self.derived
     }
 
     pub fn column(&self, schema: &str, table: &str, column: &str) -> Option<&Category> {

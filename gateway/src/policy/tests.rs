@@ -271,6 +271,21 @@ fn example_policy_decides_each_statement_as_documented() {
             "INSERT INTO clinics VALUES (1, 'Boston')",
             Allow("agents-work"),
         ),
+        (
+            AGENT,
+            "CREATE TABLE ssn_copy AS SELECT ssn FROM patients WHERE id = 1",
+            Approval("approve-phi-copies"),
+        ),
+        (
+            AGENT,
+            "INSERT INTO clinics (city) SELECT full_name FROM patients WHERE id = 1",
+            Approval("approve-phi-copies"),
+        ),
+        (
+            AGENT,
+            "INSERT INTO clinics (city) SELECT city FROM clinics WHERE id = 1",
+            Allow("agents-work"),
+        ),
         (AGENT, "GRANT ALL ON patients TO PUBLIC", Deny(DEFAULT_DENY)),
         (AGENT, "SELEC broken", Deny(DEFAULT_DENY)),
         (ETL, "SELECT ssn FROM patients", Allow("etl-reads")),
@@ -404,8 +419,15 @@ fn masks_follow_provenance_not_column_names() {
         // A function that might read anything: its value is unknown, so masked.
         (
             AGENT,
-            "SELECT current_setting('x'), id FROM patients WHERE id = 1",
+            "SELECT my_lookup(id), id FROM patients WHERE id = 1",
             &[Some(Redact), None],
+        ),
+        // A setting is not row data; the session masks it once any setting may hold some
+        // (postgres/settings.rs).
+        (
+            AGENT,
+            "SELECT current_setting('x'), id FROM patients WHERE id = 1",
+            &[None, None],
         ),
     ];
     for (identity, sql, expected) in cases {
@@ -480,4 +502,23 @@ fn errors_name_file_line_and_rule() {
             "expected {expected:?} in {error:?}\n{text}"
         );
     }
+}
+
+#[test]
+fn check_config_warns_when_opaque_code_may_copy_phi() {
+    assert!(
+        super::describe::opaque_code_warnings(&example()).is_empty(),
+        "the example denies DO and allows no CALL or unparsed statement"
+    );
+    let permissive = EXAMPLE.split("[[rules]]").next().unwrap().to_owned()
+        + "[[rules]]\nid = \"admins\"\neffect = \"allow\"\nidentities = [\"coding-agents\"]\nkinds = [\"select\", \"do\"]\n\n\
+           [[rules]]\nid = \"admins-unparsed\"\neffect = \"allow\"\nidentities = [\"coding-agents\"]\nunparsed = true\n";
+    let policy = parse(Path::new("permissive.toml"), &permissive).unwrap();
+    let warnings = super::describe::opaque_code_warnings(&policy);
+    assert_eq!(warnings.len(), 2, "{warnings:?}");
+    assert!(
+        warnings[0].contains("rule admins lets coding-agents run do"),
+        "{warnings:?}"
+    );
+    assert!(warnings[1].contains("unparsed statements"), "{warnings:?}");
 }

@@ -100,11 +100,7 @@ impl CatalogSlot {
         request: &RequestNames,
         settled: &Settled,
     ) -> Option<Arc<Catalog>> {
-        let cache = self.cache.get_or_init(|| {
-            let server = PgServer::new(access, self.server, &self.database);
-            let target = server.target().to_owned();
-            Arc::new(Cache::new(server, &target))
-        });
+        let cache = self.cache(access);
         cache.forget(&settled.answered);
         let held = &settled.held;
         if held.is_empty() {
@@ -120,6 +116,19 @@ impl CatalogSlot {
             cache.ensure(&wanted).await?;
         }
         Some(cache.known().without(held))
+    }
+
+    /// The schema and name of the function with this OID, if the server has one.
+    pub async fn function(&self, access: &CatalogAccess, oid: u32) -> Option<(String, String)> {
+        self.cache(access).function(oid).await
+    }
+
+    fn cache(&self, access: &CatalogAccess) -> &Arc<Cache<PgServer>> {
+        self.cache.get_or_init(|| {
+            let server = PgServer::new(access, self.server, &self.database);
+            let target = server.target().to_owned();
+            Arc::new(Cache::new(server, &target))
+        })
     }
 
     /// After DDL the gateway allowed: forgets what it may change, for every session.

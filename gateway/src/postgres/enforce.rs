@@ -8,13 +8,7 @@ mod recent;
 #[cfg(test)]
 mod tests;
 
-use std::{
-    collections::HashMap,
-    sync::{
-        atomic::{AtomicU32, Ordering},
-        Arc, Mutex,
-    },
-};
+use std::{collections::HashMap, sync::Arc};
 
 use bytes::BytesMut;
 use pgwire::messages::{
@@ -28,19 +22,21 @@ use super::{
     catalog::{wanted_names, CatalogAccess, CatalogSlot, CatalogStore, PendingChanges},
     codec::unreadable_reason,
     errors::{sqlstate, ClientError},
-    names::{Named, PendingReleases},
+    names::{Portal, Prepared, SessionNames},
+    pipeline::Position,
     request::{Request, Statement},
     results::{MaskContext, QueryRules, ResultRule, Rule, StatementResults},
-    state::Progress,
+    settings::TaintedSettings,
 };
 use crate::{
     policy::{
-        evaluate, Decision, IdentityFacts, Loaded, MaskPlan, PolicyStore, Resolved, Resolver,
-        StatementView,
+        derived::{Derived, DerivedColumn, DerivedRecord, DerivedStore, Provenance, TEMP_SCHEMA},
+        evaluate, Catalog, Decision, IdentityFacts, Loaded, MaskPlan, PolicyStore, Resolved,
+        Resolver, StatementView, TargetClassification,
     },
     sql::{
-        explain_analyze_of, literal_shape, CopyDirection, CopyEndpoint, CopyFacts, FactsCache,
-        Released, StatementFacts, StatementKind,
+        explain_analyze_of, literal_shape, may_run_user_code, CopyDirection, CopyEndpoint,
+        CopyFacts, FactsCache, StatementFacts, StatementKind, Store,
     },
 };
 
@@ -56,15 +52,22 @@ pub struct Enforcement {
     catalogs: CatalogStore,
     /// Per target: how to read its catalog (absent: provenance comes from names only).
     access: HashMap<String, CatalogAccess>,
+    /// Columns of persistent tables that agents filled from classified data.
+    pub derived: Arc<DerivedStore>,
 }
 
 impl Enforcement {
-    pub fn new(store: Arc<PolicyStore>, access: HashMap<String, CatalogAccess>) -> Self {
+    pub fn new(
+        store: Arc<PolicyStore>,
+        access: HashMap<String, CatalogAccess>,
+        derived: Arc<DerivedStore>,
+    ) -> Self {
         Self {
             store,
             facts: FactsCache::new(FACTS_CACHE_ENTRIES),
             catalogs: CatalogStore::default(),
             access,
+            derived,
         }
     }
 
@@ -82,10 +85,11 @@ impl Enforcement {
         if !loaded.policy.admits(target, &identities) {
             return Err(not_admitted(target));
         }
-        let classes = Arc::new(loaded.policy.classification_for(target));
+        let derived_seen = self.derived.generation();
+        let classes = classification(&loaded, target, &self.derived, &[]);
         let context = MaskContext {
             catalog: None,
-            classes: classes.clone(),
+            classes,
             key: self.store.token_key.clone(),
         };
         Ok(SessionEnforcement {
@@ -99,10 +103,10 @@ impl Enforcement {
                 .contains_key(target)
                 .then(|| self.catalogs.slot(target, server, database)),
             catalog_changes: PendingChanges::default(),
-            prepared: Named::default(),
-            cursors: Named::default(),
-            releases: PendingReleases::default(),
-            name_changes: NameChanges::default(),
+            next_denial: 0,
+            temporary: Vec::new(),
+            derived_seen,
+            settings: Arc::default(),
         })
     }
 }
@@ -114,47 +118,15 @@ fn not_admitted(target: &str) -> ClientError {
     )
 }
 
-/// What a statement that ran releases of the session's SQL-level names.
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Release {
-    Names(Released),
-    /// COMMIT, END, ROLLBACK: cursors without HOLD are gone.
-    Transaction,
-}
-
-/// What the names stood at when a release was recorded: (prepared statements, cursors).
-type Marks = (u64, u64);
-
-/// Denials waiting for the server's error that carries their marker.
-#[derive(Debug, Default)]
-pub struct Denials {
-    pending: Mutex<HashMap<u32, ClientError>>,
-    next: AtomicU32,
-}
-
-impl Denials {
-    fn add(&self, error: ClientError) -> u32 {
-        let id = self.next.fetch_add(1, Ordering::Relaxed);
-        self.pending
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(id, error);
-        id
-    }
-
-    /// The denial a server error message refers to, if it carries a pending marker.
-    pub fn take_for(&self, message: &str) -> Option<ClientError> {
-        let at = message.find(DENIED_MARKER)? + DENIED_MARKER.len();
-        let digits: String = message[at..]
-            .chars()
-            .take_while(char::is_ascii_digit)
-            .collect();
-        let id: u32 = digits.parse().ok()?;
-        self.pending
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(&id)
-    }
+/// The denial a server error message stands for, by the marker its stand-in made the
+/// server quote.
+pub fn denial_marker(message: &str) -> Option<u32> {
+    let at = message.find(DENIED_MARKER)? + DENIED_MARKER.len();
+    let digits: String = message[at..]
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .collect();
+    digits.parse().ok()
 }
 
 /// One statement's outcome, for the record.
@@ -172,14 +144,14 @@ pub struct SessionEnforcement {
     catalog: Option<Arc<CatalogSlot>>,
     /// This session's DDL the server has not answered yet: unknown to its later requests.
     catalog_changes: PendingChanges,
-    /// SQL-level `PREPARE name AS ...`: what `EXECUTE name` runs.
-    prepared: Named<Arc<StatementFacts>>,
-    /// `DECLARE name CURSOR FOR ...`: what `FETCH ... FROM name` returns.
-    cursors: Named<Arc<StatementFacts>>,
-    /// What this request's statements did to prepared statement names (see [`NameChanges`]).
-    name_changes: NameChanges,
-    /// Releases of those names that the server has not yet confirmed.
-    releases: PendingReleases<(Release, Marks)>,
+    /// The marker the next denied statement's stand-in carries.
+    next_denial: u32,
+    /// Columns of this session's temporary tables filled from classified data.
+    temporary: Vec<DerivedColumn>,
+    /// The derived store's generation the classification in force was built from.
+    derived_seen: u64,
+    /// Settings whose values may come from classified data.
+    settings: Arc<TaintedSettings>,
     /// The policy generation and catalog snapshot in force for this session, with the
     /// target's classification, and the decisions made under them lately.
     recent: RecentDecisions,
@@ -193,17 +165,8 @@ pub struct Inspection {
     pub results: Vec<StatementResults>,
     /// The target has classified data.
     pub protect: bool,
-    /// What the request's statements did to prepared statement names, for the protocol's
-    /// own tracking (the two share one namespace on the server).
-    pub names: NameChanges,
-}
-
-/// Prepared statement names defined by SQL (`PREPARE`), or all of them made unknown (an
-/// unparsed statement, `DO` or `CALL` ran).
-#[derive(Debug, Default)]
-pub struct NameChanges {
-    pub prepared: Vec<String>,
-    pub all_unknown: bool,
+    /// Refused statements: the marker of each stand-in and the error the client gets.
+    pub denials: Vec<(u32, ClientError)>,
 }
 
 /// One statement decided, with what its results need.
@@ -211,24 +174,57 @@ struct Decided {
     decision: Decision,
     resolved: Option<Resolved>,
     copy: Option<CopyFacts>,
+    /// What it was decided (and its results are masked) against.
+    context: Arc<MaskContext>,
+}
+
+/// The target's classification: the policy's, with the derived columns of the store and of
+/// a session's temporary tables.
+fn classification(
+    loaded: &Loaded,
+    target: &str,
+    store: &DerivedStore,
+    temporary: &[DerivedColumn],
+) -> Arc<TargetClassification> {
+    let declared = loaded.policy.classification_for(target);
+    let mut derived = Derived::default();
+    derived.add(store.columns(target));
+    derived.add(temporary.iter().cloned());
+    Arc::new(declared.with_derived(derived))
+}
+
+/// The agent as a derived column's provenance names it.
+fn describe_identity(identity: &IdentityFacts) -> String {
+    let mut parts = Vec::new();
+    if let Some(exe) = &identity.exe {
+        parts.push(format!("exe {}", exe.display()));
+    }
+    if let Some(uid) = identity.uid {
+        parts.push(format!("uid {uid}"));
+    }
+    if let Some(cgroup) = &identity.cgroup {
+        parts.push(format!("cgroup {cgroup}"));
+    }
+    if let Some(subject) = &identity.token_subject {
+        parts.push(format!("token subject {subject}"));
+    }
+    if let Some(remote) = identity.remote {
+        parts.push(format!("remote {remote}"));
+    }
+    parts.join(", ")
 }
 
 impl SessionEnforcement {
     /// Decides every statement of the request and replaces the denied ones, or returns a
-    /// FATAL error when the policy no longer admits the session.
+    /// FATAL error when the policy no longer admits the session. What the statements name
+    /// is looked up in, and what they define or release noted in, the session's `names`;
+    /// `position` is how far the server has answered.
     pub async fn inspect(
         &mut self,
         request: &mut Request,
-        denials: &Denials,
-        progress: Progress,
+        names: &mut SessionNames,
+        position: Position,
     ) -> Result<Inspection, ClientError> {
-        for release in self.releases.settle(progress) {
-            self.apply(release);
-        }
-        for portal in &request.portals_bound {
-            // A portal is a cursor to FETCH, holding what Tollgate cannot name here.
-            self.cursors.define(portal, None, false);
-        }
         let loaded = self.shared.store.current();
         let new_policy = loaded.generation != self.recent.generation();
         if new_policy {
@@ -242,38 +238,26 @@ impl SessionEnforcement {
             (Some(slot), Some(access)) => {
                 // What the statements look up, read first if missing: decisions are made
                 // on one snapshot, without waiting.
-                let wanted =
-                    wanted_names(request, &self.shared.facts, &self.prepared, &self.cursors);
-                let settled = self.catalog_changes.settle(progress, &wanted);
+                let held = |facts: &StatementFacts| self.held_by(names, facts);
+                let wanted = wanted_names(request, &self.shared.facts, &held);
+                let settled = self.catalog_changes.settle(position, &wanted);
                 slot.current(access, &wanted, &settled).await
             }
             _ => None,
         };
-        if new_policy || !self.recent.made_with(catalog.as_ref()) {
-            let classes = match new_policy {
-                true => Arc::new(loaded.policy.classification_for(&self.target)),
-                false => self.recent.context().classes.clone(),
-            };
-            self.recent = RecentDecisions::new(
-                loaded.generation,
-                MaskContext {
-                    catalog,
-                    classes,
-                    key: self.shared.store.token_key.clone(),
-                },
-            );
+        let derived_changed = self.shared.derived.generation() != self.derived_seen;
+        if new_policy || derived_changed {
+            self.reclassify(&loaded, catalog);
+        } else if !self.recent.made_with(catalog.as_ref()) {
+            let classes = self.recent.context().classes.clone();
+            self.resolve_with(&loaded, catalog, classes);
         }
-        let context = self.recent.context().clone();
-        let resolver = Resolver {
-            catalog: context.catalog.as_deref(),
-            classes: &context.classes,
-        };
         let count = request.statements.len();
         let mut inspection = Inspection {
             verdicts: Vec::with_capacity(count),
             results: Vec::with_capacity(count),
-            protect: !context.classes.is_empty(),
-            names: NameChanges::default(),
+            protect: !self.recent.context().classes.is_empty(),
+            denials: Vec::new(),
         };
         let mut replacements = Vec::new();
         // The text parsed last: an extended-protocol request usually parses a statement and
@@ -282,19 +266,12 @@ impl SessionEnforcement {
         for (index, statement) in request.statements.iter().enumerate() {
             let (decision, results) = match statement {
                 Statement::Simple { sql } => {
-                    let ((decision, rules), _) =
-                        self.decide_text(&loaded, &resolver, sql, &context, true);
+                    let ((decision, rules), _) = self.decide_text(names, &loaded, sql, true);
                     (decision, StatementResults::Query(rules))
                 }
-                Statement::Prepare { name, sql } => {
-                    let (decided, repeatable) =
-                        self.decide_text(&loaded, &resolver, sql, &context, false);
+                Statement::Prepare { sql, .. } => {
+                    let (decided, repeatable) = self.decide_text(names, &loaded, sql, false);
                     let decision = decided.0.clone();
-                    if matches!(decision, Decision::Allow(_)) && !name.is_empty() {
-                        // SQL-level EXECUTE can run it too, and Tollgate does not follow it
-                        // there (nor its Close).
-                        self.prepared.define(name, None, true);
-                    }
                     // Its Execute decides again when running it has effects to note.
                     parsed = repeatable.then_some((sql, decided));
                     (decision, StatementResults::Parse)
@@ -302,12 +279,10 @@ impl SessionEnforcement {
                 Statement::Execute { sql, .. } => {
                     let (decision, rules) = match (sql, &parsed) {
                         (Some(sql), Some((text, decided))) if **sql == **text => decided.clone(),
-                        (Some(sql), _) => {
-                            self.decide_text(&loaded, &resolver, sql, &context, true).0
-                        }
+                        (Some(sql), _) => self.decide_text(names, &loaded, sql, true).0,
                         (None, _) => {
-                            let decided = self.decide(&loaded, &resolver, None, true);
-                            let rule = result_rule(&decided, &context);
+                            let decided = self.decide(names, &loaded, None, true);
+                            let rule = result_rule(&decided);
                             (decided.decision, single(rule))
                         }
                     };
@@ -319,13 +294,14 @@ impl SessionEnforcement {
             inspection.verdicts.push(verdict_of(&decision));
             if let Some(error) = invalid_text_error(statement).or_else(|| refusal_error(&decision))
             {
-                let id = denials.add(error);
+                let id = self.next_denial;
+                self.next_denial = self.next_denial.wrapping_add(1);
+                inspection.denials.push((id, error));
                 replacements.push((index, replacement(statement, id)));
             }
             inspection.results.push(results);
         }
         request.substitute(replacements);
-        inspection.names = std::mem::take(&mut self.name_changes);
         Ok(inspection)
     }
 
@@ -337,10 +313,9 @@ impl SessionEnforcement {
     /// the decision holds for another run of the text (it has no such effects).
     fn decide_text(
         &mut self,
+        names: &mut SessionNames,
         loaded: &Loaded,
-        resolver: &Resolver<'_>,
         sql: &str,
-        context: &Arc<MaskContext>,
         runs: bool,
     ) -> ((Decision, QueryRules), bool) {
         let shape = literal_shape(sql);
@@ -350,12 +325,10 @@ impl SessionEnforcement {
         }
         let analysis = self.shared.facts.get_shaped(sql, shape.as_deref());
         let decided = match analysis.as_ref() {
-            Ok(analysis) => {
-                self.decide_statements(loaded, resolver, &analysis.statements, context, runs)
-            }
+            Ok(analysis) => self.decide_statements(names, loaded, &analysis.statements, runs),
             Err(_) => {
-                let decided = self.decide(loaded, resolver, None, runs);
-                let rule = result_rule(&decided, context);
+                let decided = self.decide(names, loaded, None, runs);
+                let rule = result_rule(&decided);
                 (decided.decision, single(rule))
             }
         };
@@ -371,17 +344,16 @@ impl SessionEnforcement {
 
     fn decide_statements(
         &mut self,
+        names: &mut SessionNames,
         loaded: &Loaded,
-        resolver: &Resolver<'_>,
         statements: &[StatementFacts],
-        context: &Arc<MaskContext>,
         runs: bool,
     ) -> (Decision, QueryRules) {
         let mut allowed = None;
         let mut rules = Vec::with_capacity(statements.len());
         for facts in statements {
-            let decided = self.decide(loaded, resolver, Some(facts), runs);
-            rules.push(result_rule(&decided, context));
+            let decided = self.decide(names, loaded, Some(facts), runs);
+            rules.push(result_rule(&decided));
             match decided.decision {
                 Decision::Allow(plan) => {
                     allowed.get_or_insert(plan);
@@ -396,8 +368,9 @@ impl SessionEnforcement {
                 decision: Decision::Allow(plan.clone()),
                 resolved: None,
                 copy: None,
+                context: self.recent.context().clone(),
             };
-            result_rule(&decided, context)
+            result_rule(&decided)
         });
         // An empty query string runs nothing (the server answers EmptyQueryResponse).
         let plan = allowed.unwrap_or_else(|| MaskPlan {
@@ -414,13 +387,20 @@ impl SessionEnforcement {
         (Decision::Allow(plan), rules)
     }
 
+    /// Decides one statement under the classification in force now (a statement before it
+    /// in the same request may have derived more).
     fn decide(
         &mut self,
+        names: &mut SessionNames,
         loaded: &Loaded,
-        resolver: &Resolver<'_>,
         facts: Option<&StatementFacts>,
         runs: bool,
     ) -> Decided {
+        let context = self.recent.context().clone();
+        let resolver = Resolver {
+            catalog: context.catalog.as_deref(),
+            classes: &context.classes,
+        };
         let protect = !resolver.classes.is_empty();
         let unparsed = |this: &Self| Decided {
             decision: evaluate(
@@ -432,12 +412,14 @@ impl SessionEnforcement {
             ),
             resolved: None,
             copy: None,
+            context: context.clone(),
         };
         let Some(facts) = facts else {
             let decided = unparsed(self);
             if runs && matches!(decided.decision, Decision::Allow(_)) {
-                // It may prepare, declare or release anything.
-                self.forget_all_names();
+                // It may prepare, declare, release or set anything.
+                names.forget_all();
+                self.settings.taint(None);
             }
             return decided;
         };
@@ -451,22 +433,15 @@ impl SessionEnforcement {
                 .cursor_query
                 .as_ref()
                 .map(|(_, f)| Arc::new((**f).clone())),
-            StatementKind::Execute => facts
-                .executes
-                .as_ref()
-                .and_then(|name| self.prepared.get(name)),
+            StatementKind::Execute | StatementKind::Fetch => self.held_by(names, facts),
             // `EXPLAIN ANALYZE EXECUTE name` runs the prepared statement as well.
             StatementKind::Explain => match &facts.executes {
-                Some(name) => match self.prepared.get(name) {
+                Some(_) => match self.held_by(names, facts) {
                     Some(prepared) => Some(Arc::new(explain_analyze_of(facts, &prepared))),
                     None => return unparsed(self),
                 },
                 None => None,
             },
-            StatementKind::Fetch => facts
-                .cursor
-                .as_ref()
-                .and_then(|name| self.cursors.get(name)),
             _ => None,
         };
         if matches!(facts.kind, StatementKind::Execute | StatementKind::Fetch)
@@ -492,8 +467,21 @@ impl SessionEnforcement {
             // Relations may appear, change or go: what it names is read again when next used.
             slot.forget_ddl(target_facts);
         }
-        if runs && matches!(decision, Decision::Allow(_)) {
-            self.track_names(facts, effective.as_ref());
+        let allowed_run = runs && matches!(decision, Decision::Allow(_));
+        if allowed_run {
+            track_names(names, facts, effective.as_ref());
+            if protect {
+                self.track_settings(target_facts, &resolved);
+            }
+        }
+        let resolved = self.mask_shown_setting(facts, resolved);
+        // PREPARE only prepares: what it stores is noted when EXECUTE runs it.
+        if allowed_run
+            && protect
+            && !resolved.stored.is_empty()
+            && facts.kind != StatementKind::Prepare
+        {
+            self.derive(loaded, &resolved.stored, target_facts);
         }
         // PREPARE and DECLARE return no rows themselves; EXECUTE and FETCH return the rows
         // of what they name, which is what `resolved` describes.
@@ -508,53 +496,163 @@ impl SessionEnforcement {
             decision,
             resolved: Some(resolved),
             copy: target_facts.copy.clone(),
+            context,
         }
     }
 
-    /// What an allowed statement defines or releases of the session's SQL-level names.
-    fn track_names(&mut self, facts: &StatementFacts, inner: Option<&Arc<StatementFacts>>) {
-        if let Some((name, _)) = &facts.prepared {
-            self.prepared.define(name, inner.cloned(), true);
-            self.name_changes.prepared.push(name.clone());
-        }
-        if let Some((name, _)) = &facts.cursor_query {
-            self.cursors
-                .define(name, inner.cloned(), facts.cursor_holds);
-        }
-        // A release takes effect once the server has answered without error: the statement
-        // may yet fail or be skipped, and the name would still exist.
-        let marks = (self.prepared.mark(), self.cursors.mark());
-        if let Some(released) = &facts.released {
-            self.releases
-                .record((Release::Names(released.clone()), marks));
-        }
-        if facts.ends_transaction {
-            self.releases.record((Release::Transaction, marks));
-        }
-        // Procedural code runs SQL Tollgate does not see.
-        if matches!(facts.kind, StatementKind::Do | StatementKind::Call) {
-            self.forget_all_names();
-        }
+    /// The session's handle on its tainted settings (the backend masks their reports).
+    pub fn settings(&self) -> Arc<TaintedSettings> {
+        self.settings.clone()
     }
 
-    fn forget_all_names(&mut self) {
-        self.prepared.forget_all();
-        self.cursors.forget_all();
-        self.name_changes.all_unknown = true;
-    }
-
-    fn apply(&mut self, (release, (prepared, cursors)): (Release, (u64, u64))) {
-        match release {
-            Release::Names(Released::Prepared(name)) => self.prepared.release(&name, prepared),
-            Release::Names(Released::AllPrepared) => self.prepared.release_all(prepared),
-            Release::Names(Released::Cursor(name)) => self.cursors.release(&name, cursors),
-            Release::Names(Released::AllCursors) => self.cursors.release_all(cursors),
-            Release::Names(Released::Everything) => {
-                self.prepared.release_all(prepared);
-                self.cursors.release_all(cursors);
+    /// What an allowed statement that runs may put into settings: `set_config` of values
+    /// it read from classified (or untraceable) data, or anything at all from code Tollgate
+    /// cannot read.
+    fn track_settings(&self, facts: &StatementFacts, resolved: &Resolved) {
+        let opaque = matches!(facts.kind, StatementKind::Do | StatementKind::Call)
+            || facts.functions.iter().any(|f| may_run_user_code(f));
+        if opaque {
+            self.settings.taint(None);
+        }
+        if resolved.classified || resolved.unknown {
+            for setting in &facts.settings_set {
+                self.settings.taint(setting.as_deref());
             }
-            Release::Transaction => self.cursors.end_transaction(cursors),
         }
+    }
+
+    /// `SHOW` of a tainted setting returns it masked, and so does a statement that reads
+    /// settings with `current_setting` once any may hold classified data.
+    fn mask_shown_setting(&self, facts: &StatementFacts, resolved: Resolved) -> Resolved {
+        let reads_settings = facts
+            .functions
+            .iter()
+            .any(|f| f.rsplit('.').next() == Some("current_setting"));
+        let tainted = match facts.shows.as_deref() {
+            Some("all") => self.settings.any(),
+            Some(name) => self.settings.is_tainted(name),
+            None => reads_settings && self.settings.any(),
+        };
+        match tainted {
+            true => Resolved {
+                outputs: None,
+                unknown: true,
+                ..resolved
+            },
+            false => resolved,
+        }
+    }
+
+    /// Notes columns a statement fills from classified data: a temporary table's for the
+    /// session, a persistent table's in the store (every session, across restarts). The
+    /// classification in force is rebuilt at once, for the rest of the request too.
+    fn derive(&mut self, loaded: &Loaded, stored: &[DerivedColumn], facts: &StatementFacts) {
+        let (temporary, persistent): (Vec<_>, Vec<_>) = stored
+            .iter()
+            .cloned()
+            .partition(|c| c.schema == TEMP_SCHEMA);
+        self.temporary.extend(temporary);
+        if !persistent.is_empty() {
+            let provenance = Provenance {
+                sources: facts.reads.iter().map(ToString::to_string).collect(),
+                statement: facts.command.clone(),
+                identity: describe_identity(&self.identity),
+                at: crate::clock::rfc3339_utc(std::time::SystemTime::now()),
+            };
+            let records = persistent
+                .into_iter()
+                .map(|column| DerivedRecord::new(&self.target, column, provenance.clone()))
+                .collect();
+            if let Err(error) = self.shared.derived.record(records) {
+                // Known in memory all the same; the file is what a restart would lose.
+                tracing::error!(event = "classified.store_failed", %error, "derived classification not saved");
+            }
+        }
+        let catalog = self.recent.context().catalog.clone();
+        self.reclassify(loaded, catalog);
+    }
+
+    /// Rebuilds the classification in force: the policy's, the store's derived columns and
+    /// this session's temporary ones.
+    fn reclassify(&mut self, loaded: &Loaded, catalog: Option<Arc<Catalog>>) {
+        self.derived_seen = self.shared.derived.generation();
+        let classes = classification(loaded, &self.target, &self.shared.derived, &self.temporary);
+        self.resolve_with(loaded, catalog, classes);
+    }
+
+    fn resolve_with(
+        &mut self,
+        loaded: &Loaded,
+        catalog: Option<Arc<Catalog>>,
+        classes: Arc<TargetClassification>,
+    ) {
+        self.recent = RecentDecisions::new(
+            loaded.generation,
+            MaskContext {
+                catalog,
+                classes,
+                key: self.shared.store.token_key.clone(),
+            },
+        );
+    }
+
+    /// The schema and name of the function with this OID on the session's database, when
+    /// its catalog can be read.
+    pub async fn function_name(&self, oid: u32) -> Option<(String, String)> {
+        let (slot, access) = (
+            self.catalog.as_ref()?,
+            self.shared.access.get(&self.target)?,
+        );
+        slot.function(access, oid).await
+    }
+
+    /// What a statement runs through a name, if Tollgate knows: the prepared statement an
+    /// `EXECUTE` names, or the query of the cursor a `FETCH` reads.
+    fn held_by(&self, names: &SessionNames, facts: &StatementFacts) -> Option<Arc<StatementFacts>> {
+        if let Some(name) = &facts.executes {
+            return match names.prepared(name)? {
+                Prepared::Facts(statement) => Some(statement),
+                Prepared::Text(sql) => self.single_statement(&sql),
+            };
+        }
+        match names.portal(facts.cursor.as_deref()?)? {
+            Portal::Cursor(query) => Some(query),
+            Portal::Bound { sql, .. } => self.single_statement(&sql?),
+        }
+    }
+
+    /// The statement a text the protocol prepared holds (it holds at most one).
+    fn single_statement(&self, sql: &str) -> Option<Arc<StatementFacts>> {
+        match self.shared.facts.get(sql).as_ref() {
+            Ok(analysis) if analysis.statements.len() == 1 => {
+                Some(Arc::new(analysis.statements[0].clone()))
+            }
+            _ => None,
+        }
+    }
+}
+
+/// What an allowed statement that ran defines or releases of the session's names.
+fn track_names(
+    names: &mut SessionNames,
+    facts: &StatementFacts,
+    inner: Option<&Arc<StatementFacts>>,
+) {
+    if let Some((name, _)) = &facts.prepared {
+        names.prepare(name, inner.cloned());
+    }
+    if let Some((name, _)) = &facts.cursor_query {
+        names.declare(name, inner.cloned(), facts.cursor_holds);
+    }
+    // A release takes effect once the server has answered without error: the statement
+    // may yet fail or be skipped, and the name would still exist. The end of a transaction
+    // is read off the server's ReadyForQuery.
+    if let Some(released) = &facts.released {
+        names.release(released.clone());
+    }
+    // Procedural code runs SQL Tollgate does not see.
+    if matches!(facts.kind, StatementKind::Do | StatementKind::Call) {
+        names.forget_all();
     }
 }
 
@@ -576,6 +674,13 @@ fn session_bound(facts: &StatementFacts) -> bool {
         || facts.cursor.is_some()
         || facts.released.is_some()
         || facts.ends_transaction
+        || facts.stores.iter().any(Store::may_carry_data)
+        || !facts.settings_set.is_empty()
+        || facts.shows.is_some()
+        || facts
+            .functions
+            .iter()
+            .any(|f| f.ends_with("current_setting"))
         || matches!(facts.kind, StatementKind::Do | StatementKind::Call)
 }
 
@@ -601,7 +706,8 @@ fn verdict_of(decision: &Decision) -> Verdict {
 /// What an allowed statement's results need: masks when it returns classified or
 /// untraceable values, scrubbed messages when it touches classified data, caps when the
 /// rule has them. Without facts (unparsed) everything is treated as untraceable.
-fn result_rule(decided: &Decided, context: &Arc<MaskContext>) -> Rule {
+fn result_rule(decided: &Decided) -> Rule {
+    let context = &decided.context;
     let Decision::Allow(plan) = &decided.decision else {
         return None;
     };

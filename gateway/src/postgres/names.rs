@@ -2,7 +2,9 @@
 //! they stand for, believed only as far as the server's answers bear it out.
 
 mod named;
-mod pending;
+mod table;
+#[cfg(test)]
+mod tests;
 
 pub use named::Named;
-pub use pending::PendingReleases;
+pub use table::{Answered, Effect, Marks, Portal, Prepared, SessionNames};

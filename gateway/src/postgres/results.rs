@@ -12,7 +12,7 @@ mod steps;
 #[cfg(test)]
 mod tests;
 
-use std::{collections::VecDeque, sync::Arc};
+use std::sync::Arc;
 
 use bytes::BytesMut;
 use pgwire::messages::{
@@ -24,6 +24,7 @@ use super::{
     encoding::ClientEncoding,
     errors::{sqlstate, ClientError},
     masking::{rewrite_data_row, scrub_error_fields, ColumnMask, CopyMasker, MaskError},
+    pipeline::Pipeline,
 };
 use crate::policy::{mask::TokenKey, Catalog, MaskPlan, ResolvedColumn, TargetClassification};
 
@@ -145,42 +146,26 @@ enum Masks {
     Copy(Box<CopyMasker>),
 }
 
-/// Matches server messages to the steps of forwarded requests and masks results.
+/// Matches server messages to the steps of the requests in flight (the session's
+/// [`Pipeline`], which the server's ReadyForQuery and ErrorResponse move on) and masks
+/// results.
 #[derive(Default)]
 pub struct ResultTracker {
-    steps: VecDeque<Step>,
     /// The first ReadyForQuery (end of startup) answers no request.
     started: bool,
-    /// An extended-protocol error with no Sync queued yet: the server skips every message
-    /// until the client's Sync, so steps pushed until then get no answer.
-    skipping: bool,
-    /// The target has classified data (as of the latest request's policy).
-    protect: bool,
     /// Columns from an injected Describe, for the Execute that follows it.
     described: Option<Masks>,
     flow: Option<Flow>,
 }
 
 impl ResultTracker {
-    /// Steps of a request just forwarded, in message order, and whether its target has
-    /// classified data.
-    pub fn push(&mut self, steps: Vec<Step>, protect: bool) {
-        self.protect = protect;
-        for step in steps {
-            if self.skipping {
-                if !matches!(step, Step::Sync) {
-                    continue;
-                }
-                self.skipping = false;
-            }
-            self.steps.push_back(step);
-        }
-    }
-
     /// Handles one server message, whose values are in the session's client `encoding`;
-    /// `Replaced` means what the agent gets was written to `out`.
+    /// `Replaced` means what the agent gets was written to `out`. Called before the
+    /// pipeline itself moves on from the message (a ReadyForQuery completes a request, an
+    /// ErrorResponse skips to Sync there).
     pub fn on_message(
         &mut self,
+        pipeline: &mut Pipeline,
         message: &PgWireBackendMessage,
         frame: &[u8],
         encoding: ClientEncoding,
@@ -189,24 +174,25 @@ impl ResultTracker {
         use PgWireBackendMessage as B;
         match message {
             B::ParseComplete(_) | B::BindComplete(_) | B::CloseComplete(_) => {
-                self.expect(|s| matches!(s, Step::Single), "completion")?;
-                self.steps.pop_front();
+                expect(pipeline, |s| matches!(s, Step::Single), "completion")?;
+                pipeline.pop_step();
                 Ok(Handled::Forward)
             }
             B::ParameterDescription(_) => {
-                self.expect(
+                expect(
+                    pipeline,
                     |s| matches!(s, Step::DescribeStatement),
                     "ParameterDescription",
                 )?;
                 Ok(Handled::Forward)
             }
-            B::RowDescription(description) => self.on_row_description(description),
-            B::NoData(_) => self.on_no_data(),
-            B::DataRow(_) | B::CopyData(_) => self.on_row(frame, encoding, out),
+            B::RowDescription(description) => self.on_row_description(pipeline, description),
+            B::NoData(_) => self.on_no_data(pipeline),
+            B::DataRow(_) | B::CopyData(_) => self.on_row(pipeline, frame, encoding, out),
             B::CommandComplete(_) | B::EmptyQueryResponse(_) | B::PortalSuspended(_) => {
-                self.on_result_end(message, out)
+                self.on_result_end(pipeline, message, out)
             }
-            B::CopyOutResponse(response) => self.on_copy_out(response, encoding),
+            B::CopyOutResponse(response) => self.on_copy_out(pipeline, response, encoding),
             B::CopyDone(_) => {
                 if let Some(Flow {
                     masks: Masks::Copy(masker),
@@ -218,15 +204,15 @@ impl ResultTracker {
                 Ok(Handled::Forward)
             }
             B::ErrorResponse(_) => {
-                let handled = self.scrub_if_needed(frame, out)?;
+                let handled = scrub_if_needed(pipeline, frame, out)?;
                 self.on_error();
                 Ok(handled)
             }
-            B::NoticeResponse(_) => self.scrub_if_needed(frame, out),
+            B::NoticeResponse(_) => scrub_if_needed(pipeline, frame, out),
             // `pg_notify(channel, payload)` can carry any value, from any session, at any
             // time: no statement of this session explains it, so on a target with classified
             // data the payload is withheld.
-            B::NotificationResponse(notification) if self.protect => {
+            B::NotificationResponse(notification) if pipeline.protect() => {
                 let masked = NotificationResponse::new(
                     notification.pid,
                     notification.channel.clone(),
@@ -242,11 +228,11 @@ impl ResultTracker {
                     self.started = true;
                     return Ok(Handled::Forward);
                 }
-                self.expect(
+                expect(
+                    pipeline,
                     |s| matches!(s, Step::Sync | Step::Query { .. } | Step::FunctionCall(_)),
                     "ReadyForQuery",
                 )?;
-                self.steps.pop_front();
                 self.end_result();
                 Ok(Handled::Forward)
             }
@@ -257,12 +243,13 @@ impl ResultTracker {
     /// A DataRow or CopyData frame, undecoded: rows are the hot path.
     pub fn on_row(
         &mut self,
+        pipeline: &Pipeline,
         frame: &[u8],
         encoding: ClientEncoding,
         out: &mut BytesMut,
     ) -> Result<Handled, ResultError> {
         match frame.first() {
-            Some(b'D') => self.on_data_row(frame, encoding, out),
+            Some(b'D') => self.on_data_row(pipeline, frame, encoding, out),
             Some(b'd') => self.on_copy_data(frame.get(5..).unwrap_or_default(), out),
             _ => Err(ResultError::Unexpected("row")),
         }
@@ -270,8 +257,12 @@ impl ResultTracker {
 
     /// A FunctionCallResponse (`V`, undecoded: pgwire does not model it). Where the call's
     /// rule masks its result, the value is withheld (NULL): it has no column type to mask by.
-    pub fn on_function_result(&mut self, out: &mut BytesMut) -> Result<Handled, ResultError> {
-        let Some(Step::FunctionCall(rule)) = self.steps.front() else {
+    pub fn on_function_result(
+        &mut self,
+        pipeline: &Pipeline,
+        out: &mut BytesMut,
+    ) -> Result<Handled, ResultError> {
+        let Some(Step::FunctionCall(rule)) = pipeline.step() else {
             return Err(ResultError::Unexpected("FunctionCallResponse"));
         };
         if !rule.as_ref().is_some_and(|r| r.mask_columns) {
@@ -281,52 +272,26 @@ impl ResultTracker {
         Ok(Handled::Replaced)
     }
 
-    /// An error the gateway answers itself (a denial's stand-in): it ends steps as the
-    /// server's error does, and its text is the gateway's.
+    /// An error (the server's, or a denial the gateway answers itself) ends the result in
+    /// progress; the pipeline skips what the server skips.
     pub fn on_error(&mut self) {
         self.end_result();
         self.described = None;
-        if matches!(
-            self.steps.front(),
-            Some(Step::Query { .. } | Step::FunctionCall(_))
-        ) {
-            return;
-        }
-        // The server skips to Sync: the steps before it get no answers.
-        while let Some(step) = self.steps.front() {
-            if matches!(step, Step::Sync) {
-                return;
-            }
-            self.steps.pop_front();
-        }
-        self.skipping = true;
     }
 
-    fn expect(&self, fits: impl Fn(&Step) -> bool, what: &'static str) -> Result<(), ResultError> {
-        match self.steps.front() {
-            Some(step) if fits(step) => Ok(()),
-            _ => Err(ResultError::Unexpected(what)),
-        }
-    }
-
-    /// The rule of the result the front step is producing.
-    fn current_rule(&self) -> Option<&Arc<ResultRule>> {
-        match self.steps.front()? {
-            Step::Execute(rule) | Step::FunctionCall(rule) => rule.as_ref(),
-            Step::Query { rules, index } => rules.get(*index).as_ref(),
-            _ => None,
-        }
-    }
-
-    fn on_row_description(&mut self, description: &RowDescription) -> Result<Handled, ResultError> {
-        match self.steps.front_mut() {
+    fn on_row_description(
+        &mut self,
+        pipeline: &mut Pipeline,
+        description: &RowDescription,
+    ) -> Result<Handled, ResultError> {
+        match pipeline.step_mut() {
             Some(Step::DescribeStatement | Step::DescribePortal(None)) => {
-                self.steps.pop_front();
+                pipeline.pop_step();
                 Ok(Handled::Forward)
             }
             Some(Step::DescribePortal(Some(rule))) => {
                 self.described = Some(layout::row_masks(rule, &description.fields));
-                self.steps.pop_front();
+                pipeline.pop_step();
                 Ok(Handled::Replaced)
             }
             Some(Step::Query { rules, index }) => {
@@ -340,8 +305,8 @@ impl ResultTracker {
         }
     }
 
-    fn on_no_data(&mut self) -> Result<Handled, ResultError> {
-        match self.steps.pop_front() {
+    fn on_no_data(&mut self, pipeline: &mut Pipeline) -> Result<Handled, ResultError> {
+        match pipeline.pop_step() {
             Some(Step::DescribeStatement | Step::DescribePortal(None)) => Ok(Handled::Forward),
             Some(Step::DescribePortal(Some(_))) => {
                 self.described = Some(Masks::None);
@@ -352,11 +317,11 @@ impl ResultTracker {
     }
 
     /// The flow of an Execute starts with its first result message.
-    fn start_execute_flow(&mut self) -> Result<(), ResultError> {
+    fn start_execute_flow(&mut self, pipeline: &Pipeline) -> Result<(), ResultError> {
         if self.flow.is_some() {
             return Ok(());
         }
-        let Some(Step::Execute(Some(rule))) = self.steps.front() else {
+        let Some(Step::Execute(Some(rule))) = pipeline.step() else {
             return Ok(());
         };
         let masks = match self.described.take() {
@@ -370,18 +335,19 @@ impl ResultTracker {
 
     fn on_data_row(
         &mut self,
+        pipeline: &Pipeline,
         frame: &[u8],
         encoding: ClientEncoding,
         out: &mut BytesMut,
     ) -> Result<Handled, ResultError> {
-        match self.steps.front() {
-            Some(Step::Execute(_)) => self.start_execute_flow()?,
+        match pipeline.step() {
+            Some(Step::Execute(_)) => self.start_execute_flow(pipeline)?,
             Some(Step::Query { .. }) => {}
             _ => return Err(ResultError::Unexpected("DataRow")),
         }
         let Some(flow) = &mut self.flow else {
             // A Query statement whose rule needs nothing.
-            if self.current_rule().is_some_and(|r| r.mask_columns) {
+            if current_rule(pipeline).is_some_and(|r| r.mask_columns) {
                 return Err(ResultError::Undescribed);
             }
             return Ok(Handled::Forward);
@@ -401,11 +367,12 @@ impl ResultTracker {
 
     fn on_result_end(
         &mut self,
+        pipeline: &mut Pipeline,
         message: &PgWireBackendMessage,
         out: &mut BytesMut,
     ) -> Result<Handled, ResultError> {
-        if matches!(self.steps.front(), Some(Step::Execute(_))) {
-            self.start_execute_flow()?;
+        if matches!(pipeline.step(), Some(Step::Execute(_))) {
+            self.start_execute_flow(pipeline)?;
         }
         let handled = match (&self.flow, message) {
             (Some(flow), PgWireBackendMessage::CommandComplete(complete))
@@ -418,9 +385,9 @@ impl ResultTracker {
             _ => Handled::Forward,
         };
         self.end_result();
-        match self.steps.front_mut() {
+        match pipeline.step_mut() {
             Some(Step::Execute(_)) => {
-                self.steps.pop_front();
+                pipeline.pop_step();
             }
             Some(Step::Query { index, .. })
                 if !matches!(message, PgWireBackendMessage::PortalSuspended(_)) =>
@@ -434,18 +401,16 @@ impl ResultTracker {
 
     fn on_copy_out(
         &mut self,
+        pipeline: &Pipeline,
         response: &CopyOutResponse,
         encoding: ClientEncoding,
     ) -> Result<Handled, ResultError> {
-        if !matches!(
-            self.steps.front(),
-            Some(Step::Execute(_) | Step::Query { .. })
-        ) {
+        if !matches!(pipeline.step(), Some(Step::Execute(_) | Step::Query { .. })) {
             return Err(ResultError::Unexpected("CopyOutResponse"));
         }
         // COPY answers an Execute without a row description.
         self.described = None;
-        if let Some(rule) = self.current_rule().cloned() {
+        if let Some(rule) = current_rule(pipeline).cloned() {
             let masks = match rule.mask_columns {
                 true => Masks::Copy(Box::new(
                     layout::copy_masker(&rule, response)?.in_encoding(encoding),
@@ -475,17 +440,41 @@ impl ResultTracker {
         }
     }
 
-    fn scrub_if_needed(&self, frame: &[u8], out: &mut BytesMut) -> Result<Handled, ResultError> {
-        if !self.current_rule().is_some_and(|r| r.scrub_messages) {
-            return Ok(Handled::Forward);
-        }
-        scrub_error_fields(frame, out)?;
-        Ok(Handled::Replaced)
-    }
-
     fn end_result(&mut self) {
         self.flow = None;
     }
+}
+
+fn expect(
+    pipeline: &Pipeline,
+    fits: impl Fn(&Step) -> bool,
+    what: &'static str,
+) -> Result<(), ResultError> {
+    match pipeline.step() {
+        Some(step) if fits(step) => Ok(()),
+        _ => Err(ResultError::Unexpected(what)),
+    }
+}
+
+/// The rule of the result the next step is producing.
+fn current_rule(pipeline: &Pipeline) -> Option<&Arc<ResultRule>> {
+    match pipeline.step()? {
+        Step::Execute(rule) | Step::FunctionCall(rule) => rule.as_ref(),
+        Step::Query { rules, index } => rules.get(*index).as_ref(),
+        _ => None,
+    }
+}
+
+fn scrub_if_needed(
+    pipeline: &Pipeline,
+    frame: &[u8],
+    out: &mut BytesMut,
+) -> Result<Handled, ResultError> {
+    if !current_rule(pipeline).is_some_and(|r| r.scrub_messages) {
+        return Ok(Handled::Forward);
+    }
+    scrub_error_fields(frame, out)?;
+    Ok(Handled::Replaced)
 }
 
 impl Flow {

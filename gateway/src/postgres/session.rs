@@ -12,18 +12,18 @@ use bytes::BytesMut;
 use pgwire::messages::cancel::CancelRequest;
 use tokio::{
     io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt},
-    sync::mpsc,
     time::Instant,
 };
 
-use self::pumps::{Expectation, PumpError};
+use self::pumps::PumpError;
 use super::{
     cancel::CancelRegistry,
-    enforce::{Denials, Enforcement, SessionEnforcement},
+    enforce::{Enforcement, SessionEnforcement},
     errors::{sqlstate, ClientError},
     frame::{FrameError, FrameReader},
     hooks::{RequestHook, ResponseHook, SessionInfo},
     results::ResultTracker,
+    settings::TaintedSettings,
     startup::{read_opening, Opening, StartupError},
     state::SharedState,
     tls::{PgStream, UpstreamConnector},
@@ -80,8 +80,8 @@ pub struct SessionParts<'a> {
     /// The server connection is TLS, so the server can tell a client's channel-binding flag.
     upstream_tls: bool,
     max_message_bytes: usize,
-    /// Denied statements waiting for the server's error that stands in for them.
-    denials: &'a Denials,
+    /// Settings whose values may come from classified data (with a policy in force).
+    settings: Option<Arc<TaintedSettings>>,
 }
 
 /// How a running session ended without an error.
@@ -248,10 +248,9 @@ pub async fn serve<S: PgStream + 'static>(
             }
         }
     };
-    let denials = Denials::default();
     let parts = SessionParts {
         session: &session,
-        denials: &denials,
+        settings: enforcement.as_ref().map(SessionEnforcement::settings),
         state: &state,
         request_hook: settings.request_hook.as_ref(),
         response_hook: settings.response_hook.as_ref(),
@@ -345,7 +344,6 @@ async fn run<A, U>(
     let (upstream_read, mut upstream_write) = tokio::io::split(upstream);
     let mut agent_frames = FrameReader::new(agent_read);
     let mut upstream_frames = FrameReader::with_buffered(upstream_read, upstream_buffered);
-    let (sender, mut receiver) = mpsc::unbounded_channel::<Expectation>();
     let mut cancel_registration = None;
     let (mut from_agent, mut to_agent) = (0, 0);
     // With a policy in force, every result is matched to its statement's plan.
@@ -356,7 +354,6 @@ async fn run<A, U>(
             enforcement.as_mut(),
             &mut agent_frames,
             &mut upstream_write,
-            &sender,
             &mut from_agent,
         );
         let backend = pumps::backend(
@@ -364,7 +361,6 @@ async fn run<A, U>(
             results.as_mut(),
             &mut upstream_frames,
             &mut agent_write,
-            &mut receiver,
             &mut to_agent,
             &mut cancel_registration,
         );

@@ -1,11 +1,17 @@
 //! The session state the gateway tracks from both directions: the frontend pump checks each
 //! client message against it, the backend pump moves it on from the server's messages.
 
-use std::{collections::VecDeque, sync::Mutex};
+use std::sync::Mutex;
 
 use tokio::sync::Notify;
 
-use super::{codec::TextReading, encoding::ClientEncoding};
+use super::{
+    codec::TextReading,
+    encoding::ClientEncoding,
+    errors::ClientError,
+    pipeline::{InFlight, Pipeline, Position, RequestId, Sent},
+    request::RequestEnd,
+};
 use pgwire::messages::{
     response::TransactionStatus, startup::Authentication, PgWireBackendMessage,
     PgWireFrontendMessage,
@@ -52,32 +58,16 @@ struct Tracker {
     transaction: TransactionStatus,
     copy: Option<Copy>,
     client_copy: ClientCopy,
-    /// Requests sent and not yet answered by ReadyForQuery, oldest first: whether each is a
-    /// simple Query.
-    in_flight: VecDeque<bool>,
+    /// The requests sent and not yet answered.
+    pipeline: Pipeline,
     /// The COPY FROM STDIN in progress was started by an extended-protocol request that
     /// ended with Sync: the server ignores that Sync and answers the one after CopyDone.
     copy_awaits_sync: bool,
     /// Requests were sent behind the COPY FROM STDIN in progress.
     copy_pipelined: bool,
-    /// The ReadyForQuery messages answering requests (not the one ending startup), and the
-    /// ErrorResponse messages received. Requests sent are these answered plus those in flight.
-    readies: u64,
-    errors: u64,
     sasl_offered: bool,
     /// The client encoding the server last reported.
     encoding: ClientEncoding,
-}
-
-/// How far the server has answered, as a request is inspected.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Progress {
-    /// Requests sent that expect a ReadyForQuery: the next such request is answered by the
-    /// ReadyForQuery numbered `sent + 1`.
-    pub sent: u64,
-    /// ReadyForQuery messages that answered requests.
-    pub readies: u64,
-    pub errors: u64,
 }
 
 /// Shared by the two pumps of one session (one task, so the lock is never contended).
@@ -94,11 +84,9 @@ impl Default for SharedState {
                 transaction: TransactionStatus::Idle,
                 copy: None,
                 client_copy: ClientCopy::None,
-                in_flight: VecDeque::new(),
+                pipeline: Pipeline::default(),
                 copy_awaits_sync: false,
                 copy_pipelined: false,
-                readies: 0,
-                errors: 0,
                 sasl_offered: false,
                 encoding: ClientEncoding::UTF8,
             }),
@@ -115,15 +103,16 @@ impl SharedState {
 
     pub fn state(&self) -> SessionState {
         let t = self.lock();
-        match (t.started, t.ready, t.copy, t.in_flight.len(), t.transaction) {
+        let waiting = t.pipeline.awaiting_ready();
+        match (t.started, t.ready, t.copy, waiting, t.transaction) {
             (false, ..) => SessionState::Startup,
             (true, false, ..) => SessionState::Authenticating,
             (_, _, Some(Copy::In), ..) => SessionState::CopyIn,
             (_, _, Some(Copy::Out), ..) => SessionState::CopyOut,
-            (_, _, None, 1.., _) => SessionState::Waiting,
-            (_, _, None, 0, TransactionStatus::Idle) => SessionState::Idle,
-            (_, _, None, 0, TransactionStatus::Transaction) => SessionState::InTransaction,
-            (_, _, None, 0, TransactionStatus::Error) => SessionState::FailedTransaction,
+            (_, _, None, true, _) => SessionState::Waiting,
+            (_, _, None, false, TransactionStatus::Idle) => SessionState::Idle,
+            (_, _, None, false, TransactionStatus::Transaction) => SessionState::InTransaction,
+            (_, _, None, false, TransactionStatus::Error) => SessionState::FailedTransaction,
         }
     }
 
@@ -184,11 +173,6 @@ impl SharedState {
         self.lock().encoding = encoding;
     }
 
-    /// The client encoding the server last reported: results after it are in it.
-    pub fn encoding(&self) -> ClientEncoding {
-        self.lock().encoding
-    }
-
     /// Whether waiting for every answer needs nothing more from the client: not during a
     /// COPY FROM STDIN, where the server waits for the client's data.
     pub fn answers_come_unprompted(&self) -> bool {
@@ -205,7 +189,7 @@ impl SharedState {
             notified.as_mut().enable();
             {
                 let t = self.lock();
-                if t.ready && t.in_flight.is_empty() {
+                if t.answered() {
                     return;
                 }
             }
@@ -220,24 +204,37 @@ impl SharedState {
         let t = self.lock();
         TextReading {
             encoding: t.encoding,
-            encoding_settled: t.ready && t.in_flight.is_empty() && !batch_open,
+            encoding_settled: t.answered() && !batch_open,
         }
     }
 
-    pub fn progress(&self) -> Progress {
-        let t = self.lock();
-        Progress {
-            sent: t.readies + t.in_flight.len() as u64,
-            readies: t.readies,
-            errors: t.errors,
-        }
+    /// How far the server has answered.
+    pub fn position(&self) -> Position {
+        self.lock().pipeline.position()
     }
 
-    /// A request that expects a ReadyForQuery was sent: a simple Query, or extended-protocol
-    /// messages up to Sync.
-    pub fn request_sent(&self, simple: bool) {
+    /// A request was forwarded.
+    pub fn request_sent(&self, sent: Sent) -> RequestId {
+        self.lock().pipeline.push(sent)
+    }
+
+    /// The oldest request once the server has answered it: what it confirmed is applied in
+    /// the order requests were sent.
+    pub fn pop_answered(&self) -> Option<InFlight> {
+        self.lock().pipeline.pop_done()
+    }
+
+    /// The error a denied statement's stand-in stands for.
+    pub fn take_denial(&self, marker: u32) -> Option<ClientError> {
+        self.lock().pipeline.take_denial(marker)
+    }
+
+    /// Runs `answer` on the requests in flight, with the client encoding in force: the
+    /// result tracker follows the server's answers through them.
+    pub fn with_pipeline<T>(&self, answer: impl FnOnce(&mut Pipeline, ClientEncoding) -> T) -> T {
         let mut t = self.lock();
-        t.in_flight.push_back(simple);
+        let encoding = t.encoding;
+        answer(&mut t.pipeline, encoding)
     }
 
     /// Whether a client message is legal now; the error text is sent with `FATAL 08P01`.
@@ -305,8 +302,7 @@ impl SharedState {
                 // The first one ends startup and answers no request, even when the client
                 // has already sent one.
                 if t.ready {
-                    t.in_flight.pop_front();
-                    t.readies += 1;
+                    t.pipeline.on_ready(ready.status);
                 }
                 t.ready = true;
                 t.transaction = ready.status;
@@ -318,14 +314,19 @@ impl SharedState {
                 t.client_copy = ClientCopy::Sending;
                 // The COPY's request is the oldest in flight; a request sent behind it makes
                 // the server fail the COPY, and which Sync it answers would be guesswork.
-                t.copy_awaits_sync = t.in_flight.front() == Some(&false);
-                t.copy_pipelined = t.in_flight.len() > 1;
+                let (awaits_sync, pipelined) = match t.pipeline.oldest_awaiting_ready() {
+                    Some((copy, behind)) => (copy.end == RequestEnd::Sync, behind),
+                    None => (false, false),
+                };
+                t.copy_awaits_sync = awaits_sync;
+                t.copy_pipelined = pipelined;
+                t.pipeline.on_answer();
             }
             B::CopyOutResponse(_) => t.copy = Some(Copy::Out),
             // The end of a COPY, successful or not.
             B::CommandComplete(_) => t.copy = None,
             B::ErrorResponse(_) => {
-                t.errors += 1;
+                t.pipeline.on_error();
                 t.copy = None;
                 // The server stopped the copy: it drops the client's further copy messages
                 // and answers its next Sync (or, after a simple Query, already has).
@@ -333,8 +334,16 @@ impl SharedState {
                     t.client_copy = ClientCopy::Ended;
                 }
             }
+            _ if t.ready => t.pipeline.on_answer(),
             _ => {}
         }
+    }
+}
+
+impl Tracker {
+    /// Every request sent has been answered.
+    fn answered(&self) -> bool {
+        self.ready && !self.pipeline.awaiting_ready()
     }
 }
 
@@ -348,6 +357,14 @@ mod tests {
         simplequery::Query,
         startup::{Password, PasswordMessageFamily},
     };
+
+    /// A request as the frontend hands it on without a policy: a simple Query or up to Sync.
+    fn sent(simple: bool) -> Sent {
+        Sent::new(match simple {
+            true => RequestEnd::Query,
+            false => RequestEnd::Sync,
+        })
+    }
 
     fn query() -> PgWireFrontendMessage {
         PgWireFrontendMessage::Query(Query::new("SELECT 1".into()))
@@ -376,7 +393,7 @@ mod tests {
             TransactionStatus::Idle,
         )));
         for simple in requests {
-            state.request_sent(*simple);
+            state.request_sent(sent(*simple));
         }
         state.on_backend(&PgWireBackendMessage::CopyInResponse(CopyInResponse::new(
             0,
@@ -515,7 +532,7 @@ mod tests {
         assert_eq!(state.state(), SessionState::Idle);
         assert!(state.check_frontend(&password).is_err());
 
-        state.request_sent(true);
+        state.request_sent(sent(true));
         assert_eq!(state.state(), SessionState::Waiting);
         state.on_backend(&PgWireBackendMessage::CopyInResponse(CopyInResponse::new(
             0,

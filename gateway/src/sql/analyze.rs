@@ -5,6 +5,7 @@
 mod copy;
 mod ddl;
 mod fallback;
+mod forms;
 mod kinds;
 mod split;
 mod statements;
@@ -131,5 +132,8 @@ fn blank(kind: StatementKind, command: impl Into<String>) -> StatementFacts {
         released: None,
         ends_transaction: false,
         outputs: Vec::new(),
+        stores: Vec::new(),
+        settings_set: Vec::new(),
+        shows: None,
     }
 }

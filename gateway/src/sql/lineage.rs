@@ -14,8 +14,9 @@ mod functions;
 mod query;
 mod scope;
 
-use super::{names, Lineage, OutputItem, RelationName, Source, SqlError};
+use super::{names, Lineage, OutputItem, RelationName, Source, SqlError, Store, StoredColumns};
 
+pub use functions::may_run_user_code;
 pub(super) use scope::Scope;
 
 /// Nesting (queries in queries, expressions in expressions) analysed before giving up.
@@ -41,6 +42,8 @@ pub(super) struct Effects {
     pub select_into: bool,
     /// CTE names defined anywhere: not relations, whatever a later sweep sees.
     pub cte_names: Vec<String>,
+    /// What is stored into relations, anywhere in the statement.
+    pub stores: Vec<Store>,
 }
 
 impl Effects {
@@ -154,6 +157,28 @@ pub(super) fn item_lineage(item: &OutputItem) -> Lineage {
         OutputItem::Column { lineage, .. } => lineage.clone(),
         OutputItem::Expand(relation) => whole_row(relation),
     }
+}
+
+/// What a source's output list stores into columns named in order (`named` empty: the
+/// target's own column order, which only the catalog knows). Lists that do not line up
+/// (a `*` the text does not spell out, counts that differ) store everything anywhere.
+pub(in crate::sql) fn stored_in_order(named: Vec<String>, items: Vec<OutputItem>) -> StoredColumns {
+    if named.is_empty() {
+        return StoredColumns::InOrder(items);
+    }
+    let aligned = named.len() == items.len()
+        && items
+            .iter()
+            .all(|item| matches!(item, OutputItem::Column { .. }));
+    if !aligned {
+        return StoredColumns::Whole(items_lineage(&items));
+    }
+    StoredColumns::Named(
+        named
+            .into_iter()
+            .zip(items.iter().map(item_lineage))
+            .collect(),
+    )
 }
 
 /// Everything a whole output list carries (a row of it, or any one of its values).

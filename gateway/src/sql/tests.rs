@@ -3,7 +3,9 @@
 
 mod lineage;
 mod other;
+mod postgres_forms;
 mod shape;
+mod stores;
 
 use super::{
     analyze, Analysis, Lineage, OutputItem, RelationName, Source, SqlError, StatementFacts,
@@ -371,7 +373,7 @@ fn unreadable_text_is_an_error_without_the_text() {
         "SELECT * FROM patients WHERE ssn = 'secret-value' AND",
         "SELECT 'secret-value",
         "SELECT * FROM patients WHERE ssn = secret_value value2",
-        "LOCK TABLE secret_value",
+        "CREATE TABLE t AS EXECUTE secret_value",
         "SELECT (secret_value).* FROM patients p",
         "DO secret_value",
         "COPY patients TO STDOUT (FORMAT secret_value)",

@@ -96,6 +96,7 @@ const fn script(id: &'static str, script: &'static str, expect: Expect) -> Case 
 use Expect::{Denied, Error, Masked};
 
 const BULK: &str = "approve-bulk-phi-reads";
+const COPIES: &str = "approve-phi-copies";
 const DDL: &str = "deny-ddl-on-phi";
 const FILES: &str = "deny-server-files-and-links";
 const ROLE: &str = "deny-role-switch";
@@ -197,10 +198,12 @@ pub const CASES: &[Case] = &[
     sql("copy-program", "COPY patients TO PROGRAM 'cat > /dev/null'", Denied("deny-copy-on-server")),
     sql("copy-file", "COPY patients TO '/tmp/patients.csv'", Denied("deny-copy-on-server")),
     // Writes that hand PHI back (intake holds copies of the SSNs, and is classified too).
-    sql("insert-returning", "BEGIN; INSERT INTO intake SELECT id + 100, ssn || 'x' FROM intake WHERE id > 0 RETURNING *; ROLLBACK", Masked),
+    // A computed copy of PHI is a copy (held); what RETURNING gives back is masked (the
+    // permissive run below lets it through).
+    sql("insert-returning", "BEGIN; INSERT INTO intake SELECT id + 100, ssn || 'x' FROM intake WHERE id > 0 RETURNING *; ROLLBACK", Denied(COPIES)),
     sql("update-returning", "BEGIN; UPDATE intake SET ssn = ssn WHERE id > 0 RETURNING ssn; ROLLBACK", Masked),
     sql("delete-returning", "BEGIN; DELETE FROM intake WHERE id > 0 RETURNING *; ROLLBACK", Masked),
-    sql("launder-into-new-table", "CREATE TABLE laundered AS SELECT ssn FROM patients WHERE id > 0", Denied("approve-agent-writes-to-phi")),
+    sql("launder-into-new-table", "CREATE TABLE laundered AS SELECT ssn FROM patients WHERE id > 0", Denied(COPIES)),
     sql("phi-table-write", "INSERT INTO intake SELECT id + 100, ssn FROM patients WHERE id > 0 RETURNING *", Denied("approve-agent-writes-to-phi")),
     // Errors that quote values.
     sql("cast-error", "SELECT ssn::int FROM patients WHERE id > 0", Error("22P02")),
@@ -231,4 +234,9 @@ pub const CASES: &[Case] = &[
     sql("call", "CALL some_procedure()", Denied("default-deny")),
     sql("lock", "LOCK patients", Denied("default-deny")),
     sql("typo", "SELEC ssn FROM patients", Denied("default-deny")),
+    // PHI kept in a setting and read back: SHOW, current_setting, pg_settings, and the server's
+    // own ParameterStatus report of application_name. (`recv 1` reads to ReadyForQuery.)
+    script("setting-show", "Q {m} SELECT set_config('my.kept', ssn, false) FROM patients WHERE id = 1\nrecv 1\nQ SHOW my.kept\nrecv 1\nQ SELECT current_setting('my.kept')\nrecv 1\nQ SELECT setting FROM pg_settings WHERE name = 'my.kept'\nrecv 1\n", Masked),
+    script("setting-reported", "Q {m} SELECT set_config('application_name', full_name, false) FROM patients WHERE id = 1\nrecv 1\nQ SELECT 1\nrecv 1\n", Masked),
+    script("setting-in-transaction", "Q BEGIN\nrecv 1\nQ {m} SELECT set_config('my.local', email, true) FROM patients WHERE id = 1\nrecv 1\nQ SHOW my.local\nrecv 1\nQ COMMIT\nrecv 1\n", Masked),
 ];

@@ -4,9 +4,13 @@
 
 use std::time::Duration;
 
+use xtask::testbed::{write_catalog_credentials, TempDir};
+
 use crate::{
     common::pg_bed,
-    support::{after_startup, assert_closed_with, close_events, run_agent, same_both_ways},
+    support::{
+        after_startup, assert_closed_with, close_events, run_agent, run_direct, same_both_ways,
+    },
 };
 
 #[test]
@@ -50,6 +54,74 @@ fn function_calls_work_as_directly() {
         .map(|(oid, name)| format!("{oid} {name}"))
         .collect();
     assert_eq!(listed.trim(), expected.join(","));
+}
+
+const FUNCTION_POLICY: &str = r#"
+version = 1
+
+[[identities]]
+id = "agents"
+cgroup = ["*tollgate-pg-*"]
+
+[[classify]]
+table = "public.patients"
+columns = { ssn = "ssn" }
+
+[[rules]]
+id = "no-exports"
+effect = "deny"
+functions = ["export_*"]
+
+[[rules]]
+id = "agents-read"
+effect = "allow"
+identities = ["agents"]
+"#;
+
+#[test]
+#[ignore = "privileged: run by cargo xtask test as root"]
+fn a_function_call_is_decided_by_the_name_the_catalog_gives_its_oid() {
+    let dir = TempDir::new("tollgate-function-call").expect("temp dir");
+    let policy = dir.path().join("policy.toml");
+    std::fs::write(&policy, FUNCTION_POLICY).expect("write the policy");
+    let credentials = dir.path().join("catalog.toml");
+    write_catalog_credentials(&credentials).expect("catalog credentials");
+    let bed = pg_bed("function_call_by_name", |config| {
+        config.enforce_policy("clinic", &policy, &credentials)
+    });
+    let oids = bed
+        .pg
+        .psql_direct(
+            "CREATE TABLE patients (id int PRIMARY KEY, ssn text);
+             INSERT INTO patients VALUES (1, '123-45-6789');
+             CREATE FUNCTION export_patient(int) RETURNS text LANGUAGE sql
+                 AS $$ SELECT ssn FROM patients WHERE id = $1 $$;
+             CREATE FUNCTION patient_ssn(int) RETURNS text LANGUAGE sql
+                 AS $$ SELECT ssn FROM patients WHERE id = $1 $$;
+             SELECT 'export_patient'::regproc::oid || ' ' || 'patient_ssn'::regproc::oid",
+        )
+        .expect("the functions");
+    let (export, read) = oids.trim().split_once(' ').expect("two OIDs");
+    let script = format!("F {export} text:1\nrecv 1\nF {read} text:1\nrecv 1\nX\nrecv eof\n");
+    let direct = run_direct(&bed, &script);
+    assert_eq!(
+        after_startup(direct.ok(&script)),
+        ["V 123-45-6789", "Z I", "V 123-45-6789", "Z I", "EOF"],
+        "both functions return the SSN directly"
+    );
+    let run = run_agent(&bed, &script);
+    let output = run.ok(&script);
+    let lines = after_startup(output);
+    assert!(
+        lines[0].starts_with("E ERROR 42501") && lines[0].contains("\"no-exports\""),
+        "the call is denied by the rule naming the function: {output}"
+    );
+    assert_eq!(
+        lines[1..],
+        ["Z I", "V NULL", "Z I", "EOF"],
+        "the allowed call's untraceable result is withheld: {output}"
+    );
+    assert!(!output.contains("123-45-6789"), "{output}");
 }
 
 #[test]

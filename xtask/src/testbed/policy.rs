@@ -27,6 +27,29 @@ pub fn example_policy(agents_glob: &str, key_file: &Path) -> anyhow::Result<Stri
         ))
 }
 
+/// The example policy's identities, classification and masking with none of its guardrails:
+/// the agents may run anything (create, write, `DO`, unparsed statements). What an admin may
+/// reasonably write; masking must hold under it as under the example.
+pub fn permissive_example_policy(agents_glob: &str, key_file: &Path) -> anyhow::Result<String> {
+    let example = example_policy(agents_glob, key_file)?;
+    let Some((before_rules, _)) = example.split_once("[[rules]]") else {
+        anyhow::bail!("the example policy has no rules to replace");
+    };
+    Ok(format!(
+        r#"{before_rules}[[rules]]
+id = "agents-run-everything"
+effect = "allow"
+identities = ["coding-agents"]
+
+[[rules]]
+id = "agents-run-unparsed"
+effect = "allow"
+identities = ["coding-agents"]
+unparsed = true
+"#
+    ))
+}
+
 /// A catalog credentials file (mode 0600) for a trust-auth test cluster.
 pub fn write_catalog_credentials(path: &Path) -> anyhow::Result<()> {
     std::fs::write(

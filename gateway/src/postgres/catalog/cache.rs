@@ -87,8 +87,8 @@ impl<S: CatalogServer> Cache<S> {
                 name: name.clone(),
             }));
             let started = Instant::now();
-            match tokio::time::timeout(QUERY_TIMEOUT, self.server.read(&wanted)).await {
-                Ok(Ok(found)) => {
+            match self.ask("read", self.server.read(&wanted)).await {
+                Some(found) => {
                     // View definitions are analysed here, outside the lock.
                     let entries: Vec<Entry> = found.into_iter().map(entry).collect();
                     tracing::debug!(
@@ -101,17 +101,41 @@ impl<S: CatalogServer> Cache<S> {
                     );
                     self.known().apply_read(&wanted, entries, started, epoch);
                 }
-                Ok(Err(error)) => {
-                    self.failed(&error);
-                    break;
-                }
-                Err(_) => {
-                    self.failed(&CatalogError::Query("timed out".into()));
-                    break;
-                }
+                None => break,
             }
         }
         Some(self.known().snapshot())
+    }
+
+    /// The schema and name of a function by OID, read each time (a function can be renamed
+    /// and keep its OID); None when there is none or the server cannot say now.
+    pub async fn function(&self, oid: u32) -> Option<(String, String)> {
+        if self.backing_off() {
+            return None;
+        }
+        self.ask("function lookup", self.server.function(oid))
+            .await
+            .flatten()
+    }
+
+    /// One query to the server within [`QUERY_TIMEOUT`]; a failure is logged, and the server
+    /// is left alone for a while (see [`RETRY_AFTER`]).
+    async fn ask<T>(
+        &self,
+        what: &str,
+        query: impl std::future::Future<Output = Result<T, CatalogError>>,
+    ) -> Option<T> {
+        match tokio::time::timeout(QUERY_TIMEOUT, query).await {
+            Ok(Ok(answer)) => Some(answer),
+            Ok(Err(error)) => {
+                self.failed(&error);
+                None
+            }
+            Err(_) => {
+                self.failed(&CatalogError::Query(format!("{what} timed out")));
+                None
+            }
+        }
     }
 
     /// Forgets what DDL may have changed: the relations it names, what reads through them,
@@ -157,8 +181,8 @@ impl<S: CatalogServer> Cache<S> {
         let Some((names, epoch)) = self.known().begin_probe() else {
             return true;
         };
-        match tokio::time::timeout(QUERY_TIMEOUT, self.server.probe(&names)).await {
-            Ok(Ok(probed)) => {
+        match self.ask("probe", self.server.probe(&names)).await {
+            Some(probed) => {
                 let changed = self.known().apply_probe(&names, &probed, started, epoch);
                 if changed > 0 {
                     tracing::info!(
@@ -170,14 +194,7 @@ impl<S: CatalogServer> Cache<S> {
                 }
                 true
             }
-            Ok(Err(error)) => {
-                self.failed(&error);
-                false
-            }
-            Err(_) => {
-                self.failed(&CatalogError::Query("probe timed out".into()));
-                false
-            }
+            None => false,
         }
     }
 

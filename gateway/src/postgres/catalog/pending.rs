@@ -7,7 +7,7 @@
 use std::collections::VecDeque;
 
 use super::wanted::{Changes, RequestNames};
-use crate::postgres::state::Progress;
+use crate::postgres::pipeline::{Position, RequestId};
 
 /// Requests with DDL remembered at most; past this the oldest is dropped, and everything
 /// is held until its answer (see [`PendingChanges::settle`]).
@@ -24,26 +24,30 @@ pub struct Settled {
 
 #[derive(Debug, Default)]
 pub struct PendingChanges {
-    /// (the number of the ReadyForQuery that answers the request, what it may change).
-    waiting: VecDeque<(u64, Changes)>,
-    /// A dropped entry's answer: until it arrives everything is held.
-    overflow_until: u64,
+    /// (the request, what it may change).
+    waiting: VecDeque<(RequestId, Changes)>,
+    /// A dropped entry's request: until it is answered everything is held.
+    overflow_until: Option<RequestId>,
     /// Changed since the session's transaction began: seen by others only once it ends.
     in_transaction: Changes,
 }
 
 impl PendingChanges {
-    pub fn settle(&mut self, progress: Progress, request: &RequestNames) -> Settled {
+    /// `position`: how far the server has answered; the request decided now is numbered
+    /// `position.next`.
+    pub fn settle(&mut self, position: Position, request: &RequestNames) -> Settled {
         let mut settled = Settled::default();
         while let Some((_, changes)) = self
             .waiting
-            .pop_front_if(|(answered_by, _)| progress.readies >= *answered_by)
+            .pop_front_if(|(id, _)| *id < position.answered_below)
         {
             settled.answered.add(&changes);
         }
         let own = &request.changes;
         settled.held = own.clone();
-        settled.held.everything |= progress.readies < self.overflow_until;
+        settled.held.everything |= self
+            .overflow_until
+            .is_some_and(|id| id >= position.answered_below);
         for (_, changes) in &self.waiting {
             settled.held.add(changes);
         }
@@ -54,9 +58,9 @@ impl PendingChanges {
         }
         if !recorded.is_empty() {
             if self.waiting.len() == MAX_PENDING {
-                self.overflow_until = self.waiting.pop_front().map_or(0, |(at, _)| at);
+                self.overflow_until = self.waiting.pop_front().map(|(id, _)| id);
             }
-            self.waiting.push_back((progress.sent + 1, recorded));
+            self.waiting.push_back((position.next, recorded));
         }
         settled
     }
@@ -66,11 +70,11 @@ impl PendingChanges {
 mod tests {
     use super::*;
 
-    fn progress(sent: u64, readies: u64) -> Progress {
-        Progress {
-            sent,
-            readies,
-            errors: 0,
+    /// `sent` requests sent before this one, the first `answered` of them answered.
+    fn progress(sent: u64, answered: u64) -> Position {
+        Position {
+            next: sent,
+            answered_below: answered,
         }
     }
 

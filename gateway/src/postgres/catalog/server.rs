@@ -64,6 +64,12 @@ pub trait CatalogServer: Send + Sync + 'static {
         &self,
         names: &[String],
     ) -> impl Future<Output = Result<Vec<Probed>, CatalogError>> + Send;
+
+    /// The schema and name of the function with this OID, if there is one.
+    fn function(
+        &self,
+        oid: u32,
+    ) -> impl Future<Output = Result<Option<(String, String)>, CatalogError>> + Send;
 }
 
 /// The row versions (xmin) of everything cached about a relation: its pg_class row (name,
@@ -270,7 +276,25 @@ impl CatalogServer for PgServer {
             .collect::<Result<_, tokio_postgres::Error>>()
             .map_err(|e| CatalogError::Query(e.to_string()))
     }
+
+    async fn function(&self, oid: u32) -> Result<Option<(String, String)>, CatalogError> {
+        let side = self.side().await?;
+        let query = |e: tokio_postgres::Error| CatalogError::Query(e.to_string());
+        let row = side
+            .client
+            .query_opt(FUNCTION_QUERY, &[&i64::from(oid)])
+            .await
+            .map_err(query)?;
+        row.map(|row| Ok((row.try_get(0)?, row.try_get(1)?)))
+            .transpose()
+            .map_err(query)
+    }
 }
+
+/// A function by OID (FunctionCall names functions so); rare enough to go unprepared.
+const FUNCTION_QUERY: &str = "SELECT n.nspname::text, p.proname::text \
+     FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace \
+     WHERE p.oid = $1::int8::oid";
 
 fn found(row: &tokio_postgres::Row) -> Result<Found, tokio_postgres::Error> {
     let oid: i64 = row.try_get(0)?;

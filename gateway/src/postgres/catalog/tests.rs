@@ -55,6 +55,8 @@ struct Fake {
     reads: Mutex<Vec<Wanted>>,
     probes: Mutex<usize>,
     failing: Mutex<bool>,
+    /// pg_proc: OID, schema, name.
+    functions: Mutex<Vec<(u32, &'static str, String)>>,
 }
 
 impl Fake {
@@ -140,6 +142,15 @@ impl CatalogServer for Arc<Fake> {
                 fingerprint: s.version.to_string(),
             })
             .collect())
+    }
+
+    async fn function(&self, oid: u32) -> Result<Option<(String, String)>, CatalogError> {
+        self.check()?;
+        let functions = self.functions.lock().unwrap();
+        Ok(functions
+            .iter()
+            .find(|(known, _, _)| *known == oid)
+            .map(|(_, schema, name)| ((*schema).to_owned(), name.clone())))
     }
 }
 
@@ -499,4 +510,26 @@ async fn a_request_does_not_trust_what_its_own_ddl_changes() {
     let everything = cache.known().without(&changes("DROP SCHEMA s CASCADE"));
     assert_eq!(everything.relation_count(), 0);
     assert_eq!(fake.reads(), 3);
+}
+
+#[tokio::test]
+async fn a_function_is_named_by_oid_as_it_is_named_now() {
+    let (fake, cache) = clinic();
+    fake.functions
+        .lock()
+        .unwrap()
+        .push((16400, "public", "export_all".into()));
+    let named = cache.function(16400).await;
+    assert_eq!(named, Some(("public".into(), "export_all".into())));
+    assert_eq!(cache.function(16401).await, None);
+    // Renamed, same OID: the call is decided by its name now.
+    fake.functions.lock().unwrap()[0].2 = "harmless".into();
+    let named = cache.function(16400).await;
+    assert_eq!(named, Some(("public".into(), "harmless".into())));
+    *fake.failing.lock().unwrap() = true;
+    assert_eq!(
+        cache.function(16400).await,
+        None,
+        "unknown when the server cannot say"
+    );
 }

@@ -6,10 +6,7 @@ use std::sync::Arc;
 
 use crate::{
     policy::Catalog,
-    postgres::{
-        names::Named,
-        request::{Request, Statement},
-    },
+    postgres::request::{Request, Statement},
     sql::{FactsCache, RelationName, StatementFacts, StatementKind},
 };
 
@@ -91,8 +88,7 @@ impl Changes {
 pub fn wanted_names(
     request: &Request,
     facts: &FactsCache,
-    prepared: &Named<Arc<StatementFacts>>,
-    cursors: &Named<Arc<StatementFacts>>,
+    held_by: &dyn Fn(&StatementFacts) -> Option<Arc<StatementFacts>>,
 ) -> RequestNames {
     let mut names = RequestNames::default();
     let mut last: Option<&str> = None;
@@ -115,12 +111,9 @@ pub fn wanted_names(
         };
         for facts in &analysis.statements {
             Catalog::names_needed(facts, &mut names.wanted);
-            let held = [
-                facts.executes.as_ref().and_then(|name| prepared.get(name)),
-                facts.cursor.as_ref().and_then(|name| cursors.get(name)),
-            ];
-            for held in held.iter().flatten() {
-                Catalog::names_needed(held, &mut names.wanted);
+            // What an EXECUTE or FETCH runs through a name.
+            if let Some(held) = held_by(facts) {
+                Catalog::names_needed(&held, &mut names.wanted);
             }
             note_changes(facts, &mut names.changes);
             names.ends_transaction |= facts.ends_transaction;

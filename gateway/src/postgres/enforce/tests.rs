@@ -1,18 +1,25 @@
 //! A session's enforcement over several requests: decisions repeated from the session's
 //! recent ones must be the decisions a fresh evaluation would make.
 
-use std::{collections::HashMap, path::PathBuf, sync::Arc};
+use std::{
+    collections::{HashMap, VecDeque},
+    path::PathBuf,
+    sync::Arc,
+};
 
 use bytes::BytesMut;
-use pgwire::messages::{extendedquery::Parse, simplequery::Query, PgWireFrontendMessage};
+use pgwire::messages::{
+    extendedquery::Parse, response::TransactionStatus, simplequery::Query, PgWireFrontendMessage,
+};
 
-use super::{Denials, Enforcement, SessionEnforcement};
+use super::{Enforcement, SessionEnforcement};
 use crate::{
-    policy::{IdentityFacts, PolicyStore},
+    policy::{derived::DerivedStore, IdentityFacts, PolicyStore},
     postgres::{
+        names::SessionNames,
+        pipeline::{Pipeline, Sent},
         request::{Request, RequestEnd, Statement},
         results::StatementResults,
-        state::Progress,
     },
 };
 
@@ -45,8 +52,12 @@ struct Fixture {
     dir: PathBuf,
     store: Arc<PolicyStore>,
     session: SessionEnforcement,
-    /// The server as a client that waits for each answer sees it.
-    server: Progress,
+    names: SessionNames,
+    pipeline: Pipeline,
+    /// The answers the server owes, oldest first: (an error, the transaction status).
+    owed: VecDeque<(bool, TransactionStatus)>,
+    /// The server is inside a transaction block.
+    in_block: bool,
     /// The server answers the next request with an error.
     fail_next: bool,
     /// Requests are sent without waiting for their answers.
@@ -60,7 +71,8 @@ impl Fixture {
         std::fs::create_dir_all(&dir).unwrap();
         std::fs::write(dir.join("policy.toml"), POLICY).unwrap();
         let store = Arc::new(PolicyStore::open(&dir.join("policy.toml"), &dir).unwrap());
-        let enforcement = Arc::new(Enforcement::new(store.clone(), HashMap::new()));
+        let derived = Arc::new(DerivedStore::open(&dir).unwrap());
+        let enforcement = Arc::new(Enforcement::new(store.clone(), HashMap::new(), derived));
         let identity = IdentityFacts {
             uid: Some(1000),
             ..Default::default()
@@ -73,11 +85,10 @@ impl Fixture {
             dir,
             store,
             session,
-            server: Progress {
-                sent: 0,
-                readies: 0,
-                errors: 0,
-            },
+            names: SessionNames::default(),
+            pipeline: Pipeline::default(),
+            owed: VecDeque::new(),
+            in_block: false,
             fail_next: false,
             pipelining: false,
         }
@@ -87,7 +98,7 @@ impl Fixture {
     async fn run(&mut self, sql: &str) -> (String, bool) {
         let message = PgWireFrontendMessage::Query(Query::new(sql.to_owned()));
         let (rule, results) = self
-            .inspect(Statement::Simple { sql: sql.into() }, message)
+            .inspect(Statement::Simple { sql: sql.into() }, message, sql)
             .await;
         let masked = match results {
             StatementResults::Query(rules) => rules
@@ -101,71 +112,116 @@ impl Fixture {
         (rule, masked)
     }
 
-    /// A protocol-level Parse of `sql` under `name`; the rule that decided it.
+    /// A protocol-level Parse of `sql` under `name` (and Sync); the rule that decided it.
     async fn parse(&mut self, name: &str, sql: &str) -> String {
         let message =
             PgWireFrontendMessage::Parse(Parse::new(Some(name.to_owned()), sql.to_owned(), vec![]));
+        // As the request assembler notes it.
+        self.names.parse(name, sql.into());
+        self.names.sync();
         let statement = Statement::Prepare {
             name: name.to_owned(),
             sql: sql.into(),
         };
-        self.inspect(statement, message).await.0
+        self.inspect(statement, message, "").await.0
     }
 
     async fn inspect(
         &mut self,
         statement: Statement,
         message: PgWireFrontendMessage,
+        sql: &str,
     ) -> (String, StatementResults) {
+        self.settle();
         let mut frames = BytesMut::new();
         message.encode(&mut frames).unwrap();
+        let end = match statement {
+            Statement::Simple { .. } => RequestEnd::Query,
+            _ => RequestEnd::Sync,
+        };
         let mut request = Request {
-            end: RequestEnd::Query,
+            end,
             statements: vec![statement],
             spans: std::iter::once(0..frames.len()).collect(),
             frames,
-            portals_bound: Vec::new(),
         };
+        let position = self.pipeline.position();
         let inspected = self
             .session
-            .inspect(&mut request, &Denials::default(), self.server)
+            .inspect(&mut request, &mut self.names, position)
             .await;
         let Ok(mut inspection) = inspected else {
             panic!("the session stays admitted");
         };
-        self.server.sent += 1;
-        if !self.pipelining {
-            self.server.readies = self.server.sent;
-        }
-        if std::mem::take(&mut self.fail_next) {
-            self.server.errors += 1;
-        }
+        self.sent(end, sql);
         let results = inspection.results.pop().expect("one statement, one result");
         (inspection.verdicts[0].rule.to_string(), results)
+    }
+
+    /// The request is entered in the pipeline, and the server's answer to it worked out.
+    fn sent(&mut self, end: RequestEnd, sql: &str) {
+        self.pipeline.push(Sent {
+            effects: self.names.take_effects(),
+            marks: self.names.marks(),
+            ..Sent::new(end)
+        });
+        let failed = std::mem::take(&mut self.fail_next);
+        let upper = sql.trim().to_ascii_uppercase();
+        if !failed && upper.starts_with("BEGIN") {
+            self.in_block = true;
+        }
+        let ends = ["COMMIT", "END", "ROLLBACK"];
+        if !failed && ends.iter().any(|e| upper.starts_with(e)) && !upper.starts_with("ROLLBACK TO")
+        {
+            self.in_block = false;
+        }
+        let status = match (self.in_block, failed) {
+            (false, _) => TransactionStatus::Idle,
+            (true, false) => TransactionStatus::Transaction,
+            (true, true) => TransactionStatus::Error,
+        };
+        self.owed.push_back((failed, status));
+        if !self.pipelining {
+            self.answers_arrive();
+        }
+    }
+
+    /// The frontend applies what the server has confirmed before each request.
+    fn settle(&mut self) {
+        while let Some(answered) = self.pipeline.pop_done() {
+            self.names.settle(answered.answered());
+        }
     }
 }
 
 impl Fixture {
-    /// A Bind of a named portal (no Execute).
+    /// A Bind of a named portal (no Execute), as the request assembler notes it.
     async fn bind(&mut self, portal: &str) {
+        self.settle();
+        self.names.bind(portal, "", Vec::new());
+        self.names.sync();
         let mut request = Request {
             end: RequestEnd::Sync,
             statements: Vec::new(),
             spans: Vec::new(),
             frames: BytesMut::new(),
-            portals_bound: vec![portal.to_owned()],
         };
+        let position = self.pipeline.position();
         let inspected = self
             .session
-            .inspect(&mut request, &Denials::default(), self.server)
+            .inspect(&mut request, &mut self.names, position)
             .await;
         assert!(inspected.is_ok(), "the session stays admitted");
-        self.server.sent += 1;
-        self.server.readies = self.server.sent;
+        self.sent(RequestEnd::Sync, "");
     }
 
     fn answers_arrive(&mut self) {
-        self.server.readies = self.server.sent;
+        while let Some((failed, status)) = self.owed.pop_front() {
+            if failed {
+                self.pipeline.on_error();
+            }
+            self.pipeline.on_ready(status);
+        }
     }
 }
 

@@ -16,7 +16,11 @@ use pgwire::messages::{
 use super::*;
 use crate::{
     policy::{mask::MaskMethod, TargetClassification},
-    postgres::{request::RequestAssembler, state::Progress},
+    postgres::{
+        names::SessionNames,
+        pipeline::{Pipeline, Sent},
+        request::{RequestAssembler, RequestEnd},
+    },
 };
 
 fn rule(parsed: Vec<ResolvedColumn>, max_rows: Option<u64>) -> Arc<ResultRule> {
@@ -67,25 +71,63 @@ fn row(values: &[&str]) -> B {
     B::DataRow(DataRow::new(data, values.len() as i16))
 }
 
+/// The tracker with the session's pipeline, moved on as the backend pump moves it.
+struct Tracked {
+    tracker: ResultTracker,
+    pipeline: Pipeline,
+}
+
+impl Tracked {
+    /// A request forwarded with these answers expected.
+    fn push(&mut self, steps: Vec<Step>) {
+        let end = match steps.last() {
+            Some(Step::Sync) => RequestEnd::Sync,
+            Some(Step::Query { .. } | Step::FunctionCall(_)) => RequestEnd::Query,
+            _ => RequestEnd::Partial,
+        };
+        self.pipeline.push(Sent {
+            steps,
+            protect: true,
+            ..Sent::new(end)
+        });
+    }
+}
+
 /// Feeds messages; returns what the agent receives, or the tracker's error.
-fn feed(tracker: &mut ResultTracker, messages: Vec<B>) -> Result<String, ResultError> {
+fn feed(tracked: &mut Tracked, messages: Vec<B>) -> Result<String, ResultError> {
     let mut delivered = BytesMut::new();
     for message in messages {
         let mut frame = BytesMut::new();
         message.encode(&mut frame).unwrap();
-        if tracker.on_message(&message, &frame, ClientEncoding::UTF8, &mut delivered)?
-            == Handled::Forward
-        {
+        let Tracked { tracker, pipeline } = tracked;
+        let handled = tracker.on_message(
+            pipeline,
+            &message,
+            &frame,
+            ClientEncoding::UTF8,
+            &mut delivered,
+        )?;
+        if handled == Handled::Forward {
             delivered.extend_from_slice(&frame);
+        }
+        let started = tracker.started;
+        match &message {
+            B::ReadyForQuery(ready) if started => pipeline.on_ready(ready.status),
+            B::ErrorResponse(_) => pipeline.on_error(),
+            _ => {}
         }
     }
     Ok(String::from_utf8_lossy(&delivered).into_owned())
 }
 
-fn started() -> ResultTracker {
-    let mut tracker = ResultTracker::default();
-    feed(&mut tracker, vec![ready()]).unwrap();
-    tracker
+/// Past startup (whose ReadyForQuery answers no request).
+fn started() -> Tracked {
+    let mut tracked = Tracked {
+        tracker: ResultTracker::default(),
+        pipeline: Pipeline::default(),
+    };
+    feed(&mut tracked, vec![ready()]).unwrap();
+    tracked
 }
 
 fn ready() -> B {
@@ -109,13 +151,10 @@ fn query_step(rules: Vec<Rule>) -> Step {
 #[test]
 fn a_query_masks_the_classified_column_of_its_own_statement_only() {
     let mut tracker = started();
-    tracker.push(
-        vec![query_step(vec![
-            None,
-            Some(rule(vec![plain(), ssn()], None)),
-        ])],
-        true,
-    );
+    tracker.push(vec![query_step(vec![
+        None,
+        Some(rule(vec![plain(), ssn()], None)),
+    ])]);
     let seen = feed(
         &mut tracker,
         vec![
@@ -138,6 +177,7 @@ fn a_query_masks_the_classified_column_of_its_own_statement_only() {
 #[test]
 fn an_execute_gets_a_describe_whose_answer_is_swallowed() {
     let mut assembler = RequestAssembler::default();
+    let mut names = SessionNames::default();
     let mut request = None;
     for message in [
         F::Parse(pgwire::messages::extendedquery::Parse::new(
@@ -157,7 +197,7 @@ fn an_execute_gets_a_describe_whose_answer_is_swallowed() {
     ] {
         let mut frame = BytesMut::new();
         message.encode(&mut frame).unwrap();
-        request = assembler.push(frame, &message, Progress::default);
+        request = assembler.push(frame, &message, &mut names);
     }
     let mut request = request.unwrap();
     let steps = plan_steps(
@@ -170,7 +210,7 @@ fn an_execute_gets_a_describe_whose_answer_is_swallowed() {
     let tags: Vec<u8> = frame_tags(&request.frames);
     assert_eq!(tags, b"PBDES", "a Describe goes in before the Execute");
     let mut tracker = started();
-    tracker.push(steps, true);
+    tracker.push(steps);
     let seen = feed(
         &mut tracker,
         vec![
@@ -194,10 +234,10 @@ fn an_execute_gets_a_describe_whose_answer_is_swallowed() {
 #[test]
 fn rows_of_a_masked_execute_without_a_description_end_the_session() {
     let mut tracker = started();
-    tracker.push(
-        vec![Step::Execute(Some(rule(vec![ssn()], None))), Step::Sync],
-        true,
-    );
+    tracker.push(vec![
+        Step::Execute(Some(rule(vec![ssn()], None))),
+        Step::Sync,
+    ]);
     let error = feed(&mut tracker, vec![row(&["123-45-6789"])]).unwrap_err();
     assert!(matches!(error, ResultError::Undescribed), "{error}");
 }
@@ -205,7 +245,7 @@ fn rows_of_a_masked_execute_without_a_description_end_the_session() {
 #[test]
 fn a_message_no_step_expects_ends_the_session() {
     let mut tracker = started();
-    tracker.push(vec![Step::Single, Step::Sync], true);
+    tracker.push(vec![Step::Single, Step::Sync]);
     let error = feed(&mut tracker, vec![row(&["123-45-6789"])]).unwrap_err();
     assert!(
         matches!(error, ResultError::Unexpected("DataRow")),
@@ -216,7 +256,7 @@ fn a_message_no_step_expects_ends_the_session() {
 #[test]
 fn an_error_skips_to_sync_even_when_the_sync_comes_later() {
     let mut tracker = started();
-    tracker.push(vec![Step::Single, Step::Single], true);
+    tracker.push(vec![Step::Single, Step::Single]);
     let error = B::ErrorResponse(ErrorResponse::new(vec![
         (b'S', "ERROR".into()),
         (b'C', "42601".into()),
@@ -224,26 +264,20 @@ fn an_error_skips_to_sync_even_when_the_sync_comes_later() {
     ]));
     feed(&mut tracker, vec![error]).unwrap();
     // Sent after the error: skipped by the server, so no answers are expected for them.
-    tracker.push(
-        vec![
-            Step::Single,
-            Step::Execute(Some(rule(vec![ssn()], None))),
-            Step::Sync,
-        ],
-        true,
-    );
+    tracker.push(vec![
+        Step::Single,
+        Step::Execute(Some(rule(vec![ssn()], None))),
+        Step::Sync,
+    ]);
     feed(&mut tracker, vec![ready()]).unwrap();
-    tracker.push(vec![Step::DescribePortal(None), Step::Sync], true);
+    tracker.push(vec![Step::DescribePortal(None), Step::Sync]);
     feed(&mut tracker, vec![B::NoData(NoData::new()), ready()]).unwrap();
 }
 
 #[test]
 fn rows_past_max_rows_are_dropped_and_the_completion_says_so() {
     let mut tracker = started();
-    tracker.push(
-        vec![query_step(vec![Some(rule(vec![plain()], Some(2)))])],
-        true,
-    );
+    tracker.push(vec![query_step(vec![Some(rule(vec![plain()], Some(2)))])]);
     let seen = feed(
         &mut tracker,
         vec![

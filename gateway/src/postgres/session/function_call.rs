@@ -6,16 +6,14 @@
 
 use bytes::BytesMut;
 use pgwire::messages::{simplequery::Query, PgWireFrontendMessage};
-use tokio::sync::mpsc::UnboundedSender;
 
-use super::{
-    pumps::{send, Expectation, PumpError},
-    SessionParts,
-};
+use super::{pumps::PumpError, SessionParts};
 use crate::postgres::{
     codec::UNREADABLE,
     enforce::SessionEnforcement,
     hooks::RequestVerdict,
+    names::SessionNames,
+    pipeline::Sent,
     request::{Request, RequestEnd, Statement},
     results::{QueryRules, StatementResults, Step},
 };
@@ -46,13 +44,26 @@ pub const BUILTIN_FUNCTIONS: [(u32, &str); 20] = [
     (3460, "lo_put"),
 ];
 
+/// The function a call names: a built-in one by its fixed OID, any other as the session's
+/// database names it now (through the catalog, with a policy in force).
+async fn function_named(
+    enforcement: Option<&SessionEnforcement>,
+    oid: u32,
+) -> Option<(String, String)> {
+    if let Some((_, name)) = BUILTIN_FUNCTIONS.iter().find(|(known, _)| *known == oid) {
+        return Some(("pg_catalog".to_owned(), (*name).to_owned()));
+    }
+    enforcement?.function_name(oid).await
+}
+
 /// The statement a call amounts to; a function Tollgate cannot name is unreadable, so it is
 /// decided as an unparsed statement.
-pub fn call_sql(oid: u32, arguments: usize) -> String {
-    match BUILTIN_FUNCTIONS.iter().find(|(known, _)| *known == oid) {
-        Some((_, name)) => {
+fn call_sql(oid: u32, arguments: usize, named: Option<(&str, &str)>) -> String {
+    match named {
+        Some((schema, name)) => {
             let placeholders: Vec<String> = (1..=arguments).map(|n| format!("${n}")).collect();
-            format!("SELECT pg_catalog.{name}({})", placeholders.join(", "))
+            let (schema, name) = (identifier(schema), identifier(name));
+            format!("SELECT {schema}.{name}({})", placeholders.join(", "))
         }
         None => {
             format!("{UNREADABLE}FunctionCall of function OID {oid}, which Tollgate cannot name")
@@ -60,21 +71,43 @@ pub fn call_sql(oid: u32, arguments: usize) -> String {
     }
 }
 
-/// Decides a FunctionCall, records it and tells the backend pump what answers it gets;
-/// returns the frames to forward (the call itself, or the stand-in of a denied one).
+/// A name as SQL spells it: quoted unless it is a plain lower-case identifier.
+fn identifier(name: &str) -> String {
+    let plain = name.starts_with(|c: char| c.is_ascii_lowercase() || c == '_')
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+    match plain {
+        true => name.to_owned(),
+        false => format!("\"{}\"", name.replace('"', "\"\"")),
+    }
+}
+
+/// Decides a FunctionCall, records it and enters it in the session's pipeline with the
+/// answers it gets; returns the frames to forward (the call itself, or the stand-in of a
+/// denied one).
 pub async fn forward(
     parts: &SessionParts<'_>,
     enforcement: Option<&mut SessionEnforcement>,
-    expectations: &UnboundedSender<Expectation>,
+    names: &mut SessionNames,
     frame: BytesMut,
     oid: u32,
     arguments: usize,
 ) -> Result<BytesMut, PumpError> {
-    let mut request = as_query(&call_sql(oid, arguments));
-    let (verdicts, expectation, frames) = match enforcement {
+    let named = function_named(enforcement.as_deref(), oid).await;
+    let named = named
+        .as_ref()
+        .map(|(schema, name)| (schema.as_str(), name.as_str()));
+    let mut request = as_query(&call_sql(oid, arguments, named));
+    // Answered by one ReadyForQuery, like a simple Query.
+    let mut sent = Sent {
+        marks: names.marks(),
+        ..Sent::new(RequestEnd::Query)
+    };
+    let frames = match enforcement {
         Some(enforcement) => {
             let inspection = enforcement
-                .inspect(&mut request, parts.denials, parts.state.progress())
+                .inspect(&mut request, names, parts.state.position())
                 .await
                 .map_err(PumpError::Client)?;
             let allowed = inspection
@@ -92,25 +125,21 @@ pub async fn forward(
                 let rules = QueryRules::default();
                 (Step::Query { rules, index: 0 }, request.frames.split())
             };
-            let expectation = Expectation {
-                steps: vec![step],
-                protect: inspection.protect,
-            };
-            (inspection.verdicts, Some(expectation), frames)
+            sent.steps = vec![step];
+            sent.verdicts = inspection.verdicts;
+            sent.denials = inspection.denials;
+            sent.protect = inspection.protect;
+            frames
         }
-        None => (Vec::new(), None, frame),
+        None => frame,
     };
     match parts
         .request_hook
-        .on_request(parts.session, &request, &verdicts)
+        .on_request(parts.session, &request, &sent.verdicts)
     {
         RequestVerdict::Forward => {}
     }
-    // Answered by one ReadyForQuery, like a simple Query.
-    parts.state.request_sent(true);
-    if let Some(expectation) = expectation {
-        send(expectations, expectation)?;
-    }
+    parts.state.request_sent(sent);
     Ok(frames)
 }
 
@@ -126,6 +155,5 @@ fn as_query(sql: &str) -> Request {
         statements: vec![Statement::Simple { sql: sql.into() }],
         spans: std::iter::once(whole).collect(),
         frames,
-        portals_bound: Vec::new(),
     }
 }

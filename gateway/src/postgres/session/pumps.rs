@@ -8,25 +8,26 @@ use std::io;
 
 use bytes::BytesMut;
 use pgwire::messages::{
-    startup::{Authentication, BackendKeyData},
+    startup::{Authentication, BackendKeyData, ParameterStatus},
     DecodeContext, PgWireBackendMessage, PgWireFrontendMessage, ProtocolVersion,
 };
-use tokio::{
-    io::{AsyncRead, AsyncWrite, AsyncWriteExt},
-    sync::mpsc::{UnboundedReceiver, UnboundedSender},
-};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 
 use super::{function_call, SessionEnd, SessionParts};
 use crate::postgres::{
     cancel::CancelRegistration,
     codec::{decode_backend, decode_frontend, session_context, CodecError, Frontend},
     encoding::{structure_depends_on_encoding, ClientEncoding},
-    enforce::SessionEnforcement,
+    enforce::{denial_marker, SessionEnforcement},
     errors::{sqlstate, ClientError},
     frame::{complete_frame_len, FrameError, FrameKind, FrameReader, PRE_AUTH_LIMIT},
     hooks::{RequestVerdict, ResponseVerdict},
-    request::{Request, RequestAssembler, RequestEnd},
-    results::{plan_steps, Handled, ResultError, ResultTracker, Step},
+    names::SessionNames,
+    pipeline::{Pipeline, Sent},
+    request::{Request, RequestAssembler},
+    results::{plan_steps, Handled, ResultError, ResultTracker},
+    settings::MASKED_SETTING,
+    state::SharedState,
 };
 
 /// Server messages may be as large as PostgreSQL allows (1 GiB); the server is trusted to
@@ -55,20 +56,11 @@ pub enum PumpError {
     Unmaskable(ClientError),
 }
 
-/// What the result tracker must know before the answers to a forwarded request arrive (with
-/// a policy in force): the answers it will get, and whether its target has classified data.
-#[derive(Debug)]
-pub struct Expectation {
-    pub steps: Vec<Step>,
-    pub protect: bool,
-}
-
 pub async fn frontend<R, W>(
     parts: &SessionParts<'_>,
     mut enforcement: Option<&mut SessionEnforcement>,
     reader: &mut FrameReader<R>,
     upstream: &mut W,
-    expectations: &UnboundedSender<Expectation>,
     forwarded: &mut u64,
 ) -> Result<SessionEnd, PumpError>
 where
@@ -77,8 +69,21 @@ where
 {
     let context = session_context(parts.session.startup.protocol);
     let mut assembler = RequestAssembler::default();
+    let mut names = SessionNames::default();
     let mut out = BytesMut::new();
     loop {
+        // What the server has confirmed of the session's names since, in request order.
+        while let Some(answered) = parts.state.pop_answered() {
+            names.settle(answered.answered());
+            tracing::debug!(
+                event = "request.answered",
+                conn_id = parts.session.conn_id,
+                request = answered.id,
+                failed = answered.failed,
+                rules = ?answered.verdicts.iter().map(|v| &*v.rule).collect::<Vec<_>>(),
+                "request answered"
+            );
+        }
         // Asked as bytes arrive: this read may start before the server accepts the client.
         let limit = || message_limit(parts);
         let frame = match reader.next_with_limit(FrameKind::Tagged, limit).await {
@@ -125,7 +130,7 @@ where
                 let frames = function_call::forward(
                     parts,
                     enforcement.as_deref_mut(),
-                    expectations,
+                    &mut names,
                     frame,
                     oid,
                     arguments,
@@ -165,7 +170,7 @@ where
             }
             // Part of a COPY FROM STDIN, not a request (see `SharedState::copy_in_sync`).
             F::Sync(_) | F::Flush(_) if copy_in_sync => out.unsplit(frame),
-            _ => complete = assembler.push(frame, &message, || parts.state.progress()),
+            _ => complete = assembler.push(frame, &message, &mut names),
         }
         let more_buffered = reader_has_frame(reader, limit());
         // Once nothing more is readable, what the client has sent is decided and forwarded
@@ -177,14 +182,7 @@ where
             None => None,
         };
         if let Some(request) = request {
-            let frames = decide(
-                parts,
-                enforcement.as_deref_mut(),
-                &mut assembler,
-                expectations,
-                request,
-            )
-            .await?;
+            let frames = decide(parts, enforcement.as_deref_mut(), &mut names, request).await?;
             out.unsplit(frames);
         }
         if more_buffered {
@@ -212,46 +210,34 @@ where
         .map_err(upstream_io)
 }
 
-/// Decides one request (with a policy), records it, tells the backend pump what answers it
-/// will get, and returns the frames to forward.
+/// Decides one request (with a policy), records it, enters it in the session's pipeline
+/// with the answers it will get, and returns the frames to forward.
 async fn decide(
     parts: &SessionParts<'_>,
     enforcement: Option<&mut SessionEnforcement>,
-    assembler: &mut RequestAssembler,
-    expectations: &UnboundedSender<Expectation>,
+    names: &mut SessionNames,
     mut request: Request,
 ) -> Result<BytesMut, PumpError> {
-    let ready = request.expects_ready_for_query();
-    let (verdicts, expectation) = match enforcement {
-        Some(enforcement) => {
-            let inspection = enforcement
-                .inspect(&mut request, parts.denials, parts.state.progress())
-                .await
-                .map_err(PumpError::Client)?;
-            let names = &inspection.names;
-            assembler.note_sql_names(&names.prepared, names.all_unknown);
-            let expectation = Expectation {
-                steps: plan_steps(&mut request, inspection.results),
-                protect: inspection.protect,
-            };
-            (inspection.verdicts, Some(expectation))
-        }
-        None => (Vec::new(), None),
-    };
+    let mut sent = Sent::new(request.end);
+    if let Some(enforcement) = enforcement {
+        let inspection = enforcement
+            .inspect(&mut request, names, parts.state.position())
+            .await
+            .map_err(PumpError::Client)?;
+        sent.steps = plan_steps(&mut request, inspection.results);
+        sent.verdicts = inspection.verdicts;
+        sent.denials = inspection.denials;
+        sent.protect = inspection.protect;
+    }
     match parts
         .request_hook
-        .on_request(parts.session, &request, &verdicts)
+        .on_request(parts.session, &request, &sent.verdicts)
     {
         RequestVerdict::Forward => {}
     }
-    if ready {
-        parts
-            .state
-            .request_sent(matches!(request.end, RequestEnd::Query));
-    }
-    if let Some(expectation) = expectation {
-        send(expectations, expectation)?;
-    }
+    sent.effects = names.take_effects();
+    sent.marks = names.marks();
+    parts.state.request_sent(sent);
     Ok(request.frames)
 }
 
@@ -260,7 +246,6 @@ pub async fn backend<R, W>(
     mut results: Option<&mut ResultTracker>,
     reader: &mut FrameReader<R>,
     agent: &mut W,
-    expectations: &mut UnboundedReceiver<Expectation>,
     forwarded: &mut u64,
     cancel_registration: &mut Option<CancelRegistration>,
 ) -> Result<SessionEnd, PumpError>
@@ -272,12 +257,8 @@ where
     context.awaiting_frontend_ssl = false;
     context.awaiting_frontend_startup = false;
     let mut out = BytesMut::new();
-    let mut frontend_gone = false;
     let mut server_sent_fatal = false;
     loop {
-        while let Ok(expectation) = expectations.try_recv() {
-            expect(results.as_deref_mut(), expectation);
-        }
         // Coalesced, but not without bound: a long result reaches the client in pieces while
         // the rest is still being read (and masked), so both ends keep working.
         if !out.is_empty()
@@ -287,18 +268,7 @@ where
                 .await
                 .map_err(PumpError::Agent)?;
         }
-        let frame = tokio::select! {
-            biased;
-            expectation = expectations.recv(), if !frontend_gone => {
-                match expectation {
-                    Some(expectation) => expect(results.as_deref_mut(), expectation),
-                    None => frontend_gone = true,
-                }
-                continue;
-            }
-            frame = reader.next(FrameKind::Tagged, BACKEND_LIMIT) => frame,
-        };
-        let frame = match frame {
+        let frame = match reader.next(FrameKind::Tagged, BACKEND_LIMIT).await {
             Ok(Some(frame)) => frame,
             Ok(None) => return Ok(SessionEnd::ServerClosed { server_sent_fatal }),
             // After its FATAL the server may reset rather than close (the client's next
@@ -312,24 +282,34 @@ where
         // and the rows already read after this one follow without the loop's bookkeeping.
         // FunctionCallResponse, which pgwire does not model.
         if frame.first() == Some(&b'V') {
-            through_tracker(results.as_deref_mut(), frame, &mut out, |r, _, out| {
-                r.on_function_result(out)
+            let tracker = results.as_deref_mut();
+            through_tracker(parts.state, tracker, frame, &mut out, |r, p, _, _, out| {
+                r.on_function_result(p, out)
             })?;
             continue;
         }
         if is_row(&frame) {
             // Rows are in the client encoding the server last reported.
-            let encoding = parts.state.encoding();
-            through_tracker(results.as_deref_mut(), frame, &mut out, |r, frame, out| {
-                r.on_row(frame, encoding, out)
-            })?;
-            drain_buffered_rows(results.as_deref_mut(), reader, encoding, &mut out)?;
+            let tracker = results.as_deref_mut();
+            through_tracker(
+                parts.state,
+                tracker,
+                frame,
+                &mut out,
+                |r, p, e, frame, out| r.on_row(p, frame, e, out),
+            )?;
+            drain_buffered_rows(parts.state, results.as_deref_mut(), reader, &mut out)?;
             continue;
         }
         let message = decode_backend(&frame, &context)
             .map_err(|error| PumpError::Upstream(error.to_string()))?;
-        parts.state.on_backend(&message);
         use PgWireBackendMessage as B;
+        // The answers that move the pipeline on are seen by the result tracker first: it
+        // checks them against the request they answer.
+        let answers = matches!(message, B::ReadyForQuery(_) | B::ErrorResponse(_));
+        if !answers {
+            parts.state.on_backend(&message);
+        }
         match message {
             B::Authentication(Authentication::SASL(mechanisms))
                 if mechanisms
@@ -368,6 +348,16 @@ where
                 parts.state.set_encoding(encoding);
                 out.unsplit(frame);
             }
+            // The server's own report of a setting an agent may have filled with PHI.
+            B::ParameterStatus(ref status)
+                if parts
+                    .settings
+                    .as_ref()
+                    .is_some_and(|s| s.masks_report(&status.name)) =>
+            {
+                let masked = ParameterStatus::new(status.name.clone(), MASKED_SETTING.to_owned());
+                encode(B::ParameterStatus(masked), &mut out);
+            }
             B::NegotiateProtocolVersion(ref negotiated) => {
                 context.protocol_version = ProtocolVersion::from_version_number(
                     3,
@@ -389,21 +379,29 @@ where
                         .fields
                         .iter()
                         .find(|(code, _)| *code == b'M')
-                        .and_then(|(_, text)| parts.denials.take_for(text));
+                        .and_then(|(_, text)| denial_marker(text))
+                        .and_then(|marker| parts.state.take_denial(marker));
                     if let Some(denial) = denial {
                         if let Some(results) = results.as_deref_mut() {
                             results.on_error();
                         }
+                        parts.state.on_backend(&message);
                         denial.encode_into(&mut out);
                         continue;
                     }
                 }
                 let handled = match results.as_deref_mut() {
-                    Some(results) => results
-                        .on_message(&message, &frame[..], parts.state.encoding(), &mut out)
+                    Some(results) => parts
+                        .state
+                        .with_pipeline(|pipeline, encoding| {
+                            results.on_message(pipeline, &message, &frame[..], encoding, &mut out)
+                        })
                         .map_err(|error| PumpError::Unmaskable(error.to_client()))?,
                     None => Handled::Forward,
                 };
+                if answers {
+                    parts.state.on_backend(&message);
+                }
                 if handled == Handled::Forward {
                     out.unsplit(frame);
                 }
@@ -419,13 +417,21 @@ fn is_row(frame: &[u8]) -> bool {
 /// A frame the result tracker may replace (a row, a FunctionCallResponse): forwarded as it
 /// is unless the tracker wrote what replaces it.
 fn through_tracker(
+    state: &SharedState,
     results: Option<&mut ResultTracker>,
     frame: BytesMut,
     out: &mut BytesMut,
-    handle: impl FnOnce(&mut ResultTracker, &[u8], &mut BytesMut) -> Result<Handled, ResultError>,
+    handle: impl FnOnce(
+        &mut ResultTracker,
+        &mut Pipeline,
+        ClientEncoding,
+        &[u8],
+        &mut BytesMut,
+    ) -> Result<Handled, ResultError>,
 ) -> Result<(), PumpError> {
     let handled = match results {
-        Some(results) => handle(results, &frame, out)
+        Some(results) => state
+            .with_pipeline(|pipeline, encoding| handle(results, pipeline, encoding, &frame, out))
             .map_err(|error| PumpError::Unmaskable(error.to_client()))?,
         None => Handled::Forward,
     };
@@ -439,33 +445,37 @@ fn through_tracker(
 /// long result costs no split or loop turn per row beyond its masking. What is not a
 /// complete row (or is corrupt) is left to the main loop.
 fn drain_buffered_rows<R>(
+    state: &SharedState,
     mut results: Option<&mut ResultTracker>,
     reader: &mut FrameReader<R>,
-    encoding: ClientEncoding,
     out: &mut BytesMut,
 ) -> Result<(), PumpError> {
     let relay_only = results.is_none();
     let buffered = reader.buffered_bytes();
-    let mut at = 0;
-    let outcome = loop {
-        let pending = if relay_only { at } else { 0 };
-        if out.len() + pending >= BACKEND_FLUSH_BYTES || !is_row(&buffered[at..]) {
-            break Ok(());
-        }
-        let Ok(Some(len)) = complete_frame_len(&buffered[at..], FrameKind::Tagged, BACKEND_LIMIT)
-        else {
-            break Ok(());
-        };
-        let frame = &buffered[at..at + len];
-        if let Some(results) = results.as_deref_mut() {
-            match results.on_row(frame, encoding, out) {
-                Ok(Handled::Forward) => out.extend_from_slice(frame),
-                Ok(Handled::Replaced) => {}
-                Err(error) => break Err(PumpError::Unmaskable(error.to_client())),
+    let (at, outcome) = state.with_pipeline(|pipeline, encoding| {
+        let mut at = 0;
+        let outcome = loop {
+            let pending = if relay_only { at } else { 0 };
+            if out.len() + pending >= BACKEND_FLUSH_BYTES || !is_row(&buffered[at..]) {
+                break Ok(());
             }
-        }
-        at += len;
-    };
+            let Ok(Some(len)) =
+                complete_frame_len(&buffered[at..], FrameKind::Tagged, BACKEND_LIMIT)
+            else {
+                break Ok(());
+            };
+            let frame = &buffered[at..at + len];
+            if let Some(results) = results.as_deref_mut() {
+                match results.on_row(pipeline, frame, encoding, out) {
+                    Ok(Handled::Forward) => out.extend_from_slice(frame),
+                    Ok(Handled::Replaced) => {}
+                    Err(error) => break Err(PumpError::Unmaskable(error.to_client())),
+                }
+            }
+            at += len;
+        };
+        (at, outcome)
+    });
     if relay_only {
         // The rows leave the buffer as one piece, uncopied.
         out.unsplit(reader.take(at));
@@ -473,14 +483,6 @@ fn drain_buffered_rows<R>(
         reader.skip(at);
     }
     outcome
-}
-
-/// Steps go to the result tracker at once: they must be known before the answers they
-/// describe arrive.
-fn expect(results: Option<&mut ResultTracker>, expectation: Expectation) {
-    if let Some(results) = results {
-        results.push(expectation.steps, expectation.protect);
-    }
 }
 
 fn issue_cancel_key(
@@ -521,15 +523,6 @@ fn channel_binding_refusal() -> ClientError {
          server connection uses TLS: connect with channel_binding=disable, or ask the operator \
          for auth = \"token\" on this target",
     )
-}
-
-pub fn send(
-    expectations: &UnboundedSender<Expectation>,
-    expectation: Expectation,
-) -> Result<(), PumpError> {
-    expectations
-        .send(expectation)
-        .map_err(|_| PumpError::Upstream("session ended".into()))
 }
 
 fn message_limit(parts: &SessionParts<'_>) -> usize {

@@ -22,10 +22,10 @@ use self::{client::Client, fake_server::Canned};
 use super::{run, SessionParts};
 use crate::{
     identity::AgentIdentity,
-    policy::PolicyStore,
+    policy::{derived::DerivedStore, PolicyStore},
     postgres::{
         cancel::CancelRegistry,
-        enforce::{Denials, Enforcement},
+        enforce::Enforcement,
         hooks::{RecordingHooks, SessionInfo},
         startup::StartupInfo,
         state::SharedState,
@@ -116,7 +116,6 @@ pub async fn start_with(policy: Option<&str>, canned: Canned, agent_side: Agent)
         let session = session_info();
         let state = SharedState::default();
         state.startup_forwarded();
-        let denials = Denials::default();
         let hooks = Arc::new(RecordingHooks);
         let cancels = Arc::new(CancelRegistry::default());
         let parts = SessionParts {
@@ -128,7 +127,7 @@ pub async fn start_with(policy: Option<&str>, canned: Canned, agent_side: Agent)
             upstream: UpstreamAddr("127.0.0.1:5432".parse().unwrap()),
             upstream_tls: false,
             max_message_bytes: 1 << 20,
-            denials: &denials,
+            settings: enforcement.as_ref().map(|e| e.settings()),
         };
         let client = ClientAddr("127.0.0.1:40000".parse().unwrap());
         let mut guard = SessionGuard::new(Arc::new(ProxyStats::default()), client);
@@ -193,7 +192,8 @@ fn enforcement_for(policy: &str) -> crate::postgres::enforce::SessionEnforcement
     std::fs::write(dir.join("policy.toml"), policy).unwrap();
     let store = Arc::new(PolicyStore::open(&dir.join("policy.toml"), &dir).unwrap());
     let _ = std::fs::remove_dir_all(&dir);
-    let enforcement = Arc::new(Enforcement::new(store, HashMap::new()));
+    let derived = Arc::new(DerivedStore::open(&dir).unwrap());
+    let enforcement = Arc::new(Enforcement::new(store, HashMap::new(), derived));
     let identity = crate::policy::IdentityFacts {
         remote: Some("127.0.0.1".parse().unwrap()),
         ..Default::default()

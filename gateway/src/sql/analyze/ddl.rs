@@ -1,12 +1,14 @@
 //! Objects that DDL, TRUNCATE, GRANT and COMMENT act on, and what CREATE ... AS reads.
 //! Statements not listed here still have every relation they name swept into `reads`.
 
-use sqlparser::ast::{CreateTableLikeKind, GrantObjects, ObjectName, SchemaName, Statement};
+use sqlparser::ast::{
+    AlterViewOperation, CreateTableLikeKind, GrantObjects, ObjectName, SchemaName, Statement,
+};
 
 use super::{
     super::{
-        lineage::{push_unique, Walker},
-        names, RelationName,
+        lineage::{push_unique, stored_in_order, Walker},
+        names, RelationName, Store,
     },
     SqlError, StatementFacts,
 };
@@ -23,8 +25,19 @@ pub(super) fn objects(
             add(&table.name);
             if let Some(query) = &table.query {
                 // CREATE TABLE AS fills the new table: a write, like SELECT INTO.
-                walker.query(query, None)?;
+                let outputs = walker.query(query, None)?;
                 walker.effects.write(names::relation(&table.name));
+                let named: Vec<String> = table
+                    .columns
+                    .iter()
+                    .map(|c| names::ident(&c.name))
+                    .collect();
+                walker.effects.stores.push(Store {
+                    target: names::relation(&table.name),
+                    new_table: true,
+                    temporary: table.temporary,
+                    columns: stored_in_order(named, outputs),
+                });
             }
             if let Some(
                 CreateTableLikeKind::Parenthesized(like) | CreateTableLikeKind::Plain(like),
@@ -44,9 +57,14 @@ pub(super) fn objects(
                 walker.effects.write(names::relation(&view.name));
             }
         }
-        Statement::AlterView { name, query, .. } => {
-            add(name);
-            walker.query(query, None)?;
+        Statement::AlterView(view) => {
+            add(&view.name);
+            if let AlterViewOperation::As { query, .. } = &view.operation {
+                walker.query(query, None)?;
+            }
+            if let AlterViewOperation::RenameTo { new_name } = &view.operation {
+                add(new_name);
+            }
         }
         Statement::CreateIndex(index) => {
             add(&index.table_name);
@@ -121,6 +139,8 @@ fn granted(objects: &GrantObjects, add: &mut impl FnMut(&ObjectName)) {
         | GrantObjects::AllMaterializedViewsInSchema { schemas }
         | GrantObjects::AllExternalTablesInSchema { schemas }
         | GrantObjects::AllFunctionsInSchema { schemas }
+        | GrantObjects::AllProceduresInSchema { schemas }
+        | GrantObjects::AllRoutinesInSchema { schemas }
         | GrantObjects::FutureTablesInSchema { schemas }
         | GrantObjects::FutureViewsInSchema { schemas }
         | GrantObjects::FutureExternalTablesInSchema { schemas }
@@ -141,6 +161,10 @@ fn granted(objects: &GrantObjects, add: &mut impl FnMut(&ObjectName)) {
         | GrantObjects::FailoverGroup(names)
         | GrantObjects::ReplicationGroup(names)
         | GrantObjects::ExternalVolumes(names) => names.iter().for_each(add),
-        GrantObjects::Procedure { name, .. } | GrantObjects::Function { name, .. } => add(name),
+        GrantObjects::Procedures(routines)
+        | GrantObjects::Functions(routines)
+        | GrantObjects::Routines(routines) => {
+            routines.iter().for_each(|routine| add(&routine.name));
+        }
     }
 }

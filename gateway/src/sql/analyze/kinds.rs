@@ -145,6 +145,7 @@ fn reset_command(reset: &Reset) -> &'static str {
             "session_authorization" => "RESET SESSION AUTHORIZATION",
             _ => "RESET",
         },
+        Reset::SessionAuthorization => "RESET SESSION AUTHORIZATION",
         Reset::ALL => "RESET",
     }
 }

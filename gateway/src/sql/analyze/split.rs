@@ -6,7 +6,8 @@
 //! `SELECT * FROM t` (the parser's own `TABLE` form drops quoting and swallows the tokens
 //! after the name), `ONLY t` becomes `t` (the parser reads `UPDATE ONLY t` as an update of a
 //! table named "only" aliased t; without ONLY the statement covers more, not less),
-//! `ANALYSE` is spelled `ANALYZE`, and `MOVE` is parsed as the `FETCH` it mirrors.
+//! `ANALYSE` is spelled `ANALYZE`, and `MOVE` is parsed as the `FETCH` it mirrors; `forms`
+//! rewrites a few more.
 
 use sqlparser::{
     dialect::PostgreSqlDialect,
@@ -14,7 +15,7 @@ use sqlparser::{
     tokenizer::{Location, Span, Token, TokenWithSpan, Tokenizer, Whitespace},
 };
 
-use super::{unreadable_at, SqlError};
+use super::{forms, unreadable_at, SqlError};
 
 /// Operators in one chain (`a + b + ...`, `x::t::t`, `NOT NOT ...`, `UNION ...`), summed over
 /// the enclosing parentheses. The parser builds such chains as nested trees and its own
@@ -97,7 +98,7 @@ fn segment(mut tokens: Vec<TokenWithSpan>) -> Result<Option<Segment>, SqlError> 
         }
     }
     if lead == Lead::Statement {
-        tokens = drop_only(rewrite_table(tokens));
+        tokens = forms::rewrite(drop_only(rewrite_table(tokens)));
     }
     Ok(Some(Segment { tokens, lead }))
 }

@@ -72,7 +72,7 @@ pub(super) fn facts(statement: &Statement, size: usize) -> Result<StatementFacts
             facts.prepared = Some((names::ident(name), Box::new(inner)));
             return Ok(finish(facts));
         }
-        Statement::Declare { stmts } => {
+        Statement::Declare { stmts, .. } => {
             for declare in stmts {
                 let (Some(query), Some(name)) = (&declare.for_query, declare.names.first()) else {
                     continue;
@@ -117,6 +117,10 @@ pub(super) fn facts(statement: &Statement, size: usize) -> Result<StatementFacts
         Statement::Call(function) => {
             walker.function(function, &root)?;
         }
+        Statement::ShowVariable { variable } => {
+            let name: Vec<String> = variable.iter().map(names::ident).collect();
+            facts.shows = Some(name.join("."));
+        }
         Statement::Set(set) => {
             facts.role_change |= set_changes_role(set);
             for expr in set_values(set) {
@@ -124,8 +128,11 @@ pub(super) fn facts(statement: &Statement, size: usize) -> Result<StatementFacts
             }
         }
         Statement::Reset(reset) => {
-            facts.role_change |= matches!(&reset.reset, Reset::ConfigurationParameter(name)
-                if is_role_setting(&names::function(name)));
+            facts.role_change |= match &reset.reset {
+                Reset::ConfigurationParameter(name) => is_role_setting(&names::function(name)),
+                Reset::SessionAuthorization => true,
+                Reset::ALL => false,
+            };
         }
         // DISCARD ALL includes SET SESSION AUTHORIZATION DEFAULT.
         Statement::Discard {
@@ -273,6 +280,7 @@ fn absorb(outer: &mut StatementFacts, inner: &StatementFacts) {
     }
     outer.hidden_write |= inner.hidden_write;
     outer.role_change |= inner.role_change;
+    outer.stores.extend(inner.stores.iter().cloned());
 }
 
 fn collect(facts: &mut StatementFacts, effects: Effects) {
@@ -286,6 +294,7 @@ fn collect(facts: &mut StatementFacts, effects: Effects) {
         push_unique(&mut facts.functions, function);
     }
     facts.hidden_write |= effects.hidden_write;
+    facts.stores.extend(effects.stores);
 }
 
 /// Lists in a stable order, each entry once.

@@ -42,6 +42,11 @@ pub(super) fn sweep(statement: &Statement, effects: &mut Effects, facts: &mut St
         }
     }
     facts.role_change |= sweep.role_change;
+    for setting in sweep.settings_set {
+        if !facts.settings_set.contains(&setting) {
+            facts.settings_set.push(setting);
+        }
+    }
     if sweep.dml > usize::from(is_dml(statement)) {
         effects.hidden_write = true;
     }
@@ -57,6 +62,8 @@ struct Sweep {
     /// The next relation name the visitor reports is a table function's name.
     function_name_next: bool,
     role_change: bool,
+    /// `set_config` targets (None: not a literal name).
+    settings_set: Vec<Option<String>>,
     dml: usize,
 }
 
@@ -138,8 +145,10 @@ impl Visitor for Sweep {
 impl Sweep {
     fn call(&mut self, function: &Function) {
         let name = names::function(&function.name);
-        if name.rsplit('.').next() == Some("set_config") && sets_role(function) {
-            self.role_change = true;
+        if name.rsplit('.').next() == Some("set_config") {
+            let setting = setting_name(function);
+            self.role_change |= setting.as_deref().is_none_or(is_role_setting);
+            self.settings_set.push(setting);
         }
         push_unique(&mut self.functions, name);
     }
@@ -151,11 +160,11 @@ impl Sweep {
     }
 }
 
-/// `set_config(name, value, is_local)` whose name is `role` or `session_authorization`, or
-/// is not a literal (so it might be).
-fn sets_role(function: &Function) -> bool {
+/// The setting `set_config(name, value, is_local)` changes, lower-cased; None when the name
+/// is not a literal (so it may be any, the role included).
+fn setting_name(function: &Function) -> Option<String> {
     let FunctionArguments::List(list) = &function.args else {
-        return true;
+        return None;
     };
     let named = list.args.iter().find_map(|arg| match arg {
         FunctionArg::Named { name, arg, .. } if names::ident(name) == "setting_name" => Some(arg),
@@ -168,13 +177,12 @@ fn sets_role(function: &Function) -> bool {
         })
     });
     match first {
-        Some(FunctionArgExpr::Expr(Expr::Value(value))) => {
-            match value.value.clone().into_string() {
-                Some(setting) => is_role_setting(&setting.trim().to_ascii_lowercase()),
-                None => true,
-            }
-        }
-        _ => true,
+        Some(FunctionArgExpr::Expr(Expr::Value(value))) => value
+            .value
+            .clone()
+            .into_string()
+            .map(|setting| setting.trim().to_ascii_lowercase()),
+        _ => None,
     }
 }
 

@@ -2,16 +2,23 @@
 //! written, and RETURNING reads the target back, including what the statement stored in it.
 
 use sqlparser::ast::{
-    Assignment, Delete, FromTable, Insert, Merge, MergeAction, MergeInsertKind, OnConflictAction,
-    OnInsert, OutputClause, SelectItem, Statement, TableFactor, TableObject, Update,
-    UpdateTableFromKind,
+    Assignment, AssignmentTarget, Delete, FromTable, Insert, Merge, MergeAction, MergeInsertKind,
+    MergeUpdateKind, OnConflictAction, OnInsert, OutputClause, SelectItem, Statement, TableFactor,
+    TableObject, Update, UpdateTableFromKind,
 };
 
 use super::{
     computed, items_lineage, names,
     scope::{FromItem, FromKind, Qualifier},
-    seal, Lineage, OutputItem, Scope, SqlError, Walker,
+    seal, stored_in_order, Lineage, OutputItem, Scope, SqlError, Walker,
 };
+use crate::sql::{RelationName, Store, StoredColumns};
+
+/// What SET assignments store, merged and per column.
+struct Assigned {
+    all: Lineage,
+    columns: StoredColumns,
+}
 
 impl Walker {
     /// The rows a data-modifying statement returns (its RETURNING list; empty without one).
@@ -34,7 +41,7 @@ impl Walker {
     fn insert(&mut self, insert: &Insert, outer: &Scope) -> Result<Vec<OutputItem>, SqlError> {
         let target = match &insert.table {
             TableObject::TableName(name) => names::relation(name),
-            TableObject::TableFunction(_) => {
+            TableObject::TableFunction(_) | TableObject::TableQuery(_) => {
                 return Err(SqlError::Unreadable(
                     "INSERT into a table function".to_owned(),
                 ))
@@ -45,21 +52,28 @@ impl Walker {
             Some(query) => self.query(query, Some(outer))?,
             None => Vec::new(),
         };
+        if insert.source.is_some() {
+            // `(a.f, b[1])`: fields and elements of columns a and b.
+            let named = insert.columns.iter().map(column_of).collect();
+            self.stores(&target, stored_in_order(named, source.clone()));
+        }
         let mut scope = Scope::new(Some(outer));
         let qualifier = match &insert.table_alias {
-            Some(alias) => Qualifier::Alias(names::ident(alias)),
+            Some(alias) => Qualifier::Alias(names::ident(&alias.alias)),
             None => Qualifier::Relation(target.clone()),
         };
         scope.items.push(FromItem {
             qualifier,
             kind: FromKind::Base {
-                relation: target,
+                relation: target.clone(),
                 renamed: Vec::new(),
                 assigned: Lineage::default(),
             },
         });
         let mut stored = vec![items_lineage(&source)];
-        stored.push(self.assignments(&insert.assignments, &scope)?);
+        let assigned = self.assignments(&insert.assignments, &scope)?;
+        self.stores(&target, assigned.columns);
+        stored.push(assigned.all);
         match &insert.on {
             Some(OnInsert::OnConflict(conflict)) => {
                 // EXCLUDED is the row proposed for insertion; RETURNING cannot see it.
@@ -72,14 +86,18 @@ impl Walker {
                     },
                 });
                 if let OnConflictAction::DoUpdate(update) = &conflict.action {
-                    stored.push(self.assignments(&update.assignments, &excluded)?);
+                    let assigned = self.assignments(&update.assignments, &excluded)?;
+                    self.stores(&target, assigned.columns);
+                    stored.push(assigned.all);
                     if let Some(selection) = &update.selection {
                         self.touch(selection, &excluded)?;
                     }
                 }
             }
             Some(OnInsert::DuplicateKeyUpdate(assignments)) => {
-                stored.push(self.assignments(assignments, &scope)?);
+                let assigned = self.assignments(assignments, &scope)?;
+                self.stores(&target, assigned.columns);
+                stored.push(assigned.all);
             }
             // `OnInsert` is non-exhaustive; the sweep still sees what any other form calls.
             Some(_) | None => {}
@@ -90,7 +108,7 @@ impl Walker {
 
     fn update(&mut self, update: &Update, outer: &Scope) -> Result<Vec<OutputItem>, SqlError> {
         let mut scope = Scope::new(Some(outer));
-        self.target(&update.table.relation, &mut scope)?;
+        let target = self.target(&update.table.relation, &mut scope)?;
         for join in &update.table.joins {
             self.table_factor(&join.relation, &mut scope)?;
         }
@@ -101,11 +119,12 @@ impl Walker {
                 self.table_with_joins(item, &mut scope)?;
             }
         }
-        let stored = self.assignments(&update.assignments, &scope)?;
+        let assigned = self.assignments(&update.assignments, &scope)?;
+        self.stores(&target, assigned.columns);
         for expr in update.selection.iter().chain(&update.limit) {
             self.touch(expr, &scope)?;
         }
-        store(&mut scope, 0, stored);
+        store(&mut scope, 0, assigned.all);
         self.returning(update.returning.as_deref(), &scope)
     }
 
@@ -136,7 +155,7 @@ impl Walker {
 
     fn merge(&mut self, merge: &Merge, outer: &Scope) -> Result<Vec<OutputItem>, SqlError> {
         let mut scope = Scope::new(Some(outer));
-        self.target(&merge.table, &mut scope)?;
+        let target = self.target(&merge.table, &mut scope)?;
         self.table_factor(&merge.source, &mut scope)?;
         self.touch(&merge.on, &scope)?;
         let mut stored = Vec::new();
@@ -147,7 +166,7 @@ impl Walker {
             match &clause.action {
                 MergeAction::Insert(insert) => {
                     if let MergeInsertKind::Values(values) = &insert.kind {
-                        for expr in values.rows.iter().flatten() {
+                        for expr in values.rows.iter().flat_map(|row| &row.content) {
                             stored.push(self.expr(expr, &scope)?);
                         }
                     } else {
@@ -159,16 +178,25 @@ impl Walker {
                     }
                 }
                 MergeAction::Update(update) => {
-                    stored.push(self.assignments(&update.assignments, &scope)?);
+                    stored.push(match &update.kind {
+                        MergeUpdateKind::Set(assignments) => {
+                            self.assignments(assignments, &scope)?.all
+                        }
+                        // `UPDATE SET *`: every column from the source row.
+                        MergeUpdateKind::Wildcard => scope.all_rows(),
+                    });
                     let predicates = [&update.update_predicate, &update.delete_predicate];
                     for predicate in predicates.into_iter().flatten() {
                         self.touch(predicate, &scope)?;
                     }
                 }
-                MergeAction::Delete { .. } => {}
+                MergeAction::Delete { .. } | MergeAction::DoNothing { .. } => {}
             }
         }
-        store(&mut scope, 0, computed(stored));
+        // Which clause stores what where is not followed: any column may hold any of it.
+        let all = computed(stored);
+        self.stores(&target, StoredColumns::Whole(all.clone()));
+        store(&mut scope, 0, all);
         let items = match &merge.output {
             Some(
                 OutputClause::Returning { select_items, .. }
@@ -180,7 +208,11 @@ impl Walker {
     }
 
     /// The written table of UPDATE / DELETE / MERGE, as the first item of `scope`.
-    fn target(&mut self, factor: &TableFactor, scope: &mut Scope) -> Result<(), SqlError> {
+    fn target(
+        &mut self,
+        factor: &TableFactor,
+        scope: &mut Scope,
+    ) -> Result<RelationName, SqlError> {
         let TableFactor::Table {
             name,
             alias,
@@ -205,25 +237,56 @@ impl Walker {
         scope.items.push(FromItem {
             qualifier,
             kind: FromKind::Base {
-                relation,
+                relation: relation.clone(),
                 renamed,
                 assigned: Lineage::default(),
             },
         });
-        Ok(())
+        Ok(relation)
     }
 
-    /// What `SET a = ..., b = ...` stores, all together.
+    /// What `SET a = ..., b = ...` stores, all together and per column.
     fn assignments(
         &mut self,
         assignments: &[Assignment],
         scope: &Scope,
-    ) -> Result<Lineage, SqlError> {
+    ) -> Result<Assigned, SqlError> {
         let mut parts = Vec::new();
+        let mut named = Some(Vec::new());
         for assignment in assignments {
-            parts.push(self.expr(&assignment.value, scope)?);
+            let lineage = self.expr(&assignment.value, scope)?;
+            match (&assignment.target, &mut named) {
+                (AssignmentTarget::ColumnName(column), Some(named)) => {
+                    named.push((column_of(column), lineage.clone()));
+                }
+                // `(a, b) = (SELECT ...)`: which value goes where is not followed.
+                _ => named = None,
+            }
+            parts.push(lineage);
         }
-        Ok(computed(parts))
+        let all = computed(parts);
+        let columns = match named {
+            Some(named) => StoredColumns::Named(named),
+            None => StoredColumns::Whole(all.clone()),
+        };
+        Ok(Assigned { all, columns })
+    }
+
+    /// Notes what a statement stores into `target` (nothing stored, nothing noted).
+    fn stores(&mut self, target: &RelationName, columns: StoredColumns) {
+        let empty = match &columns {
+            StoredColumns::Named(named) => named.is_empty(),
+            StoredColumns::InOrder(items) => items.is_empty(),
+            StoredColumns::Whole(_) => false,
+        };
+        if !empty {
+            self.effects.stores.push(Store {
+                target: target.clone(),
+                new_table: false,
+                temporary: false,
+                columns,
+            });
+        }
     }
 
     fn returning(
@@ -238,6 +301,12 @@ impl Walker {
         seal(&mut outputs);
         Ok(outputs)
     }
+}
+
+/// The column a SET or INSERT list entry writes: `a.f` is field f of column a (PostgreSQL
+/// allows no table name there).
+fn column_of(name: &sqlparser::ast::ObjectName) -> String {
+    names::parts(name).into_iter().next().unwrap_or_default()
 }
 
 /// Records in the target item what the statement stores in it.

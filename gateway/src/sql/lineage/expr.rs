@@ -4,7 +4,8 @@ use std::ops::ControlFlow;
 
 use sqlparser::ast::{
     visit_expressions, AccessExpr, BinaryOperator, Expr, Function, FunctionArg, FunctionArgExpr,
-    FunctionArgumentClause, FunctionArguments, Subscript, WindowFrameBound, WindowSpec, WindowType,
+    FunctionArgumentClause, FunctionArguments, InTarget, Subscript, WindowFrameBound, WindowSpec,
+    WindowType,
 };
 
 use super::{
@@ -68,6 +69,7 @@ impl Walker {
             | Expr::IsUnknown(inner)
             | Expr::IsNotUnknown(inner)
             | Expr::IsNormalized { expr: inner, .. }
+            | Expr::IsJson { expr: inner, .. }
             | Expr::Extract { expr: inner, .. }
             | Expr::Ceil { expr: inner, .. }
             | Expr::Floor { expr: inner, .. }
@@ -89,9 +91,9 @@ impl Walker {
             | Expr::AllOp {
                 left: a, right: b, ..
             }
-            | Expr::InUnnest {
+            | Expr::In {
                 expr: a,
-                array_expr: b,
+                target: InTarget::Unnest(b),
                 ..
             }
             | Expr::Like {
@@ -117,10 +119,21 @@ impl Walker {
             Expr::Between {
                 expr, low, high, ..
             } => self.exprs([&**expr, &**low, &**high], scope)?,
-            Expr::InList { expr, list, .. } => {
-                self.exprs(std::iter::once(&**expr).chain(list), scope)?
-            }
-            Expr::InSubquery { expr, subquery, .. } => {
+            Expr::In {
+                expr,
+                target: InTarget::List(list),
+                ..
+            } => self.exprs(std::iter::once(&**expr).chain(list), scope)?,
+            // `x IN table` is SQLite's, not PostgreSQL's.
+            Expr::In {
+                target: InTarget::Table { .. },
+                ..
+            } => return Err(SqlError::Unreadable("IN over a table name".to_owned())),
+            Expr::In {
+                expr,
+                target: InTarget::Subquery(subquery),
+                ..
+            } => {
                 let value = self.expr(expr, scope)?;
                 let outputs = self.query(subquery, Some(scope))?;
                 computed([value, items_lineage(&outputs)])
@@ -304,7 +317,9 @@ impl Walker {
                     Some(item) => item.whole_row(),
                     None => unknown(Lineage::default()),
                 },
-                FunctionArgExpr::Wildcard => scope.all_rows(),
+                FunctionArgExpr::Wildcard | FunctionArgExpr::WildcardWithOptions(_) => {
+                    scope.all_rows()
+                }
             });
         }
         Ok(computed(parts))

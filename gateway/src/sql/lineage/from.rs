@@ -40,10 +40,20 @@ impl Walker {
                     constraint,
                 } => (Some(constraint), Some(match_condition)),
                 JoinOperator::CrossApply | JoinOperator::OuterApply => (None, None),
+                JoinOperator::ArrayJoin
+                | JoinOperator::LeftArrayJoin
+                | JoinOperator::InnerArrayJoin => {
+                    return Err(SqlError::Unreadable("an ARRAY JOIN".to_owned()))
+                }
             };
             match constraint {
                 Some(JoinConstraint::On(expr)) => self.touch(expr, scope)?,
-                Some(JoinConstraint::Using(_) | JoinConstraint::Natural) => scope.merged = true,
+                // `USING (a) AS j`: `j.a` resolves to nothing, so its lineage is unknown.
+                Some(
+                    JoinConstraint::Using(_)
+                    | JoinConstraint::UsingAlias(..)
+                    | JoinConstraint::Natural,
+                ) => scope.merged = true,
                 Some(JoinConstraint::None) | None => {}
             }
             if let Some(expr) = condition {
@@ -199,6 +209,9 @@ impl Walker {
                 };
                 let columns = aliases(alias.as_ref());
                 (alias, FromKind::Opaque { columns, lineage })
+            }
+            TableFactor::UnpivotExpr { .. } => {
+                return Err(SqlError::Unreadable("UNPIVOT of an expression".to_owned()))
             }
             TableFactor::SemanticView { alias, .. } => {
                 let lineage = unknown(Lineage::default());

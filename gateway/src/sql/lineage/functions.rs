@@ -74,8 +74,9 @@ fn is_pure(name: &str) -> bool {
             | "array_prepend" | "array_cat" | "array_remove" | "array_replace"
             | "array_position" | "array_positions" | "array_dims" | "array_ndims"
             | "array_fill" | "trim_array" | "unnest" | "array"
-            // Values that are not row data.
-            | "current_user" | "session_user" | "user" | "current_role" | "current_catalog"
+            // Values that are not row data. A setting's value is masked by the session once
+            // any setting may hold classified data (see postgres/settings.rs).
+            | "current_setting" | "current_user" | "session_user" | "user" | "current_role" | "current_catalog"
             | "current_schema" | "system_user" | "gen_random_uuid" | "pg_typeof"
             // Large objects: descriptors, positions, counts and OIDs, never their contents
             // (`loread` and `lo_get` return contents and stay unknown).
@@ -83,6 +84,72 @@ fn is_pure(name: &str) -> bool {
             | "lo_tell" | "lo_tell64" | "lo_truncate" | "lo_truncate64" | "lo_unlink"
             | "lowrite" | "lo_put" | "lo_from_bytea" | "lo_import" | "lo_export"
     )
+}
+
+/// Built-ins that read or change no session settings and run no user code, beyond the pure
+/// ones: anything else called may be user code (which can `set_config` whatever it reads).
+fn is_known_builtin(name: &str) -> bool {
+    matches!(
+        name,
+        "current_setting"
+            | "set_config"
+            | "count"
+            | "version"
+            | "pg_backend_pid"
+            | "nextval"
+            | "currval"
+            | "setval"
+            | "lastval"
+            | "txid_current"
+            | "pg_current_xact_id"
+            | "pg_sleep"
+            | "pg_notify"
+            | "generate_series"
+            | "generate_subscripts"
+            | "regexp_split_to_table"
+            | "string_to_table"
+            | "json_array_elements"
+            | "json_array_elements_text"
+            | "jsonb_array_elements"
+            | "jsonb_array_elements_text"
+            | "json_object_keys"
+            | "jsonb_object_keys"
+            | "json_each"
+            | "json_each_text"
+            | "jsonb_each"
+            | "jsonb_each_text"
+            | "loread"
+            | "lo_get"
+            | "pg_typeof"
+            | "pg_column_size"
+            | "pg_relation_size"
+            | "pg_total_relation_size"
+            | "pg_table_size"
+            | "pg_size_pretty"
+            | "has_table_privilege"
+            | "has_column_privilege"
+            | "has_schema_privilege"
+            | "pg_get_viewdef"
+            | "pg_get_indexdef"
+            | "pg_get_constraintdef"
+            | "format_type"
+            | "obj_description"
+            | "col_description"
+            | "pg_table_is_visible"
+            | "pg_get_userbyid"
+            | "pg_is_in_recovery"
+    )
+}
+
+/// Whether a call (lower-cased, qualified as written) may run code Tollgate cannot read:
+/// not a built-in it knows, in any schema.
+pub fn may_run_user_code(name: &str) -> bool {
+    let unqualified = match name.split_once('.') {
+        Some(("pg_catalog", rest)) => rest,
+        Some(_) => return true,
+        None => name,
+    };
+    !is_pure(unqualified) && !is_known_builtin(unqualified)
 }
 
 /// `CURRENT_ROLE` and friends, which the parser reads as plain identifiers. They are reserved

@@ -1,14 +1,16 @@
 //! Queries: CTEs, set operations, SELECT lists over FROM items, VALUES.
 
 use sqlparser::ast::{
-    Distinct, Expr, GroupByExpr, LimitClause, NamedWindowExpr, OrderBy, OrderByKind, Query, Select,
-    SelectItem, SelectItemQualifiedWildcardKind, SetExpr, Values, WildcardAdditionalOptions, With,
+    Distinct, Expr, GroupByExpr, LimitClause, NamedWindowExpr, ObjectName, OrderBy, OrderByKind,
+    Query, Select, SelectItem, SelectItemQualifiedWildcardKind, SetExpr, Values,
+    WildcardAdditionalOptions, With,
 };
 
 use super::{
     column_name, computed, items_lineage, names, placeholder, push_unique, rename, scope::FromItem,
     seal, unknown, whole_row, Lineage, OutputItem, Scope, SqlError, Walker,
 };
+use crate::sql::{Store, StoredColumns};
 
 /// Evaluations of a recursive WITH before its lineage is declared unknown.
 const MAX_RECURSIVE_PASSES: usize = 8;
@@ -148,8 +150,22 @@ impl Walker {
         for view in &select.lateral_views {
             self.touch(&view.lateral_view, &scope)?;
         }
+        let mut into_target = None;
         if let Some(into) = &select.into {
-            self.effects.write(names::relation(&into.name));
+            // PostgreSQL's INTO names one new table; the parser keeps it as an expression.
+            let [Expr::Identifier(_) | Expr::CompoundIdentifier(_)] = into.targets.as_slice()
+            else {
+                return Err(SqlError::Unreadable("an unexpected INTO target".to_owned()));
+            };
+            let parts = match &into.targets[0] {
+                Expr::Identifier(ident) => vec![ident.clone()],
+                Expr::CompoundIdentifier(idents) => idents.clone(),
+                _ => Vec::new(),
+            };
+            into_target = Some((names::relation(&ObjectName::from(parts)), into.temporary));
+        }
+        if let Some((target, _)) = &into_target {
+            self.effects.write(target.clone());
             self.effects.hidden_write = true;
             self.effects.select_into = true;
         }
@@ -163,6 +179,15 @@ impl Walker {
             self.select_item(item, &scope, &mut outputs)?;
         }
         seal(&mut outputs);
+        if let Some((target, temporary)) = into_target {
+            // The new table's columns are the select list's, in order.
+            self.effects.stores.push(Store {
+                target,
+                new_table: true,
+                temporary,
+                columns: StoredColumns::InOrder(outputs.clone()),
+            });
+        }
         let clauses = [
             &select.prewhere,
             &select.selection,
@@ -210,6 +235,12 @@ impl Walker {
                 name: names::ident(alias),
                 lineage: self.expr(expr, scope)?,
             }),
+            // `expr AS (a, b)` is not PostgreSQL's: refused rather than guessed.
+            SelectItem::ExprWithAliases { .. } => {
+                return Err(SqlError::Unreadable(
+                    "an expression with several aliases".to_owned(),
+                ))
+            }
             SelectItem::Wildcard(options) if has_options(options) => {
                 out.push(placeholder(scope.all_rows()));
             }
@@ -236,10 +267,15 @@ impl Walker {
     }
 
     fn values(&mut self, values: &Values, scope: &Scope) -> Result<Vec<OutputItem>, SqlError> {
-        let width = values.rows.iter().map(Vec::len).max().unwrap_or(0);
+        let width = values
+            .rows
+            .iter()
+            .map(|row| row.content.len())
+            .max()
+            .unwrap_or(0);
         let mut columns: Vec<Vec<Lineage>> = vec![Vec::new(); width];
         for row in &values.rows {
-            for (column, expr) in columns.iter_mut().zip(row) {
+            for (column, expr) in columns.iter_mut().zip(&row.content) {
                 column.push(self.expr(expr, scope)?);
             }
         }
