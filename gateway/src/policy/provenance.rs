@@ -13,7 +13,7 @@ use super::{
     derived::DerivedColumn,
     rules::{Category, TargetClassification},
 };
-use crate::sql::{Lineage, OutputItem, RelationName, Source, StatementFacts};
+use crate::sql::{Lineage, OutputItem, RelationName, Source, StatementFacts, StatementKind};
 
 /// Views over views are followed this deep; deeper is unknown.
 const MAX_VIEW_DEPTH: usize = 16;
@@ -73,6 +73,8 @@ impl Resolver<'_> {
             resolved.classified |= classified;
             resolved.unknown |= unknown;
         }
+        // Procedural code reads whatever it likes; what it returns and raises is untraceable.
+        resolved.unknown |= matches!(facts.kind, StatementKind::Do | StatementKind::Call);
         resolved.outputs = self.outputs(&facts.outputs, 0);
         if !facts.stores.is_empty() {
             resolved.stored = self.stored(facts);

@@ -234,6 +234,11 @@ pub const CASES: &[Case] = &[
     sql("call", "CALL some_procedure()", Denied("default-deny")),
     sql("lock", "LOCK patients", Denied("default-deny")),
     sql("typo", "SELEC ssn FROM patients", Denied("default-deny")),
+    // Messages raised by code Tollgate cannot read, quoting PHI.
+    sql("do-raise-notice", "DO $$ BEGIN RAISE NOTICE 'n: %', (SELECT ssn FROM patients WHERE id = 1); END $$", Denied("deny-anonymous-code")),
+    sql("do-raise-exception", "DO $$ BEGIN RAISE EXCEPTION 'e: %', (SELECT full_name FROM patients WHERE id = 1); END $$", Denied("deny-anonymous-code")),
+    sql("do-raise-detail", "DO $$ DECLARE v text; BEGIN SELECT mrn INTO v FROM patients WHERE id = 1; RAISE WARNING 'w' USING DETAIL = v, HINT = v; END $$", Denied("deny-anonymous-code")),
+    sql("function-raise-no-phi-read", "SELECT noisy(1) WHERE 1 = 1", Masked),
     // PHI kept in a setting and read back: SHOW, current_setting, pg_settings, and the server's
     // own ParameterStatus report of application_name. (`recv 1` reads to ReadyForQuery.)
     script("setting-show", "Q {m} SELECT set_config('my.kept', ssn, false) FROM patients WHERE id = 1\nrecv 1\nQ SHOW my.kept\nrecv 1\nQ SELECT current_setting('my.kept')\nrecv 1\nQ SELECT setting FROM pg_settings WHERE name = 'my.kept'\nrecv 1\n", Masked),
