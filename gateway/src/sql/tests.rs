@@ -165,6 +165,20 @@ const CASES: &[Case] = &[
         .reads(&["patients"])
         .flags(&[Limit]),
     case("SELECT ssn FROM patients LIMIT ALL", K::Select, "SELECT").reads(&["patients"]),
+    // A set operation is filtered when every branch is.
+    case(
+        "SELECT ssn FROM patients WHERE id = 1 UNION SELECT ssn FROM intake WHERE id = 2",
+        K::Select,
+        "SELECT",
+    )
+    .reads(&["intake", "patients"])
+    .flags(&[Where]),
+    case(
+        "SELECT ssn FROM patients WHERE id = 1 UNION SELECT ssn FROM intake",
+        K::Select,
+        "SELECT",
+    )
+    .reads(&["intake", "patients"]),
     case("SELECT /* a /* b */ c */ ssn FROM patients", K::Select, "SELECT").reads(&["patients"]),
     case("SELECT $t$ ; DROP TABLE x; $t$ FROM patients", K::Select, "SELECT")
         .reads(&["patients"]),

@@ -238,6 +238,8 @@ fn body_has_where(body: &SetExpr) -> bool {
     match body {
         SetExpr::Select(select) => select.selection.is_some(),
         SetExpr::Query(query) => body_has_where(&query.body),
+        // A UNION, INTERSECT or EXCEPT is filtered when every branch is.
+        SetExpr::SetOperation { left, right, .. } => body_has_where(left) && body_has_where(right),
         SetExpr::Insert(statement)
         | SetExpr::Update(statement)
         | SetExpr::Delete(statement)

@@ -78,6 +78,21 @@ fn is_pure(name: &str) -> bool {
             // any setting may hold classified data (see postgres/settings.rs).
             | "current_setting" | "current_user" | "session_user" | "user" | "current_role" | "current_catalog"
             | "current_schema" | "system_user" | "gen_random_uuid" | "pg_typeof"
+            // Catalog metadata (psql's `\d` and friends): names, types, owners, sizes and
+            // definitions of objects, not row data.
+            | "format_type" | "pg_get_userbyid" | "pg_table_is_visible" | "pg_type_is_visible"
+            | "pg_function_is_visible" | "pg_opclass_is_visible" | "pg_collation_is_visible"
+            | "pg_conversion_is_visible" | "pg_ts_config_is_visible" | "pg_encoding_to_char"
+            | "pg_get_indexdef" | "pg_get_constraintdef" | "pg_get_expr" | "pg_get_triggerdef"
+            | "pg_get_viewdef" | "pg_get_ruledef" | "pg_get_functiondef"
+            | "pg_get_function_arguments" | "pg_get_function_result"
+            | "pg_get_function_identity_arguments" | "pg_get_partkeydef"
+            | "pg_get_statisticsobjdef_columns" | "obj_description" | "col_description"
+            | "shobj_description" | "pg_relation_size" | "pg_total_relation_size"
+            | "pg_table_size" | "pg_indexes_size" | "pg_database_size" | "pg_size_pretty"
+            | "pg_tablespace_location" | "pg_relation_is_publishable" | "has_table_privilege"
+            | "has_column_privilege" | "has_schema_privilege" | "has_database_privilege"
+            | "has_function_privilege" | "pg_has_role" | "pg_column_size"
             // Large objects: descriptors, positions, counts and OIDs, never their contents
             // (`loread` and `lo_get` return contents and stay unknown).
             | "lo_open" | "lo_close" | "lo_creat" | "lo_create" | "lo_lseek" | "lo_lseek64"
@@ -91,8 +106,7 @@ fn is_pure(name: &str) -> bool {
 fn is_known_builtin(name: &str) -> bool {
     matches!(
         name,
-        "current_setting"
-            | "set_config"
+        "set_config"
             | "count"
             | "version"
             | "pg_backend_pid"
@@ -120,23 +134,6 @@ fn is_known_builtin(name: &str) -> bool {
             | "jsonb_each_text"
             | "loread"
             | "lo_get"
-            | "pg_typeof"
-            | "pg_column_size"
-            | "pg_relation_size"
-            | "pg_total_relation_size"
-            | "pg_table_size"
-            | "pg_size_pretty"
-            | "has_table_privilege"
-            | "has_column_privilege"
-            | "has_schema_privilege"
-            | "pg_get_viewdef"
-            | "pg_get_indexdef"
-            | "pg_get_constraintdef"
-            | "format_type"
-            | "obj_description"
-            | "col_description"
-            | "pg_table_is_visible"
-            | "pg_get_userbyid"
             | "pg_is_in_recovery"
     )
 }
