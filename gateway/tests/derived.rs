@@ -286,3 +286,78 @@ fn settings_read_as_directly_until_phi_is_put_into_them() {
         "the server's report of a setting filled with PHI is masked: {output}"
     );
 }
+
+/// A property: PHI copied through a random chain of tables (every way of copying, with
+/// transforms that keep the value readable) never comes back raw from any table of the chain.
+/// The chain follows the patients' seed, so a failure reruns with TOLLGATE_EVASION_SEED.
+#[test]
+#[ignore = "privileged: needs root, cgroup v2, BPF and PostgreSQL (run with `cargo xtask test`)"]
+fn random_chains_of_copies_never_give_phi_back_raw() {
+    let dir = TempDir::new("tollgate-derived").expect("temp dir");
+    let policy = permissive_example_policy("*tollgate-pg-*", &dir.path().join("token.key"))
+        .expect("permissive policy");
+    let bed = bed(&dir, policy);
+    let patients = Patients::random(6);
+    println!(
+        "patients seed: {} (rerun with TOLLGATE_EVASION_SEED)",
+        patients.seed
+    );
+    bed.pg
+        .psql_direct(&patients.setup_sql())
+        .expect("schema and patients");
+    let forbidden = patients.forbidden_values();
+    let mut rng = patients.seed | 1;
+    let mut next = |n: usize| {
+        // xorshift64
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        (rng % n as u64) as usize
+    };
+    const TRANSFORMS: [&str; 5] = [
+        "{}",
+        "upper({})",
+        "{} || ''",
+        "substr({}, 1, 200)",
+        "concat({}, '')",
+    ];
+    // (table, its text columns holding copies)
+    let mut tables: Vec<(String, String)> = ["ssn", "full_name", "mrn", "email", "phone"]
+        .iter()
+        .map(|c| ("patients".to_owned(), (*c).to_owned()))
+        .collect();
+    let mut made = Vec::new();
+    for step in 0..14 {
+        let (source, column) = tables[next(tables.len())].clone();
+        let value = TRANSFORMS[next(TRANSFORMS.len())].replace("{}", &column);
+        let table = format!("chain_{step}");
+        let target = format!("v{step}");
+        let sql = match next(5) {
+            0 => format!("CREATE TABLE {table} AS SELECT {value} AS {target} FROM {source}"),
+            1 => format!("SELECT {value} AS {target} INTO {table} FROM {source}"),
+            2 => format!(
+                "CREATE TABLE {table} ({target} text) ;; INSERT INTO {table} ({target}) SELECT {value} FROM {source}"
+            ),
+            3 => format!(
+                "CREATE TABLE {table} (k int, {target} text) ;; INSERT INTO {table} SELECT g, 'clean' FROM generate_series(1, 3) g ;; UPDATE {table} SET {target} = s.x FROM (SELECT {value} AS x FROM {source} LIMIT 1) s"
+            ),
+            _ => format!(
+                "CREATE TABLE {table} ({target} text) ;; WITH m AS (INSERT INTO {table} SELECT {value} FROM {source} RETURNING 1) SELECT count(*) FROM m"
+            ),
+        };
+        for part in sql.split(" ;; ") {
+            let output = agent(&bed, part);
+            assert!(!output.contains("E ERROR"), "step {step}: {part}: {output}");
+            assert!(
+                forbidden.leaked_in(&output).is_none(),
+                "step {step}: {part}: {output}"
+            );
+        }
+        tables.push((table.clone(), target.clone()));
+        made.push((table, target));
+    }
+    for (table, column) in &made {
+        let sql = format!("SELECT {column} FROM {table}");
+        assert_masked_rows(&agent(&bed, &sql), &forbidden, &sql);
+    }
+}

@@ -6,7 +6,10 @@
 
 mod common;
 #[path = "evasion/patients.rs"]
-#[allow(dead_code, reason = "shared with the evasion tests, which use all of it")]
+#[allow(
+    dead_code,
+    reason = "shared with the evasion tests, which use all of it"
+)]
 mod patients;
 
 use std::process::Command;
