@@ -22,7 +22,8 @@ pub fn measure(binary: &Path, baseline: &Path, rounds: u32) -> anyhow::Result<St
     let baseline_agents = AgentCgroup::create("tollgate-bench-baseline")?;
     let current_agents = AgentCgroup::create("tollgate-bench-current")?;
     let config = |tag: &str, agents: &AgentCgroup| side_config(tag, agents, pg.port());
-    let baseline_config = config("benchbase", &baseline_agents);
+    let mut baseline_config = config("benchbase", &baseline_agents);
+    baseline_config.unix_socket_dir = false;
     let mut current_config = config("benchcurrent", &current_agents);
     // Each gateway recognises its own agents' connections by its mark.
     current_config.mark ^= 0x8000;

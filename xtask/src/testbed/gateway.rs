@@ -41,6 +41,9 @@ pub struct GatewayConfig {
     pub extra_gateway: Vec<String>,
     /// Run the gateway inside this network namespace (`/run/netns/<name>`).
     pub netns: Option<String>,
+    /// Writes `gateway.unix_socket_dir` (builds before the unix socket hook refuse the key:
+    /// the baseline bench turns it off).
+    pub unix_socket_dir: bool,
 }
 
 impl GatewayConfig {
@@ -71,6 +74,7 @@ impl GatewayConfig {
             bind: None,
             redirect: None,
             keep_on_exit: false,
+            unix_socket_dir: true,
             targets: Vec::new(),
             upstreams: Vec::new(),
             target_lines: Vec::new(),
@@ -99,11 +103,13 @@ impl GatewayConfig {
         // The appliance TLS certificate is generated here, not under /var/lib/tollgate.
         let _ = writeln!(text, "state_dir = {:?}", state_dir.display().to_string());
         // Gateway sockets for protected unix sockets: per run, so concurrent suites never share.
-        let _ = writeln!(
-            text,
-            "unix_socket_dir = {:?}",
-            state_dir.join("unix").display().to_string()
-        );
+        if self.unix_socket_dir {
+            let _ = writeln!(
+                text,
+                "unix_socket_dir = {:?}",
+                state_dir.join("unix").display().to_string()
+            );
+        }
         let _ = writeln!(
             text,
             "nft_table = {:?}\nmark = {}\ndrain_timeout_ms = 2000",
