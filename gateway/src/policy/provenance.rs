@@ -76,7 +76,8 @@ impl Resolver<'_> {
         // Procedural code reads whatever it likes; what it returns and raises is untraceable.
         resolved.unknown |= matches!(facts.kind, StatementKind::Do | StatementKind::Call);
         resolved.outputs = self.outputs(&facts.outputs, 0);
-        if !facts.stores.is_empty() {
+        // Nothing is derived on a target without classified data.
+        if !facts.stores.is_empty() && !self.classes.is_empty() {
             resolved.stored = self.stored(facts);
         }
         match &resolved.outputs {

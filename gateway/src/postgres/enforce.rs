@@ -332,10 +332,11 @@ impl SessionEnforcement {
                 (decided.decision, single(rule))
             }
         };
+        let protect = !self.recent.context().classes.is_empty();
         let repeatable = analysis
             .as_ref()
             .as_ref()
-            .is_ok_and(|a| !a.statements.iter().any(session_bound));
+            .is_ok_and(|a| !a.statements.iter().any(|f| session_bound(f, protect)));
         if repeatable && RecentDecisions::keeps(key) {
             self.recent.insert(key, shape.is_some(), decided.clone());
         }
@@ -666,7 +667,15 @@ fn single(rule: Rule) -> QueryRules {
 /// Statements whose decision reads or changes this session's own state (its SQL-level
 /// prepared statements and cursors, the freshness of the catalog): never taken from
 /// [`RecentDecisions`].
-fn session_bound(facts: &StatementFacts) -> bool {
+///
+/// `protect`: the target has classified data, so what a statement stores and what it does to
+/// settings is noted when it runs (and reading settings depends on that).
+fn session_bound(facts: &StatementFacts, protect: bool) -> bool {
+    let follows_phi = protect
+        && (facts.stores.iter().any(Store::may_carry_data)
+            || !facts.settings_set.is_empty()
+            || facts.shows.is_some()
+            || (facts.functions.iter()).any(|f| f.ends_with("current_setting")));
     changes_schema(facts.kind)
         || facts.prepared.is_some()
         || facts.cursor_query.is_some()
@@ -674,13 +683,7 @@ fn session_bound(facts: &StatementFacts) -> bool {
         || facts.cursor.is_some()
         || facts.released.is_some()
         || facts.ends_transaction
-        || facts.stores.iter().any(Store::may_carry_data)
-        || !facts.settings_set.is_empty()
-        || facts.shows.is_some()
-        || facts
-            .functions
-            .iter()
-            .any(|f| f.ends_with("current_setting"))
+        || follows_phi
         || matches!(facts.kind, StatementKind::Do | StatementKind::Call)
 }
 
