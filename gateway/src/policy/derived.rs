@@ -47,17 +47,31 @@ impl Derived {
     }
 
     /// Adds columns; one already present (same place) takes on the new categories too.
-    pub fn add(&mut self, columns: impl IntoIterator<Item = DerivedColumn>) {
+    /// True when that changed anything.
+    pub fn add(&mut self, columns: impl IntoIterator<Item = DerivedColumn>) -> bool {
+        let mut changed = false;
         for column in columns {
             let entries = self.tables.entry(column.table.clone()).or_default();
             match entries
                 .iter_mut()
                 .find(|e| e.schema == column.schema && e.column == column.column)
             {
-                Some(existing) => merge(&mut existing.class, &column.class),
-                None => entries.push(column),
+                Some(existing) => {
+                    let before = existing.class.clone();
+                    merge(&mut existing.class, &column.class);
+                    changed |= existing.class != before;
+                }
+                None => {
+                    entries.push(column);
+                    changed = true;
+                }
             }
         }
+        changed
+    }
+
+    pub fn columns(&self) -> impl Iterator<Item = &DerivedColumn> {
+        self.tables.values().flatten()
     }
 
     /// What is stored in `schema.table.column` (`schema` None: the name was written without

@@ -86,7 +86,7 @@ impl Enforcement {
             return Err(not_admitted(target));
         }
         let derived_seen = self.derived.generation();
-        let classes = classification(&loaded, target, &self.derived, &[]);
+        let classes = classification(&loaded, target, &self.derived, &Derived::default());
         let context = MaskContext {
             catalog: None,
             classes,
@@ -104,7 +104,7 @@ impl Enforcement {
                 .then(|| self.catalogs.slot(target, server, database)),
             catalog_changes: PendingChanges::default(),
             next_denial: 0,
-            temporary: Vec::new(),
+            temporary: Derived::default(),
             derived_seen,
             settings: Arc::default(),
         })
@@ -147,7 +147,7 @@ pub struct SessionEnforcement {
     /// The marker the next denied statement's stand-in carries.
     next_denial: u32,
     /// Columns of this session's temporary tables filled from classified data.
-    temporary: Vec<DerivedColumn>,
+    temporary: Derived,
     /// The derived store's generation the classification in force was built from.
     derived_seen: u64,
     /// Settings whose values may come from classified data.
@@ -184,12 +184,12 @@ fn classification(
     loaded: &Loaded,
     target: &str,
     store: &DerivedStore,
-    temporary: &[DerivedColumn],
+    temporary: &Derived,
 ) -> Arc<TargetClassification> {
     let declared = loaded.policy.classification_for(target);
     let mut derived = Derived::default();
     derived.add(store.columns(target));
-    derived.add(temporary.iter().cloned());
+    derived.add(temporary.columns().cloned());
     Arc::new(declared.with_derived(derived))
 }
 
@@ -552,7 +552,8 @@ impl SessionEnforcement {
             .iter()
             .cloned()
             .partition(|c| c.schema == TEMP_SCHEMA);
-        self.temporary.extend(temporary);
+        let mut changed = self.temporary.add(temporary);
+        let generation = self.shared.derived.generation();
         if !persistent.is_empty() {
             let provenance = Provenance {
                 sources: facts.reads.iter().map(ToString::to_string).collect(),
@@ -569,8 +570,12 @@ impl SessionEnforcement {
                 tracing::error!(event = "classified.store_failed", %error, "derived classification not saved");
             }
         }
-        let catalog = self.recent.context().catalog.clone();
-        self.reclassify(loaded, catalog);
+        // The same copy made again (a loop of INSERT ... SELECT) changes nothing.
+        changed |= self.shared.derived.generation() != generation;
+        if changed {
+            let catalog = self.recent.context().catalog.clone();
+            self.reclassify(loaded, catalog);
+        }
     }
 
     /// Rebuilds the classification in force: the policy's, the store's derived columns and

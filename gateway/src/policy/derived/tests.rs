@@ -277,11 +277,13 @@ fn temporary_and_any_schema_entries_match_where_they_may_live() {
         column: column.into(),
         class: class.clone(),
     };
-    derived.add([
+    let columns = [
         column(TEMP_SCHEMA, "t", "x"),
         column(ANY, "u", "y"),
         column("public", "v", ANY),
-    ]);
+    ];
+    assert!(derived.add(columns.clone()), "new columns");
+    assert!(!derived.add(columns), "the same again changes nothing");
     assert!(derived.column(Some("pg_temp_7"), "t", "x").is_some());
     assert!(derived.column(Some("public"), "t", "x").is_none());
     assert!(derived.column(Some("archive"), "u", "y").is_some());
