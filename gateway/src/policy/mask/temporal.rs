@@ -37,20 +37,7 @@ pub(super) const fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
 
 /// The astronomical year of a day counted from 1970-01-01.
 fn year_from_days(days: i64) -> i64 {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let day_of_era = z - era * 146_097;
-    let year_of_era =
-        (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
-    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
-    let shifted_month = (5 * day_of_year + 2) / 153;
-    let year = year_of_era + era * 400;
-    // Shifted months 10 and 11 are January and February of the next year.
-    if shifted_month >= 10 {
-        year + 1
-    } else {
-        year
-    }
+    crate::clock::civil_from_days(days).0
 }
 
 /// The fields a mask writes back.
