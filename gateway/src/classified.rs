@@ -8,7 +8,7 @@ use crate::{
     config,
     policy::{
         self,
-        derived::{self as store, DerivedRecord, ForgetSpec},
+        derived::{self as store, DerivedRecord, ForgetSpec, SettingsRecord},
     },
 };
 
@@ -35,7 +35,11 @@ pub fn list(config_path: &Path, json: bool) -> Result<String, String> {
         }
     }
     if json {
-        let document = serde_json::json!({ "declared": declared, "derived": derived });
+        let document = serde_json::json!({
+            "declared": declared,
+            "derived": derived.columns,
+            "settings": derived.settings,
+        });
         return Ok(format!("{document:#}\n"));
     }
     let mut text = String::new();
@@ -65,11 +69,40 @@ pub fn list(config_path: &Path, json: bool) -> Result<String, String> {
         "derived by agents' statements ({}):\n",
         path.display()
     ));
-    if derived.is_empty() {
+    if derived.columns.is_empty() {
         text.push_str("  none\n");
     }
-    for record in &derived {
+    for record in &derived.columns {
         text.push_str(&describe(record));
+    }
+    if !derived.settings.is_empty() {
+        text.push_str(
+            "settings code Tollgate cannot read may have filled (inherited settings are read \
+             back masked; check them with psql's \\drds and `ALTER SYSTEM`, then \
+             `tollgate classified forget --settings`):\n",
+        );
+    }
+    for record in &derived.settings {
+        text.push_str(&describe_settings(record));
+    }
+    Ok(text)
+}
+
+/// Stops masking a target's inherited settings (or every target's); returns what was removed.
+pub fn forget_settings(config_path: &Path, target: Option<&str>) -> Result<String, String> {
+    let config = config::load(config_path).map_err(|e| e.to_string())?;
+    let removed =
+        store::forget_settings(&config.gateway.tls.state_dir, target).map_err(|e| e.to_string())?;
+    if removed.is_empty() {
+        return Err(
+            "no target's settings are marked; `tollgate classified list` shows them".to_owned(),
+        );
+    }
+    let mut text = String::from(
+        "inherited settings no longer masked (running gateways apply this within a second):\n",
+    );
+    for record in &removed {
+        text.push_str(&describe_settings(record));
     }
     Ok(text)
 }
@@ -114,5 +147,15 @@ fn describe(record: &DerivedRecord) -> String {
         record.provenance.identity,
         record.provenance.at,
         record.provenance.statement,
+    )
+}
+
+fn describe_settings(record: &SettingsRecord) -> String {
+    format!(
+        "  {}: every setting a session inherits\n    {} by {} at {}\n",
+        record.target,
+        record.provenance.statement,
+        record.provenance.identity,
+        record.provenance.at,
     )
 }

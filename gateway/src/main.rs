@@ -123,9 +123,19 @@ enum ClassifiedAction {
     /// Stop treating derived columns as classified: TABLE (every schema), SCHEMA.TABLE or
     /// SCHEMA.TABLE.COLUMN. Use it once the data was removed or verified clean; running
     /// gateways apply it within a second. Declared columns are changed in the policy instead.
+    ///
+    /// With --settings instead: stop masking the settings sessions inherit on a target where
+    /// code Tollgate cannot read (DO, CALL, user functions) ran for an agent that can read
+    /// classified data. Such code may have copied a classified value into `ALTER ROLE`,
+    /// `ALTER DATABASE` or `ALTER SYSTEM` settings; check them (psql `\drds`,
+    /// `pg_file_settings`) before you forget.
+    #[command(group(clap::ArgGroup::new("what").required(true).args(["spec", "settings"])))]
     Forget {
         /// What to forget, e.g. `public.ssn_copy` or `public.ssn_copy.ssn`.
-        spec: String,
+        spec: Option<String>,
+        /// Forget the mark on inherited settings instead of a derived column.
+        #[arg(long)]
+        settings: bool,
         /// Configuration naming `state_dir`.
         #[arg(long, short, default_value = DEFAULT_CONFIG)]
         config: PathBuf,
@@ -187,10 +197,20 @@ fn main() -> ExitCode {
             let done = match action {
                 ClassifiedAction::List { config, json } => classified::list(&config, json),
                 ClassifiedAction::Forget {
-                    spec,
+                    settings: true,
                     config,
                     target,
+                    ..
+                } => classified::forget_settings(&config, target.as_deref()),
+                ClassifiedAction::Forget {
+                    spec: Some(spec),
+                    config,
+                    target,
+                    ..
                 } => classified::forget(&config, &spec, target.as_deref()),
+                ClassifiedAction::Forget { spec: None, .. } => {
+                    Err("name a TABLE[.COLUMN] to forget, or --settings".to_owned())
+                }
             };
             match done {
                 Ok(text) => {

@@ -32,6 +32,24 @@ fn bed(dir: &TempDir, policy: String) -> PgBed {
     })
 }
 
+/// The example policy, opened up: agents may create, write and run anything.
+fn permissive(dir: &TempDir) -> String {
+    permissive_example_policy("*tollgate-pg-*", &dir.path().join("token.key"))
+        .expect("permissive policy")
+}
+
+/// A bed under `policy` whose server holds `count` random patients (the seed is printed:
+/// rerun a failure with TOLLGATE_EVASION_SEED).
+fn bed_with_patients(dir: &TempDir, policy: String, count: usize) -> (PgBed, Patients) {
+    let bed = bed(dir, policy);
+    let patients = Patients::random(count);
+    println!("patients seed: {}", patients.seed);
+    bed.pg
+        .psql_direct(&patients.setup_sql())
+        .expect("schema and patients");
+    (bed, patients)
+}
+
 /// Runs `sql` (one Query) as the agent; what it received.
 fn agent(bed: &PgBed, sql: &str) -> String {
     let script = format!("Q {}\nrecv 1\n", sql.replace('\n', "\\n"));
@@ -120,14 +138,7 @@ const READS: &[&str] = &[
 #[ignore = "privileged: needs root, cgroup v2, BPF and PostgreSQL (run with `cargo xtask test`)"]
 fn phi_copied_by_an_agent_stays_masked_in_every_later_read() {
     let dir = TempDir::new("tollgate-derived").expect("temp dir");
-    let policy = permissive_example_policy("*tollgate-pg-*", &dir.path().join("token.key"))
-        .expect("permissive policy");
-    let mut bed = bed(&dir, policy);
-    let patients = Patients::random(10);
-    println!("patients seed: {}", patients.seed);
-    bed.pg
-        .psql_direct(&patients.setup_sql())
-        .expect("schema and patients");
+    let (mut bed, patients) = bed_with_patients(&dir, permissive(&dir), 10);
     let forbidden = patients.forbidden_values();
 
     for sql in COPIES {
@@ -220,11 +231,7 @@ fn the_example_policy_holds_phi_copies_for_approval() {
     let dir = TempDir::new("tollgate-derived").expect("temp dir");
     let policy =
         example_policy("*tollgate-pg-*", &dir.path().join("token.key")).expect("example policy");
-    let bed = bed(&dir, policy);
-    let patients = Patients::random(3);
-    bed.pg
-        .psql_direct(&patients.setup_sql())
-        .expect("schema and patients");
+    let (bed, _patients) = bed_with_patients(&dir, policy, 3);
     for sql in [
         "CREATE TABLE copy AS SELECT ssn FROM patients WHERE id > 0",
         "INSERT INTO visits SELECT id + 100, id, ssn FROM patients WHERE id > 0",
@@ -243,13 +250,7 @@ fn the_example_policy_holds_phi_copies_for_approval() {
 #[ignore = "privileged: needs root, cgroup v2, BPF and PostgreSQL (run with `cargo xtask test`)"]
 fn settings_read_as_directly_until_phi_is_put_into_them() {
     let dir = TempDir::new("tollgate-derived").expect("temp dir");
-    let policy = permissive_example_policy("*tollgate-pg-*", &dir.path().join("token.key"))
-        .expect("permissive policy");
-    let bed = bed(&dir, policy);
-    let patients = Patients::random(3);
-    bed.pg
-        .psql_direct(&patients.setup_sql())
-        .expect("schema and patients");
+    let (bed, patients) = bed_with_patients(&dir, permissive(&dir), 3);
     let forbidden = patients.forbidden_values();
     let script = "Q SET application_name = 'report-tool'\nrecv 1\n\
                   Q SHOW search_path\nrecv 1\n\
@@ -287,6 +288,116 @@ fn settings_read_as_directly_until_phi_is_put_into_them() {
     );
 }
 
+/// Code Tollgate cannot read may store PHI in a setting every later session inherits (`ALTER
+/// ROLE ... SET` from a `DO` block). From then on, later sessions (also after a restart) read
+/// inherited settings masked, in `SHOW`, `current_setting` and the server's startup report,
+/// except what the client itself set at startup; the admin sees the mark and lifts it.
+#[test]
+#[ignore = "privileged: needs root, cgroup v2, BPF and PostgreSQL (run with `cargo xtask test`)"]
+fn phi_put_into_inherited_settings_by_opaque_code_stays_masked_in_later_sessions() {
+    let dir = TempDir::new("tollgate-derived").expect("temp dir");
+    let (mut bed, patients) = bed_with_patients(&dir, permissive(&dir), 3);
+    let forbidden = patients.forbidden_values();
+    let ssn = "(SELECT ssn FROM patients WHERE id = 1)";
+    let hide = format!(
+        "DO $$ BEGIN \
+         EXECUTE format('ALTER ROLE postgres SET my.inherited = %L', {ssn}); \
+         EXECUTE format('ALTER ROLE postgres SET application_name = %L', {ssn}); \
+         EXECUTE format('ALTER ROLE postgres SET timezone = %L', \
+                        '<' || replace({ssn}, '-', '') || '>5'); \
+         END $$"
+    );
+    let done = agent(&bed, &hide);
+    assert!(done.contains("C DO"), "the DO block ran: {done}");
+
+    let read_back = "Q SHOW my.inherited\nrecv 1\n\
+                     Q SELECT current_setting('my.inherited')\nrecv 1\n\
+                     Q SHOW search_path\nrecv 1\n";
+    let digits = forbidden_digits(&patients_ssn(&bed));
+    let assert_masked = |output: &str, when: &str| {
+        assert!(forbidden.leaked_in(output).is_none(), "{when}: {output}");
+        assert!(
+            !output.contains(&digits),
+            "{when}: the SSN's digits in TimeZone: {output}"
+        );
+        let lines: Vec<&str> = output.lines().collect();
+        for report in [
+            "S application_name=[masked by Tollgate]",
+            "S TimeZone=[masked by Tollgate]",
+        ] {
+            assert!(
+                lines.contains(&report),
+                "{when}: {report} expected: {output}"
+            );
+        }
+        assert!(
+            !lines.contains(&"D \"$user\", public"),
+            "{when}: every inherited setting reads masked: {output}"
+        );
+    };
+    assert_masked(&script_output(&bed, read_back), "a later session");
+    // The client's own startup value overrides the inherited one and is its own.
+    let own = script_output(
+        &bed,
+        &format!("param application_name=report-tool\n{read_back}"),
+    );
+    assert!(
+        own.lines().any(|l| l == "S application_name=report-tool"),
+        "the client's own setting as directly: {own}"
+    );
+
+    bed.gateway.stop().expect("stop the gateway");
+    bed.gateway.spawn().expect("start the gateway again");
+    assert_masked(&script_output(&bed, read_back), "after a restart");
+
+    let listed = classified(&bed, &["list"]);
+    assert!(
+        listed.contains("every setting a session inherits") && listed.contains("DO"),
+        "the admin sees the mark: {listed}"
+    );
+    // The admin clears the role's settings, then lifts the mark.
+    bed.pg
+        .psql_direct("ALTER ROLE postgres RESET ALL;")
+        .expect("reset the role's settings");
+    let forgot = classified(&bed, &["forget", "--settings"]);
+    assert!(forgot.contains("clinic"), "{forgot}");
+    let after = retry_until(|| {
+        let output = script_output(&bed, "Q SHOW search_path\nrecv 1\n");
+        output
+            .lines()
+            .any(|l| l == "D \"$user\", public")
+            .then_some(output)
+    });
+    assert!(
+        after.is_some(),
+        "inherited settings read as directly once forgotten"
+    );
+}
+
+/// The first patient's SSN, read directly.
+fn patients_ssn(bed: &PgBed) -> String {
+    bed.pg
+        .psql_direct("SELECT ssn FROM patients WHERE id = 1")
+        .expect("read the SSN directly")
+        .trim()
+        .to_owned()
+}
+
+fn forbidden_digits(ssn: &str) -> String {
+    ssn.chars().filter(char::is_ascii_digit).collect()
+}
+
+/// `attempt` every 200 ms for up to 5 s (the gateway re-reads the store within a second).
+fn retry_until<T>(mut attempt: impl FnMut() -> Option<T>) -> Option<T> {
+    for _ in 0..25 {
+        if let Some(found) = attempt() {
+            return Some(found);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    None
+}
+
 /// A property: PHI copied through a random chain of tables (every way of copying, with
 /// transforms that keep the value readable) never comes back raw from any table of the chain.
 /// The chain follows the patients' seed, so a failure reruns with TOLLGATE_EVASION_SEED.
@@ -294,17 +405,7 @@ fn settings_read_as_directly_until_phi_is_put_into_them() {
 #[ignore = "privileged: needs root, cgroup v2, BPF and PostgreSQL (run with `cargo xtask test`)"]
 fn random_chains_of_copies_never_give_phi_back_raw() {
     let dir = TempDir::new("tollgate-derived").expect("temp dir");
-    let policy = permissive_example_policy("*tollgate-pg-*", &dir.path().join("token.key"))
-        .expect("permissive policy");
-    let bed = bed(&dir, policy);
-    let patients = Patients::random(6);
-    println!(
-        "patients seed: {} (rerun with TOLLGATE_EVASION_SEED)",
-        patients.seed
-    );
-    bed.pg
-        .psql_direct(&patients.setup_sql())
-        .expect("schema and patients");
+    let (bed, patients) = bed_with_patients(&dir, permissive(&dir), 6);
     let forbidden = patients.forbidden_values();
     let mut rng = patients.seed | 1;
     let mut next = |n: usize| {

@@ -16,7 +16,8 @@ use std::collections::{BTreeSet, HashMap};
 use super::{provenance::ResolvedColumn, rules::Category};
 
 pub use store::{
-    forget, list, DerivedRecord, DerivedStore, DerivedStoreError, ForgetSpec, Provenance, FILE_NAME,
+    forget, forget_settings, list, DerivedRecord, DerivedStore, DerivedStoreError, Document,
+    ForgetSpec, Provenance, SettingsRecord, FILE_NAME,
 };
 
 /// Any schema, or every column.

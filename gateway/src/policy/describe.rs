@@ -167,7 +167,9 @@ pub fn explain(policy: &Policy, target: &str, identity: &IdentityFacts, sql: &st
             let _ = writeln!(
                 out,
                 "  note: code Tollgate cannot read: its notices and errors are masked, what it \
-                 writes is not followed (no derived classification)"
+                 writes to tables is not followed (no derived classification); every setting \
+                 reads masked afterwards, and on a target with classified data so do the \
+                 settings later sessions inherit, until `tollgate classified forget --settings`"
             );
         }
         if !resolved.stored.is_empty() {

@@ -8,7 +8,10 @@ mod recent;
 #[cfg(test)]
 mod tests;
 
-use std::{collections::HashMap, sync::Arc};
+use std::{
+    collections::{HashMap, HashSet},
+    sync::Arc,
+};
 
 use bytes::BytesMut;
 use pgwire::messages::{
@@ -30,7 +33,10 @@ use super::{
 };
 use crate::{
     policy::{
-        derived::{Derived, DerivedColumn, DerivedRecord, DerivedStore, Provenance, TEMP_SCHEMA},
+        derived::{
+            Derived, DerivedColumn, DerivedRecord, DerivedStore, Provenance, SettingsRecord,
+            TEMP_SCHEMA,
+        },
         evaluate, Catalog, Decision, IdentityFacts, Loaded, MaskPlan, PolicyStore, Resolved,
         Resolver, StatementView, TargetClassification,
     },
@@ -79,6 +85,7 @@ impl Enforcement {
         server: std::net::SocketAddr,
         database: &str,
         identity: IdentityFacts,
+        client_settings: HashSet<String>,
     ) -> Result<SessionEnforcement, ClientError> {
         let loaded = self.store.current();
         let identities = loaded.policy.identities_of(&identity);
@@ -106,7 +113,10 @@ impl Enforcement {
             next_denial: 0,
             temporary: Derived::default(),
             derived_seen,
-            settings: Arc::default(),
+            settings: Arc::new(TaintedSettings::new(
+                self.derived.settings_flag(target),
+                client_settings,
+            )),
         })
     }
 }
@@ -420,7 +430,7 @@ impl SessionEnforcement {
             if runs && matches!(decided.decision, Decision::Allow(_)) {
                 // It may prepare, declare, release or set anything.
                 names.forget_all();
-                self.settings.taint(None);
+                self.opaque_code_runs(protect, "an unparsed statement");
             }
             return decided;
         };
@@ -513,12 +523,35 @@ impl SessionEnforcement {
         let opaque = matches!(facts.kind, StatementKind::Do | StatementKind::Call)
             || facts.functions.iter().any(|f| may_run_user_code(f));
         if opaque {
-            self.settings.taint(None);
+            self.opaque_code_runs(true, &facts.command);
         }
         if resolved.classified || resolved.unknown {
             for setting in &facts.settings_set {
                 self.settings.taint(setting.as_deref());
             }
+        }
+    }
+
+    /// Code Tollgate cannot read runs: it may set any setting, for this session or (`ALTER
+    /// ROLE | DATABASE | SYSTEM ... SET`) for every later one. On a target with classified
+    /// data the store keeps the second, so that later sessions read inherited settings masked.
+    fn opaque_code_runs(&self, protect: bool, statement: &str) {
+        self.settings.taint(None);
+        if !protect {
+            return;
+        }
+        let record = SettingsRecord {
+            target: self.target.clone(),
+            provenance: Provenance {
+                sources: Vec::new(),
+                statement: statement.to_owned(),
+                identity: describe_identity(&self.identity),
+                at: crate::clock::rfc3339_utc(std::time::SystemTime::now()),
+            },
+        };
+        if let Err(error) = self.shared.derived.record_settings(record) {
+            // Marked in memory all the same; the file is what a restart would lose.
+            tracing::error!(event = "classified.store_failed", %error, "settings mark not saved");
         }
     }
 

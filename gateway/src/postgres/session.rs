@@ -6,7 +6,11 @@ mod function_call;
 mod pumps;
 mod token_login;
 
-use std::{collections::HashMap, sync::Arc, time::Duration};
+use std::{
+    collections::{HashMap, HashSet},
+    sync::Arc,
+    time::Duration,
+};
 
 use bytes::BytesMut;
 use pgwire::messages::cancel::CancelRequest;
@@ -24,7 +28,7 @@ use super::{
     hooks::{RequestHook, ResponseHook, SessionInfo},
     results::ResultTracker,
     settings::TaintedSettings,
-    startup::{read_opening, Opening, StartupError},
+    startup::{read_opening, Opening, StartupError, StartupInfo},
     state::SharedState,
     tls::{PgStream, UpstreamConnector},
 };
@@ -188,6 +192,7 @@ pub async fn serve<S: PgStream + 'static>(
             upstream_addr.0,
             &session.startup.database,
             identity_facts(&session),
+            client_settings(&session.startup),
         ) {
             Ok(admitted) => Some(admitted),
             Err(error) => {
@@ -269,6 +274,20 @@ pub async fn serve<S: PgStream + 'static>(
         guard,
     )
     .await;
+}
+
+/// The settings the client gave in its startup packet (lower-case): they override what the
+/// server would otherwise inherit from role, database and system settings.
+fn client_settings(startup: &StartupInfo) -> HashSet<String> {
+    let mut names: HashSet<String> = startup
+        .settings
+        .keys()
+        .map(|name| name.to_ascii_lowercase())
+        .collect();
+    if startup.application_name.is_some() {
+        names.insert("application_name".to_owned());
+    }
+    names
 }
 
 /// The opening under TLS if the agent asks for it: the stream to use from here on, whether it

@@ -1,15 +1,17 @@
-//! Derived columns of persistent tables, kept in `state_dir/classified.json` so they survive
-//! restarts and policy reloads. The gateway and the `tollgate classified` commands both
+//! Derived columns of persistent tables, and targets whose server-side settings code Tollgate
+//! cannot read may have filled, kept in `state_dir/classified.json` so they survive restarts
+//! and policy reloads. The gateway and the `tollgate classified` commands both
 //! change the file, each as read-modify-write under an exclusive lock, so neither loses the
 //! other's change; the gateway notices the admin's edits by the file's modification time.
 
 use std::{
+    collections::HashMap,
     fs::File,
     io::{Read, Seek, Write},
     path::{Path, PathBuf},
     sync::{
-        atomic::{AtomicU64, Ordering},
-        Mutex,
+        atomic::{AtomicBool, AtomicU64, Ordering},
+        Arc, Mutex,
     },
     time::SystemTime,
 };
@@ -117,6 +119,17 @@ impl DerivedRecord {
     }
 }
 
+/// A target on which code Tollgate cannot read (`DO`, `CALL`, a user-defined function) ran
+/// for an agent that can read classified data. Such code may have stored a classified value
+/// in a setting every later session inherits (`ALTER ROLE | DATABASE | SYSTEM ... SET`), so
+/// settings a session did not set itself are read back masked until an admin has checked
+/// them and forgets this record.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SettingsRecord {
+    pub target: String,
+    pub provenance: Provenance,
+}
+
 /// What `tollgate classified forget` names.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ForgetSpec {
@@ -164,30 +177,39 @@ pub enum DerivedStoreError {
     Spec(String),
 }
 
-#[derive(Debug, Default, Serialize, Deserialize)]
-struct Document {
+/// The file's contents.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Document {
+    #[serde(default)]
     version: u32,
-    columns: Vec<DerivedRecord>,
+    #[serde(default)]
+    pub columns: Vec<DerivedRecord>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub settings: Vec<SettingsRecord>,
 }
 
 pub struct DerivedStore {
     path: PathBuf,
-    records: Mutex<Vec<DerivedRecord>>,
+    document: Mutex<Document>,
     /// Bumped on every change, so sessions rebuild what they resolve against.
     generation: AtomicU64,
     modified: Mutex<Option<SystemTime>>,
+    /// Per target: whether its inherited settings may hold classified values. Shared with
+    /// that target's sessions, which mask what the server reports at once.
+    settings_flags: Mutex<HashMap<String, Arc<AtomicBool>>>,
 }
 
 impl DerivedStore {
     /// The store under `state_dir` (empty when there is no file yet).
     pub fn open(state_dir: &Path) -> Result<Self, DerivedStoreError> {
         let path = state_dir.join(FILE_NAME);
-        let records = read(&path)?;
+        let document = read(&path)?;
         Ok(Self {
             modified: Mutex::new(modified(&path)),
             path,
-            records: Mutex::new(records),
+            document: Mutex::new(document),
             generation: AtomicU64::new(0),
+            settings_flags: Mutex::new(HashMap::new()),
         })
     }
 
@@ -201,8 +223,9 @@ impl DerivedStore {
 
     /// The derived columns of one target.
     pub fn columns(&self, target: &str) -> Vec<DerivedColumn> {
-        let records = self.records.lock().unwrap_or_else(|p| p.into_inner());
-        records
+        let document = self.lock();
+        document
+            .columns
             .iter()
             .filter(|r| r.target == target)
             .map(DerivedRecord::column)
@@ -212,19 +235,47 @@ impl DerivedStore {
     /// Records derived columns. Known in memory at once (every session sees them from its
     /// next decision); written to the file when they change it.
     pub fn record(&self, new: Vec<DerivedRecord>) -> Result<(), DerivedStoreError> {
-        let mut records = self.records.lock().unwrap_or_else(|p| p.into_inner());
-        if !merge_all(&mut records, &new) {
+        self.change(|document| merge_all(&mut document.columns, &new))
+    }
+
+    /// Records that code Tollgate cannot read ran on `target` (the first time is kept).
+    pub fn record_settings(&self, new: SettingsRecord) -> Result<(), DerivedStoreError> {
+        self.change(|document| {
+            let known = document.settings.iter().any(|r| r.target == new.target);
+            if !known {
+                document.settings.push(new.clone());
+            }
+            !known
+        })
+    }
+
+    /// Whether `target`'s inherited settings may hold classified values: a flag that follows
+    /// the store (set when recorded, cleared when an admin forgets the record).
+    pub fn settings_flag(&self, target: &str) -> Arc<AtomicBool> {
+        let tainted = self.lock().settings.iter().any(|r| r.target == target);
+        let mut flags = self
+            .settings_flags
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        flags
+            .entry(target.to_owned())
+            .or_insert_with(|| Arc::new(AtomicBool::new(tainted)))
+            .clone()
+    }
+
+    /// Applies `change` in memory and, when it changed anything, to the file.
+    fn change(&self, change: impl Fn(&mut Document) -> bool) -> Result<(), DerivedStoreError> {
+        let mut document = self.lock();
+        if !change(&mut document) {
             return Ok(());
         }
         self.generation.fetch_add(1, Ordering::AcqRel);
-        let written = update(&self.path, |on_disk| {
-            merge_all(on_disk, &new);
-            true
-        });
+        let written = update(&self.path, &change);
         // What the file holds now (an admin may have changed it meanwhile), with ours.
         if let Ok(on_disk) = &written {
-            *records = on_disk.clone();
+            *document = on_disk.clone();
         }
+        self.raise_flags(&document);
         *self.modified.lock().unwrap_or_else(|p| p.into_inner()) = modified(&self.path);
         written.map(|_| ())
     }
@@ -236,16 +287,33 @@ impl DerivedStore {
         if *seen == now {
             return Ok(false);
         }
-        let records = read(&self.path)?;
-        *self.records.lock().unwrap_or_else(|p| p.into_inner()) = records;
+        let document = read(&self.path)?;
+        self.raise_flags(&document);
+        *self.lock() = document;
         *seen = now;
         self.generation.fetch_add(1, Ordering::AcqRel);
         Ok(true)
     }
+
+    /// Brings every target's settings flag in line with `document`.
+    fn raise_flags(&self, document: &Document) {
+        let flags = self
+            .settings_flags
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        for (target, flag) in flags.iter() {
+            let tainted = document.settings.iter().any(|r| &r.target == target);
+            flag.store(tainted, Ordering::Release);
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Document> {
+        self.document.lock().unwrap_or_else(|p| p.into_inner())
+    }
 }
 
-/// Every record in the file at `path` (for `tollgate classified list`).
-pub fn list(state_dir: &Path) -> Result<Vec<DerivedRecord>, DerivedStoreError> {
+/// Everything in the file under `state_dir` (for `tollgate classified list`).
+pub fn list(state_dir: &Path) -> Result<Document, DerivedStoreError> {
     read(&state_dir.join(FILE_NAME))
 }
 
@@ -255,14 +323,39 @@ pub fn forget(
     target: Option<&str>,
     spec: &ForgetSpec,
 ) -> Result<Vec<DerivedRecord>, DerivedStoreError> {
+    remove(
+        state_dir,
+        |document| &mut document.columns,
+        |r| r.matches(spec) && target.is_none_or(|t| t == r.target),
+    )
+}
+
+/// Removes the settings records of `target`, or of every target; returns them.
+pub fn forget_settings(
+    state_dir: &Path,
+    target: Option<&str>,
+) -> Result<Vec<SettingsRecord>, DerivedStoreError> {
+    remove(
+        state_dir,
+        |document| &mut document.settings,
+        |r| target.is_none_or(|t| t == r.target),
+    )
+}
+
+/// Removes the records of one list in the file that `gone` picks; returns them.
+fn remove<R: Clone>(
+    state_dir: &Path,
+    list: impl Fn(&mut Document) -> &mut Vec<R>,
+    gone: impl Fn(&R) -> bool,
+) -> Result<Vec<R>, DerivedStoreError> {
     let mut removed = Vec::new();
-    update(&state_dir.join(FILE_NAME), |records| {
-        records.retain(|r| {
-            let gone = r.matches(spec) && target.is_none_or(|t| t == r.target);
-            if gone {
+    update(&state_dir.join(FILE_NAME), |document: &mut Document| {
+        list(document).retain(|r| {
+            if gone(r) {
                 removed.push(r.clone());
+                return false;
             }
-            !gone
+            true
         });
         !removed.is_empty()
     })?;
@@ -284,28 +377,27 @@ fn merge_all(records: &mut Vec<DerivedRecord>, new: &[DerivedRecord]) -> bool {
     changed
 }
 
-fn read(path: &Path) -> Result<Vec<DerivedRecord>, DerivedStoreError> {
+fn read(path: &Path) -> Result<Document, DerivedStoreError> {
     match std::fs::read(path) {
         Ok(bytes) => parse(path, &bytes),
-        Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(Document::default()),
         Err(error) => Err(file_error(path, error)),
     }
 }
 
-fn parse(path: &Path, bytes: &[u8]) -> Result<Vec<DerivedRecord>, DerivedStoreError> {
+fn parse(path: &Path, bytes: &[u8]) -> Result<Document, DerivedStoreError> {
     if bytes.iter().all(u8::is_ascii_whitespace) {
-        return Ok(Vec::new());
+        return Ok(Document::default());
     }
-    let document: Document = serde_json::from_slice(bytes).map_err(|e| file_error(path, e))?;
-    Ok(document.columns)
+    serde_json::from_slice(bytes).map_err(|e| file_error(path, e))
 }
 
 /// Read-modify-write of the file under an exclusive lock; `change` says whether it changed
-/// anything (nothing is written otherwise). Returns the records as written.
+/// anything (nothing is written otherwise). Returns the contents as written.
 fn update(
     path: &Path,
-    change: impl FnOnce(&mut Vec<DerivedRecord>) -> bool,
-) -> Result<Vec<DerivedRecord>, DerivedStoreError> {
+    change: impl FnOnce(&mut Document) -> bool,
+) -> Result<Document, DerivedStoreError> {
     let error = |e: std::io::Error| file_error(path, e);
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).map_err(error)?;
@@ -320,12 +412,9 @@ fn update(
     file.lock().map_err(error)?;
     let mut bytes = Vec::new();
     file.read_to_end(&mut bytes).map_err(error)?;
-    let mut records = parse(path, &bytes)?;
-    if change(&mut records) {
-        let document = Document {
-            version: 1,
-            columns: records.clone(),
-        };
+    let mut document = parse(path, &bytes)?;
+    if change(&mut document) {
+        document.version = 1;
         let mut text = serde_json::to_vec_pretty(&document).map_err(|e| file_error(path, e))?;
         text.push(b'\n');
         file.rewind().map_err(error)?;
@@ -334,7 +423,7 @@ fn update(
         file.sync_data().map_err(error)?;
     }
     // The lock goes with the file handle.
-    Ok(records)
+    Ok(document)
 }
 
 fn modified(path: &Path) -> Option<SystemTime> {

@@ -347,7 +347,12 @@ fn the_store_survives_a_restart_and_an_admin_can_forget() {
     assert_eq!(reopened.columns("clinic").len(), 1);
     // A record after the admin's change keeps it (read-modify-write of the file).
     store.record(vec![record("other", "c", "ssn")]).unwrap();
-    let tables: Vec<String> = list(&dir).unwrap().into_iter().map(|r| r.table).collect();
+    let tables: Vec<String> = list(&dir)
+        .unwrap()
+        .columns
+        .into_iter()
+        .map(|r| r.table)
+        .collect();
     assert_eq!(tables, ["copies", "other"]);
     assert!(ForgetSpec::parse("a..b").is_err());
     let _ = std::fs::remove_dir_all(&dir);

@@ -79,7 +79,7 @@ impl Fixture {
         };
         let server = "127.0.0.1:5432".parse().unwrap();
         let session = enforcement
-            .admit("clinic", server, "postgres", identity)
+            .admit("clinic", server, "postgres", identity, Default::default())
             .unwrap_or_else(|_| panic!("the agent is admitted"));
         Fixture {
             dir,

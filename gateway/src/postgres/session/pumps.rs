@@ -353,7 +353,7 @@ where
                 if parts
                     .settings
                     .as_ref()
-                    .is_some_and(|s| s.masks_report(&status.name)) =>
+                    .is_some_and(|s| s.masks_report(&status.name, &status.value)) =>
             {
                 let masked = ParameterStatus::new(status.name.clone(), MASKED_SETTING.to_owned());
                 encode(B::ParameterStatus(masked), &mut out);

@@ -204,6 +204,7 @@ fn enforcement_for(policy: &str) -> crate::postgres::enforce::SessionEnforcement
             "127.0.0.1:5432".parse().unwrap(),
             "clinic",
             identity,
+            Default::default(),
         )
         .unwrap_or_else(|_| panic!("the policy admits the agent"))
 }
