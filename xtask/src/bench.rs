@@ -20,11 +20,13 @@ use crate::{cargo, workspace_root};
 
 pub use connect::connect_probe;
 
+pub use baseline::Baseline;
+
 pub fn run(
     seconds: u32,
     rounds: u32,
     only: &[String],
-    baseline: Option<&std::path::Path>,
+    baseline: Option<Baseline<'_>>,
 ) -> anyhow::Result<()> {
     let wanted = |section: &str| only.is_empty() || only.iter().any(|s| s == section);
     // Every section but the parser's runs the gateway (eBPF programs, a server).

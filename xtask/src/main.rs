@@ -60,6 +60,11 @@ enum Task {
         /// the baseline section, pgbench -S through it and through this build side by side.
         #[arg(long)]
         baseline: Option<std::path::PathBuf>,
+        /// The example policy as of the baseline build (its
+        /// `policies/examples/clinic-policy.toml`): the baseline section then also compares
+        /// both builds enforcing their own example policy.
+        #[arg(long, requires = "baseline")]
+        baseline_policy: Option<std::path::PathBuf>,
     },
     /// (internal) Run a PostgreSQL message script (see `pg_script.rs`) against 127.0.0.1:`port`
     /// and print the backend messages, normalised, one per line.
@@ -113,9 +118,18 @@ fn main() -> anyhow::Result<()> {
             rounds,
             only,
             baseline,
+            baseline_policy,
         } => {
             setup::run()?;
-            bench::run(seconds, rounds, &only, baseline.as_deref())
+            bench::run(
+                seconds,
+                rounds,
+                &only,
+                baseline.as_deref().map(|binary| bench::Baseline {
+                    binary,
+                    policy: baseline_policy.as_deref(),
+                }),
+            )
         }
         Task::ConnectProbe { port, count } => bench::connect_probe(port, count),
         Task::TcpProbe { via, addr } => tcp_probe::run(&via, addr),

@@ -18,7 +18,9 @@ pub use cgroup::{cgroup2_root, AgentCgroup};
 pub use gateway::{GatewayConfig, GatewayProcess};
 pub use netns::{IsolatedNet, RemoteHost};
 pub use pg::PgCluster;
-pub use policy::{example_policy, permissive_example_policy, write_catalog_credentials};
+pub use policy::{
+    example_policy, example_policy_from, permissive_example_policy, write_catalog_credentials,
+};
 
 /// Privileged end-to-end work needs root; without it, fail loudly with how to run it.
 pub fn require_root(what: &str) {

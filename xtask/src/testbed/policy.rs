@@ -10,8 +10,17 @@ use anyhow::{ensure, Context};
 pub fn example_policy(agents_glob: &str, key_file: &Path) -> anyhow::Result<String> {
     let path =
         Path::new(env!("CARGO_MANIFEST_DIR")).join("../policies/examples/clinic-policy.toml");
+    example_policy_from(&path, agents_glob, key_file)
+}
+
+/// [`example_policy`] from another copy of the example (an earlier build's).
+pub fn example_policy_from(
+    path: &Path,
+    agents_glob: &str,
+    key_file: &Path,
+) -> anyhow::Result<String> {
     let text =
-        std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
     let agents = r#"cgroup = ["/ai-agents.slice/*", "/ai-agents.slice"]"#;
     let key = r#"key_file = "/var/lib/tollgate/tokenization.key""#;
     ensure!(
