@@ -215,6 +215,10 @@ fn lineage_through_rewritten_forms() {
             &["s ? patients.ssn"],
         ),
         (
+            "SELECT ssn ISNULL AS isnull, ssn IS NULL AS \"notnull\" FROM patients",
+            &["isnull ~ patients.ssn", "notnull ~ patients.ssn"],
+        ),
+        (
             "SELECT SUBSTRING(ssn SIMILAR '%' ESCAPE '#') FROM patients",
             &["substring ~ patients.ssn"],
         ),

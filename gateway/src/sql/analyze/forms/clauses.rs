@@ -116,10 +116,12 @@ impl Forms {
         }
     }
 
-    /// Postfix `x ISNULL` is `x IS NULL` (`NOTNULL` the parser reads).
+    /// Postfix `x ISNULL` is `x IS NULL` (`NOTNULL` the parser reads); `AS isnull` and
+    /// `t.isnull` are names.
     pub(super) fn isnull(&mut self) {
         for n in 1..self.len() {
-            if self.word(n, "isnull") && !self.is(n + 1, &Token::LParen) {
+            let name = self.word(n - 1, "as") || self.is(n - 1, &Token::Period);
+            if self.word(n, "isnull") && !name && !self.is(n + 1, &Token::LParen) {
                 self.replace(n, vec![keyword("IS"), keyword("NULL")]);
             }
         }
