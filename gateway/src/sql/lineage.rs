@@ -274,10 +274,24 @@ pub(super) fn lookup_output(items: &[OutputItem], name: &str) -> Option<(Lineage
 }
 
 /// PostgreSQL's name for an unnamed output column (FigureColname, roughly): derived tables
-/// are looked up by these names, and a wrong guess only makes a lookup unknown.
+/// are looked up by these names (a wrong guess only makes a lookup unknown), and a table
+/// created from a query takes them (a wrong guess there names a column that is not the one
+/// stored, so the SQL-syntax functions are named as the server names them).
 pub(super) fn column_name(expr: &sqlparser::ast::Expr) -> String {
-    use sqlparser::ast::Expr;
+    use sqlparser::ast::{Expr, TrimWhereField};
     match expr {
+        Expr::Substring { .. } => "substring".to_owned(),
+        Expr::Position { .. } => "position".to_owned(),
+        Expr::Extract { .. } => "extract".to_owned(),
+        Expr::Overlay { .. } => "overlay".to_owned(),
+        Expr::Ceil { .. } => "ceil".to_owned(),
+        Expr::Floor { .. } => "floor".to_owned(),
+        Expr::Trim { trim_where, .. } => match trim_where {
+            Some(TrimWhereField::Leading) => "ltrim",
+            Some(TrimWhereField::Trailing) => "rtrim",
+            Some(TrimWhereField::Both) | None => "btrim",
+        }
+        .to_owned(),
         Expr::Identifier(ident) => names::ident(ident),
         Expr::CompoundIdentifier(parts) => parts.last().map(names::ident).unwrap_or_default(),
         Expr::Function(function) => names::function(&function.name)

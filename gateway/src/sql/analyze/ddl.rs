@@ -7,8 +7,8 @@ use sqlparser::ast::{
 
 use super::{
     super::{
-        lineage::{push_unique, stored_in_order, Walker},
-        names, RelationName, Store,
+        lineage::{push_unique, rename, Walker},
+        names, RelationName, Store, StoredColumns,
     },
     SqlError, StatementFacts,
 };
@@ -27,6 +27,8 @@ pub(super) fn objects(
                 // CREATE TABLE AS fills the new table: a write, like SELECT INTO.
                 let outputs = walker.query(query, None)?;
                 walker.effects.write(names::relation(&table.name));
+                // `CREATE TABLE t (a, b) AS ...` renames the leading columns; the others keep
+                // the query's names (past a `*` or a placeholder, nothing is known by name).
                 let named: Vec<String> = table
                     .columns
                     .iter()
@@ -36,7 +38,7 @@ pub(super) fn objects(
                     target: names::relation(&table.name),
                     new_table: true,
                     temporary: table.temporary,
-                    columns: stored_in_order(named, outputs),
+                    columns: StoredColumns::InOrder(rename(outputs, &named)),
                 });
             }
             if let Some(

@@ -150,7 +150,7 @@ fn is_name(token: &TokenWithSpan) -> bool {
     matches!(token.token, Token::Word(_))
 }
 
-fn is_string(token: &TokenWithSpan) -> bool {
+pub(super) fn is_string(token: &TokenWithSpan) -> bool {
     matches!(
         token.token,
         Token::SingleQuotedString(_)

@@ -1,29 +1,54 @@
 //! PostgreSQL forms the parser does not read, rewritten on the tokens into forms it reads with
-//! the same facts. Only words that carry no name, value or expression are removed, so nothing
-//! a statement reads, writes or calls is ever lost:
+//! the same facts. The text sent to the server is never changed: these rewrites only shape
+//! what is analysed. Nothing a statement reads, writes or calls may be lost, and its result
+//! columns must stay the same in number and order, so a rewrite only
 //!
-//! - a window frame's `EXCLUDE CURRENT ROW | GROUP | TIES | NO OTHERS` (which rows of the
-//!   frame are aggregated, not where they come from);
-//! - `WITH [NO] DATA` ending `CREATE TABLE ... AS` / `CREATE MATERIALIZED VIEW` (without it
-//!   the rows are stored: the facts cover more, not less);
-//! - `VARIADIC` before a function's last argument (the same argument, passed as an array);
-//! - constant subscripts of an assigned column, `SET a[1:2] = v`, `INSERT INTO t (a[1])`: the
-//!   column written is `a` either way; subscripts with anything but numbers stay (and fail);
-//! - `WHERE CURRENT OF cursor` of UPDATE and DELETE becomes `WHERE TRUE`: the cursor only
-//!   picks the row, no value flows from it, and the statement still has a WHERE.
+//! - removes words that carry no name, value or expression (`WITH CHECK OPTION`, `COST 10`,
+//!   `BY REF`, constant subscripts of an assigned column, ...);
+//! - respells a construct as one the parser knows that reads the same operands
+//!   (`SUBSTRING(a SIMILAR b ESCAPE c)` as `SUBSTRING(a FROM b FOR c)`, `x ISNULL` as
+//!   `x IS NULL`, `xmlpi(NAME n)` as `xmlpi('n')`);
+//! - adds parentheses, a placeholder type or a default alias that changes no fact.
+//!
+//! Each group of forms lives in its own module; anything not recognized exactly is left as
+//! it is, and the parser refuses it.
+
+mod assignments;
+mod clauses;
+mod copy_options;
+mod creation;
+mod from_items;
+mod operators;
+mod xml;
 
 use sqlparser::tokenizer::{Token, TokenWithSpan, Whitespace};
 
-use super::split::is_word;
+use super::{fallback, split::is_word};
 
 pub(super) fn rewrite(tokens: Vec<TokenWithSpan>) -> Vec<TokenWithSpan> {
-    let mut forms = Forms::new(tokens);
+    let mut forms = Forms::new(operators::merge(tokens));
     forms.frame_exclusions();
+    forms.frame_bounds();
     forms.with_data();
     forms.variadic();
     forms.set_subscripts();
     forms.insert_subscripts();
     forms.current_of();
+    forms.between_symmetric();
+    forms.isnull();
+    forms.group_by();
+    forms.substring_similar();
+    forms.field_star();
+    forms.check_option();
+    forms.table_as();
+    forms.materialized_view_options();
+    forms.recursive_view();
+    forms.routine_options();
+    forms.copy_options();
+    forms.xml_functions();
+    forms.xmltable();
+    forms.rows_from();
+    forms.column_definitions();
     forms.finish()
 }
 
@@ -34,6 +59,11 @@ struct Forms {
     /// Parenthesis depth of each significant token.
     depth: Vec<usize>,
     removed: Vec<bool>,
+    /// Tokens written in place of a token (which is then removed), by token index.
+    replaced: Vec<Vec<Token>>,
+    /// Tokens written before and after a token, by token index.
+    before: Vec<Vec<Token>>,
+    after: Vec<Vec<Token>>,
 }
 
 impl Forms {
@@ -57,12 +87,15 @@ impl Forms {
                 level += 1;
             }
         }
-        let removed = vec![false; tokens.len()];
+        let count = tokens.len();
         Self {
             tokens,
             sig,
             depth,
-            removed,
+            removed: vec![false; count],
+            replaced: vec![Vec::new(); count],
+            before: vec![Vec::new(); count],
+            after: vec![Vec::new(); count],
         }
     }
 
@@ -79,211 +112,130 @@ impl Forms {
         self.at(n).is_some_and(|t| is_word(t, word))
     }
 
+    fn any_word(&self, n: usize, words: &[&str]) -> bool {
+        words.iter().any(|w| self.word(n, w))
+    }
+
+    /// A name: any word, quoted or not.
+    fn is_name(&self, n: usize) -> bool {
+        self.at(n)
+            .is_some_and(|t| matches!(t.token, Token::Word(_)))
+    }
+
+    fn is_string(&self, n: usize) -> bool {
+        self.at(n).is_some_and(fallback::is_string)
+    }
+
+    fn len(&self) -> usize {
+        self.sig.len()
+    }
+
     fn remove(&mut self, from: usize, to: usize) {
         for n in from..to {
             self.removed[self.sig[n]] = true;
         }
     }
 
+    fn replace(&mut self, n: usize, tokens: Vec<Token>) {
+        let i = self.sig[n];
+        self.removed[i] = true;
+        self.replaced[i] = tokens;
+    }
+
+    fn insert_before(&mut self, n: usize, tokens: Vec<Token>) {
+        let i = self.sig[n];
+        self.before[i].extend(tokens);
+    }
+
+    fn insert_after(&mut self, n: usize, tokens: Vec<Token>) {
+        let i = self.sig[n];
+        self.after[i].extend(tokens);
+    }
+
     fn first_word(&self, word: &str) -> bool {
         self.word(0, word)
     }
 
-    fn frame_exclusions(&mut self) {
-        for n in 1..self.sig.len() {
-            let after_bound = ["preceding", "following", "row"]
-                .iter()
-                .any(|w| self.word(n - 1, w));
-            if !after_bound || !self.word(n, "exclude") {
-                continue;
-            }
-            let length = if self.word(n + 1, "current") && self.word(n + 2, "row")
-                || self.word(n + 1, "no") && self.word(n + 2, "others")
-            {
-                3
-            } else if self.word(n + 1, "group") || self.word(n + 1, "ties") {
-                2
-            } else {
-                continue;
-            };
-            self.remove(n, n + length);
-        }
-    }
-
-    fn with_data(&mut self) {
-        let len = self.sig.len();
-        if !self.first_word("create") || len < 3 {
-            return;
-        }
-        if self.word(len - 3, "with") && self.word(len - 2, "no") && self.word(len - 1, "data") {
-            self.remove(len - 3, len);
-        } else if self.word(len - 2, "with") && self.word(len - 1, "data") {
-            self.remove(len - 2, len);
-        }
-    }
-
-    fn variadic(&mut self) {
-        // In a routine's parameter list VARIADIC is a parameter mode, left to the parser.
-        let routine = self.first_word("create")
-            && (1..4).any(|n| {
-                ["function", "procedure", "aggregate"]
-                    .iter()
-                    .any(|w| self.word(n, w))
-            });
-        if routine {
-            return;
-        }
-        for n in 1..self.sig.len() {
-            let after = self
-                .at(n - 1)
-                .is_some_and(|t| matches!(t.token, Token::LParen | Token::Comma));
-            if after && self.word(n, "variadic") {
-                self.remove(n, n + 1);
-            }
-        }
-    }
-
-    /// `SET a[1] = v, b[2:3] = w` in UPDATE, `ON CONFLICT ... DO UPDATE` and MERGE.
-    fn set_subscripts(&mut self) {
-        let mut n = 0;
-        while n < self.sig.len() {
-            if !self.word(n, "set") {
-                n += 1;
-                continue;
-            }
-            let depth = self.depth[n];
-            let mut target = n + 1;
-            loop {
-                if let Some(end) = self.subscripts_after_name(target) {
-                    if self.is(end, &Token::Eq) {
-                        self.remove(target + 1, end);
-                    }
-                }
-                // The next assignment starts after a comma at the SET's depth.
-                let next = (target..self.sig.len()).find(|&m| {
-                    self.depth[m] < depth
-                        || self.depth[m] == depth
-                            && (self.is(m, &Token::Comma)
-                                || ["from", "where", "returning", "when"]
-                                    .iter()
-                                    .any(|w| self.word(m, w)))
-                });
-                match next {
-                    Some(m) if self.depth[m] == depth && self.is(m, &Token::Comma) => {
-                        target = m + 1;
-                    }
-                    Some(m) => {
-                        n = m;
-                        break;
-                    }
-                    None => {
-                        n = self.sig.len();
-                        break;
-                    }
-                }
-            }
-        }
-    }
-
-    /// `INSERT INTO t [AS a] (a[1], b)`.
-    fn insert_subscripts(&mut self) {
-        if !self.first_word("insert") || !self.word(1, "into") {
-            return;
-        }
-        // The name, possibly qualified, then an optional alias.
-        let mut n = 2;
-        while self.is(n + 1, &Token::Period) {
-            n += 2;
-        }
-        n += 1;
-        if self.word(n, "as") {
-            n += 2;
-        }
-        if !self.is(n, &Token::LParen) {
-            return;
-        }
-        let depth = self.depth[n] + 1;
-        let mut column = n + 1;
-        while self.depth.get(column) == Some(&depth) {
-            if let Some(end) = self.subscripts_after_name(column) {
-                let ends_column = self
-                    .at(end)
-                    .is_some_and(|t| matches!(t.token, Token::Comma | Token::RParen));
-                if ends_column {
-                    self.remove(column + 1, end);
-                }
-            }
-            match (column..self.sig.len()).find(|&m| {
-                self.depth[m] == depth && self.is(m, &Token::Comma) || self.depth[m] < depth
-            }) {
-                Some(m) if self.depth[m] == depth => column = m + 1,
-                _ => break,
-            }
-        }
-    }
-
-    /// For a name at `n` followed by constant subscripts, the significant index after them.
-    fn subscripts_after_name(&self, n: usize) -> Option<usize> {
-        if !matches!(self.at(n)?.token, Token::Word(_)) {
+    /// For a possibly qualified name starting at `n`, the index after it.
+    fn after_name(&self, mut n: usize) -> Option<usize> {
+        if !self.is_name(n) {
             return None;
         }
-        let mut m = n + 1;
-        let mut found = false;
-        while self.is(m, &Token::LBracket) {
-            m += 1;
-            while self.at(m).is_some_and(|t| {
-                matches!(
-                    t.token,
-                    Token::Number(..) | Token::Colon | Token::Minus | Token::Plus
-                )
-            }) {
-                m += 1;
-            }
-            if !self.is(m, &Token::RBracket) {
-                return None;
-            }
-            m += 1;
-            found = true;
+        while self.is(n + 1, &Token::Period) && self.is_name(n + 2) {
+            n += 2;
         }
-        found.then_some(m)
+        Some(n + 1)
     }
 
-    fn current_of(&mut self) {
-        if !(self.first_word("update") || self.first_word("delete")) {
-            return;
+    /// For a `(` at `n`, the index of its `)`.
+    fn closing(&self, n: usize) -> Option<usize> {
+        if !self.is(n, &Token::LParen) {
+            return None;
         }
-        for n in 0..self.sig.len() {
-            let shape = self.depth[n] == 0
-                && self.word(n, "where")
-                && self.word(n + 1, "current")
-                && self.word(n + 2, "of")
-                && self
-                    .at(n + 3)
-                    .is_some_and(|t| matches!(t.token, Token::Word(_)));
-            let ends = self.at(n + 4).is_none() || self.word(n + 4, "returning");
-            if shape && ends {
-                self.remove(n + 2, n + 4);
-                let current = self.sig[n + 1];
-                self.tokens[current].token = Token::make_keyword("TRUE");
-            }
+        (n + 1..self.len()).find(|&m| self.depth[m] == self.depth[n] && self.is(m, &Token::RParen))
+    }
+
+    /// The significant indices inside the parentheses opening at `open` that are at the
+    /// parentheses' own level (the call's arguments, not what is nested in them).
+    fn level_inside(&self, open: usize) -> Vec<usize> {
+        let Some(close) = self.closing(open) else {
+            return Vec::new();
+        };
+        let inner = self.depth[open] + 1;
+        (open + 1..close)
+            .filter(|&m| self.depth[m] == inner)
+            .collect()
+    }
+
+    /// The index of the word after the statement's leading `CREATE [OR REPLACE]`, or None
+    /// when the statement does not start so.
+    fn after_create(&self) -> Option<usize> {
+        if !self.first_word("create") {
+            return None;
         }
+        Some(if self.word(1, "or") && self.word(2, "replace") {
+            3
+        } else {
+            1
+        })
     }
 
     fn finish(self) -> Vec<TokenWithSpan> {
         let Self {
-            tokens, removed, ..
+            tokens,
+            removed,
+            replaced,
+            before,
+            after,
+            ..
         } = self;
-        tokens
-            .into_iter()
-            .zip(removed)
-            .map(|(token, removed)| {
-                if removed {
-                    // A space keeps the words around it apart.
-                    TokenWithSpan::new(Token::Whitespace(Whitespace::Space), token.span)
-                } else {
-                    token
+        let mut out = Vec::with_capacity(tokens.len());
+        let space = |span| TokenWithSpan::new(Token::Whitespace(Whitespace::Space), span);
+        for (i, token) in tokens.into_iter().enumerate() {
+            let span = token.span;
+            let emit = |words: &[Token], out: &mut Vec<TokenWithSpan>| {
+                for word in words {
+                    out.push(space(span));
+                    out.push(TokenWithSpan::new(word.clone(), span));
                 }
-            })
-            .collect()
+                if !words.is_empty() {
+                    out.push(space(span));
+                }
+            };
+            emit(&before[i], &mut out);
+            if removed[i] {
+                // A space keeps the words around it apart.
+                out.push(space(span));
+                emit(&replaced[i], &mut out);
+            } else {
+                out.push(token);
+            }
+            emit(&after[i], &mut out);
+        }
+        out
     }
+}
+
+fn keyword(word: &str) -> Token {
+    Token::make_keyword(word)
 }

@@ -44,23 +44,61 @@ pub(super) fn segments(sql: &str) -> Result<Vec<Segment>, SqlError> {
         .tokenize_with_location()
         .map_err(|error| unreadable_at("an unreadable token", error.location))?;
     let mut segments = Vec::new();
-    let mut current = Vec::new();
+    let mut current: Vec<TokenWithSpan> = Vec::new();
     let mut depth = 0_usize;
-    for token in tokens {
+    // Inside a routine's `BEGIN ATOMIC ... END` body: the CASE ... END still open, plus one.
+    let mut body = 0_usize;
+    for (index, token) in tokens.iter().enumerate() {
         match token.token {
             Token::LParen => depth += 1,
             Token::RParen => depth = depth.saturating_sub(1),
+            Token::SemiColon if body > 0 => {
+                // Empty statements of the body, which the parser does not take.
+                let previous = current
+                    .iter()
+                    .rev()
+                    .find(|t| significant(t) || t.token == Token::SemiColon);
+                if previous.is_some_and(|t| t.token == Token::SemiColon || is_word(t, "atomic")) {
+                    continue;
+                }
+            }
             Token::SemiColon if depth == 0 => {
-                current.push(token);
+                current.push(token.clone());
                 segments.extend(segment(std::mem::take(&mut current))?);
                 continue;
             }
+            _ if body > 0 && is_word(token, "case") => body += 1,
+            _ if body > 0 && is_word(token, "end") => body -= 1,
+            _ if depth == 0 && opens_atomic_body(&current, &tokens[index..]) => body = 1,
             _ => {}
         }
-        current.push(token);
+        current.push(token.clone());
     }
     segments.extend(segment(current)?);
     Ok(segments)
+}
+
+/// `BEGIN ATOMIC` at `rest` in `CREATE [OR REPLACE] FUNCTION | PROCEDURE`: the routine's
+/// body is a list of statements up to its END, which the server reads as part of the one
+/// statement (as psql does when it sends them). Should this be misjudged, the text cut
+/// differently does not parse as one statement, and is refused.
+fn opens_atomic_body(current: &[TokenWithSpan], rest: &[TokenWithSpan]) -> bool {
+    let mut before = current.iter().filter(|t| significant(t));
+    let routine = match (before.next(), before.next(), before.next(), before.next()) {
+        (Some(create), Some(or), Some(replace), Some(kind))
+            if is_word(or, "or") && is_word(replace, "replace") =>
+        {
+            is_word(create, "create") && (is_word(kind, "function") || is_word(kind, "procedure"))
+        }
+        (Some(create), Some(kind), ..) => {
+            is_word(create, "create") && (is_word(kind, "function") || is_word(kind, "procedure"))
+        }
+        _ => false,
+    };
+    let mut after = rest.iter().filter(|t| significant(t));
+    routine
+        && after.next().is_some_and(|t| is_word(t, "begin"))
+        && after.next().is_some_and(|t| is_word(t, "atomic"))
 }
 
 fn significant(token: &TokenWithSpan) -> bool {

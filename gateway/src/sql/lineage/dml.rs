@@ -55,7 +55,13 @@ impl Walker {
         if insert.source.is_some() {
             // `(a.f, b[1])`: fields and elements of columns a and b.
             let named = insert.columns.iter().map(column_of).collect();
-            self.stores(&target, stored_in_order(named, source.clone()));
+            let mut stored = stored_in_order(named, source.clone());
+            if let StoredColumns::Named(columns) = &mut stored {
+                for ((_, lineage), name) in columns.iter_mut().zip(&insert.columns) {
+                    *lineage = assigned_to(name, lineage.clone());
+                }
+            }
+            self.stores(&target, stored);
         }
         let mut scope = Scope::new(Some(outer));
         let qualifier = match &insert.table_alias {
@@ -257,7 +263,7 @@ impl Walker {
             let lineage = self.expr(&assignment.value, scope)?;
             match (&assignment.target, &mut named) {
                 (AssignmentTarget::ColumnName(column), Some(named)) => {
-                    named.push((column_of(column), lineage.clone()));
+                    named.push((column_of(column), assigned_to(column, lineage.clone())));
                 }
                 // `(a, b) = (SELECT ...)`: which value goes where is not followed.
                 _ => named = None,
@@ -307,6 +313,16 @@ impl Walker {
 /// allows no table name there).
 fn column_of(name: &sqlparser::ast::ObjectName) -> String {
     names::parts(name).into_iter().next().unwrap_or_default()
+}
+
+/// What column `name` holds after `value` is assigned to it: a field or element of it
+/// (`a.f`, or `a."[]"` as the analyzer's rewrite spells `a[1]`) makes the whole column a
+/// value computed from the old one and the new part, not a copy of the part.
+fn assigned_to(name: &sqlparser::ast::ObjectName, value: Lineage) -> Lineage {
+    match name.0.len() {
+        1 => value,
+        _ => computed([value]),
+    }
 }
 
 /// Records in the target item what the statement stores in it.

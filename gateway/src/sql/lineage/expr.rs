@@ -24,7 +24,7 @@ impl Walker {
         self.expr(expr, scope).map(drop)
     }
 
-    fn exprs<'e>(
+    pub(super) fn exprs<'e>(
         &mut self,
         exprs: impl IntoIterator<Item = &'e Expr>,
         scope: &Scope,

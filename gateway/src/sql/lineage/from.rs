@@ -2,6 +2,7 @@
 
 use sqlparser::ast::{
     FunctionArg, JoinConstraint, JoinOperator, ObjectName, TableAlias, TableFactor, TableWithJoins,
+    XmlTableColumnOption,
 };
 
 use super::{
@@ -163,15 +164,36 @@ impl Walker {
                 json_expr: expr,
                 alias,
                 ..
-            }
-            | TableFactor::XmlTable {
-                row_expression: expr,
-                alias,
-                ..
             } => {
                 let lineage = unknown(self.expr(expr, scope)?);
                 let columns = aliases(alias.as_ref());
                 (alias, FromKind::Opaque { columns, lineage })
+            }
+            TableFactor::XmlTable {
+                namespaces,
+                row_expression,
+                passing,
+                columns,
+                alias,
+            } => {
+                // The document, the paths and the defaults all shape the values.
+                let mut exprs = vec![row_expression];
+                exprs.extend(namespaces.iter().map(|n| &n.uri));
+                exprs.extend(passing.arguments.iter().map(|a| &a.expr));
+                for column in columns {
+                    if let XmlTableColumnOption::NamedInfo { path, default, .. } = &column.option {
+                        exprs.extend(path.iter().chain(default));
+                    }
+                }
+                let lineage = unknown(self.exprs(exprs, scope)?);
+                let names = columns.iter().map(|c| names::ident(&c.name)).collect();
+                let columns = renamed(names, aliases(alias.as_ref()));
+                // Without an alias PostgreSQL names the item `xmltable`.
+                let qualifier = qualifier(alias.as_ref())
+                    .unwrap_or_else(|| Qualifier::Alias("xmltable".to_owned()));
+                let kind = FromKind::Opaque { columns, lineage };
+                scope.items.push(FromItem { qualifier, kind });
+                return Ok(());
             }
             TableFactor::NestedJoin {
                 table_with_joins,

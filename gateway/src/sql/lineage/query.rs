@@ -231,6 +231,14 @@ impl Walker {
                 name: column_name(expr),
                 lineage: self.expr(expr, scope)?,
             }),
+            // `(expr).*` as the analyzer's token rewrite spells it (analyze/forms/clauses.rs):
+            // the fields of a composite value, how many the text does not say. A column a
+            // statement itself names "*" is read the same way, which only masks more.
+            SelectItem::ExprWithAlias { expr, alias }
+                if alias.quote_style == Some('"') && alias.value == "*" =>
+            {
+                out.push(placeholder(self.expr(expr, scope)?));
+            }
             SelectItem::ExprWithAlias { expr, alias } => out.push(OutputItem::Column {
                 name: names::ident(alias),
                 lineage: self.expr(expr, scope)?,

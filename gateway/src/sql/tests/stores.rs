@@ -29,10 +29,19 @@ const CASES: &[(&str, &[&str])] = &[
         "UPDATE t SET a = p.ssn, b = 1 FROM patients p WHERE p.id = t.id",
         &["t: a = patients.ssn", "t: b ~"],
     ),
-    // A field of a composite column is that column.
+    // A field or an element of a column is that column, whose value is then computed from
+    // the part assigned (a partial reveal of the whole could show another part).
     (
         "UPDATE t SET a.f = p.ssn FROM patients p",
-        &["t: a = patients.ssn"],
+        &["t: a ~ patients.ssn"],
+    ),
+    (
+        "UPDATE t SET j['a'][0] = p.ssn, b = p.name FROM patients p",
+        &["t: j ~ patients.ssn", "t: b = patients.name"],
+    ),
+    (
+        "INSERT INTO t (c.f[1], b) SELECT ssn, name FROM patients",
+        &["t: c ~ patients.ssn", "t: b = patients.name"],
     ),
     (
         "UPDATE t SET (a, b) = (SELECT ssn, name FROM patients)",
@@ -56,6 +65,31 @@ const CASES: &[(&str, &[&str])] = &[
     (
         "CREATE TEMP TABLE t AS SELECT ssn FROM patients",
         &["temp t: #1 ssn = patients.ssn"],
+    ),
+    // A column list names the leading columns; the others keep the query's names.
+    (
+        "CREATE TABLE t (a) AS SELECT ssn, name FROM patients",
+        &["t: #1 a = patients.ssn", "t: #2 name = patients.name"],
+    ),
+    (
+        "CREATE TEMP TABLE t (a, b) ON COMMIT DROP AS SELECT ssn, name FROM patients",
+        &[
+            "temp t: #1 a = patients.ssn",
+            "temp t: #2 b = patients.name",
+        ],
+    ),
+    // Past a `*` or `(x).*` the names line up with nothing known: any column may hold it.
+    (
+        "CREATE TABLE t (a, b) USING heap AS SELECT * FROM patients",
+        &[
+            "t: #1 a ? row(patients)",
+            "t: #2 b ? row(patients)",
+            "t: #3 * ? row(patients)",
+        ],
+    ),
+    (
+        "CREATE TABLE t (a) AS SELECT (p).* FROM patients p",
+        &["t: #1 a ? row(patients)", "t: #2 * ? row(patients)"],
     ),
     (
         "SELECT ssn INTO TEMP t FROM patients",
