@@ -268,6 +268,10 @@ pub enum CopyFormat {
     Binary,
 }
 
+/// The name of an output column whose name on the server the text does not tell (a
+/// scalar subquery over `*`, a cast to a type spelled unusually). No identifier holds a NUL.
+pub const UNNAMED: &str = "\0?column?";
+
 /// One item of an output list.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum OutputItem {

@@ -113,6 +113,12 @@ const COPIES: &[&str] = &[
      INSERT INTO copy_merge SELECT id, 'clean' FROM patients WHERE id > 0; \
      MERGE INTO copy_merge c USING patients p ON c.id = p.id \
      WHEN MATCHED THEN UPDATE SET x = p.mrn",
+    // Columns the server names itself: after the type of a cast, after a scalar subquery's
+    // one column (which only the server knows here: the copy is classified as a whole).
+    "CREATE TABLE copy_named AS SELECT id, (ssn || '')::text, lower(mrn)::varchar(40) \
+     FROM patients WHERE id > 0",
+    "CREATE TABLE copy_sub AS SELECT id, (SELECT * FROM (SELECT p.ssn) s) FROM patients p \
+     WHERE id > 0",
     // A chain: a copy of a copy.
     "CREATE TABLE copy_chain AS SELECT ssn AS s, full_name AS n FROM copy_ctas",
     "CREATE TABLE copy_chain2 (v text); INSERT INTO copy_chain2 SELECT s FROM copy_chain",
@@ -124,6 +130,8 @@ const READS: &[&str] = &[
     "SELECT c.ssn || '!' FROM copy_ctas c",
     "SELECT row_to_json(c) FROM copy_ctas c",
     "SELECT x, y FROM copy_ins",
+    "SELECT text, lower FROM copy_named",
+    "SELECT ssn FROM copy_sub",
     "SELECT note FROM copy_upd",
     "SELECT * FROM copy_into",
     "SELECT x FROM copy_cte",
@@ -187,6 +195,9 @@ fn phi_copied_by_an_agent_stays_masked_in_every_later_read() {
         "copy_ctas.ssn",
         "copy_ins.(every column)",
         "copy_upd.note",
+        "copy_named.text",
+        "copy_named.lower",
+        "copy_sub.(every column)",
         "copy_chain2.(every column)",
     ] {
         assert!(listed.contains(table), "{table} listed:\n{listed}");

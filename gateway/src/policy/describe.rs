@@ -9,7 +9,7 @@ use super::{
     provenance::Resolver,
     rules::{kind_name, Effect, Policy},
 };
-use crate::sql::{self, OutputItem, StatementKind};
+use crate::sql::{self, OutputItem, StatementKind, UNNAMED};
 
 pub fn summary(policy: &Policy) -> String {
     let mut out = String::new();
@@ -214,6 +214,9 @@ fn output_names(items: &[OutputItem]) -> Vec<String> {
     items
         .iter()
         .map(|item| match item {
+            OutputItem::Column { name, .. } if name == UNNAMED => {
+                "(name chosen by the server)".to_owned()
+            }
             OutputItem::Column { name, .. } => name.clone(),
             OutputItem::Expand(relation) => format!("{}.*", relation.name),
         })

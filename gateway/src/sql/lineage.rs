@@ -11,12 +11,16 @@ mod dml;
 mod expr;
 mod from;
 mod functions;
+mod naming;
 mod query;
 mod scope;
 
-use super::{names, Lineage, OutputItem, RelationName, Source, SqlError, Store, StoredColumns};
+use super::{
+    names, Lineage, OutputItem, RelationName, Source, SqlError, Store, StoredColumns, UNNAMED,
+};
 
 pub use functions::may_run_user_code;
+pub(super) use naming::column_name;
 pub(super) use scope::Scope;
 
 /// Nesting (queries in queries, expressions in expressions) analysed before giving up.
@@ -269,42 +273,10 @@ pub(super) fn lookup_output(items: &[OutputItem], name: &str) -> Option<(Lineage
     if !expanded.is_empty() {
         candidates.push(column_of(expanded, name));
     }
-    candidates.extend(items.iter().filter(|i| is_placeholder(i)).map(item_lineage));
+    // A column whose server-given name is not known may be the one asked for.
+    let unnamed = |item: &&OutputItem| {
+        is_placeholder(item) || matches!(item, OutputItem::Column { name, .. } if name == UNNAMED)
+    };
+    candidates.extend(items.iter().filter(unnamed).map(item_lineage));
     (!candidates.is_empty()).then(|| (alternatives(candidates), false))
-}
-
-/// PostgreSQL's name for an unnamed output column (FigureColname, roughly): derived tables
-/// are looked up by these names (a wrong guess only makes a lookup unknown), and a table
-/// created from a query takes them (a wrong guess there names a column that is not the one
-/// stored, so the SQL-syntax functions are named as the server names them).
-pub(super) fn column_name(expr: &sqlparser::ast::Expr) -> String {
-    use sqlparser::ast::{Expr, TrimWhereField};
-    match expr {
-        Expr::Substring { .. } => "substring".to_owned(),
-        Expr::Position { .. } => "position".to_owned(),
-        Expr::Extract { .. } => "extract".to_owned(),
-        Expr::Overlay { .. } => "overlay".to_owned(),
-        Expr::Ceil { .. } => "ceil".to_owned(),
-        Expr::Floor { .. } => "floor".to_owned(),
-        Expr::Trim { trim_where, .. } => match trim_where {
-            Some(TrimWhereField::Leading) => "ltrim",
-            Some(TrimWhereField::Trailing) => "rtrim",
-            Some(TrimWhereField::Both) | None => "btrim",
-        }
-        .to_owned(),
-        Expr::Identifier(ident) => names::ident(ident),
-        Expr::CompoundIdentifier(parts) => parts.last().map(names::ident).unwrap_or_default(),
-        Expr::Function(function) => names::function(&function.name)
-            .rsplit('.')
-            .next()
-            .unwrap_or_default()
-            .to_owned(),
-        Expr::Cast { expr, .. } | Expr::Nested(expr) | Expr::Collate { expr, .. } => {
-            column_name(expr)
-        }
-        Expr::Case { .. } => "case".to_owned(),
-        Expr::Exists { .. } => "exists".to_owned(),
-        Expr::Array(_) => "array".to_owned(),
-        _ => "?column?".to_owned(),
-    }
 }

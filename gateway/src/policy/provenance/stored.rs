@@ -7,7 +7,7 @@ use crate::{
         catalog::Relation,
         derived::{DerivedColumn, ANY, TEMP_SCHEMA},
     },
-    sql::{OutputItem, StatementFacts, Store, StoredColumns},
+    sql::{OutputItem, StatementFacts, Store, StoredColumns, UNNAMED},
 };
 
 impl Resolver<'_> {
@@ -98,11 +98,14 @@ impl Resolver<'_> {
         class.direct && !class.unknown && class.categories.iter().all(|c| c == declared)
     }
 
-    /// The column names a new table takes from a select list (`*` through the catalog).
+    /// The column names a new table takes from a select list (`*` through the catalog). A
+    /// name the server chooses in a way the text does not tell is [`ANY`]: what that column
+    /// holds is filed under every column of the table rather than under a guess.
     fn item_names(&self, items: &[OutputItem]) -> Option<Vec<String>> {
         let mut names = Vec::new();
         for item in items {
             match item {
+                OutputItem::Column { name, .. } if name == UNNAMED => names.push(ANY.to_owned()),
                 OutputItem::Column { name, .. } => names.push(name.clone()),
                 OutputItem::Expand(relation) => {
                     let found = self.lookup(relation);

@@ -52,7 +52,7 @@ const CASES: &[(&str, &[&str])] = &[
         &["row_to_json ~ row(patients)", "p ~ row(patients)", "to_jsonb ~ row(patients)", "row ~ row(patients)"],
     ),
     ("SELECT to_json(x) FROM (SELECT ssn FROM patients) x", &["to_json ~ patients.ssn"]),
-    ("SELECT (p).ssn FROM patients p", &["?column? ~ row(patients)"]),
+    ("SELECT (p).ssn FROM patients p", &["ssn ~ row(patients)"]),
     ("SELECT a FROM patients p(a, b)", &["a ~ row(patients)"]),
     // Expansions.
     ("SELECT * FROM patients", &["* patients"]),
@@ -65,7 +65,7 @@ const CASES: &[(&str, &[&str])] = &[
     ("SELECT a FROM (SELECT * FROM patients) AS e(a)", &["a ? row(patients)"]),
     // Subqueries.
     ("SELECT (SELECT max(ssn) FROM patients) AS m", &["m ~ patients.ssn"]),
-    ("SELECT (SELECT p.ssn) FROM patients p", &["?column? ~ patients.ssn"]),
+    ("SELECT (SELECT p.ssn) FROM patients p", &["ssn ~ patients.ssn"]),
     ("SELECT id FROM visits WHERE EXISTS (SELECT ssn FROM patients)", &["id = visits.id"]),
     ("SELECT x FROM patients p, LATERAL (SELECT p.ssn AS x) l", &["x = patients.ssn"]),
     // Set operations.

@@ -136,10 +136,7 @@ fn lineage_of_forms_the_parser_reads() {
         ),
         ("SELECT ssn FROM patients* p", &["ssn = patients.ssn"]),
         // A subscript outside an assignment is a value computed from the array.
-        (
-            "SELECT a[1], a[1:2] FROM t",
-            &["?column? ~ t.a", "?column? ~ t.a"],
-        ),
+        ("SELECT a[1], a[1:2] FROM t", &["a ~ t.a", "a ~ t.a"]),
         (
             "UPDATE t SET a[1] = p.ssn FROM patients p RETURNING t.a",
             &["a ~ t.a patients.ssn"],
