@@ -105,7 +105,17 @@ pub mod stats {
     pub const MARK_FAILED: u32 = 1;
     pub const FLOWS_TRACKED: u32 = 2;
     pub const FLOWS_CLOSED: u32 = 3;
-    pub const LEN: u32 = 4;
+    /// Agents' connects that reached a protected server's unix socket by another name.
+    pub const UNIX_REFUSED: u32 = 4;
+    pub const LEN: u32 = 5;
+}
+
+/// Values of the `UNIX_SERVERS` map: whose connects to that server socket are refused.
+pub mod unix_server {
+    /// An agent's (uid or cgroup selection).
+    pub const AGENTS: u8 = 1;
+    /// Anyone's: the gateway's startup check that the hook runs on this kernel.
+    pub const EVERYONE: u8 = 2;
 }
 
 #[cfg(feature = "user")]

@@ -37,9 +37,12 @@ pub fn is_agent(ctx: &SockAddrContext) -> bool {
     // SAFETY: ctx->sk is a valid socket pointer in cgroup_sock_addr programs; `mark` is a
     // 32-bit readable field of bpf_sock.
     let mark = unsafe { read_volatile(&raw const (*(*ctx.sock_addr).__bindgen_anon_1.sk).mark) };
-    if mark == BYPASS_MARK.load() {
-        return false;
-    }
+    mark != BYPASS_MARK.load() && is_agent_task()
+}
+
+/// Whether the current task is an agent, by uid or by cgroup.
+#[inline(always)]
+pub fn is_agent_task() -> bool {
     let uid = bpf_get_current_uid_gid() as u32;
     if AGENT_UIDS.get_ptr(&uid).is_some() {
         return true;

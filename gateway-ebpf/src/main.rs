@@ -15,12 +15,14 @@ mod flows;
 mod maps;
 #[cfg(target_arch = "bpf")]
 mod peer;
+#[cfg(target_arch = "bpf")]
+mod unix_peer;
 
 #[cfg(target_arch = "bpf")]
 mod entry {
     use aya_ebpf::{
-        macros::{cgroup_sock, cgroup_sock_addr, sock_ops},
-        programs::{SockAddrContext, SockContext, SockOpsContext},
+        macros::{cgroup_sock, cgroup_sock_addr, lsm, sock_ops},
+        programs::{LsmContext, SockAddrContext, SockContext, SockOpsContext},
     };
 
     /// Allow the syscall to proceed (cgroup program return value).
@@ -53,6 +55,11 @@ mod entry {
     pub fn tollgate_flow_events(ctx: SockOpsContext) -> u32 {
         crate::flows::try_flow_event(&ctx);
         ALLOW as u32
+    }
+
+    #[lsm(hook = "unix_stream_connect")]
+    pub fn tollgate_unix_stream_connect(ctx: LsmContext) -> i32 {
+        crate::unix_peer::try_unix_stream_connect(&ctx)
     }
 
     #[cgroup_sock(sock_release)]

@@ -6,7 +6,7 @@ use aya_ebpf::{
     maps::{HashMap, LruHashMap, PerCpuArray},
     Global,
 };
-use gateway_common::{stats, ConnIdentity, DestKey, FlowKey, MAX_CONNECTIONS};
+use gateway_common::{stats, ConnIdentity, DestKey, FlowKey, UnixPathKey, MAX_CONNECTIONS};
 
 /// The mark the gateway puts on its own upstream sockets before connect(): they are never
 /// intercepted (no redirect loop). Agents cannot set SO_MARK without CAP_NET_ADMIN, and unlike a
@@ -25,6 +25,19 @@ pub static REDIRECT_MODE: Global<u32> = Global::new(gateway_common::redirect::NF
 /// The gateway's listener port (host order), for the eBPF redirect.
 #[unsafe(no_mangle)]
 pub static LISTEN_PORT: Global<u32> = Global::new(0);
+
+/// Where `struct unix_sock` keeps its bound address, and where `struct unix_address` keeps
+/// the name and its length: from the running kernel's BTF (programs in Rust carry no CO-RE relocations).
+#[unsafe(no_mangle)]
+pub static UNIX_SOCK_ADDR_OFFSET: Global<u32> = Global::new(0);
+#[unsafe(no_mangle)]
+pub static UNIX_ADDRESS_LEN_OFFSET: Global<u32> = Global::new(0);
+#[unsafe(no_mangle)]
+pub static UNIX_ADDRESS_NAME_OFFSET: Global<u32> = Global::new(0);
+
+/// Protected servers' unix sockets by the name they were bound to (`gateway_common::unix_server`).
+#[map]
+pub static UNIX_SERVERS: HashMap<UnixPathKey, u8> = HashMap::with_max_entries(256, 0);
 
 /// Destinations whose connections are intercepted.
 #[map]

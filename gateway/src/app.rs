@@ -2,6 +2,7 @@
 //! shutdown.
 
 mod coverage;
+mod unix_paths;
 
 use std::{path::Path, sync::Arc, time::SystemTime};
 
@@ -33,13 +34,21 @@ pub enum AppError {
     #[error(transparent)]
     ListenUnix(#[from] unix::UnixBindError),
     #[error(
-        "{paths} must not be reachable by agents around the gateway, but {why}: the cgroup \
-         connect_unix hook needs Linux 6.7 or later. Nothing else can refuse an agent's connect \
-         to a unix socket by path on this kernel, so tollgate does not start. Either run a newer \
-         kernel, or set `unix_sockets = []` on the target and keep agents off the socket with \
-         pg_hba.conf (`local` lines only for the roles that need them) or directory permissions"
+        "{paths} must not be reachable by agents around the gateway, but {why}. Serving agents \
+         there needs the cgroup connect_unix hook (Linux 6.7+); refusing them needs the BPF LSM \
+         (`bpf` in the kernel's `lsm=` boot parameter). With neither, nothing can refuse an \
+         agent's connect to a unix socket on this kernel, so tollgate does not start. Enable the \
+         BPF LSM or run a newer kernel, or set `unix_sockets = []` on the target and keep agents \
+         off the socket with pg_hba.conf (`local` lines only for the roles that need them)"
     )]
-    UnixHookMissing { paths: String, why: String },
+    UnixUnprotected { paths: String, why: String },
+    #[error(
+        "{paths}: agents' connects by these paths go to the gateway, but by another name (a \
+         symlink, a hard link) they would reach the server directly: {why}. The target has \
+         coverage = \"strict\", so tollgate does not start. Enable the BPF LSM (`bpf` in the \
+         kernel's `lsm=` boot parameter), or drop `coverage = \"strict\"` to start with an alarm"
+    )]
+    UnixBackstopMissing { paths: String, why: String },
     #[error("reading the host's listening sockets: {0}")]
     Listeners(std::io::Error),
     #[error(
@@ -121,11 +130,15 @@ pub async fn run(config_path: &Path, keep_on_exit: bool) -> Result<(), AppError>
         .map(|a| a.to_string())
         .collect();
     let unix_routes = config.unix_routes();
-    require_unix_hook(&unix_routes)?;
+    let serving_unix = unix_paths::serving(&config, &unix_routes);
     let coverage_plan = coverage::check_at_startup(&config)?;
-    let unix_listeners = unix::bind(&unix_routes)?;
+    let unix_listeners = match serving_unix {
+        true => unix::bind(&unix_routes)?,
+        false => Vec::new(),
+    };
 
-    let mut interception = Interception::install(&config, &host)?;
+    let interception = Interception::install(&config, &host)?;
+    let mut interception = unix_paths::check(&config, interception, &unix_routes, serving_unix)?;
     spawn_bpf_logger(&mut interception);
     let coverage_view = Arc::new(intercept::coverage::CoverageView::default());
     coverage::apply(&mut interception, &coverage_view, coverage_plan)?;
@@ -243,25 +256,6 @@ pub fn uninstall(config_path: &Path) -> Result<String, AppError> {
     Ok(removed)
 }
 
-/// Protected unix sockets need the `connect_unix` hook: without it an agent could reach them
-/// around the gateway, so the gateway does not start (fail closed) and says why.
-fn require_unix_hook(routes: &[config::UnixRoute]) -> Result<(), AppError> {
-    if routes.is_empty() {
-        return Ok(());
-    }
-    match intercept::unix_connect::probe() {
-        Ok(()) => Ok(()),
-        Err(error) => Err(AppError::UnixHookMissing {
-            paths: routes
-                .iter()
-                .map(|r| format!("{} (target {})", r.protected.display(), r.target))
-                .collect::<Vec<_>>()
-                .join(", "),
-            why: error.to_string(),
-        }),
-    }
-}
-
 /// One gateway per bpffs directory: startup removes every other generation pinned there.
 fn instance_lock(config: &Config) -> Result<std::fs::File, AppError> {
     let bpffs_dir = config.gateway.bpffs_dir.display().to_string();
@@ -370,7 +364,10 @@ async fn serve_until_shutdown(
                     reload_derived(&enforcement.derived);
                 }
             }
-            _ = listeners_watch.tick() => coverage::rescan(config, interception, coverage_view),
+            _ = listeners_watch.tick() => {
+                coverage::rescan(config, interception, coverage_view);
+                interception.programs.refresh_unix_backstop();
+            }
             _ = follow.tick() => match interception.programs.follow_recreated_cgroups(cgroup2_root) {
                 Ok(changes) => for change in changes {
                     tracing::warn!(
@@ -462,6 +459,15 @@ fn status_fn(
             "gateway_socket": r.gateway.display().to_string(),
             "hook": if interception.programs.unix_hook_attached() { "connect_unix" } else { "none" },
         })).collect::<Vec<_>>(),
+        "unix_agents": match interception.programs.unix_hook_attached() {
+            true => "served",
+            false => "refused",
+        },
+        "unix_backstop": match interception.programs.unix_backstop() {
+            None => serde_json::Value::Null,
+            Some(Ok(backstop)) => serde_json::json!({"active": true, "names": backstop.names()}),
+            Some(Err(why)) => serde_json::json!({"active": false, "why": why}),
+        },
     });
     let attach_points = interception.programs.attach_points();
     Arc::new(move || {

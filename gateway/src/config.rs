@@ -16,7 +16,7 @@ use std::{
 use ipnet::IpNet;
 
 pub use auth::{JwksSource, JwksUrl, TargetAuth, TokenAuth};
-pub use local::{Coverage, UnixRoute};
+pub use local::{Coverage, UnixAgents, UnixRoute};
 pub use tls::{AgentTls, UpstreamTls, UpstreamTlsMode};
 pub use validate::validate;
 
@@ -54,6 +54,8 @@ pub struct GatewaySettings {
     pub policy_file: Option<PathBuf>,
     /// Where the gateway's own unix sockets live (agents' unix connects are pointed here).
     pub unix_socket_dir: PathBuf,
+    /// Agents' connects to protected unix sockets: served through the gateway or refused.
+    pub unix_agents: UnixAgents,
 }
 
 /// How local agent connections reach the gateway.

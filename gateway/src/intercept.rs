@@ -4,10 +4,12 @@
 pub mod attribution;
 pub mod bpffs;
 pub mod coverage;
+mod kernel_btf;
 pub mod nft;
 pub mod original_dst;
 pub mod preflight;
 pub mod programs;
+pub mod unix_backstop;
 pub mod unix_connect;
 
 use std::sync::Arc;

@@ -27,13 +27,16 @@ enum Command {
     /// serve redirected agent connections until SIGTERM or Ctrl-C (which remove both again).
     ///
     /// Agents' connects to a protected server's unix socket (`targets[].unix_sockets`) go to the
-    /// gateway's own socket, and a local destination's port is protected on every local address
-    /// the server listens on (`targets[].coverage`, re-checked every second).
+    /// gateway's own socket (by any other name, or with `gateway.unix_agents = "refuse"`, they
+    /// are refused), and a local destination's port is protected on every local address the
+    /// server listens on (`targets[].coverage`, re-checked every second).
     ///
-    /// Needs root (CAP_BPF/CAP_SYS_ADMIN and CAP_NET_ADMIN), cgroup v2 and kernel BTF. Refuses to
-    /// start, saying why, on a kernel without the cgroup connect_unix hook (before Linux 6.7)
-    /// while a target protects a unix socket, and while a `coverage = "strict"` target's server
-    /// listens where its destinations do not say.
+    /// Needs root (CAP_BPF/CAP_SYS_ADMIN and CAP_NET_ADMIN), cgroup v2 and kernel BTF. While a
+    /// target protects a unix socket: on a kernel without the cgroup connect_unix hook (before
+    /// Linux 6.7) agents are refused there, which needs the BPF LSM (`lsm=...,bpf`); with
+    /// neither, run refuses to start, saying why. It also refuses to start while a
+    /// `coverage = "strict"` target's server listens where its destinations do not say, or its
+    /// unix socket is reachable by other names (no BPF LSM).
     Run {
         /// Configuration file (TOML; see policies/README.md).
         #[arg(long, short, default_value = DEFAULT_CONFIG)]

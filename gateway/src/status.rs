@@ -135,6 +135,7 @@ fn counters(path: &Path) -> Value {
         "mark_failures": total(stats::MARK_FAILED),
         "flows_tracked": total(stats::FLOWS_TRACKED),
         "flows_closed": total(stats::FLOWS_CLOSED),
+        "unix_refused": total(stats::UNIX_REFUSED),
     })
 }
 
@@ -183,6 +184,19 @@ fn print_text(report: &Value) {
                 socket["target"].as_str().unwrap_or("?"),
                 socket["hook"].as_str().unwrap_or("?")
             );
+        }
+        let backstop = &gateway["unix_backstop"];
+        match backstop["active"].as_bool() {
+            Some(true) => println!(
+                "  unix sockets by other names: refused to agents ({})",
+                join(&backstop["names"])
+            ),
+            Some(false) => println!(
+                "  ALARM: unix sockets by other names (a symlink, a hard link) reach the server \
+                 directly: {}",
+                backstop["why"].as_str().unwrap_or("?")
+            ),
+            None => {}
         }
         let coverage = &gateway["coverage"];
         for (kind, label) in [

@@ -30,6 +30,40 @@ impl Coverage {
     }
 }
 
+/// What happens to an agent's connect to a protected unix socket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UnixAgents {
+    /// Pointed at the gateway's own socket and served as a TCP agent connection (needs the
+    /// cgroup `connect_unix` hook, Linux 6.7+; refused where the kernel lacks it).
+    Serve,
+    /// Refused (`EPERM`): agents reach the server only by TCP.
+    Refuse,
+}
+
+impl UnixAgents {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Serve => "serve",
+            Self::Refuse => "refuse",
+        }
+    }
+}
+
+pub(super) fn unix_agents(raw: &RawGateway) -> Result<UnixAgents, Issue> {
+    match &raw.unix_agents {
+        None => Ok(UnixAgents::Serve),
+        Some(text) => match text.get_ref().as_str() {
+            "serve" => Ok(UnixAgents::Serve),
+            "refuse" => Ok(UnixAgents::Refuse),
+            other => Err(issue(
+                "gateway.unix_agents",
+                text,
+                format!("`{other}` is not one of: serve, refuse"),
+            )),
+        },
+    }
+}
+
 /// Debian's (and libpq's) default socket directory.
 const DEFAULT_SOCKET_DIR: &str = "/var/run/postgresql";
 const DEFAULT_GATEWAY_SOCKET_DIR: &str = "/run/tollgate/unix";

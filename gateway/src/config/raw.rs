@@ -31,6 +31,7 @@ pub struct RawGateway {
     pub state_dir: Option<Spanned<String>>,
     pub policy_file: Option<Spanned<String>>,
     pub unix_socket_dir: Option<Spanned<String>>,
+    pub unix_agents: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -199,6 +199,7 @@ fn validate_gateway(
         drain_timeout: millis("gateway.drain_timeout_ms", &raw.drain_timeout_ms, 10_000)?,
         tls: super::tls::agent_tls(raw)?,
         unix_socket_dir: super::local::unix_socket_dir(raw)?,
+        unix_agents: super::local::unix_agents(raw)?,
         policy_file: raw
             .policy_file
             .as_ref()

@@ -25,6 +25,7 @@ use gateway_common::{ConnIdentity, DestKey, FlowKey};
 use super::{
     attribution::{addr_words, BpfAttribution},
     bpffs,
+    unix_backstop::{Layout, UnixBackstop},
     unix_connect::{self, UnixConnect, UnixConnectError, CONNECT_UNIX},
     Attribution,
 };
@@ -116,6 +117,8 @@ pub struct LoadedPrograms {
     per_cgroup: bool,
     /// Agents' connects to protected unix sockets, where a target protects one.
     unix: Option<UnixConnect>,
+    /// The LSM backstop behind it (see [`LoadedPrograms::unix_backstop`]).
+    unix_backstop: Option<Result<UnixBackstop, String>>,
     /// Listener coverage added to `PROTECTED` beyond the configured destinations.
     extended: std::collections::BTreeSet<std::net::SocketAddr>,
 }
@@ -132,18 +135,24 @@ impl LoadedPrograms {
         };
         let listen_port = u32::from(config.gateway.listen_port);
         let log_level = BPF_LOG_LEVEL_WARN;
-        let mut ebpf = EbpfLoader::new()
+        let unix_rules = unix_connect::rules(&config.unix_routes());
+        let layout = (!unix_rules.is_empty()).then(Layout::of_running_kernel);
+        let mut loader = EbpfLoader::new();
+        loader
             .override_global("BYPASS_MARK", &bypass_mark, true)
             .override_global("CONNECT_MARK", &mark, true)
             .override_global("REDIRECT_MODE", &redirect_mode, true)
             .override_global("LISTEN_PORT", &listen_port, true)
-            .override_global("AYA_LOG_LEVEL", &log_level, false)
-            .load(aya::include_bytes_aligned!(concat!(
-                env!("OUT_DIR"),
-                "/tollgate-ebpf"
-            )))?;
+            .override_global("AYA_LOG_LEVEL", &log_level, false);
+        if let Some(Ok(layout)) = &layout {
+            layout.apply(&mut loader);
+        }
+        let mut ebpf = loader.load(aya::include_bytes_aligned!(concat!(
+            env!("OUT_DIR"),
+            "/tollgate-ebpf"
+        )))?;
         fill_selection_maps(&mut ebpf, config, &cgroups)?;
-        let unix = load_unix_hook(&ebpf, config)?;
+        let unix = load_unix_hook(&ebpf, config, &unix_rules)?;
 
         let generation = bpffs::new_generation(&config.gateway.bpffs_dir)?;
         let result = attach_and_pin(
@@ -161,6 +170,13 @@ impl LoadedPrograms {
                 return Err(error);
             }
         };
+        // Where unix sockets are protected: the backstop for names the redirect cannot see.
+        let unix_backstop = layout.map(|layout| {
+            let configured = unix_rules.iter().map(|r| r.protected.clone()).collect();
+            layout.map_err(|e| e.to_string()).and_then(|_| {
+                UnixBackstop::attach(&mut ebpf, &generation, configured).map_err(|e| e.to_string())
+            })
+        });
         let flows = take_hash_map::<FlowKey, ConnIdentity>(&mut ebpf, "FLOWS")?;
         let agent_cgroup_ids = cgroups.iter().map(|c| (c.path.clone(), c.id)).collect();
         Ok(Self {
@@ -173,6 +189,7 @@ impl LoadedPrograms {
             agent_cgroup_ids,
             per_cgroup: config.agents.uids.is_empty(),
             unix,
+            unix_backstop,
             extended: Default::default(),
         })
     }
@@ -180,6 +197,21 @@ impl LoadedPrograms {
     /// Whether the `connect_unix` program is attached.
     pub fn unix_hook_attached(&self) -> bool {
         self.unix.is_some()
+    }
+
+    /// The backstop refusing agents' connects to protected unix sockets by any name: None
+    /// without protected unix sockets, the reason it does not run otherwise.
+    pub fn unix_backstop(&self) -> Option<Result<&UnixBackstop, &str>> {
+        self.unix_backstop
+            .as_ref()
+            .map(|b| b.as_ref().map_err(String::as_str))
+    }
+
+    /// Re-reads the names the protected servers are bound to.
+    pub fn refresh_unix_backstop(&mut self) {
+        if let Some(Ok(backstop)) = &mut self.unix_backstop {
+            backstop.refresh(Path::new("/proc"));
+        }
     }
 
     pub fn attribution(&self) -> Arc<dyn Attribution> {
@@ -304,14 +336,17 @@ fn fill_selection_maps(
     Ok(())
 }
 
-/// Loads the `connect_unix` program for the configured unix sockets, if any. `run` has
-/// already refused to start on a kernel without the hook; failing here keeps that closed.
-fn load_unix_hook(ebpf: &Ebpf, config: &Config) -> Result<Option<UnixConnect>, ProgramsError> {
-    let rules = unix_connect::rules(&config.unix_routes());
-    if rules.is_empty() {
+/// Loads the `connect_unix` program for the configured unix sockets where agents' connects
+/// to them are served (see [`unix_connect::serves`]); refused ones need only the backstop.
+fn load_unix_hook(
+    ebpf: &Ebpf,
+    config: &Config,
+    rules: &[unix_connect::UnixRedirectRule],
+) -> Result<Option<UnixConnect>, ProgramsError> {
+    if rules.is_empty() || !unix_connect::serves(config) {
         return Ok(None);
     }
-    Ok(Some(UnixConnect::load(ebpf, &rules)?))
+    Ok(Some(UnixConnect::load(ebpf, rules)?))
 }
 
 fn attach_and_pin(

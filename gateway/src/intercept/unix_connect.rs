@@ -62,6 +62,12 @@ pub struct UnixConnect {
     _paths: HashMap<MapData, UnixPathKey, UnixRedirect>,
 }
 
+/// Whether agents' connects to protected unix sockets are pointed at the gateway: asked for
+/// (`gateway.unix_agents = "serve"`, the default) and possible on this kernel.
+pub fn serves(config: &crate::config::Config) -> bool {
+    config.gateway.unix_agents == crate::config::UnixAgents::Serve && probe().is_ok()
+}
+
 /// Whether this kernel has the `connect_unix` hook: its kfunc is in the kernel's BTF (6.7+).
 pub fn probe() -> Result<(), UnixConnectError> {
     kfunc_ids().map(|_| ())

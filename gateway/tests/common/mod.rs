@@ -67,6 +67,18 @@ pub fn pg_bed_in(
     server_options: &str,
     adjust: impl FnOnce(&mut GatewayConfig, &PgCluster),
 ) -> PgBed {
+    try_pg_bed_in(test, netns, listen_addresses, server_options, adjust)
+        .unwrap_or_else(|error| panic!("tollgate starts: {error}"))
+}
+
+/// [`pg_bed_in`], or what tollgate said when it refused to start.
+pub fn try_pg_bed_in(
+    test: &str,
+    netns: Option<&str>,
+    listen_addresses: &str,
+    server_options: &str,
+    adjust: impl FnOnce(&mut GatewayConfig, &PgCluster),
+) -> Result<PgBed, String> {
     require_root(test);
     let serial = serial();
     let pg = match netns {
@@ -91,13 +103,14 @@ pub fn pg_bed_in(
         .collect();
     config.targets = vec![("clinic".to_owned(), destinations)];
     adjust(&mut config, &pg);
-    let gateway = GatewayProcess::start(Path::new(TOLLGATE), &config).expect("tollgate starts");
-    PgBed {
+    let gateway =
+        GatewayProcess::start(Path::new(TOLLGATE), &config).map_err(|e| format!("{e:#}"))?;
+    Ok(PgBed {
         pg,
         agents,
         gateway,
         _serial: serial,
-    }
+    })
 }
 
 /// The `xtask` binary beside `tollgate` (built by `cargo xtask test` before the tests run).

@@ -6,7 +6,9 @@ use std::{
     process::{Command, Output},
 };
 
-use crate::common::{accepted, assert_success, open_event_for, pg_bed_in, run, stdout, PgBed};
+use crate::common::{
+    accepted, assert_success, open_event_for, pg_bed_in, run, stdout, try_pg_bed_in, PgBed,
+};
 
 /// A cluster on 127.0.0.1 whose own socket (in its temp dir) is protected explicitly; the
 /// default, /var/run/postgresql/.s.PGSQL.PORT, is checked by the configuration tests.
@@ -221,4 +223,245 @@ fn default_socket_of_a_local_destination_is_protected_without_configuration() {
     let (_, direct) = psql_default(Command::new("psql"), bed.pg.port());
     assert_success(&direct, "non-agent psql with no host");
     assert_eq!(stdout(&direct), "local socket");
+}
+
+/// A directory of other names for the bed's socket, each as libpq would look for it
+/// (`<dir>/.s.PGSQL.PORT`): a symlink, a hard link. Removed on Drop.
+struct OtherNames {
+    root: PathBuf,
+}
+
+impl OtherNames {
+    fn create(bed: &PgBed) -> Self {
+        let root = std::env::temp_dir().join(format!("tollgate-names-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        let socket = bed
+            .pg
+            .socket_dir()
+            .join(format!(".s.PGSQL.{}", bed.pg.port()));
+        let name = format!(".s.PGSQL.{}", bed.pg.port());
+        for dir in ["symlink", "hardlink"] {
+            std::fs::create_dir_all(root.join(dir)).expect("names directory");
+        }
+        std::os::unix::fs::symlink(&socket, root.join("symlink").join(&name)).expect("symlink");
+        std::fs::hard_link(&socket, root.join("hardlink").join(&name)).expect("hard link");
+        Self { root }
+    }
+
+    fn dirs(&self, bed: &PgBed) -> Vec<(&'static str, PathBuf)> {
+        let postmaster = bed.pg.postmaster_pid().expect("postmaster pid");
+        let through_proc = Path::new("/proc")
+            .join(postmaster.to_string())
+            .join("root")
+            .join(bed.pg.socket_dir().strip_prefix("/").expect("absolute"));
+        vec![
+            ("a symlink", self.root.join("symlink")),
+            ("a hard link", self.root.join("hardlink")),
+            ("/proc/PID/root", through_proc),
+        ]
+    }
+}
+
+impl Drop for OtherNames {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.root);
+    }
+}
+
+/// Every other name refuses an agent and serves a non-agent; a relative path too.
+fn refused_by_every_other_name(bed: &PgBed, names: &OtherNames) {
+    for (what, dir) in names.dirs(bed) {
+        let (_, refused) = psql_by_socket(bed.agents.command("psql"), &dir, bed.pg.port(), WHO);
+        assert!(
+            !refused.status.success(),
+            "an agent reached the server through {what}: {}",
+            stdout(&refused)
+        );
+        let said = String::from_utf8_lossy(&refused.stderr);
+        assert!(said.contains("Operation not permitted"), "{what}: {said}");
+        let (_, direct) = psql_by_socket(Command::new("psql"), &dir, bed.pg.port(), WHO);
+        assert_success(&direct, &format!("non-agent through {what}"));
+        assert_eq!(stdout(&direct), "local socket");
+    }
+    let mut relative = bed.agents.command("psql");
+    relative.current_dir(bed.pg.socket_dir());
+    let (_, refused) = psql_by_socket(relative, Path::new("."), bed.pg.port(), WHO);
+    assert!(
+        !refused.status.success(),
+        "an agent reached the server by a relative path: {}",
+        stdout(&refused)
+    );
+}
+
+/// `tollgate status` as an admin reads it.
+fn status_text(bed: &PgBed) -> String {
+    let output = Command::new(crate::common::TOLLGATE)
+        .args(["status", "--config"])
+        .arg(bed.gateway.config_path())
+        .output()
+        .expect("tollgate status");
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+#[test]
+#[ignore = "privileged: needs root and BPF; run `sudo cargo xtask test`"]
+fn agent_reaching_the_socket_by_another_name_is_refused_or_the_admin_is_alarmed() {
+    let (bed, socket) =
+        unix_bed("agent_reaching_the_socket_by_another_name_is_refused_or_the_admin_is_alarmed");
+    let status = bed.gateway.status().expect("status");
+    let backstop = &status["unix_backstop"];
+    let names = OtherNames::create(&bed);
+    match backstop["active"].as_bool() {
+        Some(true) => refused_by_every_other_name(&bed, &names),
+        // A kernel that does not run the LSM program (this machine's refuses every BPF
+        // trampoline program, LSM and fentry alike): the gap is named at startup and in status.
+        Some(false) => {
+            let why = backstop["why"].as_str().unwrap_or_default();
+            assert!(why.contains("LSM"), "status says why: {status}");
+            let alarm = bed
+                .gateway
+                .wait_for_event(std::time::Duration::from_secs(5), |e| {
+                    e["event"] == "unix.backstop_unavailable"
+                })
+                .expect("run raises the alarm at startup");
+            assert_eq!(alarm["level"], "ERROR", "{alarm}");
+            assert!(
+                alarm["sockets"]
+                    .as_str()
+                    .is_some_and(|s| s.contains(&socket.display().to_string())),
+                "the alarm names the socket: {alarm}"
+            );
+            let text = status_text(&bed);
+            assert!(
+                text.contains("ALARM: unix sockets by other names"),
+                "tollgate status shows the alarm: {text}"
+            );
+            // The alarm is not crying wolf: a symlink does reach the server directly.
+            let (what, dir) = names.dirs(&bed).remove(0);
+            let (_, around) = psql_by_socket(bed.agents.command("psql"), &dir, bed.pg.port(), WHO);
+            assert_success(&around, &format!("agent through {what}, the gap named"));
+            assert_eq!(stdout(&around), "local socket");
+        }
+        None => panic!("status says whether the unix backstop runs: {status}"),
+    }
+    // By its own name the agent is served.
+    let (_, served) = psql_by_socket(
+        bed.agents.command("psql"),
+        &bed.pg.socket_dir(),
+        bed.pg.port(),
+        WHO,
+    );
+    assert_success(&served, "agent by the protected path");
+    assert_eq!(stdout(&served), "127.0.0.1");
+}
+
+/// [`unix_bed`] with one more line on target `clinic` and on `[gateway]`, or what tollgate
+/// said when it refused to start.
+fn unix_bed_with(test: &str, target_line: &str, gateway_line: &str) -> Result<PgBed, String> {
+    try_pg_bed_in(test, None, "127.0.0.1", "", |config, pg| {
+        let socket = pg.socket_dir().join(format!(".s.PGSQL.{}", pg.port()));
+        for line in [
+            format!("unix_sockets = [{:?}]", socket.display().to_string()),
+            target_line.to_owned(),
+        ] {
+            config.target_lines.push(("clinic".to_owned(), line));
+        }
+        config.extra_gateway.push(gateway_line.to_owned());
+    })
+}
+
+#[test]
+#[ignore = "privileged: needs root and BPF; run `sudo cargo xtask test`"]
+fn strict_target_needs_its_unix_socket_closed_by_every_name() {
+    let test = "strict_target_needs_its_unix_socket_closed_by_every_name";
+    match unix_bed_with(test, "coverage = \"strict\"", "") {
+        Ok(bed) => {
+            let status = bed.gateway.status().expect("status");
+            assert_eq!(status["unix_backstop"]["active"], true, "{status}");
+            refused_by_every_other_name(&bed, &OtherNames::create(&bed));
+        }
+        Err(error) => {
+            assert!(
+                error.contains("coverage = \\\"strict\\\"")
+                    || error.contains("coverage = \"strict\""),
+                "{error}"
+            );
+            assert!(
+                error.contains("by another name"),
+                "the error says what is open: {error}"
+            );
+            assert!(error.contains("LSM"), "and what would close it: {error}");
+        }
+    }
+}
+
+#[test]
+#[ignore = "privileged: needs root and BPF; run `sudo cargo xtask test`"]
+fn unix_agents_refuse_turns_every_name_away_or_does_not_start() {
+    // What a kernel without connect_unix (before 6.7) gets: the backstop alone.
+    let test = "unix_agents_refuse_turns_every_name_away_or_does_not_start";
+    let bed = match unix_bed_with(test, "", "unix_agents = \"refuse\"") {
+        Ok(bed) => bed,
+        Err(error) => {
+            // No LSM program on this kernel: nothing could refuse, so no start, saying why.
+            assert!(error.contains("must not be reachable by agents"), "{error}");
+            assert!(
+                error.contains("unix_agents"),
+                "the error names the setting: {error}"
+            );
+            assert!(
+                error.contains("BPF LSM"),
+                "and what would make it hold: {error}"
+            );
+            return;
+        }
+    };
+    let status = bed.gateway.status().expect("status");
+    assert_eq!(status["unix_agents"], "refused", "{status}");
+    assert_eq!(status["unix_sockets"][0]["hook"], "none", "{status}");
+    assert!(
+        !Path::new(
+            status["unix_sockets"][0]["gateway_socket"]
+                .as_str()
+                .unwrap()
+        )
+        .exists(),
+        "no gateway socket is bound when agents are refused: {status}"
+    );
+    let refused_start = bed
+        .gateway
+        .wait_for_event(std::time::Duration::from_secs(5), |e| {
+            e["event"] == "unix.refused"
+        })
+        .expect("run says so at startup");
+    assert!(
+        refused_start["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("unix_agents")),
+        "{refused_start}"
+    );
+    let names = OtherNames::create(&bed);
+    let mut dirs = names.dirs(&bed);
+    dirs.push(("the protected path", bed.pg.socket_dir()));
+    for (what, dir) in dirs {
+        let (_, refused) = psql_by_socket(bed.agents.command("psql"), &dir, bed.pg.port(), WHO);
+        assert!(
+            !refused.status.success(),
+            "an agent reached the server through {what}: {}",
+            stdout(&refused)
+        );
+        let (_, direct) = psql_by_socket(Command::new("psql"), &dir, bed.pg.port(), WHO);
+        assert_success(&direct, &format!("non-agent through {what}"));
+    }
+    // TCP stays intercepted.
+    let mut tcp = bed.agents.command("psql");
+    tcp.args(["-h", "127.0.0.1"]);
+    let (_, over_tcp) = psql_by_socket(tcp, &bed.pg.socket_dir(), bed.pg.port(), WHO);
+    assert_success(&over_tcp, "agent by TCP");
+    assert_eq!(stdout(&over_tcp), "127.0.0.1");
+    assert_eq!(
+        accepted(&bed.gateway),
+        1,
+        "only the TCP session reached the gateway"
+    );
 }

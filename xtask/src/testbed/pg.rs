@@ -136,6 +136,13 @@ impl PgCluster {
         self.dir.path().to_owned()
     }
 
+    /// The server's main process (the first line of `postmaster.pid`).
+    pub fn postmaster_pid(&self) -> anyhow::Result<u32> {
+        let text = std::fs::read_to_string(self.dir.path().join("data/postmaster.pid"))?;
+        let first = text.lines().next().unwrap_or_default();
+        Ok(first.trim().parse()?)
+    }
+
     /// What the server has logged so far (with `log_statement=all`: every statement it ran).
     pub fn server_log(&self) -> anyhow::Result<String> {
         Ok(std::fs::read_to_string(self.dir.path().join("server.log"))?)
