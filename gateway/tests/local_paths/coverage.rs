@@ -244,6 +244,11 @@ fn strict_gateway(
     config
         .target_lines
         .push(("clinic".to_owned(), "coverage = \"strict\"".to_owned()));
+    // TCP listeners only: a strict target's unix socket also needs the BPF LSM, which
+    // `unix::strict_target_needs_its_unix_socket_closed_by_every_name` covers.
+    config
+        .target_lines
+        .push(("clinic".to_owned(), "unix_sockets = []".to_owned()));
     GatewayProcess::start(std::path::Path::new(TOLLGATE), &config)
 }
 
