@@ -71,6 +71,8 @@ pub enum AppError {
     Derived(#[from] crate::policy::derived::DerivedStoreError),
     #[error("{0}")]
     PolicyTargets(String),
+    #[error(transparent)]
+    Audit(#[from] crate::audit::AuditError),
     #[error("starting the worker threads: {0}")]
     Workers(std::io::Error),
     #[error("installing signal handlers: {0}")]
@@ -112,6 +114,17 @@ pub async fn run(config_path: &Path, keep_on_exit: bool) -> Result<(), AppError>
     // Privilege and host checks come first so an unprivileged run fails with that message.
     let host = intercept::preflight::check().map_err(intercept::InterceptError::from)?;
     let _instance = instance_lock(&config)?;
+    // Evidence first: nothing is served that the log could not record.
+    let audit = crate::audit::AuditLog::open(&config.audit)?;
+    audit.append(crate::audit::Event::GatewayStarted {
+        version: env!("CARGO_PKG_VERSION").to_owned(),
+        config_file: config_path.display().to_string(),
+        policy_file: config
+            .gateway
+            .policy_file
+            .as_ref()
+            .map(|p| p.display().to_string()),
+    })?;
     let admin_listener = admin::bind(&config.gateway.admin_socket)?;
     warn_if_listen_port_unprivileged(config.gateway.listen_port);
     raise_open_file_limit();
@@ -149,8 +162,9 @@ pub async fn run(config_path: &Path, keep_on_exit: bool) -> Result<(), AppError>
         attribution: interception.attribution(),
         stats: stats.clone(),
         proc_root: "/proc".into(),
-        postgres: postgres_settings(&config)?,
+        postgres: postgres_settings(&config, &audit)?,
         coverage: coverage_view.clone(),
+        audit: audit.clone(),
     });
     let (drain_signal, drain_watch) = drain::channel();
     let workers =
@@ -177,6 +191,7 @@ pub async fn run(config_path: &Path, keep_on_exit: bool) -> Result<(), AppError>
         listen_addrs.clone(),
         stats,
         coverage_view.clone(),
+        audit.clone(),
     );
     tokio::spawn(admin::serve(admin_listener, status, drain_watch.clone()));
     drop(drain_watch);
@@ -200,6 +215,7 @@ pub async fn run(config_path: &Path, keep_on_exit: bool) -> Result<(), AppError>
         &host.cgroup2_root,
         enforcement.as_deref(),
         &coverage_view,
+        &audit,
     )
     .await?;
     tracing::info!(
@@ -236,6 +252,10 @@ pub async fn run(config_path: &Path, keep_on_exit: bool) -> Result<(), AppError>
         );
     }
     workers.stop().await;
+    audit.record_anyway(crate::audit::Event::GatewayStopped {
+        reason: "clean shutdown".to_owned(),
+    });
+    audit.close();
     Ok(())
 }
 
@@ -310,8 +330,14 @@ const POLICY_WATCH_INTERVAL: std::time::Duration = std::time::Duration::from_sec
 
 /// Puts an edited policy in force if it validates; otherwise the old one stays, and the log
 /// says why.
-fn reload_policy(store: &PolicyStore, cause: &str) {
-    match store.reload() {
+fn reload_policy(store: &PolicyStore, cause: &str, audit: &crate::audit::AuditLog) {
+    let result = store.reload();
+    audit.record_anyway(crate::audit::Event::PolicyReloaded {
+        file: store.path().display().to_string(),
+        applied: result.is_ok(),
+        detail: result.as_ref().err().map(|e| e.to_string()),
+    });
+    match result {
         Ok(generation) => tracing::info!(
             event = "policy.reloaded",
             path = %store.path().display(),
@@ -336,6 +362,7 @@ async fn serve_until_shutdown(
     cgroup2_root: &Path,
     enforcement: Option<&Enforcement>,
     coverage_view: &intercept::coverage::CoverageView,
+    audit: &crate::audit::AuditLog,
 ) -> Result<(), AppError> {
     let policy = enforcement.map(|e| &*e.store);
     let Signals {
@@ -352,13 +379,13 @@ async fn serve_until_shutdown(
             _ = interrupt.recv() => return Ok(()),
             _ = hangup.recv() => {
                 match policy {
-                    Some(store) => reload_policy(store, "SIGHUP"),
+                    Some(store) => reload_policy(store, "SIGHUP", audit),
                     None => tracing::warn!("SIGHUP: no policy_file to reload; restart tollgate to apply a changed configuration"),
                 }
             }
             _ = policy_watch.tick(), if policy.is_some() => {
                 if let Some(store) = policy.filter(|store| store.changed_on_disk()) {
-                    reload_policy(store, "file changed");
+                    reload_policy(store, "file changed", audit);
                 }
                 if let Some(enforcement) = enforcement {
                     reload_derived(&enforcement.derived);
@@ -428,6 +455,7 @@ fn status_fn(
     listen: Vec<String>,
     stats: Arc<ProxyStats>,
     coverage: Arc<intercept::coverage::CoverageView>,
+    audit: crate::audit::Audit,
 ) -> admin::StatusFn {
     let started = SystemTime::now()
         .duration_since(SystemTime::UNIX_EPOCH)
@@ -474,6 +502,7 @@ fn status_fn(
         let mut status = fixed.clone();
         status["connections"] = stats.snapshot();
         status["coverage"] = serde_json::json!(coverage.plan());
+        status["audit"] = audit.status();
         if let Ok(points) = attach_points.lock() {
             status["attach_points"] = serde_json::json!(*points);
         }
@@ -483,7 +512,10 @@ fn status_fn(
 
 /// Message-level PostgreSQL settings; this stage's hooks record statements and allow all.
 /// Fails if a TLS, JWKS or credentials file named in the configuration cannot be used.
-pub fn postgres_settings(config: &Config) -> Result<PostgresSettings, AppError> {
+pub fn postgres_settings(
+    config: &Config,
+    audit: &crate::audit::Audit,
+) -> Result<PostgresSettings, AppError> {
     let hooks = Arc::new(RecordingHooks);
     let (agent_tls, certificate) = agent_acceptor(&config.gateway.tls)?;
     match certificate {
@@ -541,6 +573,7 @@ pub fn postgres_settings(config: &Config) -> Result<PostgresSettings, AppError> 
         upstreams,
         tokens,
         enforcement,
+        audit: audit.clone(),
     })
 }
 

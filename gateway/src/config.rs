@@ -1,6 +1,7 @@
 //! Configuration: one TOML file, parsed into raw serde types (`deny_unknown_fields`) and then
 //! validated into [`Config`]. Every error names the file, the line and the field.
 
+mod audit;
 mod auth;
 mod local;
 mod raw;
@@ -15,6 +16,7 @@ use std::{
 
 use ipnet::IpNet;
 
+pub use audit::{AuditSettings, Durability};
 pub use auth::{JwksSource, JwksUrl, TargetAuth, TokenAuth};
 pub use local::{Coverage, UnixAgents, UnixRoute};
 pub use tls::{AgentTls, UpstreamTls, UpstreamTlsMode};
@@ -26,6 +28,7 @@ pub struct Config {
     pub gateway: GatewaySettings,
     pub agents: AgentSelection,
     pub targets: Vec<Target>,
+    pub audit: AuditSettings,
 }
 
 #[derive(Debug, Clone)]

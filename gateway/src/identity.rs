@@ -76,6 +76,31 @@ pub fn printable(text: &str) -> String {
 }
 
 impl AgentIdentity {
+    /// As the audit records name who acted.
+    pub fn actor(&self) -> crate::audit::event::Actor {
+        let identity = self.kind().to_owned();
+        match self {
+            Self::Process(p) => crate::audit::event::Actor {
+                identity,
+                pid: Some(p.pid),
+                uid: Some(p.uid),
+                gid: Some(p.gid),
+                comm: Some(p.comm.clone()),
+                exe: p.exe.as_ref().map(|e| e.display().to_string()),
+                cmdline: Some(p.cmdline.join(" ")),
+                cgroup: p.cgroup.clone(),
+                ppid: p.ppid,
+                parent_exe: p.parent_exe.as_ref().map(|e| e.display().to_string()),
+                source: None,
+            },
+            Self::Remote { source } => crate::audit::event::Actor {
+                identity,
+                source: Some(source.to_string()),
+                ..Default::default()
+            },
+        }
+    }
+
     pub fn kind(&self) -> &'static str {
         match self {
             Self::Process(_) => "process",

@@ -2,7 +2,7 @@
 
 use std::{io::IsTerminal, path::PathBuf, process::ExitCode};
 
-use tollgate::{app, classified, config, logging, policy, status};
+use tollgate::{app, audit, classified, config, logging, policy, status};
 
 use clap::{Parser, Subcommand, ValueEnum};
 
@@ -99,6 +99,16 @@ enum Command {
         #[command(subcommand)]
         action: ClassifiedAction,
     },
+    /// The audit log: every connection, login and request, recorded before it is served, in
+    /// append-only segment files under `audit.dir` (default `state_dir/audit`). An RFC 6962
+    /// Merkle tree runs over the records and checkpoints signed with Ed25519 (C2SP signed
+    /// notes) cover it every second and every 1,000 records. Keep the verifier key (`audit
+    /// public-key`) and checkpoints (`audit checkpoint`) somewhere the host's root cannot
+    /// reach; with them, `audit verify` proves the log was neither edited nor cut short.
+    Audit {
+        #[command(subcommand)]
+        action: AuditAction,
+    },
     /// Show what is installed in the kernel (programs, cgroups, nft table, map entries) and, if a
     /// gateway is running, its listeners and live connection count. Exits 3 when no gateway runs.
     Status {
@@ -145,6 +155,49 @@ enum ClassifiedAction {
         /// Only this target's derived columns (default: every target's).
         #[arg(long)]
         target: Option<String>,
+    },
+}
+
+#[derive(Subcommand)]
+enum AuditAction {
+    /// Recompute the whole log: exits 0 when intact, 1 naming the first bad record (modified,
+    /// inserted, deleted, reordered, cut short, signed by another key, or rolled back to a
+    /// state older than a checkpoint kept elsewhere).
+    Verify {
+        #[arg(long, short, default_value = DEFAULT_CONFIG)]
+        config: PathBuf,
+        /// A checkpoint printed earlier by `audit checkpoint`: the log must have grown from it.
+        #[arg(long, value_name = "FILE")]
+        since_checkpoint: Option<PathBuf>,
+        /// The verifier key (text or a file holding it) to check signatures with; default:
+        /// the log's own signing key.
+        #[arg(long, value_name = "KEY")]
+        key: Option<String>,
+        /// Check a proof printed by `audit prove` instead of the log (needs only the key).
+        #[arg(long, value_name = "FILE", conflicts_with = "since_checkpoint")]
+        proof: Option<PathBuf>,
+    },
+    /// Print the latest signed checkpoint (C2SP tlog-checkpoint as a signed note), to keep
+    /// elsewhere or hand to a witness.
+    Checkpoint {
+        #[arg(long, short, default_value = DEFAULT_CONFIG)]
+        config: PathBuf,
+    },
+    /// Print the verifier key (C2SP note format: NAME+KEYID+BASE64).
+    PublicKey {
+        #[arg(long, short, default_value = DEFAULT_CONFIG)]
+        config: PathBuf,
+    },
+    /// Print an RFC 9162 proof against the latest checkpoint, as JSON: that record INDEX is in
+    /// the log, or that the log grew from its first OLD_SIZE records by appending only.
+    #[command(group(clap::ArgGroup::new("what").required(true).args(["inclusion", "consistency"])))]
+    Prove {
+        #[arg(long, short, default_value = DEFAULT_CONFIG)]
+        config: PathBuf,
+        #[arg(long, value_name = "INDEX")]
+        inclusion: Option<u64>,
+        #[arg(long, value_name = "OLD_SIZE")]
+        consistency: Option<u64>,
     },
 }
 
@@ -196,6 +249,7 @@ fn main() -> ExitCode {
             }
         }
         Command::Status { config, json } => status::run(&config, json),
+        Command::Audit { action } => audit_command(action),
         Command::Classified { action } => {
             let done = match action {
                 ClassifiedAction::List { config, json } => classified::list(&config, json),
@@ -230,6 +284,53 @@ fn main() -> ExitCode {
             }
             Err(error) => fail(&error.to_string()),
         },
+    }
+}
+
+fn audit_command(action: AuditAction) -> ExitCode {
+    let settings = |path: &PathBuf| {
+        config::load(path)
+            .map(|c| c.audit)
+            .map_err(|e| e.to_string())
+    };
+    let done = match action {
+        AuditAction::Verify {
+            config,
+            since_checkpoint,
+            key,
+            proof,
+        } => settings(&config).and_then(|s| match proof {
+            Some(proof) => audit::commands::check_proof(&s, &proof, key.as_deref()),
+            None => audit::commands::verify(&s, since_checkpoint.as_deref(), key.as_deref()),
+        }),
+        AuditAction::Checkpoint { config } => {
+            settings(&config).and_then(|s| audit::commands::checkpoint(&s))
+        }
+        AuditAction::PublicKey { config } => {
+            settings(&config).and_then(|s| audit::commands::public_key(&s))
+        }
+        AuditAction::Prove {
+            config,
+            inclusion,
+            consistency,
+        } => settings(&config).and_then(|s| {
+            let asked = match (inclusion, consistency) {
+                (Some(index), _) => audit::prove::Asked::Inclusion(index),
+                (None, Some(size)) => audit::prove::Asked::Consistency(size),
+                (None, None) => return Err("--inclusion or --consistency".to_owned()),
+            };
+            audit::commands::prove(&s, asked)
+        }),
+    };
+    match done {
+        Ok(text) => {
+            print!("{text}");
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            eprintln!("tollgate: audit: {error}");
+            ExitCode::from(1)
+        }
     }
 }
 

@@ -28,6 +28,8 @@ pub struct ProxyContext {
     pub postgres: PostgresSettings,
     /// Local addresses a protected server also listens on (listener coverage).
     pub coverage: Arc<crate::intercept::coverage::CoverageView>,
+    /// Every connection is recorded there before it is served.
+    pub audit: crate::audit::Audit,
 }
 
 /// Counters for `tollgate status`.

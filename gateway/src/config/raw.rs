@@ -9,6 +9,17 @@ pub struct RawConfig {
     pub gateway: Option<Spanned<RawGateway>>,
     pub agents: Spanned<RawAgents>,
     pub targets: Option<Spanned<Vec<Spanned<RawTarget>>>>,
+    pub audit: Option<Spanned<RawAudit>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAudit {
+    pub dir: Option<Spanned<String>>,
+    pub durability: Option<Spanned<String>>,
+    pub flush_ms: Option<Spanned<u64>>,
+    pub key_file: Option<Spanned<String>>,
+    pub origin: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

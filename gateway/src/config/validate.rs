@@ -68,10 +68,12 @@ pub fn validate(raw: RawConfig) -> Result<Config, Issue> {
     let agents = validate_agents(&raw.agents)?;
     let gateway = validate_gateway(raw.gateway.as_ref(), &agents)?;
     let targets = validate_targets(raw.targets.as_ref(), &raw.agents, gateway.listen_port)?;
+    let audit = super::audit::settings(raw.audit.as_ref(), &gateway.tls.state_dir)?;
     Ok(Config {
         gateway,
         agents,
         targets,
+        audit,
     })
 }
 

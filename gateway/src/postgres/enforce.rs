@@ -177,6 +177,8 @@ pub struct Inspection {
     pub protect: bool,
     /// Refused statements: the marker of each stand-in and the error the client gets.
     pub denials: Vec<(u32, ClientError)>,
+    /// The stand-ins, by statement index: put in place once the request is recorded.
+    pub replacements: Vec<(usize, BytesMut)>,
 }
 
 /// One statement decided, with what its results need.
@@ -268,8 +270,8 @@ impl SessionEnforcement {
             results: Vec::with_capacity(count),
             protect: !self.recent.context().classes.is_empty(),
             denials: Vec::new(),
+            replacements: Vec::new(),
         };
-        let mut replacements = Vec::new();
         // The text parsed last: an extended-protocol request usually parses a statement and
         // executes it, which is one decision even for a text the session does not keep.
         let mut parsed: Option<(&str, (Decision, QueryRules))> = None;
@@ -307,11 +309,12 @@ impl SessionEnforcement {
                 let id = self.next_denial;
                 self.next_denial = self.next_denial.wrapping_add(1);
                 inspection.denials.push((id, error));
-                replacements.push((index, replacement(statement, id)));
+                inspection
+                    .replacements
+                    .push((index, replacement(statement, id)));
             }
             inspection.results.push(results);
         }
-        request.substitute(replacements);
         Ok(inspection)
     }
 
@@ -811,6 +814,25 @@ fn refusal_error(decision: &Decision) -> Option<ClientError> {
             refusal.rule, refusal.message
         ),
     ))
+}
+
+/// Stand-in messages by statement index.
+pub type Standins = Vec<(usize, BytesMut)>;
+/// The marker of each stand-in and the error the client gets for it.
+pub type Denials = Vec<(u32, ClientError)>;
+
+/// Every statement of a request refused with `error` (its record could not be written):
+/// the stand-ins by statement index, and the denials they carry.
+pub fn refuse_all(request: &Request, error: &ClientError) -> (Standins, Denials) {
+    request
+        .statements
+        .iter()
+        .enumerate()
+        .map(|(index, statement)| {
+            let id = index as u32;
+            ((index, replacement(statement, id)), (id, error.clone()))
+        })
+        .unzip()
 }
 
 /// A message the server rejects, quoting the marker: a syntax error for SQL, an unknown

@@ -11,7 +11,10 @@ use super::{
     startup::StartupInfo,
     token::TokenIdentity,
 };
-use crate::identity::{printable, AgentIdentity};
+use crate::{
+    audit::event::{RequestDecided, StatementRecord},
+    identity::{printable, AgentIdentity},
+};
 
 /// Who a session belongs to, as the hooks see it.
 #[derive(Debug)]
@@ -77,11 +80,33 @@ impl ResponseHook for RecordingHooks {
     }
 }
 
-fn record_statement(session: &SessionInfo, statement: &Statement, verdict: Option<&Verdict>) {
-    let pid = match &session.agent {
-        AgentIdentity::Process(process) => Some(process.pid),
-        AgentIdentity::Remote { .. } => None,
-    };
+/// The record of a request, written before it is forwarded; None when it runs no statement
+/// (a Sync, a Describe).
+pub fn request_event(
+    session: &SessionInfo,
+    request: &Request,
+    verdicts: &[Verdict],
+) -> Option<crate::audit::Event> {
+    let statements: Vec<StatementRecord> = request
+        .statements
+        .iter()
+        .enumerate()
+        .filter_map(|(index, statement)| statement_record(statement, verdicts.get(index)))
+        .collect();
+    if statements.is_empty() {
+        return None;
+    }
+    Some(crate::audit::Event::RequestDecided(RequestDecided {
+        conn_id: session.conn_id,
+        target: session.target.clone(),
+        db_user: printable(&session.startup.user),
+        database: printable(&session.startup.database),
+        token_subject: session.token.as_ref().map(|t| printable(&t.subject)),
+        statements,
+    }))
+}
+
+fn statement_record(statement: &Statement, verdict: Option<&Verdict>) -> Option<StatementRecord> {
     let (protocol, sql, parameters) = match statement {
         Statement::Simple { sql } => ("simple", Some(redact_sql(sql)), None),
         // A named statement is recorded when prepared: what the server will run under that
@@ -94,7 +119,7 @@ fn record_statement(session: &SessionInfo, statement: &Statement, verdict: Optio
         Statement::Prepare { sql, .. } if verdict.is_some_and(|v| v.decision != "allow") => {
             ("prepare", Some(redact_sql(sql)), None)
         }
-        Statement::Prepare { .. } => return,
+        Statement::Prepare { .. } => return None,
         Statement::Execute {
             sql, parameters, ..
         } => (
@@ -109,6 +134,23 @@ fn record_statement(session: &SessionInfo, statement: &Statement, verdict: Optio
             ),
         ),
     };
+    Some(StatementRecord {
+        protocol: protocol.to_owned(),
+        sql,
+        parameters,
+        decision: verdict.map(|v| v.decision.to_owned()),
+        rule: verdict.map(|v| v.rule.to_string()),
+    })
+}
+
+fn record_statement(session: &SessionInfo, statement: &Statement, verdict: Option<&Verdict>) {
+    let Some(record) = statement_record(statement, verdict) else {
+        return;
+    };
+    let pid = match &session.agent {
+        AgentIdentity::Process(process) => Some(process.pid),
+        AgentIdentity::Remote { .. } => None,
+    };
     tracing::info!(
         event = "statement",
         conn_id = session.conn_id,
@@ -118,11 +160,11 @@ fn record_statement(session: &SessionInfo, statement: &Statement, verdict: Optio
         subject = session.token.as_ref().map(|t| printable(&t.subject)),
         db_user = %printable(&session.startup.user),
         database = %printable(&session.startup.database),
-        protocol,
-        sql = sql.as_deref().unwrap_or("<unknown prepared statement>"),
-        parameters = parameters.as_deref(),
-        decision = verdict.map(|v| v.decision),
-        rule = verdict.map(|v| &*v.rule),
+        protocol = record.protocol,
+        sql = record.sql.as_deref().unwrap_or("<unknown prepared statement>"),
+        parameters = record.parameters.as_deref(),
+        decision = record.decision.as_deref(),
+        rule = record.rule.as_deref(),
         "statement"
     );
 }

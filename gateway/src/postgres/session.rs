@@ -71,6 +71,8 @@ pub struct PostgresSettings {
     pub tokens: HashMap<String, Arc<TokenLogin>>,
     /// The policy, when one is configured.
     pub enforcement: Option<Arc<Enforcement>>,
+    /// Every login and request is recorded there first.
+    pub audit: crate::audit::Audit,
 }
 
 /// What the pumps share for one session.
@@ -86,6 +88,9 @@ pub struct SessionParts<'a> {
     max_message_bytes: usize,
     /// Settings whose values may come from classified data (with a policy in force).
     settings: Option<Arc<TaintedSettings>>,
+    /// Where requests are recorded before they are forwarded (None only in tests of the
+    /// session alone).
+    audit: Option<&'a crate::audit::AuditLog>,
 }
 
 /// How a running session ended without an error.
@@ -185,6 +190,14 @@ pub async fn serve<S: PgStream + 'static>(
         token,
     };
     log_startup(&session);
+    if !record_login(&settings.audit, &session, guard) {
+        let error = ClientError::fatal(
+            crate::audit::UNAVAILABLE_SQLSTATE,
+            "Tollgate: the audit log cannot record this session, so it was not started",
+        );
+        send_fatal(&mut agent, &error).await;
+        return;
+    }
     let enforcement = match &settings.enforcement {
         None => None,
         Some(enforcement) => match enforcement.admit(
@@ -263,6 +276,7 @@ pub async fn serve<S: PgStream + 'static>(
         upstream: upstream_addr,
         upstream_tls,
         max_message_bytes: settings.max_message_bytes,
+        audit: Some(&settings.audit),
     };
     run(
         parts,
@@ -558,6 +572,43 @@ async fn forward_cancel(
         Err(_) => {
             guard.outcome = Outcome::UpstreamUnreachable;
             guard.error = Some(format!("{}: cancel not acknowledged", route.upstream));
+        }
+    }
+}
+
+/// The login as the audit log keeps it; false (the session is refused) when it cannot.
+fn record_login(
+    audit: &crate::audit::AuditLog,
+    session: &SessionInfo,
+    guard: &mut SessionGuard,
+) -> bool {
+    let printable = crate::identity::printable;
+    let login = crate::audit::event::LoginDecided {
+        conn_id: session.conn_id,
+        target: session.target.clone(),
+        db_user: printable(&session.startup.user),
+        database: printable(&session.startup.database),
+        auth: match session.token {
+            Some(_) => "token",
+            None => "passthrough",
+        }
+        .to_owned(),
+        tls: session.tls,
+        token_subject: session.token.as_ref().map(|t| printable(&t.subject)),
+        token_groups: session
+            .token
+            .as_ref()
+            .map(|t| t.groups.iter().map(|g| printable(g)).collect())
+            .unwrap_or_default(),
+        accepted: true,
+        reason: None,
+    };
+    match audit.append(crate::audit::Event::LoginDecided(login)) {
+        Ok(_) => true,
+        Err(error) => {
+            guard.outcome = Outcome::Refused("the audit log cannot be written");
+            guard.error = Some(error.to_string());
+            false
         }
     }
 }

@@ -29,6 +29,7 @@ pub async fn handle_connection(
     _drain: drain::Watch,
 ) {
     let mut guard = SessionGuard::new(context.stats.clone(), client);
+    guard.audit = Some(context.audit.clone());
     // With the eBPF redirect the agent's socket is connected to this listener itself: its flow
     // is keyed by our own address and the record carries the original destination. With the
     // nftables redirect that key never exists, so the lookup is not made.
@@ -67,7 +68,17 @@ pub async fn handle_connection(
     if let AgentIdentity::Process(process) = &identity {
         guard.pid = Some(process.pid);
     }
-    log_open(guard.id, &client, &orig_dst, target, &identity);
+    if !log_open(
+        &context.audit,
+        guard.id,
+        &client,
+        &orig_dst,
+        target,
+        &identity,
+    ) {
+        guard.outcome = Outcome::Refused("the audit log cannot be written");
+        return;
+    }
 
     let upstream_addr = UpstreamAddr(target.upstream.unwrap_or(orig_dst.0));
     match target.kind {
@@ -151,14 +162,28 @@ fn process_identity(context: &ProxyContext, conn: &ConnIdentity) -> AgentIdentit
     AgentIdentity::Process(ProcessIdentity::from_kernel(conn, info))
 }
 
-/// The `connection.open` record: `client` and `orig_dst` as the transport names them.
+/// The `connection.open` record: `client` and `orig_dst` as the transport names them. False
+/// when the audit log cannot record it: the connection is then refused.
 pub(super) fn log_open(
+    audit: &crate::audit::AuditLog,
     id: u64,
     client: &dyn std::fmt::Display,
     orig_dst: &dyn std::fmt::Display,
     target: &Target,
     identity: &AgentIdentity,
-) {
+) -> bool {
+    let opened = crate::audit::event::ConnectionOpened {
+        conn_id: id,
+        client: client.to_string(),
+        orig_dst: orig_dst.to_string(),
+        target: target.name.clone(),
+        target_kind: target.kind.as_str().to_owned(),
+        actor: identity.actor(),
+    };
+    if let Err(error) = audit.append(crate::audit::Event::ConnectionOpened(opened)) {
+        tracing::error!(conn_id = id, %error, "connection refused: not recorded");
+        return false;
+    }
     match identity {
         AgentIdentity::Process(p) => tracing::info!(
             event = "connection.open",
@@ -193,6 +218,7 @@ pub(super) fn log_open(
             "remote agent connection"
         ),
     }
+    true
 }
 
 #[cfg(test)]

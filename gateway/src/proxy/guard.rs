@@ -70,6 +70,8 @@ pub struct SessionGuard {
     pub error: Option<String>,
     pub bytes_from_agent: u64,
     pub bytes_to_agent: u64,
+    /// Where the close is recorded (None only in tests of the session alone).
+    pub audit: Option<crate::audit::Audit>,
 }
 
 impl SessionGuard {
@@ -97,6 +99,7 @@ impl SessionGuard {
             error: None,
             bytes_from_agent: 0,
             bytes_to_agent: 0,
+            audit: None,
         }
     }
 }
@@ -116,6 +119,26 @@ impl Drop for SessionGuard {
             (Client::Tcp(_), orig_dst) => orig_dst.map(|d| d.to_string()).unwrap_or_default(),
         };
         let duration_ms = self.started.elapsed().as_secs_f64() * 1000.0;
+        if let Some(audit) = &self.audit {
+            audit.record_anyway(crate::audit::Event::ConnectionClosed(
+                crate::audit::event::ConnectionClosed {
+                    conn_id: self.id,
+                    client: self.client.to_string(),
+                    orig_dst: orig_dst.clone(),
+                    target: self.target.clone(),
+                    pid: self.pid,
+                    outcome: self.outcome.as_str().to_owned(),
+                    reason: match self.outcome {
+                        Outcome::Refused(reason) => Some(reason.to_owned()),
+                        _ => None,
+                    },
+                    error: self.error.clone(),
+                    bytes_from_agent: self.bytes_from_agent,
+                    bytes_to_agent: self.bytes_to_agent,
+                    duration_ms: duration_ms as u64,
+                },
+            ));
+        }
         if let Outcome::Refused(reason) = self.outcome {
             stats.refused.fetch_add(1, Ordering::Relaxed);
             tracing::warn!(

@@ -106,6 +106,7 @@ pub async fn serve(
 
 async fn handle(agent: UnixStream, route: &UnixRoute, context: &ProxyContext, root: &Path) {
     let mut guard = SessionGuard::unix(context.stats.clone(), &route.protected);
+    guard.audit = Some(context.audit.clone());
     let Some(target) = context
         .config
         .targets
@@ -132,7 +133,10 @@ async fn handle(agent: UnixStream, route: &UnixRoute, context: &ProxyContext, ro
         guard.pid = Some(process.pid);
     }
     let asked = format!("unix:{}", route.protected.display());
-    log_open(guard.id, &"unix", &asked, target, &identity);
+    if !log_open(&context.audit, guard.id, &"unix", &asked, target, &identity) {
+        guard.outcome = Outcome::Refused("the audit log cannot be written");
+        return;
+    }
     let upstream = UpstreamAddr(target.unix_upstream());
     crate::postgres::serve(
         agent,

@@ -39,6 +39,8 @@ pub struct GatewayConfig {
     pub object_stores: Vec<(String, Vec<String>)>,
     /// Extra `key = value` lines for the `[gateway]` section (e.g. `startup_timeout_ms = 500`).
     pub extra_gateway: Vec<String>,
+    /// `key = value` lines for an `[audit]` section (e.g. `durability = "strict"`).
+    pub extra_audit: Vec<String>,
     /// Run the gateway inside this network namespace (`/run/netns/<name>`).
     pub netns: Option<String>,
     /// Writes `gateway.unix_socket_dir` (builds before the unix socket hook refuse the key:
@@ -80,6 +82,7 @@ impl GatewayConfig {
             target_lines: Vec::new(),
             object_stores: Vec::new(),
             extra_gateway: Vec::new(),
+            extra_audit: Vec::new(),
             netns: None,
         }
     }
@@ -132,6 +135,9 @@ impl GatewayConfig {
             uids.join(", "),
             list(&self.remote_sources)
         );
+        if !self.extra_audit.is_empty() {
+            let _ = writeln!(text, "\n[audit]\n{}", self.extra_audit.join("\n"));
+        }
         let kinds = self.targets.iter().map(|t| ("postgres", t));
         let kinds = kinds.chain(self.object_stores.iter().map(|t| ("object_store", t)));
         for (kind, (name, destinations)) in kinds {

@@ -123,6 +123,7 @@ pub async fn forward(
             } else {
                 // The stand-in is a Query the server answers with an error and ReadyForQuery.
                 let rules = QueryRules::default();
+                request.substitute(inspection.replacements);
                 (Step::Query { rules, index: 0 }, request.frames.split())
             };
             sent.steps = vec![step];
@@ -139,6 +140,17 @@ pub async fn forward(
     {
         RequestVerdict::Forward => {}
     }
+    let mut refused = Vec::new();
+    super::pumps::record_request(parts, &request, &mut sent, &mut refused).await;
+    let frames = match refused.pop() {
+        // Not recorded: the call's stand-in Query is refused in its place.
+        Some((_, standin)) => {
+            let rules = QueryRules::default();
+            sent.steps = vec![Step::Query { rules, index: 0 }];
+            standin
+        }
+        None => frames,
+    };
     parts.state.request_sent(sent);
     Ok(frames)
 }

@@ -219,6 +219,7 @@ async fn decide(
     mut request: Request,
 ) -> Result<BytesMut, PumpError> {
     let mut sent = Sent::new(request.end);
+    let mut replacements = Vec::new();
     if let Some(enforcement) = enforcement {
         let inspection = enforcement
             .inspect(&mut request, names, parts.state.position())
@@ -228,6 +229,7 @@ async fn decide(
         sent.verdicts = inspection.verdicts;
         sent.denials = inspection.denials;
         sent.protect = inspection.protect;
+        replacements = inspection.replacements;
     }
     match parts
         .request_hook
@@ -235,10 +237,38 @@ async fn decide(
     {
         RequestVerdict::Forward => {}
     }
+    record_request(parts, &request, &mut sent, &mut replacements).await;
+    request.substitute(replacements);
     sent.effects = names.take_effects();
     sent.marks = names.marks();
     parts.state.request_sent(sent);
     Ok(request.frames)
+}
+
+/// Records the request before anything of it is forwarded; when the record cannot be
+/// written, every statement of it is refused instead (`53100`), never forwarded unrecorded.
+pub(super) async fn record_request(
+    parts: &SessionParts<'_>,
+    request: &crate::postgres::request::Request,
+    sent: &mut Sent,
+    replacements: &mut Vec<(usize, BytesMut)>,
+) {
+    let Some(audit) = parts.audit else {
+        return;
+    };
+    let Some(event) = crate::postgres::hooks::request_event(parts.session, request, &sent.verdicts)
+    else {
+        return;
+    };
+    if let Err(error) = audit.record(event).await {
+        let refusal = ClientError::error(
+            crate::audit::UNAVAILABLE_SQLSTATE,
+            "Tollgate: the audit log cannot record this request, so it was not run; try again \
+             once the gateway's disk has room",
+        );
+        tracing::warn!(conn_id = parts.session.conn_id, %error, "request refused: not recorded");
+        (*replacements, sent.denials) = crate::postgres::enforce::refuse_all(request, &refusal);
+    }
 }
 
 pub async fn backend<R, W>(

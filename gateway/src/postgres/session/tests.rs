@@ -128,6 +128,7 @@ pub async fn start_with(policy: Option<&str>, canned: Canned, agent_side: Agent)
             upstream_tls: false,
             max_message_bytes: 1 << 20,
             settings: enforcement.as_ref().map(|e| e.settings()),
+            audit: None,
         };
         let client = ClientAddr("127.0.0.1:40000".parse().unwrap());
         let mut guard = SessionGuard::new(Arc::new(ProxyStats::default()), client);

@@ -118,9 +118,26 @@ struct Harness {
     context: Arc<ProxyContext>,
     attribution: Arc<FakeAttribution>,
     stats: Arc<ProxyStats>,
+    /// The audit log's directory, removed with the harness.
+    audit_root: std::path::PathBuf,
 }
 
-fn harness(config: Config) -> Harness {
+impl Drop for Harness {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.audit_root);
+    }
+}
+
+fn harness(mut config: Config) -> Harness {
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let audit_root = std::env::temp_dir().join(format!(
+        "tollgate-connection-audit-{}-{n}",
+        std::process::id()
+    ));
+    config.audit.dir = audit_root.join("audit");
+    config.audit.key_file = audit_root.join("audit-key");
+    let audit = crate::audit::AuditLog::open(&config.audit).expect("audit log");
     let attribution = Arc::new(FakeAttribution::default());
     let stats = Arc::new(ProxyStats::default());
     let proc_root = empty_proc_root();
@@ -128,7 +145,7 @@ fn harness(config: Config) -> Harness {
         !proc_root.join("4000001").exists(),
         "the fake proc root must not hold the agent pid"
     );
-    let postgres = crate::app::postgres_settings(&config).expect("TLS settings");
+    let postgres = crate::app::postgres_settings(&config, &audit).expect("TLS settings");
     let context = Arc::new(ProxyContext {
         config: Arc::new(config),
         attribution: attribution.clone(),
@@ -136,11 +153,13 @@ fn harness(config: Config) -> Harness {
         proc_root,
         postgres,
         coverage: Default::default(),
+        audit,
     });
     Harness {
         context,
         attribution,
         stats,
+        audit_root,
     }
 }
 

@@ -1,0 +1,145 @@
+//! What the log records: typed events, one per thing an auditor asks about. Plain data, so
+//! every protocol (PostgreSQL now, object storage next) fills the same shapes and nothing here
+//! depends on the modules above.
+
+use serde::{Deserialize, Serialize};
+
+/// One audit event. Serialized with its `kind` beside its fields.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Event {
+    GatewayStarted {
+        version: String,
+        config_file: String,
+        policy_file: Option<String>,
+    },
+    GatewayStopped {
+        reason: String,
+    },
+    /// A policy file was read again: applied, or rejected (the previous one stays).
+    PolicyReloaded {
+        file: String,
+        applied: bool,
+        detail: Option<String>,
+    },
+    ConnectionOpened(ConnectionOpened),
+    ConnectionClosed(ConnectionClosed),
+    LoginDecided(LoginDecided),
+    RequestDecided(RequestDecided),
+    /// A signed checkpoint over every record before this one (C2SP signed note).
+    Checkpoint {
+        note: String,
+    },
+}
+
+impl Event {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::GatewayStarted { .. } => "gateway_started",
+            Self::GatewayStopped { .. } => "gateway_stopped",
+            Self::PolicyReloaded { .. } => "policy_reloaded",
+            Self::ConnectionOpened(_) => "connection_opened",
+            Self::ConnectionClosed(_) => "connection_closed",
+            Self::LoginDecided(_) => "login_decided",
+            Self::RequestDecided(_) => "request_decided",
+            Self::Checkpoint { .. } => "checkpoint",
+        }
+    }
+
+    /// The connection an event belongs to, for the session view.
+    pub fn conn_id(&self) -> Option<u64> {
+        match self {
+            Self::ConnectionOpened(e) => Some(e.conn_id),
+            Self::ConnectionClosed(e) => Some(e.conn_id),
+            Self::LoginDecided(e) => Some(e.conn_id),
+            Self::RequestDecided(e) => Some(e.conn_id),
+            _ => None,
+        }
+    }
+}
+
+/// Who opened a connection: the process the kernel saw, or a remote agent's address.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Actor {
+    /// `process` or `remote`.
+    pub identity: String,
+    pub pid: Option<u32>,
+    pub uid: Option<u32>,
+    pub gid: Option<u32>,
+    pub comm: Option<String>,
+    pub exe: Option<String>,
+    /// The command line with secrets redacted.
+    pub cmdline: Option<String>,
+    pub cgroup: Option<String>,
+    pub ppid: Option<u32>,
+    pub parent_exe: Option<String>,
+    /// A remote agent's source address.
+    pub source: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ConnectionOpened {
+    pub conn_id: u64,
+    pub client: String,
+    pub orig_dst: String,
+    pub target: String,
+    pub target_kind: String,
+    pub actor: Actor,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ConnectionClosed {
+    pub conn_id: u64,
+    pub client: String,
+    pub orig_dst: String,
+    pub target: Option<String>,
+    pub pid: Option<u32>,
+    /// `closed`, `refused`, `interrupted`, ...
+    pub outcome: String,
+    pub reason: Option<String>,
+    pub error: Option<String>,
+    pub bytes_from_agent: u64,
+    pub bytes_to_agent: u64,
+    pub duration_ms: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LoginDecided {
+    pub conn_id: u64,
+    pub target: String,
+    pub db_user: String,
+    pub database: String,
+    /// `passthrough` (the server authenticates) or `token`.
+    pub auth: String,
+    pub tls: bool,
+    pub token_subject: Option<String>,
+    pub token_groups: Vec<String>,
+    pub accepted: bool,
+    pub reason: Option<String>,
+}
+
+/// One request (a simple Query, or the extended-protocol messages up to Sync) as decided,
+/// written before anything of it is forwarded.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RequestDecided {
+    pub conn_id: u64,
+    pub target: String,
+    pub db_user: String,
+    pub database: String,
+    pub token_subject: Option<String>,
+    pub statements: Vec<StatementRecord>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StatementRecord {
+    /// `simple`, `prepare` or `extended`.
+    pub protocol: String,
+    /// The statement with its literals redacted; None for an Execute of a statement prepared
+    /// before (recorded with its Parse).
+    pub sql: Option<String>,
+    /// Each parameter's format and size, never its value.
+    pub parameters: Option<String>,
+    /// `allow`, `deny`, `require_approval`, or None without a policy.
+    pub decision: Option<String>,
+    pub rule: Option<String>,
+}

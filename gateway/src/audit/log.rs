@@ -1,0 +1,408 @@
+//! The writer: appends records to the current segment, keeps the Merkle frontier, signs a
+//! checkpoint every second and every 1,000 records, and syncs to disk (batched, or strict
+//! group commit). A write that fails leaves the log as it was and the caller refuses its
+//! request; the next append tries again, so service resumes by itself when space returns.
+
+use std::{
+    fs::{File, OpenOptions},
+    io::Write,
+    os::unix::fs::{DirBuilderExt, OpenOptionsExt},
+    path::{Path, PathBuf},
+    sync::{Arc, Condvar, Mutex, MutexGuard},
+    thread::JoinHandle,
+    time::{Duration, Instant},
+};
+
+use super::{
+    event::Event,
+    keys,
+    merkle::{leaf_hash, Frontier, Hash},
+    note::{self, Checkpoint, SigningKey},
+    record::Record,
+    segment::{self, Place, SEGMENT_BYTES},
+    AuditError,
+};
+use crate::config::{AuditSettings, Durability};
+
+/// Records between two checkpoints, at most.
+pub const CHECKPOINT_EVERY: u64 = 1000;
+/// And at least this often while records arrive.
+const CHECKPOINT_INTERVAL: Duration = Duration::from_secs(1);
+/// The latest signed checkpoint, beside the segments (`tollgate audit checkpoint`).
+pub const LATEST_CHECKPOINT: &str = "checkpoint";
+
+pub struct AuditLog {
+    writer: Mutex<Writer>,
+    /// Wakes the sync thread: records wait (strict), or the log is closing.
+    wake: Condvar,
+    /// Records known to be on disk, or why syncing failed.
+    synced: tokio::sync::watch::Sender<Synced>,
+    durability: Durability,
+    flush_interval: Duration,
+    thread: Mutex<Option<JoinHandle<()>>>,
+}
+
+#[derive(Debug, Clone, Default)]
+struct Synced {
+    records: u64,
+    error: Option<String>,
+}
+
+struct Writer {
+    dir: PathBuf,
+    file: File,
+    segment_len: u64,
+    frontier: Frontier,
+    prev: Option<Hash>,
+    key: SigningKey,
+    origin: String,
+    /// Records covered by the last checkpoint, the checkpoint's own record included.
+    signed: u64,
+    signed_at: Instant,
+    /// The last write failed (the segment was cut back to its last whole record).
+    failure: Option<String>,
+    closing: bool,
+}
+
+impl AuditLog {
+    /// Opens (or starts) the log in `settings.dir`: re-reads it to rebuild the tree, drops a
+    /// record torn by a crash, signs what the last run left unsigned, and starts syncing.
+    pub fn open(settings: &AuditSettings) -> Result<Arc<Self>, AuditError> {
+        let dir = settings.dir.clone();
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&dir)
+            .map_err(|e| AuditError::io(format!("creating {}", dir.display()), e))?;
+        let key = keys::load_or_create(&settings.key_file, &settings.origin)?;
+        let Reread {
+            frontier,
+            prev,
+            signed,
+            last,
+        } = reread(&dir)?;
+        let (file, segment_len) = open_segment(&dir, last, frontier.size())?;
+        let writer = Writer {
+            dir,
+            file,
+            segment_len,
+            frontier,
+            prev,
+            key,
+            origin: settings.origin.clone(),
+            signed,
+            signed_at: Instant::now(),
+            failure: None,
+            closing: false,
+        };
+        let size = writer.frontier.size();
+        let log = Arc::new(Self {
+            writer: Mutex::new(writer),
+            wake: Condvar::new(),
+            synced: tokio::sync::watch::Sender::new(Synced {
+                records: size,
+                error: None,
+            }),
+            durability: settings.durability,
+            flush_interval: settings.flush_interval,
+            thread: Mutex::new(None),
+        });
+        if size > signed {
+            log.lock().checkpoint()?;
+        }
+        let syncing = Arc::clone(&log);
+        let thread = std::thread::Builder::new()
+            .name("audit-sync".to_owned())
+            .spawn(move || syncing.sync_loop())
+            .map_err(|e| AuditError::io("starting the audit sync thread".to_owned(), e))?;
+        *log.thread.lock().unwrap_or_else(|p| p.into_inner()) = Some(thread);
+        Ok(log)
+    }
+
+    /// Appends a record (written before this returns: it survives the gateway's crash) and
+    /// returns its index. In strict mode, use [`AuditLog::record`] to also wait for the disk.
+    pub fn append(&self, event: Event) -> Result<u64, AuditError> {
+        let index = self.lock().append(event)?;
+        if self.durability == Durability::Strict {
+            self.wake.notify_one();
+        }
+        Ok(index)
+    }
+
+    /// Appends a record and, in strict mode, waits until it is synced to disk.
+    pub async fn record(&self, event: Event) -> Result<u64, AuditError> {
+        let index = self.append(event)?;
+        if self.durability == Durability::Strict {
+            let mut synced = self.synced.subscribe();
+            let state = synced
+                .wait_for(|s| s.records > index || s.error.is_some())
+                .await
+                .map_err(|_| AuditError::Unavailable("the audit log is closed".to_owned()))?;
+            if let Some(error) = &state.error {
+                return Err(AuditError::Unavailable(format!("syncing: {error}")));
+            }
+        }
+        Ok(index)
+    }
+
+    /// Appends a record the caller cannot refuse anything over (a close, a stop): a failure
+    /// is logged for the operator.
+    pub fn record_anyway(&self, event: Event) {
+        let kind = event.kind();
+        if let Err(error) = self.append(event) {
+            tracing::error!(event = "audit.write_failed", kind, %error, "audit record lost");
+        }
+    }
+
+    /// Signs a final checkpoint, syncs and stops the sync thread.
+    pub fn close(&self) {
+        {
+            let mut writer = self.lock();
+            writer.closing = true;
+            if let Err(error) = writer.checkpoint() {
+                tracing::error!(event = "audit.write_failed", %error, "no final checkpoint");
+            }
+        }
+        self.wake.notify_all();
+        let thread = self.thread.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(thread) = thread {
+            let _ = thread.join();
+        }
+    }
+
+    /// For `tollgate status`.
+    pub fn status(&self) -> serde_json::Value {
+        let writer = self.lock();
+        let synced = self.synced.borrow().clone();
+        serde_json::json!({
+            "dir": writer.dir.display().to_string(),
+            "records": writer.frontier.size(),
+            "signed": writer.signed,
+            "synced": synced.records,
+            "durability": self.durability.as_str(),
+            "failure": writer.failure.clone().or(synced.error),
+            "verifier_key": writer.key.verifier().to_text(),
+        })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Writer> {
+        self.writer.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Syncs what was written (at once for strict waiters, every `flush_interval` otherwise)
+    /// and signs a checkpoint each second while records arrive.
+    fn sync_loop(&self) {
+        loop {
+            let (file, records, closing) = {
+                let mut writer = self.lock();
+                let wait = match self.durability {
+                    Durability::Strict => CHECKPOINT_INTERVAL,
+                    Durability::Batched => self.flush_interval,
+                };
+                let pending = |w: &Writer| w.frontier.size() > self.synced.borrow().records;
+                let sync_now = self.durability == Durability::Strict && pending(&writer);
+                if !writer.closing && !sync_now {
+                    writer = self
+                        .wake
+                        .wait_timeout(writer, wait)
+                        .unwrap_or_else(|p| p.into_inner())
+                        .0;
+                }
+                if writer.frontier.size() > writer.signed
+                    && writer.signed_at.elapsed() >= CHECKPOINT_INTERVAL
+                    && !writer.closing
+                {
+                    if let Err(error) = writer.checkpoint() {
+                        tracing::error!(event = "audit.write_failed", %error, "checkpoint");
+                    }
+                }
+                if !pending(&writer) && !writer.closing {
+                    continue;
+                }
+                (
+                    writer.file.try_clone(),
+                    writer.frontier.size(),
+                    writer.closing,
+                )
+            };
+            let result = file.and_then(|f| f.sync_data());
+            self.synced.send_modify(|s| match result {
+                Ok(()) => {
+                    s.records = s.records.max(records);
+                    s.error = None;
+                }
+                Err(error) => s.error = Some(error.to_string()),
+            });
+            if closing {
+                return;
+            }
+        }
+    }
+}
+
+impl Writer {
+    fn append(&mut self, event: Event) -> Result<u64, AuditError> {
+        let is_checkpoint = matches!(event, Event::Checkpoint { .. });
+        let index = self.write(event)?;
+        if !is_checkpoint && self.frontier.size() - self.signed >= CHECKPOINT_EVERY {
+            self.checkpoint()?;
+        }
+        Ok(index)
+    }
+
+    fn write(&mut self, event: Event) -> Result<u64, AuditError> {
+        if self.segment_len >= SEGMENT_BYTES {
+            self.rotate()?;
+        }
+        let index = self.frontier.size();
+        let mut line = Record::new(index, self.prev.as_ref(), event).to_line();
+        let leaf = leaf_hash(&line);
+        line.push(b'\n');
+        if let Err(error) = self.file.write_all(&line) {
+            // Whatever part of the line reached the file goes again: the log stays whole.
+            let _ = self.file.set_len(self.segment_len);
+            let why = error.to_string();
+            if self.failure.as_deref() != Some(&why) {
+                tracing::error!(event = "audit.unavailable", error = %why,
+                    "the audit log cannot be written: requests are refused until it can");
+            }
+            self.failure = Some(why.clone());
+            return Err(AuditError::Unavailable(why));
+        }
+        if self.failure.take().is_some() {
+            tracing::warn!(event = "audit.resumed", "the audit log is written again");
+        }
+        self.segment_len += line.len() as u64;
+        self.frontier.push(leaf);
+        self.prev = Some(leaf);
+        Ok(index)
+    }
+
+    /// Signs the tree as it stands and appends the checkpoint as a record of its own.
+    fn checkpoint(&mut self) -> Result<(), AuditError> {
+        let size = self.frontier.size();
+        if size == self.signed && size > 0 {
+            return Ok(());
+        }
+        let body = Checkpoint {
+            origin: self.origin.clone(),
+            size,
+            root: self.frontier.root(),
+            extensions: Vec::new(),
+        }
+        .body();
+        let note = note::sign(&body, &self.key)
+            .map_err(|e| AuditError::Unavailable(format!("signing a checkpoint: {e}")))?;
+        self.write(Event::Checkpoint { note: note.clone() })?;
+        self.signed = self.frontier.size();
+        self.signed_at = Instant::now();
+        // A copy to hand out; the record in the log is what verifies.
+        let latest = self.dir.join(LATEST_CHECKPOINT);
+        let temporary = self.dir.join(format!("{LATEST_CHECKPOINT}.new"));
+        if let Err(error) =
+            std::fs::write(&temporary, &note).and_then(|()| std::fs::rename(&temporary, &latest))
+        {
+            tracing::warn!(event = "audit.checkpoint_copy_failed", %error, "latest checkpoint file");
+        }
+        Ok(())
+    }
+
+    /// Closes the full segment (synced) and starts the next at the next index.
+    fn rotate(&mut self) -> Result<(), AuditError> {
+        self.file
+            .sync_data()
+            .map_err(|e| AuditError::Unavailable(format!("syncing a full segment: {e}")))?;
+        let (file, len) = open_segment(&self.dir, None, self.frontier.size())?;
+        self.file = file;
+        self.segment_len = len;
+        Ok(())
+    }
+}
+
+/// The log as read back at start.
+struct Reread {
+    frontier: Frontier,
+    prev: Option<Hash>,
+    signed: u64,
+    last: Option<(u64, PathBuf)>,
+}
+
+/// Reads the whole log back: the frontier, the last leaf, the records covered by the last
+/// checkpoint and the last segment (with a torn tail cut off). A record that does not link
+/// to the one before it stops the start: the log must be verified first.
+fn reread(dir: &Path) -> Result<Reread, AuditError> {
+    let mut frontier = Frontier::new();
+    let mut prev: Option<Hash> = None;
+    let mut signed = 0;
+    let torn = segment::for_each_line(dir, |place: &Place, line| {
+        let record = Record::parse(line).map_err(|e| (place.clone(), e.to_string()))?;
+        let expected = prev.as_ref().map(super::record::link).unwrap_or_default();
+        if record.index != frontier.size() || record.prev != expected {
+            return Err((
+                place.clone(),
+                "does not follow the record before it".to_owned(),
+            ));
+        }
+        let leaf = leaf_hash(line);
+        frontier.push(leaf);
+        prev = Some(leaf);
+        if matches!(record.event, Event::Checkpoint { .. }) {
+            signed = frontier.size();
+        }
+        Ok(())
+    })
+    .map_err(|e| match e {
+        segment::ScanError::Io(error) => {
+            AuditError::io(format!("reading {}", dir.display()), error)
+        }
+        segment::ScanError::Line((place, why)) => AuditError::Corrupt {
+            place: place.to_string(),
+            why,
+        },
+    })?;
+    if let Some(torn) = torn {
+        tracing::warn!(
+            event = "audit.torn_record_dropped",
+            place = %torn.place,
+            bytes = torn.bytes,
+            "a record the gateway had not finished writing when it stopped was dropped"
+        );
+        OpenOptions::new()
+            .write(true)
+            .open(&torn.place.segment)
+            .and_then(|f| f.set_len(torn.place.offset))
+            .map_err(|e| AuditError::io(format!("cutting {}", torn.place), e))?;
+    }
+    let last = segment::list(dir)
+        .map_err(|e| AuditError::io(format!("listing {}", dir.display()), e))?
+        .pop();
+    Ok(Reread {
+        frontier,
+        prev,
+        signed,
+        last,
+    })
+}
+
+/// The segment to append to: the last one, or a new one starting at `next`.
+fn open_segment(
+    dir: &Path,
+    last: Option<(u64, PathBuf)>,
+    next: u64,
+) -> Result<(File, u64), AuditError> {
+    let path = match last {
+        Some((_, path)) => path,
+        None => dir.join(segment::name(next)),
+    };
+    let file = OpenOptions::new()
+        .append(true)
+        .create(true)
+        .mode(0o600)
+        .open(&path)
+        .map_err(|e| AuditError::io(format!("opening {}", path.display()), e))?;
+    let len = file
+        .metadata()
+        .map_err(|e| AuditError::io(format!("reading {}", path.display()), e))?
+        .len();
+    Ok((file, len))
+}
