@@ -332,7 +332,10 @@ async fn a_strict_record_returns_only_once_it_is_synced() {
     for n in 0..20 {
         let index = log.record(event(n)).await.expect("record");
         let synced = log.status()["synced"].as_u64().expect("synced count");
-        assert!(synced > index, "record {index} returned with {synced} synced");
+        assert!(
+            synced > index,
+            "record {index} returned with {synced} synced"
+        );
     }
     log.close();
     verify(&settings).expect("intact");
