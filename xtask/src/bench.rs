@@ -1,6 +1,7 @@
 //! `cargo xtask bench`: timing goals live here, never in tests. Ratios are measured within one
 //! run (this machine is shared and noisy). Writes target/bench/report.md.
 
+mod audit;
 mod baseline;
 mod catalog;
 mod connect;
@@ -29,8 +30,9 @@ pub fn run(
     baseline: Option<Baseline<'_>>,
 ) -> anyhow::Result<()> {
     let wanted = |section: &str| only.is_empty() || only.iter().any(|s| s == section);
-    // Every section but the parser's runs the gateway (eBPF programs, a server).
-    let gateway = only.is_empty() || only.iter().any(|s| s != "parser");
+    // Every section but the parser's and the audit log's runs the gateway (eBPF programs, a
+    // server).
+    let gateway = only.is_empty() || only.iter().any(|s| s != "parser" && s != "audit");
     if gateway && !crate::is_root() {
         bail!("benchmarks attach eBPF programs: run `sudo -E cargo xtask bench`");
     }
@@ -51,6 +53,9 @@ pub fn run(
 
     if wanted("parser") {
         report.push_str(&parser::measure().context("SQL analyzer on the regression suite")?);
+    }
+    if wanted("audit") {
+        report.push_str(&audit::measure().context("audit log")?);
     }
     if wanted("connect") {
         report.push_str(&connect::measure(&binary, rounds * 4).context("connect() latency")?);
