@@ -16,6 +16,7 @@ pub mod note;
 pub mod prove;
 pub mod record;
 pub mod segment;
+pub mod sessions;
 pub mod verify;
 
 use std::path::PathBuf;

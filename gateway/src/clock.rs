@@ -18,6 +18,42 @@ pub fn rfc3339_utc(at: SystemTime) -> String {
     )
 }
 
+/// Milliseconds since the epoch of `2026-12-02T20:25:38Z` (or with a fraction, `...38.5Z`);
+/// None for anything else.
+pub fn parse_rfc3339_utc_ms(text: &str) -> Option<u64> {
+    let text = text.strip_suffix('Z')?;
+    let (date, time) = text.split_once('T')?;
+    let mut date = date.splitn(3, '-').map(|p| p.parse::<i64>().ok());
+    let (year, month, day) = (date.next()??, date.next()??, date.next()??);
+    let (time, fraction) = time.split_once('.').unwrap_or((time, ""));
+    let mut time = time.splitn(3, ':').map(|p| p.parse::<i64>().ok());
+    let (hour, minute, second) = (time.next()??, time.next()??, time.next()??);
+    let valid = (1..=12).contains(&month)
+        && (1..=31).contains(&day)
+        && (0..24).contains(&hour)
+        && (0..60).contains(&minute)
+        && (0..61).contains(&second)
+        && fraction.chars().all(|c| c.is_ascii_digit());
+    if !valid {
+        return None;
+    }
+    let millis = format!("{fraction:0<3}")[..3].parse::<i64>().ok()?;
+    let days = days_from_civil(year, month, day);
+    let seconds = days * 86_400 + hour * 3600 + minute * 60 + second;
+    u64::try_from(seconds * 1000 + millis).ok()
+}
+
+/// Days from 1970-01-01 of a proleptic Gregorian date (the inverse of [`civil_from_days`]).
+pub fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
+    let year = if month <= 2 { year - 1 } else { year };
+    let era = year.div_euclid(400);
+    let year_of_era = year - era * 400;
+    let shifted_month = if month > 2 { month - 3 } else { month + 9 };
+    let day_of_year = (153 * shifted_month + 2) / 5 + day - 1;
+    let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
+    era * 146_097 + day_of_era - 719_468
+}
+
 /// The proleptic Gregorian (year, month, day) of a day counted from 1970-01-01 (H. Hinnant's
 /// algorithm; astronomical years, 1 BC is 0).
 pub fn civil_from_days(days: i64) -> (i64, i64, i64) {
@@ -42,7 +78,7 @@ pub fn civil_from_days(days: i64) -> (i64, i64, i64) {
 mod tests {
     use std::time::{Duration, SystemTime};
 
-    use super::rfc3339_utc;
+    use super::{civil_from_days, days_from_civil, parse_rfc3339_utc_ms, rfc3339_utc};
 
     #[test]
     fn known_instants() {
@@ -50,5 +86,30 @@ mod tests {
         assert_eq!(rfc3339_utc(at(0)), "1970-01-01T00:00:00Z");
         assert_eq!(rfc3339_utc(at(951_782_400)), "2000-02-29T00:00:00Z");
         assert_eq!(rfc3339_utc(at(1_796_243_138)), "2026-12-02T20:25:38Z");
+    }
+
+    #[test]
+    fn written_times_read_back() {
+        let at = |s| SystemTime::UNIX_EPOCH + Duration::from_secs(s);
+        for seconds in [0, 951_782_400, 1_796_243_138, 4_102_444_799] {
+            let text = rfc3339_utc(at(seconds));
+            assert_eq!(parse_rfc3339_utc_ms(&text), Some(seconds * 1000), "{text}");
+        }
+        assert_eq!(
+            parse_rfc3339_utc_ms("2026-12-02T20:25:38.25Z"),
+            Some(1_796_243_138_250)
+        );
+        for bad in [
+            "2026-12-02",
+            "2026-13-02T00:00:00Z",
+            "2026-12-02T20:25:38",
+            "x",
+        ] {
+            assert_eq!(parse_rfc3339_utc_ms(bad), None, "{bad}");
+        }
+        for days in [-800_000, -1, 0, 59, 10_957, 20_789, 2_000_000] {
+            let (y, m, d) = civil_from_days(days);
+            assert_eq!(days_from_civil(y, m, d), days);
+        }
     }
 }

@@ -109,6 +109,12 @@ enum Command {
         #[command(subcommand)]
         action: AuditAction,
     },
+    /// Sessions as the audit log recorded them: who connected (the process, or the token's
+    /// subject), to which target, what they ran, what was decided, and how it ended.
+    Sessions {
+        #[command(subcommand)]
+        action: SessionsAction,
+    },
     /// Show what is installed in the kernel (programs, cgroups, nft table, map entries) and, if a
     /// gateway is running, its listeners and live connection count. Exits 3 when no gateway runs.
     Status {
@@ -201,6 +207,41 @@ enum AuditAction {
     },
 }
 
+#[derive(Subcommand)]
+enum SessionsAction {
+    /// One line per session: id, when, target, who, database user, statements, refusals and
+    /// how it ended.
+    List {
+        #[arg(long, short, default_value = DEFAULT_CONFIG)]
+        config: PathBuf,
+        /// Opened at or after this: an RFC 3339 UTC time (2026-12-03T07:00:00Z) or an age
+        /// (90s, 15m, 2h, 7d).
+        #[arg(long, value_name = "T")]
+        since: Option<String>,
+        /// Only sessions of this identity: uid=N, pid=N, exe=PATH, comm=NAME, cgroup=PREFIX,
+        /// subject=SUB, or text found in the executable, thread name, cgroup or subject.
+        #[arg(long, value_name = "ID")]
+        identity: Option<String>,
+        /// Only sessions to this target.
+        #[arg(long, value_name = "NAME")]
+        target: Option<String>,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// One session's timeline: the process (exe, command line, cgroup, parent), the login,
+    /// each statement with its decision and rule, and the close (outcome, bytes, duration).
+    Show {
+        /// The session's id (from `sessions list`).
+        id: u64,
+        #[arg(long, short, default_value = DEFAULT_CONFIG)]
+        config: PathBuf,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
 #[derive(Clone, Copy, ValueEnum)]
 enum LogFormat {
     Text,
@@ -250,6 +291,7 @@ fn main() -> ExitCode {
         }
         Command::Status { config, json } => status::run(&config, json),
         Command::Audit { action } => audit_command(action),
+        Command::Sessions { action } => sessions_command(action),
         Command::Classified { action } => {
             let done = match action {
                 ClassifiedAction::List { config, json } => classified::list(&config, json),
@@ -331,6 +373,45 @@ fn audit_command(action: AuditAction) -> ExitCode {
             eprintln!("tollgate: audit: {error}");
             ExitCode::from(1)
         }
+    }
+}
+
+fn sessions_command(action: SessionsAction) -> ExitCode {
+    use audit::sessions;
+    let dir = |path: &PathBuf| {
+        config::load(path)
+            .map(|c| c.audit.dir)
+            .map_err(|e| e.to_string())
+    };
+    let done = match action {
+        SessionsAction::List {
+            config,
+            since,
+            identity,
+            target,
+            json,
+        } => dir(&config).and_then(|dir| {
+            let now_ms = audit::record::now_ms();
+            let since_ms = since
+                .map(|t| sessions::Filter::since(&t, now_ms))
+                .transpose()?;
+            let filter = sessions::Filter {
+                since_ms,
+                identity,
+                target,
+            };
+            sessions::list(&dir, &filter, json)
+        }),
+        SessionsAction::Show { id, config, json } => {
+            dir(&config).and_then(|dir| sessions::show(&dir, id, json))
+        }
+    };
+    match done {
+        Ok(text) => {
+            print!("{text}");
+            ExitCode::SUCCESS
+        }
+        Err(error) => fail(&error),
     }
 }
 

@@ -110,6 +110,34 @@ fn every_connection_login_and_statement_is_recorded_and_the_log_verifies() {
     });
     let closed = closed.expect("connection_closed");
     assert_eq!(closed["outcome"], "closed", "{closed}");
+    // The session, as an auditor reads it back.
+    let session_id = opened["index"].as_u64().expect("index").to_string();
+    let sessions = Command::new(TOLLGATE)
+        .args(["sessions", "list", "--identity", "comm=psql", "--config"])
+        .arg(bed.gateway.config_path())
+        .output()
+        .expect("sessions list");
+    let listed = output_text(&sessions);
+    let pid = opened["actor"]["pid"].as_u64().expect("pid");
+    assert!(listed.contains(&format!("pid {pid} (psql)")), "{listed}");
+    assert!(
+        listed.lines().any(|l| l.starts_with(&session_id)),
+        "{listed}"
+    );
+    let shown = Command::new(TOLLGATE)
+        .args(["sessions", "show", &session_id, "--config"])
+        .arg(bed.gateway.config_path())
+        .output()
+        .expect("sessions show");
+    let timeline = output_text(&shown);
+    for expected in [
+        "recorded_column",
+        "login: db user postgres",
+        "closed: closed",
+    ] {
+        assert!(timeline.contains(expected), "{expected} in:\n{timeline}");
+    }
+    assert!(!timeline.contains("must not be kept"), "{timeline}");
     // A clean stop signs the end.
     bed.gateway.stop().expect("stop");
     let written = records(&bed);

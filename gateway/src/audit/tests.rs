@@ -340,3 +340,112 @@ async fn a_strict_record_returns_only_once_it_is_synced() {
     log.close();
     verify(&settings).expect("intact");
 }
+
+fn opened(conn_id: u64, pid: u32, comm: &str) -> Event {
+    Event::ConnectionOpened(super::event::ConnectionOpened {
+        conn_id,
+        client: "127.0.0.1:40000".to_owned(),
+        orig_dst: "127.0.0.1:5432".to_owned(),
+        target: "clinic".to_owned(),
+        target_kind: "postgres".to_owned(),
+        actor: super::event::Actor {
+            identity: "process".to_owned(),
+            pid: Some(pid),
+            uid: Some(1000),
+            comm: Some(comm.to_owned()),
+            cgroup: Some("/ai-agents.slice/job".to_owned()),
+            ..Default::default()
+        },
+    })
+}
+
+fn statement(conn_id: u64, sql: &str, decision: &str) -> Event {
+    Event::RequestDecided(super::event::RequestDecided {
+        conn_id,
+        target: "clinic".to_owned(),
+        db_user: "app".to_owned(),
+        database: "clinic".to_owned(),
+        token_subject: None,
+        statements: vec![super::event::StatementRecord {
+            protocol: "simple".to_owned(),
+            sql: Some(sql.to_owned()),
+            parameters: None,
+            decision: Some(decision.to_owned()),
+            rule: Some("r1".to_owned()),
+        }],
+    })
+}
+
+fn closed(conn_id: u64) -> Event {
+    Event::ConnectionClosed(super::event::ConnectionClosed {
+        conn_id,
+        client: "127.0.0.1:40000".to_owned(),
+        orig_dst: "127.0.0.1:5432".to_owned(),
+        target: Some("clinic".to_owned()),
+        pid: None,
+        outcome: "closed".to_owned(),
+        reason: None,
+        error: None,
+        bytes_from_agent: 10,
+        bytes_to_agent: 20,
+        duration_ms: 5,
+    })
+}
+
+#[test]
+fn sessions_are_told_apart_across_gateway_runs_and_filtered() {
+    use super::sessions::{list, read, show, Filter};
+    let dir = TempDir::new("sessions");
+    let settings = settings(&dir.0, Durability::Batched);
+    let started = || Event::GatewayStarted {
+        version: "t".to_owned(),
+        config_file: "c".to_owned(),
+        policy_file: None,
+    };
+    // Two gateway runs: connection numbers start again at 1.
+    for (pid, comm) in [(100, "psql"), (200, "python3")] {
+        let log = AuditLog::open(&settings).expect("open");
+        log.append(started()).expect("append");
+        log.append(opened(1, pid, comm)).expect("append");
+        log.append(statement(1, &format!("SELECT {comm}"), "allow"))
+            .expect("append");
+        log.append(statement(1, "DROP TABLE x", "deny"))
+            .expect("append");
+        log.append(closed(1)).expect("append");
+        log.close();
+    }
+    let sessions = read(&settings.dir).expect("sessions");
+    assert_eq!(sessions.len(), 2);
+    assert_ne!(sessions[0].id, sessions[1].id);
+    assert_eq!(
+        sessions[1].requests[0].statements[0].sql.as_deref(),
+        Some("SELECT python3")
+    );
+    let only_psql = Filter {
+        identity: Some("comm=psql".to_owned()),
+        ..Default::default()
+    };
+    let text = list(&settings.dir, &only_psql, false).expect("list");
+    assert!(
+        text.contains("pid 100 (psql)") && !text.contains("python3"),
+        "{text}"
+    );
+    assert!(text.contains("1 sessions"), "{text}");
+    let later = Filter {
+        since_ms: Some(u64::MAX),
+        ..Default::default()
+    };
+    assert!(list(&settings.dir, &later, false)
+        .expect("list")
+        .contains("0 sessions"));
+    let timeline = show(&settings.dir, sessions[1].id, false).expect("show");
+    for expected in [
+        "pid 200 (python3)",
+        "SELECT python3: allow by rule r1",
+        "DROP TABLE x: deny",
+        "closed: closed",
+    ] {
+        assert!(timeline.contains(expected), "{expected} in:\n{timeline}");
+    }
+    show(&settings.dir, 999_999, false).expect_err("no such session");
+}
