@@ -373,6 +373,32 @@ fn bad_tokens_are_refused_and_recorded() {
             log.matches("\"event\":\"token.rejected\"").count() == 5
                 && log.matches("\"reason\":\"access token rejected\"").count() == 5
         });
+    // The evidence log keeps each refused login with the reason the agent was given.
+    let audit_dir = bed
+        .bed
+        .gateway
+        .config_path()
+        .parent()
+        .expect("state dir")
+        .join("audit");
+    let segment = std::fs::read_dir(&audit_dir)
+        .expect("audit dir")
+        .map(|e| e.expect("entry").path())
+        .find(|p| p.extension().is_some_and(|e| e == "log"))
+        .expect("a segment");
+    let refused: Vec<Value> = std::fs::read_to_string(segment)
+        .expect("segment")
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|r| r["kind"] == "login_decided" && r["accepted"] == false)
+        .collect();
+    assert_eq!(refused.len(), 5, "{refused:?}");
+    assert!(
+        refused.iter().any(|r| r["reason"]
+            .as_str()
+            .is_some_and(|why| why.contains("not a JWT"))),
+        "{refused:?}"
+    );
     // Nothing reached the server as the gateway's user.
     let logins = bed
         .bed

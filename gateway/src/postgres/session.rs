@@ -209,6 +209,17 @@ pub async fn serve<S: PgStream + 'static>(
         ) {
             Ok(admitted) => Some(admitted),
             Err(error) => {
+                record_refused_login(
+                    guard,
+                    &session.startup,
+                    if session.token.is_some() {
+                        "token"
+                    } else {
+                        "passthrough"
+                    },
+                    session.tls,
+                    "no policy rule grants access",
+                );
                 send_fatal(&mut agent, &error).await;
                 guard.outcome = Outcome::Refused("no policy rule grants access");
                 return;
@@ -574,6 +585,35 @@ async fn forward_cancel(
             guard.error = Some(format!("{}: cancel not acknowledged", route.upstream));
         }
     }
+}
+
+/// A login refused before the session started (a bad token, no policy rule for the agent),
+/// for the audit log.
+pub(super) fn record_refused_login(
+    guard: &SessionGuard,
+    startup: &StartupInfo,
+    auth: &str,
+    tls: bool,
+    reason: &str,
+) {
+    let Some(audit) = &guard.audit else {
+        return;
+    };
+    let printable = crate::identity::printable;
+    audit.record_anyway(crate::audit::Event::LoginDecided(
+        crate::audit::event::LoginDecided {
+            conn_id: guard.id,
+            target: guard.target.clone().unwrap_or_default(),
+            db_user: printable(&startup.user),
+            database: printable(&startup.database),
+            auth: auth.to_owned(),
+            tls,
+            token_subject: None,
+            token_groups: Vec::new(),
+            accepted: false,
+            reason: Some(reason.to_owned()),
+        },
+    ));
 }
 
 /// The login as the audit log keeps it; false (the session is refused) when it cannot.

@@ -342,6 +342,7 @@ pub async fn admit(
             sqlstate::INSUFFICIENT_PRIVILEGE,
             format!("setting {setting} at startup is not allowed with token authentication"),
         );
+        super::record_refused_login(guard, startup, "token", tls, &error.message);
         send_fatal(agent, &error).await;
         guard.outcome = Outcome::Refused("role switch at startup with token authentication");
         return None;
@@ -384,6 +385,7 @@ pub async fn admit(
                 reason = reason.map(|r| r.to_string()),
                 "access token rejected"
             );
+            super::record_refused_login(guard, startup, "token", tls, &error.message);
             send_fatal(agent, &error).await;
             guard.outcome = Outcome::Refused("access token rejected");
             guard.error = Some(error.message);
