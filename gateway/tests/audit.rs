@@ -132,6 +132,7 @@ fn every_connection_login_and_statement_is_recorded_and_the_log_verifies() {
     let timeline = output_text(&shown);
     for expected in [
         "recorded_column",
+        "-> 1 rows",
         "login: db user postgres",
         "closed: closed",
     ] {

@@ -26,6 +26,7 @@ pub enum Event {
     ConnectionClosed(ConnectionClosed),
     LoginDecided(LoginDecided),
     RequestDecided(RequestDecided),
+    RequestAnswered(RequestAnswered),
     /// A signed checkpoint over every record before this one (C2SP signed note).
     Checkpoint {
         note: String,
@@ -42,6 +43,7 @@ impl Event {
             Self::ConnectionClosed(_) => "connection_closed",
             Self::LoginDecided(_) => "login_decided",
             Self::RequestDecided(_) => "request_decided",
+            Self::RequestAnswered(_) => "request_answered",
             Self::Checkpoint { .. } => "checkpoint",
         }
     }
@@ -53,6 +55,7 @@ impl Event {
             Self::ConnectionClosed(e) => Some(e.conn_id),
             Self::LoginDecided(e) => Some(e.conn_id),
             Self::RequestDecided(e) => Some(e.conn_id),
+            Self::RequestAnswered(e) => Some(e.conn_id),
             _ => None,
         }
     }
@@ -142,4 +145,31 @@ pub struct StatementRecord {
     /// `allow`, `deny`, `require_approval`, or None without a policy.
     pub decision: Option<String>,
     pub rule: Option<String>,
+}
+
+/// What the agent got back for a request: written once the server has answered it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RequestAnswered {
+    pub conn_id: u64,
+    /// The index of the request's `request_decided` record.
+    pub request: u64,
+    /// Result rows (DataRow) and COPY data messages the agent received.
+    pub rows: u64,
+    /// Their size on the wire, after masking.
+    pub row_bytes: u64,
+    /// The SQLSTATE of the error that answered it, if one did.
+    pub sqlstate: Option<String>,
+    /// From forwarding the request to its answer.
+    pub duration_us: u64,
+    /// Every result column that carried classified data, and what the agent got of it.
+    pub classified_columns: Vec<ClassifiedColumn>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ClassifiedColumn {
+    /// The result column's name (`column N` for COPY, which names none).
+    pub column: String,
+    pub categories: Vec<String>,
+    /// The mask applied (`clear`: the policy let this identity see the values).
+    pub mask: String,
 }

@@ -8,7 +8,7 @@ use std::{collections::HashMap, path::Path};
 use serde::Serialize;
 
 use super::{
-    event::{Actor, ConnectionClosed, Event, LoginDecided, StatementRecord},
+    event::{Actor, ConnectionClosed, Event, LoginDecided, RequestAnswered, StatementRecord},
     record::Record,
     segment,
 };
@@ -33,6 +33,8 @@ pub struct TimedRequest {
     pub index: u64,
     pub time_ms: u64,
     pub statements: Vec<StatementRecord>,
+    /// What the agent got back, once the server answered.
+    pub answer: Option<RequestAnswered>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -174,7 +176,20 @@ pub fn read(dir: &Path) -> Result<Vec<Session>, String> {
                         index: record.index,
                         time_ms: record.time_ms,
                         statements: request.statements,
+                        answer: None,
                     });
+                }
+            }
+            Event::RequestAnswered(answer) => {
+                if let Some(i) = at(&open, answer.conn_id) {
+                    let request = sessions[i]
+                        .requests
+                        .iter_mut()
+                        .rev()
+                        .find(|r| r.index == answer.request);
+                    if let Some(request) = request {
+                        request.answer = Some(answer);
+                    }
                 }
             }
             Event::ConnectionClosed(closed) => {
@@ -283,6 +298,7 @@ pub fn show(dir: &Path, id: u64, json: bool) -> Result<String, String> {
         ));
     }
     for request in &session.requests {
+        let answer = request.answer.as_ref().map(describe_answer);
         for s in &request.statements {
             text.push_str(&format!(
                 "  {} [{}] {}{}: {}{}\n",
@@ -300,6 +316,9 @@ pub fn show(dir: &Path, id: u64, json: bool) -> Result<String, String> {
                     .map(|r| format!(" by rule {r}"))
                     .unwrap_or_default()
             ));
+        }
+        if let Some(answer) = answer {
+            text.push_str(&format!("      -> {answer}\n"));
         }
     }
     match &session.closed {
@@ -320,6 +339,24 @@ pub fn show(dir: &Path, id: u64, json: bool) -> Result<String, String> {
         None => text.push_str("  not closed in the log (still open, or the gateway stopped)\n"),
     }
     Ok(text)
+}
+
+/// `3 rows (96 bytes) in 1.2 ms; ssn [ssn] redact` or `ERROR 42501 in 0.3 ms`.
+fn describe_answer(answer: &RequestAnswered) -> String {
+    let mut text = match &answer.sqlstate {
+        Some(code) => format!("ERROR {code}"),
+        None => format!("{} rows ({} bytes)", answer.rows, answer.row_bytes),
+    };
+    text.push_str(&format!(" in {:.1} ms", answer.duration_us as f64 / 1000.0));
+    for column in &answer.classified_columns {
+        text.push_str(&format!(
+            "; {} [{}] {}",
+            column.column,
+            column.categories.join(", "),
+            column.mask
+        ));
+    }
+    text
 }
 
 /// `2026-12-03T07:43:26.123Z`.

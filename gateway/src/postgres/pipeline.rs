@@ -14,6 +14,8 @@ use std::collections::VecDeque;
 
 use pgwire::messages::response::TransactionStatus;
 
+use crate::audit::event::ClassifiedColumn;
+
 use super::{
     enforce::Verdict,
     errors::ClientError,
@@ -51,6 +53,8 @@ pub struct Sent {
     pub marks: Marks,
     /// Its target has classified data (as of its decision).
     pub protect: bool,
+    /// The index of its audit record: its answer is recorded too.
+    pub record: Option<u64>,
 }
 
 impl Sent {
@@ -65,8 +69,20 @@ impl Sent {
             effects: Vec::new(),
             marks: (0, 0),
             protect: false,
+            record: None,
         }
     }
+}
+
+/// What a recorded request got back, tallied while the server answers it.
+#[derive(Debug)]
+pub struct Tally {
+    pub record: u64,
+    pub sent_at: std::time::Instant,
+    pub rows: u64,
+    pub row_bytes: u64,
+    pub sqlstate: Option<String>,
+    pub classified: Vec<ClassifiedColumn>,
 }
 
 #[derive(Debug)]
@@ -83,6 +99,7 @@ pub struct InFlight {
     marks: Marks,
     steps: VecDeque<Step>,
     denials: Vec<(u32, ClientError)>,
+    tally: Option<Box<Tally>>,
 }
 
 impl InFlight {
@@ -129,6 +146,8 @@ pub struct Pipeline {
     skipping: bool,
     /// The target has classified data (as of the latest request's decision).
     protect: bool,
+    /// Tallies of recorded requests done, for their answer records.
+    tallied: Vec<Tally>,
 }
 
 impl Pipeline {
@@ -148,6 +167,16 @@ impl Pipeline {
             marks: sent.marks,
             steps: sent.steps.into(),
             denials: sent.denials,
+            tally: sent.record.map(|record| {
+                Box::new(Tally {
+                    record,
+                    sent_at: std::time::Instant::now(),
+                    rows: 0,
+                    row_bytes: 0,
+                    sqlstate: None,
+                    classified: Vec::new(),
+                })
+            }),
         };
         if self.skipping {
             entry.failed = true;
@@ -280,12 +309,50 @@ impl Pipeline {
         })
     }
 
+    /// Rows the agent got for the request being answered.
+    pub fn note_rows(&mut self, rows: u64, bytes: u64) {
+        if let Some(tally) = self.tally_mut() {
+            tally.rows += rows;
+            tally.row_bytes += bytes;
+        }
+    }
+
+    /// The classified columns of a result of the request being answered.
+    pub fn note_classified(&mut self, columns: Vec<ClassifiedColumn>) {
+        if columns.is_empty() {
+            return;
+        }
+        if let Some(tally) = self.tally_mut() {
+            tally.classified.extend(columns);
+        }
+    }
+
+    /// The SQLSTATE of an error answering the request being answered (its first).
+    pub fn note_error(&mut self, sqlstate: &str) {
+        if let Some(tally) = self.tally_mut() {
+            tally.sqlstate.get_or_insert_with(|| sqlstate.to_owned());
+        }
+    }
+
+    /// Tallies of the recorded requests done since the last call.
+    pub fn take_tallied(&mut self) -> Vec<Tally> {
+        std::mem::take(&mut self.tallied)
+    }
+
+    fn tally_mut(&mut self) -> Option<&mut Tally> {
+        let at = self.answering()?;
+        self.entries[at].tally.as_deref_mut()
+    }
+
     /// The oldest request done and not yet taken (its effects are applied in order).
     pub fn pop_done(&mut self) -> Option<InFlight> {
         self.done.pop_front()
     }
 
     fn finish(&mut self, mut entry: InFlight) {
+        if let Some(tally) = entry.tally.take() {
+            self.tallied.push(*tally);
+        }
         entry.stage = Stage::Done;
         entry.steps.clear();
         entry.denials.clear();

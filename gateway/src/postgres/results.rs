@@ -290,14 +290,17 @@ impl ResultTracker {
                 Ok(Handled::Forward)
             }
             Some(Step::DescribePortal(Some(rule))) => {
-                self.described = Some(layout::row_masks(rule, &description.fields));
+                let (masks, classified) = layout::row_masks(rule, &description.fields);
+                self.described = Some(masks);
                 pipeline.pop_step();
+                pipeline.note_classified(classified);
                 Ok(Handled::Replaced)
             }
             Some(Step::Query { rules, index }) => {
                 if let Some(rule) = rules.get(*index).clone() {
-                    let masks = layout::row_masks(&rule, &description.fields);
+                    let (masks, classified) = layout::row_masks(&rule, &description.fields);
                     self.flow = Some(Flow::new(rule, masks));
+                    pipeline.note_classified(classified);
                 }
                 Ok(Handled::Forward)
             }
@@ -401,7 +404,7 @@ impl ResultTracker {
 
     fn on_copy_out(
         &mut self,
-        pipeline: &Pipeline,
+        pipeline: &mut Pipeline,
         response: &CopyOutResponse,
         encoding: ClientEncoding,
     ) -> Result<Handled, ResultError> {
@@ -412,9 +415,11 @@ impl ResultTracker {
         self.described = None;
         if let Some(rule) = current_rule(pipeline).cloned() {
             let masks = match rule.mask_columns {
-                true => Masks::Copy(Box::new(
-                    layout::copy_masker(&rule, response)?.in_encoding(encoding),
-                )),
+                true => {
+                    let (masker, classified) = layout::copy_masker(&rule, response)?;
+                    pipeline.note_classified(classified);
+                    Masks::Copy(Box::new(masker.in_encoding(encoding)))
+                }
                 false => Masks::None,
             };
             self.flow = Some(Flow::new(rule, masks));

@@ -225,6 +225,11 @@ impl SharedState {
     }
 
     /// The error a denied statement's stand-in stands for.
+    /// Tallies of recorded requests the server has finished answering.
+    pub fn take_tallied(&self) -> Vec<crate::postgres::pipeline::Tally> {
+        self.lock().pipeline.take_tallied()
+    }
+
     pub fn take_denial(&self, marker: u32) -> Option<ClientError> {
         self.lock().pipeline.take_denial(marker)
     }
@@ -325,7 +330,10 @@ impl SharedState {
             B::CopyOutResponse(_) => t.copy = Some(Copy::Out),
             // The end of a COPY, successful or not.
             B::CommandComplete(_) => t.copy = None,
-            B::ErrorResponse(_) => {
+            B::ErrorResponse(error) => {
+                if let Some((_, code)) = error.fields.iter().find(|(field, _)| *field == b'C') {
+                    t.pipeline.note_error(code);
+                }
                 t.pipeline.on_error();
                 t.copy = None;
                 // The server stopped the copy: it drops the client's further copy messages

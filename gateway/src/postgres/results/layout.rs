@@ -5,32 +5,37 @@ use pgwire::messages::{copy::CopyOutResponse, data::FieldDescription};
 
 use super::{Masks, ResultError, ResultRule};
 use crate::{
+    audit::event::ClassifiedColumn,
     policy::{
         combine,
-        mask::{oid, ValueFormat},
+        mask::{oid, MaskMethod, ValueFormat},
         ResolvedColumn, Resolver,
     },
     postgres::masking::{ColumnMask, CopyFormatSpec, CopyMasker, MaskError},
     sql::{CopyFormat, CopyTextOptions},
 };
 
-/// Masks for the DataRows a RowDescription announces.
-pub fn row_masks(rule: &ResultRule, fields: &[FieldDescription]) -> Masks {
+/// Masks for the DataRows a RowDescription announces, and the classified columns among
+/// them with what the agent gets of each (for the audit record).
+pub fn row_masks(rule: &ResultRule, fields: &[FieldDescription]) -> (Masks, Vec<ClassifiedColumn>) {
     if !rule.mask_columns {
-        return Masks::None;
+        return (Masks::None, Vec::new());
     }
     let resolver = Resolver {
         catalog: rule.context.catalog.as_deref(),
         classes: &rule.context.classes,
     };
     let parsed = aligned(rule, fields.len());
+    let mut classified = Vec::new();
     let columns: Vec<Option<ColumnMask>> = fields
         .iter()
         .enumerate()
         .map(|(index, field)| {
             let origin = resolver.origin(field.table_id as u32, field.column_id);
             let column = combine(origin, parsed.map(|p| &p[index]));
-            rule.plan.method_for(&column).map(|method| ColumnMask {
+            let method = rule.plan.method_for(&column);
+            classified.extend(classified_column(&field.name, &column, method));
+            method.map(|method| ColumnMask {
                 method,
                 type_oid: field.type_id,
                 // Only 0 and 1 exist; anything else is masked as binary (values become NULL
@@ -39,18 +44,40 @@ pub fn row_masks(rule: &ResultRule, fields: &[FieldDescription]) -> Masks {
             })
         })
         .collect();
-    if columns.iter().all(Option::is_none) {
+    let masks = if columns.iter().all(Option::is_none) {
         Masks::None
     } else {
         Masks::Rows(columns)
+    };
+    (masks, classified)
+}
+
+/// A result column that carries classified data (or data nobody can trace), with its mask;
+/// None for a clean one.
+pub fn classified_column(
+    name: &str,
+    column: &ResolvedColumn,
+    method: Option<MaskMethod>,
+) -> Option<ClassifiedColumn> {
+    if method.is_none() && column.categories.is_empty() {
+        return None;
     }
+    let mut categories: Vec<String> = column.categories.iter().map(|c| c.to_string()).collect();
+    if column.unknown {
+        categories.push("(provenance unknown)".to_owned());
+    }
+    Some(ClassifiedColumn {
+        column: crate::identity::printable(name),
+        categories,
+        mask: method.unwrap_or(MaskMethod::Clear).to_string(),
+    })
 }
 
 /// The masker for a `COPY ... TO STDOUT` (no RowDescription: provenance is the parser's).
 pub fn copy_masker(
     rule: &ResultRule,
     response: &CopyOutResponse,
-) -> Result<CopyMasker, ResultError> {
+) -> Result<(CopyMasker, Vec<ClassifiedColumn>), ResultError> {
     let count = usize::try_from(response.columns).unwrap_or(0);
     let parsed = aligned(rule, count);
     let binary = response.format == 1;
@@ -58,10 +85,17 @@ pub fn copy_masker(
         unknown: true,
         ..Default::default()
     };
+    let mut classified = Vec::new();
     let plan = (0..count)
         .map(|index| {
             let column = parsed.map_or(&unknown, |p| &p[index]);
-            rule.plan.method_for(column).map(|method| ColumnMask {
+            let method = rule.plan.method_for(column);
+            classified.extend(classified_column(
+                &format!("column {}", index + 1),
+                column,
+                method,
+            ));
+            method.map(|method| ColumnMask {
                 method,
                 // COPY announces no types: text and CSV values are masked as text; binary
                 // values of unknown type become NULL.
@@ -79,7 +113,10 @@ pub fn copy_masker(
     } else {
         text_spec(rule.copy.as_ref().map(|c| (c.format, &c.text)))?
     };
-    Ok(CopyMasker::new(spec, plan, rule.context.key.clone()))
+    Ok((
+        CopyMasker::new(spec, plan, rule.context.key.clone()),
+        classified,
+    ))
 }
 
 /// The parser's columns, when they line up with the result's.

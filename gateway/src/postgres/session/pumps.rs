@@ -260,14 +260,37 @@ pub(super) async fn record_request(
     else {
         return;
     };
-    if let Err(error) = audit.record(event).await {
-        let refusal = ClientError::error(
-            crate::audit::UNAVAILABLE_SQLSTATE,
-            "Tollgate: the audit log cannot record this request, so it was not run; try again \
+    match audit.record(event).await {
+        Ok(index) => sent.record = Some(index),
+        Err(error) => {
+            let refusal = ClientError::error(
+                crate::audit::UNAVAILABLE_SQLSTATE,
+                "Tollgate: the audit log cannot record this request, so it was not run; try again \
              once the gateway's disk has room",
-        );
-        tracing::warn!(conn_id = parts.session.conn_id, %error, "request refused: not recorded");
-        (*replacements, sent.denials) = crate::postgres::enforce::refuse_all(request, &refusal);
+            );
+            tracing::warn!(conn_id = parts.session.conn_id, %error, "request refused: not recorded");
+            (*replacements, sent.denials) = crate::postgres::enforce::refuse_all(request, &refusal);
+        }
+    }
+}
+
+/// The answers of recorded requests the server has finished: what the agent got back.
+fn record_answers(parts: &SessionParts<'_>) {
+    let Some(audit) = parts.audit else {
+        return;
+    };
+    for tally in parts.state.take_tallied() {
+        audit.record_anyway(crate::audit::Event::RequestAnswered(
+            crate::audit::event::RequestAnswered {
+                conn_id: parts.session.conn_id,
+                request: tally.record,
+                rows: tally.rows,
+                row_bytes: tally.row_bytes,
+                sqlstate: tally.sqlstate,
+                duration_us: tally.sent_at.elapsed().as_micros() as u64,
+                classified_columns: tally.classified,
+            },
+        ));
     }
 }
 
@@ -321,6 +344,7 @@ where
         if is_row(&frame) {
             // Rows are in the client encoding the server last reported.
             let tracker = results.as_deref_mut();
+            let before = out.len();
             through_tracker(
                 parts.state,
                 tracker,
@@ -328,7 +352,14 @@ where
                 &mut out,
                 |r, p, e, frame, out| r.on_row(p, frame, e, out),
             )?;
-            drain_buffered_rows(parts.state, results.as_deref_mut(), reader, &mut out)?;
+            let delivered = RowCount::of(out.len() - before);
+            drain_buffered_rows(
+                parts.state,
+                results.as_deref_mut(),
+                reader,
+                &mut out,
+                delivered,
+            )?;
             continue;
         }
         let message = decode_backend(&frame, &context)
@@ -415,7 +446,11 @@ where
                         if let Some(results) = results.as_deref_mut() {
                             results.on_error();
                         }
+                        parts
+                            .state
+                            .with_pipeline(|pipeline, _| pipeline.note_error(denial.code));
                         parts.state.on_backend(&message);
+                        record_answers(parts);
                         denial.encode_into(&mut out);
                         continue;
                     }
@@ -431,11 +466,34 @@ where
                 };
                 if answers {
                     parts.state.on_backend(&message);
+                    record_answers(parts);
                 }
                 if handled == Handled::Forward {
                     out.unsplit(frame);
                 }
             }
+        }
+    }
+}
+
+/// Rows that reached the agent (a capped row writes nothing) and their bytes.
+#[derive(Debug, Clone, Copy, Default)]
+struct RowCount {
+    rows: u64,
+    bytes: u64,
+}
+
+impl RowCount {
+    fn of(bytes: usize) -> Self {
+        let mut count = Self::default();
+        count.add(bytes);
+        count
+    }
+
+    fn add(&mut self, bytes: usize) {
+        if bytes > 0 {
+            self.rows += 1;
+            self.bytes += bytes as u64;
         }
     }
 }
@@ -474,11 +532,13 @@ fn through_tracker(
 /// Handles the complete rows at the head of the read buffer in place, up to a flush: a
 /// long result costs no split or loop turn per row beyond its masking. What is not a
 /// complete row (or is corrupt) is left to the main loop.
+/// `delivered`: the row handled just before, counted with these for the audit record.
 fn drain_buffered_rows<R>(
     state: &SharedState,
     mut results: Option<&mut ResultTracker>,
     reader: &mut FrameReader<R>,
     out: &mut BytesMut,
+    mut delivered: RowCount,
 ) -> Result<(), PumpError> {
     let relay_only = results.is_none();
     let buffered = reader.buffered_bytes();
@@ -495,15 +555,20 @@ fn drain_buffered_rows<R>(
                 break Ok(());
             };
             let frame = &buffered[at..at + len];
+            let before = out.len();
             if let Some(results) = results.as_deref_mut() {
                 match results.on_row(pipeline, frame, encoding, out) {
                     Ok(Handled::Forward) => out.extend_from_slice(frame),
                     Ok(Handled::Replaced) => {}
                     Err(error) => break Err(PumpError::Unmaskable(error.to_client())),
                 }
+                delivered.add(out.len() - before);
+            } else {
+                delivered.add(len);
             }
             at += len;
         };
+        pipeline.note_rows(delivered.rows, delivered.bytes);
         (at, outcome)
     });
     if relay_only {

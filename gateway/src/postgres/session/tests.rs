@@ -10,6 +10,7 @@ mod fake_server;
 mod function_call;
 mod opening;
 mod pipeline;
+mod recorded;
 mod tls;
 
 use std::{collections::BTreeMap, collections::HashMap, sync::Arc, time::Duration};
@@ -98,6 +99,16 @@ pub enum Agent {
 }
 
 pub async fn start_with(policy: Option<&str>, canned: Canned, agent_side: Agent) -> Session {
+    start_recording(policy, canned, agent_side, None).await
+}
+
+/// [`start_with`], recording the session's requests and answers in `audit`.
+pub async fn start_recording(
+    policy: Option<&str>,
+    canned: Canned,
+    agent_side: Agent,
+    audit: Option<crate::audit::Audit>,
+) -> Session {
     let room = match agent_side {
         Agent::Plain => STREAM_ROOM,
         Agent::Tls { room } => room,
@@ -128,7 +139,7 @@ pub async fn start_with(policy: Option<&str>, canned: Canned, agent_side: Agent)
             upstream_tls: false,
             max_message_bytes: 1 << 20,
             settings: enforcement.as_ref().map(|e| e.settings()),
-            audit: None,
+            audit: audit.as_deref(),
         };
         let client = ClientAddr("127.0.0.1:40000".parse().unwrap());
         let mut guard = SessionGuard::new(Arc::new(ProxyStats::default()), client);
