@@ -28,6 +28,8 @@ use crate::config::{AuditSettings, Durability};
 pub const CHECKPOINT_EVERY: u64 = 1000;
 /// And at least this often while records arrive.
 const CHECKPOINT_INTERVAL: Duration = Duration::from_secs(1);
+/// Records written later (answers, closes) wait in memory at most this many bytes.
+const QUEUED_BYTES: usize = 64 * 1024;
 /// The latest signed checkpoint, beside the segments (`tollgate audit checkpoint`).
 pub const LATEST_CHECKPOINT: &str = "checkpoint";
 
@@ -59,6 +61,10 @@ struct Writer {
     /// Records covered by the last checkpoint, the checkpoint's own record included.
     signed: u64,
     signed_at: Instant,
+    /// Lines in the tree but not yet in the file: records that may follow with the next write
+    /// (answers, closes), so a request costs one write however many records it makes.
+    queued: Vec<u8>,
+    queued_records: u64,
     /// The last write failed (the segment was cut back to its last whole record).
     failure: Option<String>,
     closing: bool,
@@ -92,6 +98,8 @@ impl AuditLog {
             origin: settings.origin.clone(),
             signed,
             signed_at: Instant::now(),
+            queued: Vec::with_capacity(QUEUED_BYTES),
+            queued_records: 0,
             failure: None,
             closing: false,
         };
@@ -145,11 +153,12 @@ impl AuditLog {
         Ok(index)
     }
 
-    /// Appends a record the caller cannot refuse anything over (a close, a stop): a failure
-    /// is logged for the operator.
+    /// Appends a record the caller cannot refuse anything over (an answer, a close, a stop):
+    /// it reaches the file with the next record written, or within `flush_ms`. A failure is
+    /// logged for the operator.
     pub fn record_anyway(&self, event: Event) {
         let kind = event.kind();
-        if let Err(error) = self.append(event) {
+        if let Err(error) = self.lock().append_later(event) {
             tracing::error!(event = "audit.write_failed", kind, %error, "audit record lost");
         }
     }
@@ -200,6 +209,8 @@ impl AuditLog {
                     Durability::Batched => self.flush_interval,
                 };
                 let pending = |w: &Writer| w.frontier.size() > self.synced.borrow().records;
+                // Records queued in memory reach the file before it is synced.
+                let flushed = writer.flush();
                 let sync_now = self.durability == Durability::Strict && pending(&writer);
                 if !writer.closing && !sync_now {
                     writer = self
@@ -219,9 +230,12 @@ impl AuditLog {
                 if !pending(&writer) && !writer.closing {
                     continue;
                 }
+                if let Err(error) = writer.flush().and(flushed) {
+                    tracing::error!(event = "audit.write_failed", %error, "queued records");
+                }
                 (
                     writer.file.try_clone(),
-                    writer.frontier.size(),
+                    writer.frontier.size() - writer.queued_records,
                     writer.closing,
                 )
             };
@@ -242,24 +256,56 @@ impl AuditLog {
 
 impl Writer {
     fn append(&mut self, event: Event) -> Result<u64, AuditError> {
+        self.add(event, true)
+    }
+
+    fn append_later(&mut self, event: Event) -> Result<u64, AuditError> {
+        self.add(event, false)
+    }
+
+    fn add(&mut self, event: Event, now: bool) -> Result<u64, AuditError> {
         let is_checkpoint = matches!(event, Event::Checkpoint { .. });
-        let index = self.write(event)?;
+        let index = self.write(event, now)?;
         if !is_checkpoint && self.frontier.size() - self.signed >= CHECKPOINT_EVERY {
             self.checkpoint()?;
         }
         Ok(index)
     }
 
-    fn write(&mut self, event: Event) -> Result<u64, AuditError> {
-        if self.segment_len >= SEGMENT_BYTES {
+    /// Adds a record to the tree: written at once (`now`) with whatever is queued before
+    /// it, or queued. A record that cannot be written is not added.
+    fn write(&mut self, event: Event, now: bool) -> Result<u64, AuditError> {
+        if self.segment_len + self.queued.len() as u64 >= SEGMENT_BYTES {
+            self.flush()?;
             self.rotate()?;
         }
         let index = self.frontier.size();
-        let mut line = Record::new(index, self.prev.as_ref(), event).to_line();
+        let line = Record::new(index, self.prev.as_ref(), event).to_line();
         let leaf = leaf_hash(&line);
-        line.push(b'\n');
-        if let Err(error) = self.file.write_all(&line) {
-            // Whatever part of the line reached the file goes again: the log stays whole.
+        let mark = self.queued.len();
+        self.queued.extend_from_slice(&line);
+        self.queued.push(b'\n');
+        self.queued_records += 1;
+        if now || self.queued.len() >= QUEUED_BYTES {
+            if let Err(error) = self.flush() {
+                // This record is taken back; those queued before it stay queued.
+                self.queued.truncate(mark);
+                self.queued_records -= 1;
+                return Err(error);
+            }
+        }
+        self.frontier.push(leaf);
+        self.prev = Some(leaf);
+        Ok(index)
+    }
+
+    /// Writes the queued records to the file in one piece.
+    fn flush(&mut self) -> Result<(), AuditError> {
+        if self.queued.is_empty() {
+            return Ok(());
+        }
+        if let Err(error) = self.file.write_all(&self.queued) {
+            // Whatever part reached the file goes again: the log stays whole.
             let _ = self.file.set_len(self.segment_len);
             let why = error.to_string();
             if self.failure.as_deref() != Some(&why) {
@@ -272,10 +318,10 @@ impl Writer {
         if self.failure.take().is_some() {
             tracing::warn!(event = "audit.resumed", "the audit log is written again");
         }
-        self.segment_len += line.len() as u64;
-        self.frontier.push(leaf);
-        self.prev = Some(leaf);
-        Ok(index)
+        self.segment_len += self.queued.len() as u64;
+        self.queued.clear();
+        self.queued_records = 0;
+        Ok(())
     }
 
     /// Signs the tree as it stands and appends the checkpoint as a record of its own.
@@ -293,7 +339,7 @@ impl Writer {
         .body();
         let note = note::sign(&body, &self.key)
             .map_err(|e| AuditError::Unavailable(format!("signing a checkpoint: {e}")))?;
-        self.write(Event::Checkpoint { note: note.clone() })?;
+        self.write(Event::Checkpoint { note: note.clone() }, true)?;
         self.signed = self.frontier.size();
         self.signed_at = Instant::now();
         // A copy to hand out; the record in the log is what verifies.
