@@ -449,3 +449,26 @@ fn sessions_are_told_apart_across_gateway_runs_and_filtered() {
     }
     show(&settings.dir, 999_999, false).expect_err("no such session");
 }
+
+#[test]
+fn records_written_later_reach_the_file_with_the_next_write_or_within_flush_ms() {
+    let dir = TempDir::new("later");
+    let settings = settings(&dir.0, Durability::Batched);
+    let log = AuditLog::open(&settings).expect("open");
+    log.append(event(0)).expect("append");
+    log.record_anyway(event(1));
+    let text = || std::fs::read_to_string(segment_path(&settings)).expect("segment");
+    assert!(!text().contains("event 1"), "queued, not yet written");
+    log.append(event(2)).expect("append");
+    let written = text();
+    let (one, two) = (written.find("event 1"), written.find("event 2"));
+    assert!(
+        one.is_some() && one < two,
+        "in order, in one write:\n{written}"
+    );
+    log.record_anyway(event(3));
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(text().contains("event 3"), "written by the sync thread");
+    log.close();
+    verify(&settings).expect("intact");
+}
