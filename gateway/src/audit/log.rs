@@ -5,8 +5,7 @@
 
 use std::{
     fs::{File, OpenOptions},
-    io::Write,
-    os::unix::fs::{DirBuilderExt, OpenOptionsExt},
+    os::unix::fs::{DirBuilderExt, FileExt, OpenOptionsExt},
     path::{Path, PathBuf},
     sync::{Arc, Condvar, Mutex, MutexGuard},
     thread::JoinHandle,
@@ -28,6 +27,8 @@ use crate::config::{AuditSettings, Durability};
 pub const CHECKPOINT_EVERY: u64 = 1000;
 /// And at least this often while records arrive.
 const CHECKPOINT_INTERVAL: Duration = Duration::from_secs(1);
+/// A segment is sized this far ahead of its last record (sparse until written).
+const SEGMENT_AHEAD: u64 = 16 * 1024 * 1024;
 /// Records written later (answers, closes) wait in memory at most this many bytes.
 const QUEUED_BYTES: usize = 64 * 1024;
 /// The latest signed checkpoint, beside the segments (`tollgate audit checkpoint`).
@@ -53,7 +54,11 @@ struct Synced {
 struct Writer {
     dir: PathBuf,
     file: File,
+    /// Where the records of the current segment end.
     segment_len: u64,
+    /// Its size on disk: sized ahead with zeros, so an append changes no file size (no
+    /// inode update per write).
+    capacity: u64,
     frontier: Frontier,
     prev: Option<Hash>,
     key: SigningKey,
@@ -87,11 +92,12 @@ impl AuditLog {
             signed,
             last,
         } = reread(&dir)?;
-        let (file, segment_len) = open_segment(&dir, last, frontier.size())?;
+        let (file, segment_len, capacity) = open_segment(&dir, last, frontier.size())?;
         let writer = Writer {
             dir,
             file,
             segment_len,
+            capacity,
             frontier,
             prev,
             key,
@@ -171,6 +177,8 @@ impl AuditLog {
             if let Err(error) = writer.checkpoint() {
                 tracing::error!(event = "audit.write_failed", %error, "no final checkpoint");
             }
+            // Left without the zeros it was sized ahead with.
+            let _ = writer.file.set_len(writer.segment_len);
         }
         self.wake.notify_all();
         let thread = self.thread.lock().unwrap_or_else(|p| p.into_inner()).take();
@@ -304,24 +312,39 @@ impl Writer {
         if self.queued.is_empty() {
             return Ok(());
         }
-        if let Err(error) = self.file.write_all(&self.queued) {
-            // Whatever part reached the file goes again: the log stays whole.
-            let _ = self.file.set_len(self.segment_len);
+        let end = self.segment_len + self.queued.len() as u64;
+        if end > self.capacity {
+            self.capacity = end + SEGMENT_AHEAD;
+            if let Err(error) = self.file.set_len(self.capacity) {
+                return Err(self.failed(error));
+            }
+        }
+        if let Err(error) = self.file.write_all_at(&self.queued, self.segment_len) {
+            // Whatever part reached the file goes again; zeros until then, so a crash meanwhile
+            // leaves no record that was not acknowledged.
+            let zeros = vec![0u8; self.queued.len()];
+            let _ = self.file.write_all_at(&zeros, self.segment_len);
+            return Err(self.failed(error));
+        }
+        if self.failure.take().is_some() {
+            tracing::warn!(event = "audit.resumed", "the audit log is written again");
+        }
+        self.segment_len = end;
+        self.queued.clear();
+        self.queued_records = 0;
+        Ok(())
+    }
+
+    fn failed(&mut self, error: std::io::Error) -> AuditError {
+        {
             let why = error.to_string();
             if self.failure.as_deref() != Some(&why) {
                 tracing::error!(event = "audit.unavailable", error = %why,
                     "the audit log cannot be written: requests are refused until it can");
             }
             self.failure = Some(why.clone());
-            return Err(AuditError::Unavailable(why));
+            AuditError::Unavailable(why)
         }
-        if self.failure.take().is_some() {
-            tracing::warn!(event = "audit.resumed", "the audit log is written again");
-        }
-        self.segment_len += self.queued.len() as u64;
-        self.queued.clear();
-        self.queued_records = 0;
-        Ok(())
     }
 
     /// Signs the tree as it stands and appends the checkpoint as a record of its own.
@@ -356,11 +379,13 @@ impl Writer {
     /// Closes the full segment (synced) and starts the next at the next index.
     fn rotate(&mut self) -> Result<(), AuditError> {
         self.file
-            .sync_data()
-            .map_err(|e| AuditError::Unavailable(format!("syncing a full segment: {e}")))?;
-        let (file, len) = open_segment(&self.dir, None, self.frontier.size())?;
+            .set_len(self.segment_len)
+            .and_then(|()| self.file.sync_data())
+            .map_err(|e| AuditError::Unavailable(format!("closing a full segment: {e}")))?;
+        let (file, len, capacity) = open_segment(&self.dir, None, self.frontier.size())?;
         self.file = file;
         self.segment_len = len;
+        self.capacity = capacity;
         Ok(())
     }
 }
@@ -370,7 +395,8 @@ struct Reread {
     frontier: Frontier,
     prev: Option<Hash>,
     signed: u64,
-    last: Option<(u64, PathBuf)>,
+    /// The last segment and where its records end.
+    last: Option<(u64, PathBuf, u64)>,
 }
 
 /// Reads the whole log back: the frontier, the last leaf, the records covered by the last
@@ -380,7 +406,7 @@ fn reread(dir: &Path) -> Result<Reread, AuditError> {
     let mut frontier = Frontier::new();
     let mut prev: Option<Hash> = None;
     let mut signed = 0;
-    let torn = segment::for_each_line(dir, |place: &Place, line| {
+    let scanned = segment::for_each_line(dir, |place: &Place, line| {
         let record = Record::parse(line).map_err(|e| (place.clone(), e.to_string()))?;
         let expected = prev.as_ref().map(super::record::link).unwrap_or_default();
         if record.index != frontier.size() || record.prev != expected {
@@ -406,7 +432,8 @@ fn reread(dir: &Path) -> Result<Reread, AuditError> {
             why,
         },
     })?;
-    if let Some(torn) = torn {
+    let mut last = scanned.last;
+    if let Some(torn) = scanned.torn {
         tracing::warn!(
             event = "audit.torn_record_dropped",
             place = %torn.place,
@@ -418,10 +445,10 @@ fn reread(dir: &Path) -> Result<Reread, AuditError> {
             .open(&torn.place.segment)
             .and_then(|f| f.set_len(torn.place.offset))
             .map_err(|e| AuditError::io(format!("cutting {}", torn.place), e))?;
+        if let Some(last) = last.as_mut() {
+            last.2 = torn.place.offset;
+        }
     }
-    let last = segment::list(dir)
-        .map_err(|e| AuditError::io(format!("listing {}", dir.display()), e))?
-        .pop();
     Ok(Reread {
         frontier,
         prev,
@@ -430,25 +457,28 @@ fn reread(dir: &Path) -> Result<Reread, AuditError> {
     })
 }
 
-/// The segment to append to: the last one, or a new one starting at `next`.
+/// The segment to append to (the last one, from where its records end, or a new one
+/// starting at `next`), sized ahead: its end offset and size.
 fn open_segment(
     dir: &Path,
-    last: Option<(u64, PathBuf)>,
+    last: Option<(u64, PathBuf, u64)>,
     next: u64,
-) -> Result<(File, u64), AuditError> {
-    let path = match last {
-        Some((_, path)) => path,
-        None => dir.join(segment::name(next)),
+) -> Result<(File, u64, u64), AuditError> {
+    let (path, end) = match last {
+        Some((_, path, end)) => (path, end),
+        None => (dir.join(segment::name(next)), 0),
     };
     let file = OpenOptions::new()
-        .append(true)
+        .write(true)
         .create(true)
+        .truncate(false)
         .mode(0o600)
         .open(&path)
         .map_err(|e| AuditError::io(format!("opening {}", path.display()), e))?;
-    let len = file
-        .metadata()
-        .map_err(|e| AuditError::io(format!("reading {}", path.display()), e))?
-        .len();
-    Ok((file, len))
+    let capacity = end + SEGMENT_AHEAD;
+    // Zeros past the end: a length left over from before is cut back first.
+    file.set_len(end)
+        .and_then(|()| file.set_len(capacity))
+        .map_err(|e| AuditError::io(format!("sizing {}", path.display()), e))?;
+    Ok((file, end, capacity))
 }

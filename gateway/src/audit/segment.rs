@@ -1,6 +1,8 @@
 //! The log on disk: segment files named by the index of their first record
 //! (`00000000000000000000.log`), one JSON record per line. The exact bytes of a line (without
-//! its newline) are the Merkle leaf.
+//! its newline) are the Merkle leaf. The segment being written is sized ahead (zeros past the
+//! last record), so an append changes no file size: the log ends at the first zero byte
+//! where a line would start.
 
 use std::{
     fs::File,
@@ -58,16 +60,27 @@ pub struct TornTail {
     pub bytes: usize,
 }
 
-/// Every complete line of every segment, in order. Returns the torn tail of the last
-/// segment, if any; a torn line anywhere else is handed to `each` as a line (it cannot parse).
+/// Where the records end.
+#[derive(Debug, Default)]
+pub struct Scanned {
+    /// A record the last segment holds only part of.
+    pub torn: Option<TornTail>,
+    /// The last segment and the offset its records end at (before a torn tail and the zeros
+    /// it was sized ahead with).
+    pub last: Option<(u64, PathBuf, u64)>,
+}
+
+/// Every complete line of every segment, in order. A torn line anywhere but at the end of
+/// the last segment is handed to `each` as a line (it cannot parse).
 pub fn for_each_line<E>(
     dir: &Path,
     mut each: impl FnMut(&Place, &[u8]) -> Result<(), E>,
-) -> Result<Option<TornTail>, ScanError<E>> {
+) -> Result<Scanned, ScanError<E>> {
     let segments = list(dir).map_err(ScanError::Io)?;
     let count = segments.len();
+    let mut scanned = Scanned::default();
     let mut line = Vec::with_capacity(1024);
-    for (n, (_, path)) in segments.into_iter().enumerate() {
+    for (n, (first, path)) in segments.into_iter().enumerate() {
         let file = File::open(&path).map_err(ScanError::Io)?;
         let mut reader = BufReader::with_capacity(1 << 20, file);
         let mut place = Place {
@@ -76,21 +89,63 @@ pub fn for_each_line<E>(
             offset: 0,
         };
         loop {
-            line.clear();
-            let read = reader.read_until(b'\n', &mut line).map_err(ScanError::Io)?;
-            if read == 0 {
+            let (ended, read) = next_line(&mut reader, &mut line).map_err(ScanError::Io)?;
+            if line.is_empty() {
                 break;
             }
             place.line += 1;
-            if line.last() != Some(&b'\n') && n + 1 == count {
-                return Ok(Some(TornTail { place, bytes: read }));
+            if ended != Some(b'\n') && n + 1 == count {
+                scanned.torn = Some(TornTail {
+                    place: place.clone(),
+                    bytes: line.len(),
+                });
+                break;
             }
             let bytes = line.strip_suffix(b"\n").unwrap_or(&line);
             each(&place, bytes).map_err(ScanError::Line)?;
             place.offset += read as u64;
+            if ended != Some(b'\n') {
+                break;
+            }
+        }
+        scanned.last = Some((first, place.segment, place.offset));
+    }
+    Ok(scanned)
+}
+
+/// Reads up to and including the next newline into `line`, stopping before a zero byte (the
+/// space a segment was sized ahead with). Returns what ended it (`\n`, 0, or None at the end
+/// of the file) and how many bytes were consumed.
+fn next_line(
+    reader: &mut impl BufRead,
+    line: &mut Vec<u8>,
+) -> std::io::Result<(Option<u8>, usize)> {
+    line.clear();
+    let mut consumed = 0;
+    loop {
+        let buffer = reader.fill_buf()?;
+        if buffer.is_empty() {
+            return Ok((None, consumed));
+        }
+        match buffer.iter().position(|&b| b == b'\n' || b == 0) {
+            Some(at) if buffer[at] == b'\n' => {
+                line.extend_from_slice(&buffer[..=at]);
+                reader.consume(at + 1);
+                return Ok((Some(b'\n'), consumed + at + 1));
+            }
+            Some(at) => {
+                line.extend_from_slice(&buffer[..at]);
+                reader.consume(at);
+                return Ok((Some(0), consumed + at));
+            }
+            None => {
+                let len = buffer.len();
+                line.extend_from_slice(buffer);
+                reader.consume(len);
+                consumed += len;
+            }
         }
     }
-    Ok(None)
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -472,3 +472,46 @@ fn records_written_later_reach_the_file_with_the_next_write_or_within_flush_ms()
     log.close();
     verify(&settings).expect("intact");
 }
+
+#[test]
+fn a_segment_sized_ahead_reads_to_its_last_record_and_a_crash_copy_reopens() {
+    let dir = TempDir::new("ahead");
+    let settings = settings(&dir.0, Durability::Batched);
+    let log = AuditLog::open(&settings).expect("open");
+    for n in 0..5 {
+        log.append(event(n)).expect("append");
+    }
+    let path = segment_path(&settings);
+    let on_disk = std::fs::metadata(&path).expect("meta").len();
+    let text = std::fs::read(&path).expect("segment");
+    let end = text.iter().rposition(|&b| b == b'\n').expect("records") as u64 + 1;
+    assert!(
+        on_disk > end,
+        "sized ahead: {on_disk} bytes for {end} of records"
+    );
+    assert!(text[end as usize..].iter().all(|&b| b == 0));
+    // The state a kill -9 leaves: the same files, with the writer gone.
+    let crashed = TempDir::new("ahead-crashed");
+    let copy = super::super::config::AuditSettings {
+        dir: crashed.0.join("audit"),
+        key_file: settings.key_file.clone(),
+        ..settings.clone()
+    };
+    copy_dir(&settings.dir, &copy.dir);
+    let report = verify(&copy).expect("a live log verifies");
+    assert!(report.contains("intact: 5 records"), "{report}");
+    log.close();
+    let reopened = AuditLog::open(&copy).expect("reopen after a crash");
+    reopened.append(event(5)).expect("append");
+    reopened.close();
+    let report = verify(&copy).expect("intact");
+    assert!(report.contains("intact: 8 records"), "{report}");
+    let closed = std::fs::metadata(segment_path(&copy)).expect("meta").len();
+    let text = std::fs::read(segment_path(&copy)).expect("segment");
+    assert_eq!(closed as usize, text.len());
+    assert_eq!(
+        text.last(),
+        Some(&b'\n'),
+        "a closed segment ends with its last record"
+    );
+}

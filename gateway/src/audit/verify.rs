@@ -68,7 +68,7 @@ pub fn verify(
     let mut report = Report::default();
     let mut frontier = Frontier::new();
     let mut prev: Option<Hash> = None;
-    let torn = segment::for_each_line(dir, |place: &Place, line| {
+    let scanned = segment::for_each_line(dir, |place: &Place, line| {
         let expected = frontier.size();
         let record = Record::parse(line).map_err(|e| {
             problem(
@@ -132,7 +132,9 @@ pub fn verify(
         segment::ScanError::Line(problem) => problem,
     })?;
     report.records = frontier.size();
-    report.torn_tail = torn.map(|t| format!("{} ({} bytes)", t.place, t.bytes));
+    report.torn_tail = scanned
+        .torn
+        .map(|t| format!("{} ({} bytes)", t.place, t.bytes));
     for ((label, checkpoint), root) in wanted.into_iter().zip(roots) {
         match root {
             None => {
