@@ -43,8 +43,9 @@ pub fn parse_rfc3339_utc_ms(text: &str) -> Option<u64> {
     u64::try_from(seconds * 1000 + millis).ok()
 }
 
-/// Days from 1970-01-01 of a proleptic Gregorian date (the inverse of [`civil_from_days`]).
-pub fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
+/// Days from 1970-01-01 of a proleptic Gregorian date (the inverse of [`civil_from_days`];
+/// astronomical years, 1 BC is 0).
+pub const fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
     let year = if month <= 2 { year - 1 } else { year };
     let era = year.div_euclid(400);
     let year_of_era = year - era * 400;

@@ -14,6 +14,8 @@ use super::{
     MaskMethod, ValueFormat,
 };
 
+pub(super) use crate::clock::days_from_civil;
+
 const USECS_PER_SEC: i64 = 1_000_000;
 const USECS_PER_DAY: i64 = 86_400 * USECS_PER_SEC;
 /// 2000-01-01 counted from 1970-01-01.
@@ -23,17 +25,6 @@ const MIN_DAYS: i64 = days_from_civil(-4713, 11, 24) - PG_EPOCH_DAYS;
 /// Last date: 5874897-12-31; timestamps end before 294277-01-01.
 const MAX_DATE_DAYS: i64 = days_from_civil(5_874_897, 12, 31) - PG_EPOCH_DAYS;
 const END_TIMESTAMP_DAYS: i64 = days_from_civil(294_277, 1, 1) - PG_EPOCH_DAYS;
-
-/// Days from 1970-01-01 to a proleptic Gregorian date (astronomical year: 1 BC is 0).
-pub(super) const fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
-    let y = if month <= 2 { year - 1 } else { year };
-    let era = y.div_euclid(400);
-    let year_of_era = y - era * 400;
-    let shifted_month = if month > 2 { month - 3 } else { month + 9 };
-    let day_of_year = (153 * shifted_month + 2) / 5 + day - 1;
-    let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
-    era * 146_097 + day_of_era - 719_468
-}
 
 /// The astronomical year of a day counted from 1970-01-01.
 fn year_from_days(days: i64) -> i64 {
