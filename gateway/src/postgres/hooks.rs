@@ -1,6 +1,7 @@
 //! The two points where policy meets the protocol: every whole request before it is forwarded,
-//! every server message before it reaches the agent. This stage's hooks allow everything and
-//! record each statement, its parameters (described, never their values) and who sent it.
+//! every server message before it reaches the agent. This stage's hooks allow everything. Each
+//! statement, its parameters (described, never their values) and who sent it are recorded
+//! once per request by [`request_event`]: the audit record and the operational line alike.
 
 use pgwire::messages::PgWireBackendMessage;
 
@@ -56,20 +57,12 @@ pub trait ResponseHook: Send + Sync {
         -> ResponseVerdict;
 }
 
-/// Allows everything; writes one `statement` record per statement.
+/// Allows everything (the records are written by [`request_event`]).
 #[derive(Debug, Default)]
 pub struct RecordingHooks;
 
 impl RequestHook for RecordingHooks {
-    fn on_request(
-        &self,
-        session: &SessionInfo,
-        request: &Request,
-        verdicts: &[Verdict],
-    ) -> RequestVerdict {
-        for (index, statement) in request.statements.iter().enumerate() {
-            record_statement(session, statement, verdicts.get(index));
-        }
+    fn on_request(&self, _: &SessionInfo, _: &Request, _: &[Verdict]) -> RequestVerdict {
         RequestVerdict::Forward
     }
 }
@@ -80,8 +73,8 @@ impl ResponseHook for RecordingHooks {
     }
 }
 
-/// The record of a request, written before it is forwarded; None when it runs no statement
-/// (a Sync, a Describe).
+/// The record of a request, written before it is forwarded, with one operational `statement`
+/// line per statement; None when it runs no statement (a Sync, a Describe).
 pub fn request_event(
     session: &SessionInfo,
     request: &Request,
@@ -96,14 +89,16 @@ pub fn request_event(
     if statements.is_empty() {
         return None;
     }
-    Some(crate::audit::Event::RequestDecided(RequestDecided {
+    let decided = RequestDecided {
         conn_id: session.conn_id,
         target: session.target.clone(),
         db_user: printable(&session.startup.user),
         database: printable(&session.startup.database),
         token_subject: session.token.as_ref().map(|t| printable(&t.subject)),
         statements,
-    }))
+    };
+    log_statements(session, &decided);
+    Some(crate::audit::Event::RequestDecided(decided))
 }
 
 fn statement_record(statement: &Statement, verdict: Option<&Verdict>) -> Option<StatementRecord> {
@@ -143,28 +138,27 @@ fn statement_record(statement: &Statement, verdict: Option<&Verdict>) -> Option<
     })
 }
 
-fn record_statement(session: &SessionInfo, statement: &Statement, verdict: Option<&Verdict>) {
-    let Some(record) = statement_record(statement, verdict) else {
-        return;
-    };
+fn log_statements(session: &SessionInfo, decided: &RequestDecided) {
     let pid = match &session.agent {
         AgentIdentity::Process(process) => Some(process.pid),
         AgentIdentity::Remote { .. } => None,
     };
-    tracing::info!(
-        event = "statement",
-        conn_id = session.conn_id,
-        target = %session.target,
-        identity = session.agent.kind(),
-        pid,
-        subject = session.token.as_ref().map(|t| printable(&t.subject)),
-        db_user = %printable(&session.startup.user),
-        database = %printable(&session.startup.database),
-        protocol = record.protocol,
-        sql = record.sql.as_deref().unwrap_or("<unknown prepared statement>"),
-        parameters = record.parameters.as_deref(),
-        decision = record.decision.as_deref(),
-        rule = record.rule.as_deref(),
-        "statement"
-    );
+    for record in &decided.statements {
+        tracing::info!(
+            event = "statement",
+            conn_id = decided.conn_id,
+            target = %decided.target,
+            identity = session.agent.kind(),
+            pid,
+            subject = decided.token_subject.as_deref(),
+            db_user = %decided.db_user,
+            database = %decided.database,
+            protocol = record.protocol,
+            sql = record.sql.as_deref().unwrap_or("<unknown prepared statement>"),
+            parameters = record.parameters.as_deref(),
+            decision = record.decision.as_deref(),
+            rule = record.rule.as_deref(),
+            "statement"
+        );
+    }
 }

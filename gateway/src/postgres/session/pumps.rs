@@ -253,11 +253,11 @@ pub(super) async fn record_request(
     sent: &mut Sent,
     replacements: &mut Vec<(usize, BytesMut)>,
 ) {
-    let Some(audit) = parts.audit else {
-        return;
-    };
     let Some(event) = crate::postgres::hooks::request_event(parts.session, request, &sent.verdicts)
     else {
+        return;
+    };
+    let Some(audit) = parts.audit else {
         return;
     };
     match audit.record(event).await {
