@@ -8,9 +8,9 @@ use std::{
     process::{Command, Output},
 };
 
-use serde_json::Value;
+use serde_json::{json, Value};
 
-use common::{agent_psql, assert_success, output_text, pg_bed, PgBed, TOLLGATE};
+use common::{agent_psql, assert_success, output_text, permissive_policy, pg_bed, PgBed, TOLLGATE};
 
 /// `tollgate audit ARGS --config <the bed's>`.
 fn audit(bed: &PgBed, args: &[&str]) -> Output {
@@ -33,7 +33,11 @@ fn audit_dir(bed: &PgBed) -> PathBuf {
 
 /// Every record in the log, parsed.
 fn records(bed: &PgBed) -> Vec<Value> {
-    let mut segments: Vec<PathBuf> = std::fs::read_dir(audit_dir(bed))
+    records_in(&audit_dir(bed))
+}
+
+fn records_in(dir: &Path) -> Vec<Value> {
+    let mut segments: Vec<PathBuf> = std::fs::read_dir(dir)
         .expect("audit dir")
         .map(|e| e.expect("entry").path())
         .filter(|p| p.extension().is_some_and(|e| e == "log"))
@@ -270,13 +274,29 @@ impl Drop for SmallDisk {
 #[test]
 #[ignore = "privileged: needs root and BPF; run `sudo cargo xtask test`"]
 fn a_full_disk_refuses_requests_with_53100_and_service_resumes_when_space_returns() {
-    let disk_at = std::env::temp_dir().join(format!("tollgate-audit-disk-{}", std::process::id()));
+    // Recording only, and under a policy that allows everything: the refusal must not rest
+    // on a policy refusing the statement.
+    for permissive in [false, true] {
+        full_disk_refuses_and_resumes(permissive);
+    }
+}
+
+fn full_disk_refuses_and_resumes(permissive: bool) {
+    let disk_at = std::env::temp_dir().join(format!(
+        "tollgate-audit-disk-{}-{permissive}",
+        std::process::id()
+    ));
     let disk = SmallDisk::mount(&disk_at);
     let dir = disk_at.join("audit");
+    let policy_dir = disk_at.with_extension("policy");
+    std::fs::create_dir_all(&policy_dir).expect("policy dir");
     let bed = pg_bed("a_full_disk_refuses_requests_with_53100", |config| {
         config
             .extra_audit
             .push(format!("dir = {:?}", dir.display().to_string()));
+        if permissive {
+            permissive_policy(config, &policy_dir);
+        }
     });
     bed.pg
         .psql_direct("CREATE TABLE audit_full (n int)")
@@ -318,7 +338,9 @@ fn a_full_disk_refuses_requests_with_53100_and_service_resumes_when_space_return
         "every row in the table was answered as recorded, nothing forwarded unrecorded: {said}"
     );
     assert_eq!(served + refusals, 22, "{said}");
-    eprintln!("{served} inserts recorded and run, {refusals} refused while the disk was full");
+    eprintln!(
+        "permissive policy: {permissive}: {served} inserts recorded and run, {refusals} refused while the disk was full"
+    );
     let resumed = bed
         .pg
         .psql_direct("SELECT count(*) FROM audit_full WHERE n = 100")
@@ -330,6 +352,21 @@ fn a_full_disk_refuses_requests_with_53100_and_service_resumes_when_space_return
     );
     let verified = audit(&bed, &["verify"]);
     assert!(verified.status.success(), "{}", output_text(&verified));
+    let decisions: Vec<Value> = records_in(&dir)
+        .iter()
+        .filter(|r| r["kind"] == "request_decided")
+        .map(|r| r["statements"][0]["decision"].clone())
+        .collect();
+    let expected = if permissive {
+        json!("allow")
+    } else {
+        Value::Null
+    };
+    assert!(
+        decisions.len() == served && decisions.iter().all(|d| *d == expected),
+        "one record per insert run, decided by the policy in force: {decisions:?}"
+    );
     drop(bed);
     drop(disk);
+    let _ = std::fs::remove_dir_all(&policy_dir);
 }
