@@ -54,7 +54,9 @@ fn query(sql: &str) -> F {
     F::Query(Query::new(sql.to_owned()))
 }
 
-fn patients() -> Canned {
+/// The scripted server's tables: `patients.ssn` (classified by [`super::POLICY`]) and a few
+/// clean answers.
+pub(super) fn patients() -> Canned {
     let ssn = Column {
         name: "ssn",
         table_oid: 16400,
