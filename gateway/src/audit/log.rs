@@ -69,7 +69,6 @@ struct Writer {
     /// Lines in the tree but not yet in the file: records that may follow with the next write
     /// (answers, closes), so a request costs one write however many records it makes.
     queued: Vec<u8>,
-    queued_records: u64,
     /// The last write failed (the segment was cut back to its last whole record).
     failure: Option<String>,
     closing: bool,
@@ -105,7 +104,6 @@ impl AuditLog {
             signed,
             signed_at: Instant::now(),
             queued: Vec::with_capacity(QUEUED_BYTES),
-            queued_records: 0,
             failure: None,
             closing: false,
         };
@@ -243,7 +241,7 @@ impl AuditLog {
                 }
                 (
                     writer.file.try_clone(),
-                    writer.frontier.size() - writer.queued_records,
+                    writer.frontier.size() - writer.queued_count(),
                     writer.closing,
                 )
             };
@@ -293,18 +291,21 @@ impl Writer {
         let mark = self.queued.len();
         self.queued.extend_from_slice(&line);
         self.queued.push(b'\n');
-        self.queued_records += 1;
         if now || self.queued.len() >= QUEUED_BYTES {
             if let Err(error) = self.flush() {
                 // This record is taken back; those queued before it stay queued.
                 self.queued.truncate(mark);
-                self.queued_records -= 1;
                 return Err(error);
             }
         }
         self.frontier.push(leaf);
         self.prev = Some(leaf);
         Ok(index)
+    }
+
+    /// Records in the tree not yet in the file (one line each).
+    fn queued_count(&self) -> u64 {
+        self.queued.iter().filter(|&&b| b == b'\n').count() as u64
     }
 
     /// Writes the queued records to the file in one piece.
@@ -331,7 +332,6 @@ impl Writer {
         }
         self.segment_len = end;
         self.queued.clear();
-        self.queued_records = 0;
         Ok(())
     }
 
