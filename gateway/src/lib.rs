@@ -12,6 +12,7 @@ pub mod drain;
 pub mod identity;
 pub mod intercept;
 pub mod logging;
+pub mod net;
 pub mod policy;
 pub mod postgres;
 pub mod proxy;

@@ -6,7 +6,6 @@ pub mod guard;
 pub mod listener;
 mod relay;
 pub mod unix;
-pub mod upstream;
 pub mod workers;
 
 use std::sync::{

@@ -37,6 +37,7 @@ use tokio_rustls::TlsAcceptor;
 pub use function_call::BUILTIN_FUNCTIONS;
 pub use token_login::{load_credentials, Credentials, CredentialsError, TokenLogin};
 
+use crate::net as upstream;
 use crate::{
     config::{Target, TargetAuth},
     identity::AgentIdentity,
@@ -44,7 +45,6 @@ use crate::{
     proxy::{
         addrs::UpstreamAddr,
         guard::{Outcome, SessionGuard},
-        upstream,
     },
 };
 

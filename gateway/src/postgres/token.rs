@@ -5,7 +5,6 @@
 
 mod fetch;
 mod file;
-mod http;
 mod keys;
 mod remote;
 

@@ -12,8 +12,9 @@ use super::{
     addrs::{ClientAddr, OrigDst, UpstreamAddr},
     guard::{Outcome, SessionGuard},
     relay::relay,
-    upstream, ProxyContext,
+    ProxyContext,
 };
+use crate::net as upstream;
 use crate::{
     config::{RedirectMode, Target, TargetKind},
     drain,

@@ -8,10 +8,10 @@ use std::{future::Future, net::SocketAddr, sync::Arc, time::Duration};
 use tokio_postgres::{Client, NoTls, Statement};
 
 use super::{CatalogAccess, CatalogError};
+use crate::net as upstream;
 use crate::{
     policy::{Relation, RelationKind},
     postgres::tls::UpstreamConnector,
-    proxy::upstream,
 };
 
 /// What one read asks for.

@@ -2,20 +2,22 @@
 //! (`Connection: close`), TLS verified against the configured CA bundle, bounded in time and
 //! size. The socket carries the bypass mark so the gateway never intercepts itself.
 
-use std::{io, net::SocketAddr, path::Path, sync::Arc, time::Duration};
+use std::{io, net::SocketAddr, time::Duration};
 
-use rustls::{
-    pki_types::{pem::PemObject, CertificateDer, ServerName},
-    ClientConfig, RootCertStore,
-};
+use rustls::pki_types::ServerName;
 use tokio::{
     io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt},
     net::TcpStream,
 };
 use tokio_rustls::TlsConnector;
 
-use super::http::{self, HttpError, Response, MAX_HEAD};
-use crate::{config::JwksUrl, proxy::upstream};
+use crate::{
+    config::JwksUrl,
+    net::{
+        self as upstream,
+        http::{self, HttpError, Response, MAX_HEAD},
+    },
+};
 
 /// Resolve, connect, handshake, request and response together.
 pub(super) const FETCH_TIMEOUT: Duration = Duration::from_secs(5);
@@ -64,7 +66,7 @@ impl HttpFetcher {
     /// Reads the CA bundle now (https only), so a missing one stops startup.
     pub(super) fn new(url: &JwksUrl, bypass_mark: u32) -> Result<Self, String> {
         let tls = if url.https {
-            Some(connector(&url.ca_file)?)
+            Some(upstream::tls_connector(&url.ca_file, &[b"http/1.1"])?)
         } else {
             None
         };
@@ -172,24 +174,4 @@ async fn send_and_read<S: AsyncRead + AsyncWrite + Unpin>(
             None => {}
         }
     }
-}
-
-fn connector(ca_file: &Path) -> Result<TlsConnector, String> {
-    let certs = CertificateDer::pem_file_iter(ca_file)
-        .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
-        .map_err(|error| error.to_string())?;
-    let mut roots = RootCertStore::empty();
-    // A system bundle may hold a certificate rustls cannot use; the others still count.
-    let (added, _ignored) = roots.add_parsable_certificates(certs);
-    if added == 0 {
-        return Err("no usable CA certificate in the file".into());
-    }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut config = ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|error| error.to_string())?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    Ok(TlsConnector::from(Arc::new(config)))
 }

@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 /// Status line and headers together.
-pub(super) const MAX_HEAD: usize = 16 * 1024;
+pub const MAX_HEAD: usize = 16 * 1024;
 const MAX_HEADERS: usize = 100;
 /// A chunk-size line (size and extensions).
 const MAX_CHUNK_LINE: usize = 1024;
