@@ -28,6 +28,7 @@ fn settings(root: &std::path::Path, durability: Durability) -> AuditSettings {
         flush_interval: std::time::Duration::from_millis(20),
         key_file: root.join("audit-key"),
         origin: "tollgate.audit/bench".to_owned(),
+        exports: Vec::new(),
     }
 }
 

@@ -125,6 +125,11 @@ pub async fn run(config_path: &Path, keep_on_exit: bool) -> Result<(), AppError>
             .as_ref()
             .map(|p| p.display().to_string()),
     })?;
+    let exporters = Arc::new(crate::audit::export::Exporters::start(
+        &config.audit.exports,
+        &audit,
+        config.gateway.bypass_mark,
+    ));
     let admin_listener = admin::bind(&config.gateway.admin_socket)?;
     warn_if_listen_port_unprivileged(config.gateway.listen_port);
     raise_open_file_limit();
@@ -191,7 +196,10 @@ pub async fn run(config_path: &Path, keep_on_exit: bool) -> Result<(), AppError>
         listen_addrs.clone(),
         stats,
         coverage_view.clone(),
-        audit.clone(),
+        Evidence {
+            log: audit.clone(),
+            exporters: exporters.clone(),
+        },
     );
     tokio::spawn(admin::serve(admin_listener, status, drain_watch.clone()));
     drop(drain_watch);
@@ -256,6 +264,10 @@ pub async fn run(config_path: &Path, keep_on_exit: bool) -> Result<(), AppError>
         reason: "clean shutdown".to_owned(),
     });
     audit.close();
+    // What they have not delivered (the last records among it) goes at the next start.
+    if let Ok(exporters) = Arc::try_unwrap(exporters) {
+        exporters.stop();
+    }
     Ok(())
 }
 
@@ -448,6 +460,20 @@ fn spawn_bpf_logger(interception: &mut Interception) {
     }
 }
 
+/// The audit log and its SIEM exports, as status shows them.
+struct Evidence {
+    log: crate::audit::Audit,
+    exporters: Arc<crate::audit::export::Exporters>,
+}
+
+impl Evidence {
+    fn status(&self) -> serde_json::Value {
+        let mut status = self.log.status();
+        status["exports"] = self.exporters.status(self.log.records());
+        status
+    }
+}
+
 fn status_fn(
     config: &Config,
     config_path: &Path,
@@ -455,7 +481,7 @@ fn status_fn(
     listen: Vec<String>,
     stats: Arc<ProxyStats>,
     coverage: Arc<intercept::coverage::CoverageView>,
-    audit: crate::audit::Audit,
+    evidence: Evidence,
 ) -> admin::StatusFn {
     let started = SystemTime::now()
         .duration_since(SystemTime::UNIX_EPOCH)
@@ -502,7 +528,7 @@ fn status_fn(
         let mut status = fixed.clone();
         status["connections"] = stats.snapshot();
         status["coverage"] = serde_json::json!(coverage.plan());
-        status["audit"] = audit.status();
+        status["audit"] = evidence.status();
         if let Ok(points) = attach_points.lock() {
             status["attach_points"] = serde_json::json!(*points);
         }

@@ -9,6 +9,7 @@
 
 pub mod commands;
 pub mod event;
+pub mod export;
 pub mod keys;
 pub mod log;
 pub mod merkle;

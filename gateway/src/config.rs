@@ -3,6 +3,7 @@
 
 mod audit;
 mod auth;
+mod export;
 mod local;
 mod raw;
 mod tls;
@@ -18,6 +19,7 @@ use ipnet::IpNet;
 
 pub use audit::{AuditSettings, Durability};
 pub use auth::{JwksSource, JwksUrl, TargetAuth, TokenAuth};
+pub use export::{ExportKind, ExportSink, FileExport, HecExport, SyslogExport};
 pub use local::{Coverage, UnixAgents, UnixRoute};
 pub use tls::{AgentTls, UpstreamTls, UpstreamTlsMode};
 pub use validate::validate;

@@ -37,6 +37,11 @@ const APT_PACKAGES: &[&str] = &[
     "python3-psycopg2",
     "python3-pytest",
     "python3-pytest-timeout",
+    // The SIEM export tests: a real syslog receiver over TLS (RFC 5425), and OCSF events
+    // validated against the schema file the tests ship.
+    "rsyslog",
+    "rsyslog-gnutls",
+    "python3-jsonschema",
 ];
 
 const BPF_LINKER_VERSION: &str = "0.10.3";

@@ -43,6 +43,8 @@ pub struct AuditLog {
     durability: Durability,
     flush_interval: Duration,
     thread: Mutex<Option<JoinHandle<()>>>,
+    dir: PathBuf,
+    origin: String,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -93,7 +95,7 @@ impl AuditLog {
         } = reread(&dir)?;
         let (file, segment_len, capacity) = open_segment(&dir, last, frontier.size())?;
         let writer = Writer {
-            dir,
+            dir: dir.clone(),
             file,
             segment_len,
             capacity,
@@ -118,6 +120,8 @@ impl AuditLog {
             durability: settings.durability,
             flush_interval: settings.flush_interval,
             thread: Mutex::new(None),
+            dir,
+            origin: settings.origin.clone(),
         });
         if size > signed {
             log.lock().checkpoint()?;
@@ -183,6 +187,26 @@ impl AuditLog {
         if let Some(thread) = thread {
             let _ = thread.join();
         }
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The checkpoints' origin line.
+    pub fn origin(&self) -> &str {
+        &self.origin
+    }
+
+    /// Records in the log.
+    pub fn records(&self) -> u64 {
+        self.lock().frontier.size()
+    }
+
+    /// Records known to be on disk: what may leave the host (an exported id must never be
+    /// reused by a record a power loss took back).
+    pub fn synced_records(&self) -> u64 {
+        self.synced.borrow().records
     }
 
     /// For `tollgate status`.

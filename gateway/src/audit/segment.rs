@@ -116,7 +116,7 @@ pub fn for_each_line<E>(
 /// Reads up to and including the next newline into `line`, stopping before a zero byte (the
 /// space a segment was sized ahead with). Returns what ended it (`\n`, 0, or None at the end
 /// of the file) and how many bytes were consumed.
-fn next_line(
+pub(super) fn next_line(
     reader: &mut impl BufRead,
     line: &mut Vec<u8>,
 ) -> std::io::Result<(Option<u8>, usize)> {

@@ -6,6 +6,7 @@ use std::{path::PathBuf, time::Duration};
 use toml::Spanned;
 
 use super::{
+    export::{self, ExportSink},
     raw::RawAudit,
     validate::{absolute, issue, Issue},
 };
@@ -40,6 +41,8 @@ pub struct AuditSettings {
     pub key_file: PathBuf,
     /// The checkpoints' origin line and the key's name.
     pub origin: String,
+    /// SIEM sinks the log's events are exported to.
+    pub exports: Vec<ExportSink>,
 }
 
 const DEFAULT_FLUSH_MS: u64 = 20;
@@ -102,6 +105,7 @@ pub fn settings(
         flush_interval: Duration::from_millis(flush_ms),
         key_file,
         origin,
+        exports: export::sinks(&raw.export, state_dir)?,
     })
 }
 

@@ -256,16 +256,16 @@ fn jwks_source(raw: &RawTarget, index: usize, auth: &Spanned<String>) -> Result<
     })))
 }
 
-struct ParsedUrl {
-    https: bool,
-    host: String,
-    port: u16,
-    path: String,
+pub(super) struct ParsedUrl {
+    pub https: bool,
+    pub host: String,
+    pub port: u16,
+    pub path: String,
 }
 
 /// `http[s]://host[:port][/path][?query]`; a fragment is dropped. Deliberately narrow: no
 /// credentials, no spaces, IPv6 only in brackets.
-fn parse_url(text: &str) -> Result<ParsedUrl, String> {
+pub(super) fn parse_url(text: &str) -> Result<ParsedUrl, String> {
     if text.chars().any(|c| c.is_whitespace() || c.is_control()) {
         return Err("must not contain spaces or control characters".into());
     }
@@ -342,7 +342,7 @@ fn parse_url(text: &str) -> Result<ParsedUrl, String> {
 }
 
 /// Plain HTTP only where nobody else is on the path.
-fn is_loopback(host: &str) -> bool {
+pub(super) fn is_loopback(host: &str) -> bool {
     host.eq_ignore_ascii_case("localhost")
         || host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }

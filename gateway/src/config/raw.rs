@@ -20,6 +20,33 @@ pub struct RawAudit {
     pub flush_ms: Option<Spanned<u64>>,
     pub key_file: Option<Spanned<String>>,
     pub origin: Option<Spanned<String>>,
+    #[serde(default)]
+    pub export: Vec<Spanned<RawExport>>,
+}
+
+/// One `[[audit.export]]` sink. Flat: `kind` says which of the other fields apply.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawExport {
+    pub name: Option<Spanned<String>>,
+    pub kind: Option<Spanned<String>>,
+    // file
+    pub path: Option<Spanned<String>>,
+    pub max_bytes: Option<Spanned<u64>>,
+    pub keep: Option<Spanned<u32>>,
+    // syslog
+    pub address: Option<Spanned<String>>,
+    pub server_name: Option<Spanned<String>>,
+    pub app_name: Option<Spanned<String>>,
+    pub confirm_ms: Option<Spanned<u64>>,
+    // splunk_hec
+    pub url: Option<Spanned<String>>,
+    pub token_file: Option<Spanned<String>>,
+    pub index: Option<Spanned<String>>,
+    pub sourcetype: Option<Spanned<String>>,
+    pub ack_timeout_s: Option<Spanned<u64>>,
+    // syslog and splunk_hec
+    pub ca_file: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

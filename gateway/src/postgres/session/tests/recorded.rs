@@ -32,6 +32,7 @@ impl Recorded {
             flush_interval: std::time::Duration::from_millis(5),
             key_file: root.join("key"),
             origin: "tollgate.audit/session-test".to_owned(),
+            exports: Vec::new(),
         };
         Self { root, settings }
     }
