@@ -198,6 +198,7 @@ fn print_text(report: &Value) {
             ),
             None => {}
         }
+        print_audit(&gateway["audit"]);
         let coverage = &gateway["coverage"];
         for (kind, label) in [
             ("named", "protected (destination)"),
@@ -230,6 +231,38 @@ fn print_text(report: &Value) {
     );
     if gateway.is_null() && present {
         println!("note: interception is installed but no gateway answers: agent connections to protected destinations are refused (fail closed) until tollgate runs again");
+    }
+}
+
+/// The evidence log and each SIEM sink's lag behind it.
+fn print_audit(audit: &Value) {
+    if audit.is_null() {
+        return;
+    }
+    println!(
+        "  audit log: {} records ({} signed, {} synced, {}) in {}",
+        audit["records"],
+        audit["signed"],
+        audit["synced"],
+        audit["durability"].as_str().unwrap_or("?"),
+        audit["dir"].as_str().unwrap_or("?")
+    );
+    if let Some(failure) = audit["failure"].as_str() {
+        println!("  ALARM: the audit log cannot be written, requests are refused: {failure}");
+    }
+    for sink in audit["exports"].as_array().into_iter().flatten() {
+        println!(
+            "  export {} ({} to {}): {} records delivered, lag {}{}",
+            sink["name"].as_str().unwrap_or("?"),
+            sink["kind"].as_str().unwrap_or("?"),
+            sink["destination"].as_str().unwrap_or("?"),
+            sink["delivered"],
+            sink["lag"],
+            sink["error"]
+                .as_str()
+                .map(|e| format!("; failing: {e}"))
+                .unwrap_or_default()
+        );
     }
 }
 

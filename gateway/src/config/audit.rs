@@ -3,8 +3,6 @@
 
 use std::{path::PathBuf, time::Duration};
 
-use toml::Spanned;
-
 use super::{
     export::{self, ExportSink},
     raw::RawAudit,
@@ -49,11 +47,11 @@ const DEFAULT_FLUSH_MS: u64 = 20;
 const MAX_FLUSH_MS: u64 = 10_000;
 
 pub fn settings(
-    raw: Option<&Spanned<RawAudit>>,
+    raw: Option<&RawAudit>,
     state_dir: &std::path::Path,
 ) -> Result<AuditSettings, Issue> {
     let default = RawAudit::default();
-    let raw = raw.map_or(&default, Spanned::get_ref);
+    let raw = raw.unwrap_or(&default);
     let dir = match &raw.dir {
         Some(dir) => absolute("audit.dir", dir)?,
         None => state_dir.join("audit"),
@@ -105,7 +103,10 @@ pub fn settings(
         flush_interval: Duration::from_millis(flush_ms),
         key_file,
         origin,
-        exports: export::sinks(&raw.export, state_dir)?,
+        exports: match &raw.export {
+            Some(sinks) => export::sinks(sinks.get_ref(), state_dir)?,
+            None => Vec::new(),
+        },
     })
 }
 

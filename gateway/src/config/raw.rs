@@ -9,7 +9,8 @@ pub struct RawConfig {
     pub gateway: Option<Spanned<RawGateway>>,
     pub agents: Spanned<RawAgents>,
     pub targets: Option<Spanned<Vec<Spanned<RawTarget>>>>,
-    pub audit: Option<Spanned<RawAudit>>,
+    /// Not spanned: `[[audit.export]]` alone makes the table implicitly, which has no span.
+    pub audit: Option<RawAudit>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -20,8 +21,7 @@ pub struct RawAudit {
     pub flush_ms: Option<Spanned<u64>>,
     pub key_file: Option<Spanned<String>>,
     pub origin: Option<Spanned<String>>,
-    #[serde(default)]
-    pub export: Vec<Spanned<RawExport>>,
+    pub export: Option<Spanned<Vec<Spanned<RawExport>>>>,
 }
 
 /// One `[[audit.export]]` sink. Flat: `kind` says which of the other fields apply.
