@@ -323,5 +323,23 @@ pub fn describe(config: &Config) -> String {
             route.gateway.display()
         );
     }
+    let audit = &config.audit;
+    let _ = writeln!(
+        out,
+        "audit log: {} ({}, synced every {} ms)",
+        audit.dir.display(),
+        audit.durability.as_str(),
+        audit.flush_interval.as_millis()
+    );
+    for sink in &audit.exports {
+        let _ = writeln!(
+            out,
+            "audit export {} ({}): {}, cursor {}",
+            sink.name,
+            sink.kind.as_str(),
+            sink.kind.destination(),
+            sink.cursor_file.display()
+        );
+    }
     out
 }

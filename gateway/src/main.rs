@@ -105,6 +105,9 @@ enum Command {
     /// notes) cover it every second and every 1,000 records. Keep the verifier key (`audit
     /// public-key`) and checkpoints (`audit checkpoint`) somewhere the host's root cannot
     /// reach; with them, `audit verify` proves the log was neither edited nor cut short.
+    /// `[[audit.export]]` sinks in the configuration send every record to a SIEM as OCSF
+    /// (files, syslog over TLS, Splunk HEC), each event with its leaf index and covering
+    /// checkpoint; `tollgate status` shows each sink's lag.
     Audit {
         #[command(subcommand)]
         action: AuditAction,
