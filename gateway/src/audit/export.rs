@@ -31,7 +31,7 @@ use self::{
     cursor::Cursor,
     file::FileSink,
     hec::HecSink,
-    ocsf::{LogContext, Outgoing},
+    ocsf::{Connections, LogContext, Outgoing},
     syslog::SyslogSink,
 };
 use super::Audit;
@@ -207,6 +207,18 @@ impl Exporters {
     }
 }
 
+/// A point of the log a sink can resume from: the next record and the connections open there.
+struct Position {
+    next: u64,
+    connections: Connections,
+}
+
+/// Reads again from `position`, with the connections open there.
+fn rewind(dir: &Path, position: &Position, context: &mut LogContext) -> Reader {
+    context.restore(position.connections.clone());
+    Reader::new(dir, position.next)
+}
+
 struct Job {
     sink: ExportSink,
     audit: Audit,
@@ -243,16 +255,16 @@ impl Job {
         let Some((mut sink, mut context, mut durable)) = self.prepare(&dir).await else {
             return;
         };
-        let mut reader = Reader::new(&dir, durable);
-        // Sent, not yet counted as delivered: when, and the cursor after them.
-        let mut unconfirmed: VecDeque<(Instant, u64)> = VecDeque::new();
+        let mut reader = Reader::new(&dir, durable.next);
+        // Sent, not yet counted as delivered: when they will count, and the position after.
+        let mut unconfirmed: VecDeque<(Instant, Position)> = VecDeque::new();
         let mut backoff = FIRST_BACKOFF;
         while !*self.stopped.borrow() {
             if !sink.healthy() {
                 self.status.failed("the receiver closed the connection");
                 sink.reset();
                 unconfirmed.clear();
-                reader = self.rewind(&dir, durable, &mut context);
+                reader = rewind(&dir, &durable, &mut context);
                 if !self.pause(backoff).await {
                     return;
                 }
@@ -260,19 +272,19 @@ impl Job {
                 continue;
             }
             let now = Instant::now();
-            let before = durable;
-            while let Some(&(_, next)) = unconfirmed.front().filter(|(at, _)| *at <= now) {
-                durable = next;
-                unconfirmed.pop_front();
+            let mut confirmed = None;
+            while unconfirmed.front().is_some_and(|(at, _)| *at <= now) {
+                confirmed = unconfirmed.pop_front().map(|(_, position)| position);
             }
-            if durable != before {
-                self.commit(durable, &context);
+            if let Some(position) = confirmed {
+                durable = position;
+                self.commit(durable.next, &context);
             }
             let batch = match reader.next_batch(MAX_BATCH, self.audit.synced_records()) {
                 Ok(batch) => batch,
                 Err(error) => {
                     self.status.failed(&error.to_string());
-                    reader = self.rewind(&dir, durable, &mut context);
+                    reader = rewind(&dir, &durable, &mut context);
                     if !self.pause(MAX_BACKOFF).await {
                         return;
                     }
@@ -286,6 +298,10 @@ impl Job {
                 continue;
             };
             let events = ocsf::events(&batch, &mut context);
+            let after = Position {
+                next: end,
+                connections: context.snapshot(),
+            };
             let mut stopped = self.stopped.clone();
             let sent = tokio::select! {
                 sent = sink.send(&events) => sent,
@@ -296,17 +312,17 @@ impl Job {
                     backoff = FIRST_BACKOFF;
                     let confirm = sink.confirm_after();
                     if confirm.is_zero() {
-                        durable = end;
-                        self.commit(durable, &context);
+                        durable = after;
+                        self.commit(durable.next, &context);
                     } else {
-                        unconfirmed.push_back((Instant::now() + confirm, end));
+                        unconfirmed.push_back((Instant::now() + confirm, after));
                     }
                 }
                 Err(error) => {
                     self.status.failed(&error.to_string());
                     sink.reset();
                     unconfirmed.clear();
-                    reader = self.rewind(&dir, durable, &mut context);
+                    reader = rewind(&dir, &durable, &mut context);
                     if !self.pause(backoff).await {
                         return;
                     }
@@ -317,7 +333,7 @@ impl Job {
     }
 
     /// The sink, the log's identity and where to start; None once the gateway stops.
-    async fn prepare(&mut self, dir: &Path) -> Option<(Sink, LogContext, u64)> {
+    async fn prepare(&mut self, dir: &Path) -> Option<(Sink, LogContext, Position)> {
         loop {
             match self.try_prepare(dir) {
                 Ok(ready) => return Some(ready),
@@ -331,7 +347,7 @@ impl Job {
         }
     }
 
-    fn try_prepare(&self, dir: &Path) -> Result<(Sink, LogContext, u64), String> {
+    fn try_prepare(&self, dir: &Path) -> Result<(Sink, LogContext, Position), String> {
         let mut context = LogContext::read(dir, self.audit.origin())?;
         let next = match cursor::load(&self.sink.cursor_file).map_err(|e| e.to_string())? {
             None => 0,
@@ -346,18 +362,12 @@ impl Job {
                 ))
             }
         };
-        context.rewind(dir, next)?;
+        // The one full read of the log: later rewinds restore a kept position.
+        let connections = Connections::rebuild(dir, next)?;
+        context.restore(connections.clone());
         let sink = Sink::new(&self.sink.kind, self.bypass_mark).map_err(|e| e.to_string())?;
         self.status.update(|s| s.delivered = next);
-        Ok((sink, context, next))
-    }
-
-    /// Reads again from the cursor, with the connections open there.
-    fn rewind(&self, dir: &Path, next: u64, context: &mut LogContext) -> Reader {
-        if let Err(error) = context.rewind(dir, next) {
-            self.status.failed(&error);
-        }
-        Reader::new(dir, next)
+        Ok((sink, context, Position { next, connections }))
     }
 
     fn commit(&self, next: u64, context: &LogContext) {

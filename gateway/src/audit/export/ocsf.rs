@@ -14,10 +14,8 @@ use std::path::Path;
 use base64::{engine::general_purpose::STANDARD, Engine};
 use serde_json::{json, Value};
 
-use self::{
-    classes::{Body, Who},
-    connections::Connections,
-};
+use self::classes::{Body, Who};
+pub use self::connections::Connections;
 use super::{
     super::{event::Event, merkle::leaf_hash, segment},
     batch::Covered,
@@ -45,7 +43,7 @@ pub struct LogContext {
 }
 
 impl LogContext {
-    /// The log's identity; [`LogContext::rewind`] then brings it to a record.
+    /// The log's identity, with no connection open (the log's start).
     pub fn read(dir: &Path, origin: &str) -> Result<Self, String> {
         let mut first = None;
         let scanned = segment::for_each_line(dir, |_, line| {
@@ -63,10 +61,14 @@ impl LogContext {
         })
     }
 
-    /// Back to the connections open before record `next` (a sink sends again from there).
-    pub fn rewind(&mut self, dir: &Path, next: u64) -> Result<(), String> {
-        self.connections = Connections::rebuild(dir, next)?;
-        Ok(())
+    /// The connections open after the records mapped so far.
+    pub fn snapshot(&self) -> Connections {
+        self.connections.clone()
+    }
+
+    /// Back to connections kept earlier (a sink sends again from there).
+    pub fn restore(&mut self, connections: Connections) {
+        self.connections = connections;
     }
 }
 

@@ -57,7 +57,7 @@ fn sessions(log: &AuditLog) {
 fn exported(settings: &AuditSettings, from: u64) -> Vec<Value> {
     let mut reader = Reader::new(&settings.dir, from);
     let mut context = LogContext::read(&settings.dir, &settings.origin).expect("context");
-    context.rewind(&settings.dir, from).expect("rewind");
+    context.restore(ocsf::Connections::rebuild(&settings.dir, from).expect("rebuild"));
     let batch = reader.next_batch(10_000, u64::MAX).expect("batch");
     ocsf::events(&batch, &mut context)
         .iter()

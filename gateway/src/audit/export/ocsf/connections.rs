@@ -21,7 +21,7 @@ pub struct Connection {
     pub login: Option<LoginDecided>,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct Connections {
     open: HashMap<u64, Arc<Connection>>,
 }
