@@ -1,6 +1,7 @@
 //! The audit log's own speed (`cargo xtask bench --only audit` runs this and reports it):
 //! batched appends of request-sized records on one thread, strict appends from concurrent
-//! sessions (group commit), `audit verify` over 1,000,000 records, and proof sizes. Writes
+//! sessions (group commit), `audit verify` over 1,000,000 records, the same log exported as
+//! OCSF through a file sink, and proof sizes. Writes
 //! JSON to the file named by the first argument. Needs no root; files go under the system's
 //! temporary directory and are removed.
 
@@ -11,10 +12,11 @@ use tollgate::{
     audit::{
         commands,
         event::{RequestDecided, StatementRecord},
+        export::Exporters,
         prove::{prove, Asked},
         AuditLog, Event,
     },
-    config::{AuditSettings, Durability},
+    config::{AuditSettings, Durability, ExportKind, ExportSink, FileExport},
 };
 
 const BATCHED_RECORDS: u64 = 1_000_000;
@@ -69,6 +71,37 @@ fn thread_cpu() -> f64 {
     (ticks(11) + ticks(12)) / 100.0
 }
 
+/// The whole batched log through a file sink (OCSF NDJSON, fsynced per batch), from the
+/// sink's start (its one full read of the log) until its lag is zero: seconds and bytes out.
+fn export(root: &std::path::Path, batched: &AuditSettings) -> (f64, u64) {
+    let path = root.join("siem").join("ocsf.ndjson");
+    let sink = ExportSink {
+        name: "bench".to_owned(),
+        cursor_file: root.join("export").join("bench.cursor"),
+        kind: ExportKind::File(FileExport {
+            path: path.clone(),
+            max_bytes: 1 << 40,
+            keep: 0,
+        }),
+    };
+    let log = AuditLog::open(batched).expect("reopen");
+    let started = Instant::now();
+    let exporters = Exporters::start(&[sink], &log, 0);
+    loop {
+        let status = exporters.status(log.records());
+        assert!(status[0]["error"].is_null(), "{status}");
+        if status[0]["lag"] == 0 {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    exporters.stop();
+    log.close();
+    let bytes = std::fs::metadata(&path).map_or(0, |m| m.len());
+    (seconds, bytes)
+}
+
 fn main() {
     let output: PathBuf = std::env::args()
         .skip(1)
@@ -97,6 +130,8 @@ fn main() {
     let started = Instant::now();
     let report = commands::verify(&batched, None, None).expect("the bench log verifies");
     let verify_seconds = started.elapsed().as_secs_f64();
+
+    let (export_seconds, export_bytes) = export(&root, &batched);
 
     let inclusion = prove(&batched.dir, Asked::Inclusion(BATCHED_RECORDS / 3)).expect("inclusion");
     let consistency =
@@ -147,6 +182,8 @@ fn main() {
         "strict_sessions": STRICT_SESSIONS,
         "strict_records": STRICT_SESSIONS * STRICT_PER_SESSION,
         "strict_seconds": strict_seconds,
+        "export_seconds": export_seconds,
+        "export_bytes": export_bytes,
     });
     let _ = std::fs::remove_dir_all(&root);
     std::fs::write(&output, result.to_string()).expect("write the result");

@@ -109,6 +109,13 @@ fn finish(
     let record = &covered.record;
     let uid = format!("{}:{}.{n}", context.log_id, covered.index);
     let mut event = body.fields;
+    if let Some(Value::Object(query)) = event.get_mut("query_info") {
+        // The request the statement came in: shared by its statements.
+        query.insert(
+            "uid".into(),
+            json!(format!("{}:{}", context.log_id, covered.index)),
+        );
+    }
     event.insert("class_uid".into(), json!(body.class_uid));
     event.insert("category_uid".into(), json!(body.class_uid / 1000));
     event.insert("activity_id".into(), json!(body.activity_id));
