@@ -5,6 +5,8 @@
 //! order. Run with `sudo cargo xtask test`.
 
 mod common;
+#[path = "export/hec.rs"]
+mod hec;
 #[path = "export/receivers.rs"]
 mod receivers;
 
@@ -18,7 +20,8 @@ use std::{
 use serde_json::Value;
 
 use common::{output_text, pg_bed, PgBed};
-use receivers::{HecReceiver, Rsyslog, TestCa};
+use hec::HecReceiver;
+use receivers::{Rsyslog, TestCa};
 use xtask::testbed::{write_catalog_credentials, TempDir};
 
 const POLICY: &str = r#"
