@@ -5,6 +5,7 @@ mod audit;
 mod baseline;
 mod catalog;
 mod connect;
+mod durability;
 mod masking;
 mod parser;
 mod pgbench;
@@ -68,6 +69,9 @@ pub fn run(
     }
     if wanted("masking") {
         report.push_str(&masking::measure(&binary, rounds).context("masking")?);
+    }
+    if wanted("durability") {
+        report.push_str(&durability::measure(&binary, rounds).context("audit durability")?);
     }
     if wanted("sessions") {
         report.push_str(&sessions::measure(&binary).context("sessions")?);

@@ -42,8 +42,10 @@ enum Task {
     Test,
     /// Benchmarks (connect() latency with programs attached/detached; pgbench direct vs
     /// Tollgate vs pgbouncer; the policy's decision, pgbench and masking costs; PostgreSQL's
-    /// regression suite direct vs through; the SQL analyzer's unparsed fraction on that
-    /// suite's statements, the `parser` section, which alone needs no root). Writes
+    /// regression suite direct vs through; the audit log's appends, verify and SIEM export,
+    /// the `audit` section, and strict against batched durability, `durability`; the SQL
+    /// analyzer's unparsed fraction on that suite's statements, the `parser` section, which
+    /// with `audit` needs no root). Writes
     /// target/bench/report.md.
     Bench {
         /// Seconds per pgbench run in the pgbench section (the policy section alternates
@@ -54,7 +56,7 @@ enum Task {
         #[arg(long, default_value_t = 2)]
         rounds: u32,
         /// Run only these sections (default: all).
-        #[arg(long, value_delimiter = ',', value_parser = ["parser", "audit", "connect", "pgbench", "policy", "masking", "sessions", "catalog", "regress", "baseline"])]
+        #[arg(long, value_delimiter = ',', value_parser = ["parser", "audit", "connect", "pgbench", "policy", "masking", "durability", "sessions", "catalog", "regress", "baseline"])]
         only: Vec<String>,
         /// A `tollgate` binary built from an earlier commit (e.g. in a `git worktree`): adds
         /// the baseline section, pgbench -S through it and through this build side by side.

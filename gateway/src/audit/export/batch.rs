@@ -22,8 +22,6 @@ pub struct Cover {
     pub size: u64,
     /// Base64 of the root hash, as in the note.
     pub root: String,
-    /// The whole signed note.
-    pub note: String,
 }
 
 /// One record ready to export.
@@ -107,7 +105,6 @@ fn cover(index: u64, note: &str) -> Result<Cover, ReadError> {
             index,
             size,
             root: root.to_owned(),
-            note: note.to_owned(),
         }),
         _ => Err(ReadError::Corrupt(index)),
     }

@@ -1,8 +1,9 @@
 //! Records as OCSF 1.8.0 events: Datastore Activity (6005) for connections and statements,
 //! Authentication (3002) for logins, Event Log Activity (1008) for the log's own events and
 //! its checkpoints. Every event carries the record's leaf index, its exact bytes
-//! (`raw_data`), its leaf hash and the signed checkpoint that covers it, so a receiver can
-//! check it against the log with `tollgate audit prove --inclusion INDEX`.
+//! (`raw_data`), its leaf hash and the signed checkpoint that covers it (size and root; the
+//! note is the checkpoint event's own `raw_data`), so a receiver can check it against the log
+//! with `tollgate audit prove --inclusion INDEX`.
 //!
 //! Ids are stable: `<log id>:<leaf index>.<n>`, the same however often an event is sent.
 
@@ -186,11 +187,11 @@ fn unmapped(covered: &Covered, n: usize) -> Value {
         "kind": record.event.kind(),
         "leaf_index": covered.index,
         "prev": record.prev,
+        // The signed note itself is in the checkpoint's own event (its `raw_data`).
         "checkpoint": {
             "index": covered.cover.index,
             "size": covered.cover.size,
             "root_hash": covered.cover.root,
-            "note": covered.cover.note,
         },
     });
     if let Some(conn_id) = record.event.conn_id() {
