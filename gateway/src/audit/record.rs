@@ -56,15 +56,21 @@ pub struct Body(Vec<u8>);
 
 impl Body {
     pub fn of(event: &Event) -> Self {
+        let mut body = Vec::with_capacity(512);
         // A record of plain strings and numbers always serializes.
-        Self(serde_json::to_vec(event).unwrap_or_default())
+        let _ = serde_json::to_writer(&mut body, event);
+        Self(body)
     }
 
     /// Appends the record's line (without its newline) to `out`: the fields of [`Record`]
     /// in order, then the event's own (its `kind` first), as `#[serde(flatten)]` writes them.
     pub fn line_into(&self, index: u64, time_ms: u64, prev: Option<&Hash>, out: &mut Vec<u8>) {
-        use std::io::Write as _;
-        let _ = write!(out, "{{\"index\":{index},\"time_ms\":{time_ms},\"prev\":\"");
+        // Numbers as serde_json writes them (into a Vec, which cannot fail).
+        out.extend_from_slice(b"{\"index\":");
+        let _ = serde_json::to_writer(&mut *out, &index);
+        out.extend_from_slice(b",\"time_ms\":");
+        let _ = serde_json::to_writer(&mut *out, &time_ms);
+        out.extend_from_slice(b",\"prev\":\"");
         if let Some(prev) = prev {
             let mut link = [0u8; 44];
             if let Ok(n) = STANDARD.encode_slice(prev, &mut link) {
