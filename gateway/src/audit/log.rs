@@ -170,7 +170,8 @@ impl AuditLog {
     }
 
     /// Appends a record the caller cannot refuse anything over (an answer, a close, a stop):
-    /// it reaches the file with the next record written, or within `flush_ms`. A failure is
+    /// it is copied to the file at once when space is reserved for it, and otherwise (a full
+    /// disk) waits in memory for the next record written or the sync thread. A failure is
     /// logged for the operator.
     pub fn record_anyway(&self, event: Event) {
         let kind = event.kind();
