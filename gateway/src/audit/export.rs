@@ -335,6 +335,13 @@ impl Job {
     /// The sink, the log's identity and where to start; None once the gateway stops.
     async fn prepare(&mut self, dir: &Path) -> Option<(Sink, LogContext, Position)> {
         loop {
+            // Nothing to export yet (no record synced): not a failure.
+            if self.audit.synced_records() == 0 {
+                if !self.pause(POLL).await {
+                    return None;
+                }
+                continue;
+            }
             match self.try_prepare(dir) {
                 Ok(ready) => return Some(ready),
                 Err(error) => {

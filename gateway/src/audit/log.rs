@@ -2,10 +2,16 @@
 //! checkpoint every second and every 1,000 records, and syncs to disk (batched, or strict
 //! group commit). A write that fails leaves the log as it was and the caller refuses its
 //! request; the next append tries again, so service resumes by itself when space returns.
+//!
+//! On the request path a record costs its serialization (done before taking the writer), a
+//! hash and a copy into the mapped segment ([`mapped`]): no system call but the occasional
+//! reservation of disk space ahead.
+
+mod mapped;
 
 use std::{
-    fs::{File, OpenOptions},
-    os::unix::fs::{DirBuilderExt, FileExt, OpenOptionsExt},
+    fs::OpenOptions,
+    os::unix::fs::{DirBuilderExt, OpenOptionsExt},
     path::{Path, PathBuf},
     sync::{Arc, Condvar, Mutex, MutexGuard},
     thread::JoinHandle,
@@ -17,7 +23,7 @@ use super::{
     keys,
     merkle::{leaf_hash, Frontier, Hash},
     note::{self, Checkpoint, SigningKey},
-    record::Record,
+    record::{self, Body, Record},
     segment::{self, Place, SEGMENT_BYTES},
     AuditError,
 };
@@ -27,9 +33,8 @@ use crate::config::{AuditSettings, Durability};
 pub const CHECKPOINT_EVERY: u64 = 1000;
 /// And at least this often while records arrive.
 const CHECKPOINT_INTERVAL: Duration = Duration::from_secs(1);
-/// A segment is sized this far ahead of its last record (sparse until written).
-const SEGMENT_AHEAD: u64 = 16 * 1024 * 1024;
-/// Records written later (answers, closes) wait in memory at most this many bytes.
+/// Records written later (answers, closes) that find no space reserved wait in memory at
+/// most this many bytes.
 const QUEUED_BYTES: usize = 64 * 1024;
 /// The latest signed checkpoint, beside the segments (`tollgate audit checkpoint`).
 pub const LATEST_CHECKPOINT: &str = "checkpoint";
@@ -55,12 +60,10 @@ struct Synced {
 
 struct Writer {
     dir: PathBuf,
-    file: File,
+    /// The current segment: records, then zeros reserved on disk ahead of them.
+    segment: mapped::Mapped,
     /// Where the records of the current segment end.
     segment_len: u64,
-    /// Its size on disk: sized ahead with zeros, so an append changes no file size (no
-    /// inode update per write).
-    capacity: u64,
     frontier: Frontier,
     prev: Option<Hash>,
     key: SigningKey,
@@ -68,9 +71,13 @@ struct Writer {
     /// Records covered by the last checkpoint, the checkpoint's own record included.
     signed: u64,
     signed_at: Instant,
-    /// Lines in the tree but not yet in the file: records that may follow with the next write
-    /// (answers, closes), so a request costs one write however many records it makes.
+    /// Lines in the tree but not yet in the file: records written later (answers, closes)
+    /// that found no space reserved; they follow with the next write or the sync thread.
     queued: Vec<u8>,
+    /// The line being made.
+    line: Vec<u8>,
+    /// The last checkpoint signed, until the sync thread copies it beside the segments.
+    unsaved_note: Option<String>,
     /// The last write failed (the segment was cut back to its last whole record).
     failure: Option<String>,
     closing: bool,
@@ -93,12 +100,11 @@ impl AuditLog {
             signed,
             last,
         } = reread(&dir)?;
-        let (file, segment_len, capacity) = open_segment(&dir, last, frontier.size())?;
+        let (segment, segment_len) = open_segment(&dir, last, frontier.size())?;
         let writer = Writer {
             dir: dir.clone(),
-            file,
+            segment,
             segment_len,
-            capacity,
             frontier,
             prev,
             key,
@@ -106,6 +112,8 @@ impl AuditLog {
             signed,
             signed_at: Instant::now(),
             queued: Vec::with_capacity(QUEUED_BYTES),
+            line: Vec::with_capacity(4096),
+            unsaved_note: None,
             failure: None,
             closing: false,
         };
@@ -124,7 +132,9 @@ impl AuditLog {
             origin: settings.origin.clone(),
         });
         if size > signed {
-            log.lock().checkpoint()?;
+            let mut writer = log.lock();
+            writer.checkpoint()?;
+            writer.save_checkpoint();
         }
         let syncing = Arc::clone(&log);
         let thread = std::thread::Builder::new()
@@ -138,7 +148,9 @@ impl AuditLog {
     /// Appends a record (written before this returns: it survives the gateway's crash) and
     /// returns its index. In strict mode, use [`AuditLog::record`] to also wait for the disk.
     pub fn append(&self, event: Event) -> Result<u64, AuditError> {
-        let index = self.lock().append(event)?;
+        let body = Body::of(&event);
+        drop(event);
+        let index = self.lock().add(&body, true)?;
         if self.durability == Durability::Strict {
             self.wake.notify_one();
         }
@@ -162,11 +174,14 @@ impl AuditLog {
     }
 
     /// Appends a record the caller cannot refuse anything over (an answer, a close, a stop):
-    /// it reaches the file with the next record written, or within `flush_ms`. A failure is
+    /// it is copied to the file at once when space is reserved for it, and otherwise (a full
+    /// disk) waits in memory for the next record written or the sync thread. A failure is
     /// logged for the operator.
     pub fn record_anyway(&self, event: Event) {
         let kind = event.kind();
-        if let Err(error) = self.lock().append_later(event) {
+        let body = Body::of(&event);
+        drop(event);
+        if let Err(error) = self.lock().add(&body, false) {
             tracing::error!(event = "audit.write_failed", kind, %error, "audit record lost");
         }
     }
@@ -180,13 +195,15 @@ impl AuditLog {
                 tracing::error!(event = "audit.write_failed", %error, "no final checkpoint");
             }
             // Left without the zeros it was sized ahead with.
-            let _ = writer.file.set_len(writer.segment_len);
+            let len = writer.segment_len;
+            let _ = writer.segment.cut(len);
         }
         self.wake.notify_all();
         let thread = self.thread.lock().unwrap_or_else(|p| p.into_inner()).take();
         if let Some(thread) = thread {
             let _ = thread.join();
         }
+        self.lock().save_checkpoint();
     }
 
     pub fn dir(&self) -> &Path {
@@ -231,8 +248,9 @@ impl AuditLog {
     /// Syncs what was written (at once for strict waiters, every `flush_interval` otherwise)
     /// and signs a checkpoint each second while records arrive.
     fn sync_loop(&self) {
+        let mut note_saved_at = Instant::now();
         loop {
-            let (file, records, closing) = {
+            let (file, records, note, closing) = {
                 let mut writer = self.lock();
                 let wait = match self.durability {
                     Durability::Strict => CHECKPOINT_INTERVAL,
@@ -257,19 +275,29 @@ impl AuditLog {
                         tracing::error!(event = "audit.write_failed", %error, "checkpoint");
                     }
                 }
-                if !pending(&writer) && !writer.closing {
+                let note_due =
+                    note_saved_at.elapsed() >= CHECKPOINT_INTERVAL && writer.unsaved_note.is_some();
+                if !pending(&writer) && !writer.closing && !note_due {
                     continue;
                 }
                 if let Err(error) = writer.flush().and(flushed) {
                     tracing::error!(event = "audit.write_failed", %error, "queued records");
                 }
+                // The copy beside the segments at most once a second (close writes the last):
+                // it only ever names records already synced.
+                let note = match note_due {
+                    true => writer.unsaved_note.take().map(|n| (writer.dir.clone(), n)),
+                    false => None,
+                };
                 (
-                    writer.file.try_clone(),
+                    writer.segment.file(),
                     writer.frontier.size() - writer.queued_count(),
+                    note,
                     writer.closing,
                 )
             };
-            let result = file.and_then(|f| f.sync_data());
+            let result = file.sync_data();
+            let synced = result.is_ok();
             self.synced.send_modify(|s| match result {
                 Ok(()) => {
                     s.records = s.records.max(records);
@@ -277,6 +305,15 @@ impl AuditLog {
                 }
                 Err(error) => s.error = Some(error.to_string()),
             });
+            if let Some((dir, note)) = note {
+                if synced {
+                    write_latest_checkpoint(&dir, &note);
+                    note_saved_at = Instant::now();
+                } else {
+                    let mut writer = self.lock();
+                    writer.unsaved_note.get_or_insert(note);
+                }
+            }
             if closing {
                 return;
             }
@@ -285,46 +322,57 @@ impl AuditLog {
 }
 
 impl Writer {
-    fn append(&mut self, event: Event) -> Result<u64, AuditError> {
-        self.add(event, true)
-    }
-
-    fn append_later(&mut self, event: Event) -> Result<u64, AuditError> {
-        self.add(event, false)
-    }
-
-    fn add(&mut self, event: Event, now: bool) -> Result<u64, AuditError> {
-        let is_checkpoint = matches!(event, Event::Checkpoint { .. });
-        let index = self.write(event, now)?;
-        if !is_checkpoint && self.frontier.size() - self.signed >= CHECKPOINT_EVERY {
+    /// Adds a record: written at once (`now`), or, for a record written later, at once when
+    /// space is reserved for it and otherwise with the next write. Signs a checkpoint every
+    /// [`CHECKPOINT_EVERY`] records.
+    fn add(&mut self, body: &Body, now: bool) -> Result<u64, AuditError> {
+        let index = self.write(body, now)?;
+        if self.frontier.size() - self.signed >= CHECKPOINT_EVERY {
             self.checkpoint()?;
         }
         Ok(index)
     }
 
-    /// Adds a record to the tree: written at once (`now`) with whatever is queued before
-    /// it, or queued. A record that cannot be written is not added.
-    fn write(&mut self, event: Event, now: bool) -> Result<u64, AuditError> {
+    /// Adds a record to the tree. A record that cannot be written is not added.
+    fn write(&mut self, body: &Body, now: bool) -> Result<u64, AuditError> {
         if self.segment_len + self.queued.len() as u64 >= SEGMENT_BYTES {
             self.flush()?;
             self.rotate()?;
         }
         let index = self.frontier.size();
-        let line = Record::new(index, self.prev.as_ref(), event).to_line();
+        let mut line = std::mem::take(&mut self.line);
+        line.clear();
+        body.line_into(index, record::now_ms(), self.prev.as_ref(), &mut line);
         let leaf = leaf_hash(&line);
+        line.push(b'\n');
+        let result = self.put(&line, now);
+        self.line = line;
+        result?;
+        self.frontier.push(leaf);
+        self.prev = Some(leaf);
+        Ok(index)
+    }
+
+    /// Writes `line` after whatever is queued, or queues it (a record written later with no
+    /// space reserved for it). On failure nothing of it stays.
+    fn put(&mut self, line: &[u8], now: bool) -> Result<(), AuditError> {
+        let end = self.segment_len + (self.queued.len() + line.len()) as u64;
+        if self.queued.is_empty() && (now || self.segment.holds(end)) {
+            self.reserve(end)?;
+            self.segment.write_at(self.segment_len, line);
+            self.segment_len = end;
+            return Ok(());
+        }
         let mark = self.queued.len();
-        self.queued.extend_from_slice(&line);
-        self.queued.push(b'\n');
-        if now || self.queued.len() >= QUEUED_BYTES {
+        self.queued.extend_from_slice(line);
+        if now || self.segment.holds(end) || self.queued.len() >= QUEUED_BYTES {
             if let Err(error) = self.flush() {
                 // This record is taken back; those queued before it stay queued.
                 self.queued.truncate(mark);
                 return Err(error);
             }
         }
-        self.frontier.push(leaf);
-        self.prev = Some(leaf);
-        Ok(index)
+        Ok(())
     }
 
     /// Records in the tree not yet in the file (one line each).
@@ -332,28 +380,27 @@ impl Writer {
         self.queued.iter().filter(|&&b| b == b'\n').count() as u64
     }
 
-    /// Writes the queued records to the file in one piece.
+    /// Makes room in the segment up to `end`.
+    fn reserve(&mut self, end: u64) -> Result<(), AuditError> {
+        if !self.segment.holds(end) {
+            if let Err(error) = self.segment.reserve(end) {
+                return Err(self.failed(error));
+            }
+        }
+        if self.failure.take().is_some() {
+            tracing::warn!(event = "audit.resumed", "the audit log is written again");
+        }
+        Ok(())
+    }
+
+    /// Writes the queued records to the segment in one piece.
     fn flush(&mut self) -> Result<(), AuditError> {
         if self.queued.is_empty() {
             return Ok(());
         }
         let end = self.segment_len + self.queued.len() as u64;
-        if end > self.capacity {
-            self.capacity = end + SEGMENT_AHEAD;
-            if let Err(error) = self.file.set_len(self.capacity) {
-                return Err(self.failed(error));
-            }
-        }
-        if let Err(error) = self.file.write_all_at(&self.queued, self.segment_len) {
-            // Whatever part reached the file goes again; zeros until then, so a crash meanwhile
-            // leaves no record that was not acknowledged.
-            let zeros = vec![0u8; self.queued.len()];
-            let _ = self.file.write_all_at(&zeros, self.segment_len);
-            return Err(self.failed(error));
-        }
-        if self.failure.take().is_some() {
-            tracing::warn!(event = "audit.resumed", "the audit log is written again");
-        }
+        self.reserve(end)?;
+        self.segment.write_at(self.segment_len, &self.queued);
         self.segment_len = end;
         self.queued.clear();
         Ok(())
@@ -386,31 +433,43 @@ impl Writer {
         .body();
         let note = note::sign(&body, &self.key)
             .map_err(|e| AuditError::Unavailable(format!("signing a checkpoint: {e}")))?;
-        self.write(Event::Checkpoint { note: note.clone() }, true)?;
+        self.write(&Body::of(&Event::Checkpoint { note: note.clone() }), true)?;
         self.signed = self.frontier.size();
         self.signed_at = Instant::now();
-        // A copy to hand out; the record in the log is what verifies.
-        let latest = self.dir.join(LATEST_CHECKPOINT);
-        let temporary = self.dir.join(format!("{LATEST_CHECKPOINT}.new"));
-        if let Err(error) =
-            std::fs::write(&temporary, &note).and_then(|()| std::fs::rename(&temporary, &latest))
-        {
-            tracing::warn!(event = "audit.checkpoint_copy_failed", %error, "latest checkpoint file");
-        }
+        self.unsaved_note = Some(note);
         Ok(())
+    }
+
+    /// Writes the last checkpoint signed beside the segments, if it is not there yet.
+    fn save_checkpoint(&mut self) {
+        if let Some(note) = self.unsaved_note.take() {
+            write_latest_checkpoint(&self.dir, &note);
+        }
     }
 
     /// Closes the full segment (synced) and starts the next at the next index.
     fn rotate(&mut self) -> Result<(), AuditError> {
-        self.file
-            .set_len(self.segment_len)
-            .and_then(|()| self.file.sync_data())
+        let len = self.segment_len;
+        self.segment
+            .cut(len)
+            .and_then(|()| self.segment.file().sync_data())
             .map_err(|e| AuditError::Unavailable(format!("closing a full segment: {e}")))?;
-        let (file, len, capacity) = open_segment(&self.dir, None, self.frontier.size())?;
-        self.file = file;
+        let (segment, len) = open_segment(&self.dir, None, self.frontier.size())?;
+        self.segment = segment;
         self.segment_len = len;
-        self.capacity = capacity;
         Ok(())
+    }
+}
+
+/// A copy of the latest checkpoint to hand out (`tollgate audit checkpoint`); the record in
+/// the log is what verifies.
+fn write_latest_checkpoint(dir: &Path, note: &str) {
+    let latest = dir.join(LATEST_CHECKPOINT);
+    let temporary = dir.join(format!("{LATEST_CHECKPOINT}.new"));
+    if let Err(error) =
+        std::fs::write(&temporary, note).and_then(|()| std::fs::rename(&temporary, &latest))
+    {
+        tracing::warn!(event = "audit.checkpoint_copy_failed", %error, "latest checkpoint file");
     }
 }
 
@@ -482,27 +541,26 @@ fn reread(dir: &Path) -> Result<Reread, AuditError> {
 }
 
 /// The segment to append to (the last one, from where its records end, or a new one
-/// starting at `next`), sized ahead: its end offset and size.
+/// starting at `next`), and that end offset. Space ahead is reserved as records arrive.
 fn open_segment(
     dir: &Path,
     last: Option<(u64, PathBuf, u64)>,
     next: u64,
-) -> Result<(File, u64, u64), AuditError> {
+) -> Result<(mapped::Mapped, u64), AuditError> {
     let (path, end) = match last {
         Some((_, path, end)) => (path, end),
         None => (dir.join(segment::name(next)), 0),
     };
     let file = OpenOptions::new()
+        .read(true)
         .write(true)
         .create(true)
         .truncate(false)
         .mode(0o600)
         .open(&path)
         .map_err(|e| AuditError::io(format!("opening {}", path.display()), e))?;
-    let capacity = end + SEGMENT_AHEAD;
-    // Zeros past the end: a length left over from before is cut back first.
-    file.set_len(end)
-        .and_then(|()| file.set_len(capacity))
+    // A length left over from before (zeros past the records) is cut back.
+    let segment = mapped::Mapped::new(file, end)
         .map_err(|e| AuditError::io(format!("sizing {}", path.display()), e))?;
-    Ok((file, end, capacity))
+    Ok((segment, end))
 }

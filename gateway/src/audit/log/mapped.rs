@@ -1,0 +1,199 @@
+//! The segment being written, mapped into the gateway's memory (`MAP_SHARED`): appending a
+//! record is a copy into the page cache with no system call, and what is in the page cache
+//! survives the gateway being killed exactly as a `write(2)` would. The file past the last
+//! record is reserved by writing zeros there before any record is copied there, so a full
+//! disk shows up as a failed reservation (the caller refuses its request) and never as a
+//! `SIGBUS` on a page with no block behind it. Zeros written (not `fallocate(2)`'s unwritten
+//! extents) leave nothing for the file system to convert when the records are synced, so an
+//! `fdatasync` is a data flush without a journal commit: 2.5 times faster on ext4 here, which
+//! strict durability waits for. The reader stops at the zeros.
+
+use std::{
+    fs::File,
+    io,
+    os::{fd::AsRawFd, unix::fs::FileExt},
+    ptr::NonNull,
+    sync::Arc,
+};
+
+/// Reserved ahead of the last record at most, when the disk has room to spare: small, as
+/// the zeros are written while the writer is held (about 0.3 ms a time).
+const AHEAD: u64 = 1024 * 1024;
+/// A reservation takes at most this fraction of the free space: on a nearly full disk the
+/// log reserves page by page, so it stops exactly where the disk does, as a write would.
+const FREE_SHARE: u64 = 1024;
+const PAGE: u64 = 4096;
+
+pub(super) struct Mapped {
+    file: Arc<File>,
+    /// Covers at least `reserved` bytes of the file (more is mapped than is reserved).
+    map: Option<Mapping>,
+    /// The file's size: records, then zeros allocated on disk.
+    reserved: u64,
+}
+
+impl Mapped {
+    /// Takes over `file` (opened for reading and writing), cut back to `end`: whatever lay
+    /// past the records is given back, and reserved again as records arrive.
+    pub fn new(file: File, end: u64) -> io::Result<Self> {
+        file.set_len(end)?;
+        Ok(Self {
+            file: Arc::new(file),
+            map: None,
+            reserved: end,
+        })
+    }
+
+    /// For syncing without holding the writer.
+    pub fn file(&self) -> Arc<File> {
+        Arc::clone(&self.file)
+    }
+
+    /// Whether `end` lies within the space already reserved (a copy, no system call).
+    pub fn holds(&self, end: u64) -> bool {
+        end <= self.reserved && self.map.as_ref().is_some_and(|m| m.len as u64 >= end)
+    }
+
+    /// Makes the file at least `end` bytes long, allocated on disk, and mapped. A failure
+    /// (a full disk) leaves everything written as it was.
+    pub fn reserve(&mut self, end: u64) -> io::Result<()> {
+        if end > self.reserved {
+            let needed = round_up(end, PAGE);
+            let roomy = match free_bytes(&self.file) {
+                Ok(free) => (free / FREE_SHARE).min(AHEAD) / PAGE * PAGE,
+                Err(_) => AHEAD,
+            };
+            let wanted = needed.max(self.reserved + roomy);
+            match allocate(&self.file, self.reserved, wanted) {
+                Ok(()) => self.reserved = wanted,
+                Err(_) if wanted > needed => {
+                    allocate(&self.file, self.reserved, needed)?;
+                    self.reserved = needed;
+                }
+                Err(error) => return Err(error),
+            }
+        }
+        if self.map.as_ref().is_none_or(|m| (m.len as u64) < end) {
+            // Past the reserved space as far as the segment may grow, so a mapping lasts a
+            // whole segment; nothing is ever copied there before it is reserved.
+            let len = round_up(
+                end.max(super::SEGMENT_BYTES + AHEAD).max(self.reserved),
+                2 * 1024 * 1024,
+            );
+            self.map = None;
+            self.map = Some(Mapping::new(&self.file, len)?);
+        }
+        Ok(())
+    }
+
+    /// Copies `bytes` to `offset`, which [`Mapped::reserve`] made room for.
+    pub fn write_at(&mut self, offset: u64, bytes: &[u8]) {
+        let end = offset + bytes.len() as u64;
+        assert!(self.holds(end), "audit segment write past its reservation");
+        if let Some(map) = &self.map {
+            map.copy_in(offset as usize, bytes);
+        }
+    }
+
+    /// Cuts the file to `len` (a closed segment ends with its last record); a later write
+    /// reserves again.
+    pub fn cut(&mut self, len: u64) -> io::Result<()> {
+        self.file.set_len(len)?;
+        self.reserved = len;
+        Ok(())
+    }
+}
+
+fn round_up(n: u64, to: u64) -> u64 {
+    n.div_ceil(to) * to
+}
+
+/// Allocates `[from, to)` of `file` on disk with zeros, extending its size to `to`. A full
+/// disk fails the write (the file system reserves the blocks as it accepts the data).
+fn allocate(file: &File, from: u64, to: u64) -> io::Result<()> {
+    let zeros = vec![0u8; 64 * 1024];
+    let mut at = from;
+    while at < to {
+        let n = (to - at).min(zeros.len() as u64) as usize;
+        file.write_all_at(&zeros[..n], at)?;
+        at += n as u64;
+    }
+    Ok(())
+}
+
+/// Bytes an unprivileged writer may still allocate on the file's file system.
+fn free_bytes(file: &File) -> io::Result<u64> {
+    // SAFETY: statvfs is plain old data; all-zero is a valid value.
+    #[expect(unsafe_code, reason = "zero-initialising a C struct")]
+    let mut stat: libc::statvfs = unsafe { std::mem::zeroed() };
+    // SAFETY: a descriptor we own and a valid, writable statvfs.
+    #[expect(unsafe_code, reason = "fstatvfs(2) has no std wrapper")]
+    let rc = unsafe { libc::fstatvfs(file.as_raw_fd(), &mut stat) };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(stat.f_bavail.saturating_mul(stat.f_frsize))
+}
+
+/// A shared, writable mapping of a file's first `len` bytes; unmapped on drop.
+struct Mapping {
+    ptr: NonNull<u8>,
+    len: usize,
+}
+
+// SAFETY: the mapping is plain memory owned by this value; only `&mut Mapped` writes to it.
+#[expect(
+    unsafe_code,
+    reason = "a raw mapping moved between threads with its owner"
+)]
+unsafe impl Send for Mapping {}
+
+impl Mapping {
+    fn new(file: &File, len: u64) -> io::Result<Self> {
+        let len = usize::try_from(len).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+        // SAFETY: a new mapping of a descriptor we own; the kernel picks the address.
+        #[expect(unsafe_code, reason = "mmap(2) has no std wrapper")]
+        let ptr = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED,
+                file.as_raw_fd(),
+                0,
+            )
+        };
+        if ptr == libc::MAP_FAILED {
+            return Err(io::Error::last_os_error());
+        }
+        NonNull::new(ptr.cast::<u8>())
+            .map(|ptr| Self { ptr, len })
+            .ok_or_else(|| io::Error::other("mmap returned null"))
+    }
+
+    /// The caller checked that `[offset, offset + bytes.len())` is mapped and reserved.
+    fn copy_in(&self, offset: usize, bytes: &[u8]) {
+        assert!(offset.saturating_add(bytes.len()) <= self.len);
+        // SAFETY: the range lies inside this mapping (checked above) and inside the file's
+        // allocated size (checked by the caller), so the pages exist; `bytes` is our own
+        // memory, which cannot overlap a mapping of the segment.
+        #[expect(unsafe_code, reason = "copying into the mapped segment")]
+        unsafe {
+            std::ptr::copy_nonoverlapping(
+                bytes.as_ptr(),
+                self.ptr.as_ptr().add(offset),
+                bytes.len(),
+            );
+        }
+    }
+}
+
+impl Drop for Mapping {
+    fn drop(&mut self) {
+        // SAFETY: unmaps exactly the mapping made in `new`, which nothing refers to any more.
+        #[expect(unsafe_code, reason = "munmap(2) has no std wrapper")]
+        unsafe {
+            libc::munmap(self.ptr.as_ptr().cast(), self.len);
+        }
+    }
+}
