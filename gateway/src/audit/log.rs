@@ -78,6 +78,8 @@ struct Writer {
     line: Vec<u8>,
     /// The last checkpoint signed, until the sync thread copies it beside the segments.
     unsaved_note: Option<String>,
+    /// Records a strict request waits to see synced (the highest index + 1).
+    awaited: u64,
     /// The last write failed (the segment was cut back to its last whole record).
     failure: Option<String>,
     closing: bool,
@@ -114,6 +116,7 @@ impl AuditLog {
             queued: Vec::with_capacity(QUEUED_BYTES),
             line: Vec::with_capacity(4096),
             unsaved_note: None,
+            awaited: 0,
             failure: None,
             closing: false,
         };
@@ -148,10 +151,23 @@ impl AuditLog {
     /// Appends a record (written before this returns: it survives the gateway's crash) and
     /// returns its index. In strict mode, use [`AuditLog::record`] to also wait for the disk.
     pub fn append(&self, event: Event) -> Result<u64, AuditError> {
+        self.append_for(event, false)
+    }
+
+    /// Appends a record; `waited`: a strict caller will wait for its sync, so the sync
+    /// thread is told (under the writer, so the wake-up cannot be missed).
+    fn append_for(&self, event: Event, waited: bool) -> Result<u64, AuditError> {
         let body = Body::of(&event);
         drop(event);
-        let index = self.lock().add(&body, true)?;
-        if self.durability == Durability::Strict {
+        let index = {
+            let mut writer = self.lock();
+            let index = writer.add(&body, true)?;
+            if waited {
+                writer.awaited = writer.awaited.max(index + 1);
+            }
+            index
+        };
+        if waited {
             self.wake.notify_one();
         }
         Ok(index)
@@ -159,8 +175,9 @@ impl AuditLog {
 
     /// Appends a record and, in strict mode, waits until it is synced to disk.
     pub async fn record(&self, event: Event) -> Result<u64, AuditError> {
-        let index = self.append(event)?;
-        if self.durability == Durability::Strict {
+        let strict = self.durability == Durability::Strict;
+        let index = self.append_for(event, strict)?;
+        if strict {
             let mut synced = self.synced.subscribe();
             let state = synced
                 .wait_for(|s| s.records > index || s.error.is_some())
@@ -252,18 +269,16 @@ impl AuditLog {
         loop {
             let (file, records, note, closing) = {
                 let mut writer = self.lock();
-                let wait = match self.durability {
-                    Durability::Strict => CHECKPOINT_INTERVAL,
-                    Durability::Batched => self.flush_interval,
-                };
                 let pending = |w: &Writer| w.frontier.size() > self.synced.borrow().records;
                 // Records queued in memory reach the file before it is synced.
                 let flushed = writer.flush();
-                let sync_now = self.durability == Durability::Strict && pending(&writer);
+                // Strict: a sync as soon as a request waits for one; records nobody waits
+                // for (answers, closes) ride along, or go with the periodic sync.
+                let sync_now = writer.awaited > self.synced.borrow().records;
                 if !writer.closing && !sync_now {
                     writer = self
                         .wake
-                        .wait_timeout(writer, wait)
+                        .wait_timeout(writer, self.flush_interval)
                         .unwrap_or_else(|p| p.into_inner())
                         .0;
                 }

@@ -33,7 +33,8 @@ pub struct AuditSettings {
     /// Segment files, the latest checkpoint and nothing else.
     pub dir: PathBuf,
     pub durability: Durability,
-    /// Batched mode syncs at least this often.
+    /// Records are synced at least this often (strict mode also syncs at once for each
+    /// request waiting).
     pub flush_interval: Duration,
     /// The Ed25519 signing key (C2SP `PRIVATE+KEY+...` text); generated on first run.
     pub key_file: PathBuf,
