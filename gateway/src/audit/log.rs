@@ -102,7 +102,11 @@ impl AuditLog {
             signed,
             last,
         } = reread(&dir)?;
-        let (segment, segment_len) = open_segment(&dir, last, frontier.size())?;
+        let copy = match settings.durability {
+            Durability::Batched => mapped::Copy::Mapped,
+            Durability::Strict => mapped::Copy::Written,
+        };
+        let (segment, segment_len) = open_segment(&dir, last, frontier.size(), copy)?;
         let writer = Writer {
             dir: dir.clone(),
             segment,
@@ -374,7 +378,9 @@ impl Writer {
         let end = self.segment_len + (self.queued.len() + line.len()) as u64;
         if self.queued.is_empty() && (now || self.segment.holds(end)) {
             self.reserve(end)?;
-            self.segment.write_at(self.segment_len, line);
+            if let Err(error) = self.segment.write_at(self.segment_len, line) {
+                return Err(self.failed(error));
+            }
             self.segment_len = end;
             return Ok(());
         }
@@ -415,7 +421,9 @@ impl Writer {
         }
         let end = self.segment_len + self.queued.len() as u64;
         self.reserve(end)?;
-        self.segment.write_at(self.segment_len, &self.queued);
+        if let Err(error) = self.segment.write_at(self.segment_len, &self.queued) {
+            return Err(self.failed(error));
+        }
         self.segment_len = end;
         self.queued.clear();
         Ok(())
@@ -469,7 +477,8 @@ impl Writer {
             .cut(len)
             .and_then(|()| self.segment.file().sync_data())
             .map_err(|e| AuditError::Unavailable(format!("closing a full segment: {e}")))?;
-        let (segment, len) = open_segment(&self.dir, None, self.frontier.size())?;
+        let copy = self.segment.copy();
+        let (segment, len) = open_segment(&self.dir, None, self.frontier.size(), copy)?;
         self.segment = segment;
         self.segment_len = len;
         Ok(())
@@ -561,6 +570,7 @@ fn open_segment(
     dir: &Path,
     last: Option<(u64, PathBuf, u64)>,
     next: u64,
+    copy: mapped::Copy,
 ) -> Result<(mapped::Mapped, u64), AuditError> {
     let (path, end) = match last {
         Some((_, path, end)) => (path, end),
@@ -575,7 +585,7 @@ fn open_segment(
         .open(&path)
         .map_err(|e| AuditError::io(format!("opening {}", path.display()), e))?;
     // A length left over from before (zeros past the records) is cut back.
-    let segment = mapped::Mapped::new(file, end)
+    let segment = mapped::Mapped::new(file, end, copy)
         .map_err(|e| AuditError::io(format!("sizing {}", path.display()), e))?;
     Ok((segment, end))
 }

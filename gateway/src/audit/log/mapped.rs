@@ -24,8 +24,20 @@ const AHEAD: u64 = 1024 * 1024;
 const FREE_SHARE: u64 = 1024;
 const PAGE: u64 = 4096;
 
+/// How records reach the page cache.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Copy {
+    /// A copy into the mapping: no system call (batched durability).
+    Mapped,
+    /// `pwrite(2)` into the reserved zeros: under strict durability every sync would
+    /// write-protect the mapped pages again (a TLB flush on every core, then a fault on the
+    /// next copy), which costs more than the call.
+    Written,
+}
+
 pub(super) struct Mapped {
     file: Arc<File>,
+    copy: Copy,
     /// Covers at least `reserved` bytes of the file (more is mapped than is reserved).
     map: Option<Mapping>,
     /// The file's size: records, then zeros allocated on disk.
@@ -35,10 +47,11 @@ pub(super) struct Mapped {
 impl Mapped {
     /// Takes over `file` (opened for reading and writing), cut back to `end`: whatever lay
     /// past the records is given back, and reserved again as records arrive.
-    pub fn new(file: File, end: u64) -> io::Result<Self> {
+    pub fn new(file: File, end: u64, copy: Copy) -> io::Result<Self> {
         file.set_len(end)?;
         Ok(Self {
             file: Arc::new(file),
+            copy,
             map: None,
             reserved: end,
         })
@@ -51,7 +64,9 @@ impl Mapped {
 
     /// Whether `end` lies within the space already reserved (a copy, no system call).
     pub fn holds(&self, end: u64) -> bool {
-        end <= self.reserved && self.map.as_ref().is_some_and(|m| m.len as u64 >= end)
+        end <= self.reserved
+            && (self.copy == Copy::Written
+                || self.map.as_ref().is_some_and(|m| m.len as u64 >= end))
     }
 
     /// Makes the file at least `end` bytes long, allocated on disk, and mapped. A failure
@@ -73,7 +88,7 @@ impl Mapped {
                 Err(error) => return Err(error),
             }
         }
-        if self.map.as_ref().is_none_or(|m| (m.len as u64) < end) {
+        if self.copy == Copy::Mapped && self.map.as_ref().is_none_or(|m| (m.len as u64) < end) {
             // Past the reserved space as far as the segment may grow, so a mapping lasts a
             // whole segment; nothing is ever copied there before it is reserved.
             let len = round_up(
@@ -87,12 +102,21 @@ impl Mapped {
     }
 
     /// Copies `bytes` to `offset`, which [`Mapped::reserve`] made room for.
-    pub fn write_at(&mut self, offset: u64, bytes: &[u8]) {
+    pub fn write_at(&mut self, offset: u64, bytes: &[u8]) -> io::Result<()> {
         let end = offset + bytes.len() as u64;
         assert!(self.holds(end), "audit segment write past its reservation");
-        if let Some(map) = &self.map {
-            map.copy_in(offset as usize, bytes);
+        match (&self.map, self.copy) {
+            (_, Copy::Written) => self.file.write_all_at(bytes, offset),
+            (Some(map), Copy::Mapped) => {
+                map.copy_in(offset as usize, bytes);
+                Ok(())
+            }
+            (None, Copy::Mapped) => Err(io::Error::other("the audit segment is not mapped")),
         }
+    }
+
+    pub fn copy(&self) -> Copy {
+        self.copy
     }
 
     /// Cuts the file to `len` (a closed segment ends with its last record); a later write
