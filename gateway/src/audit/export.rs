@@ -137,6 +137,34 @@ impl SinkStatus {
     }
 }
 
+/// Resolving, connecting and a TLS handshake each get this long.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A marked connection to the first of `host`'s addresses that answers (`loopback_only`:
+/// others are refused, for plain-text sinks).
+async fn connect_host(
+    host: &str,
+    port: u16,
+    bypass_mark: u32,
+    loopback_only: bool,
+) -> Result<tokio::net::TcpStream, SinkError> {
+    let addrs = tokio::net::lookup_host((host, port))
+        .await
+        .map_err(|e| SinkError::Io(format!("resolving {host}: {e}")))?;
+    let mut failure = SinkError::Io(format!("{host} resolves to no address"));
+    for addr in addrs {
+        if loopback_only && !addr.ip().is_loopback() {
+            failure = SinkError::Setup(format!("plain text to {addr}, which is not loopback"));
+            continue;
+        }
+        match crate::net::connect_within(addr, bypass_mark, CONNECT_TIMEOUT).await {
+            Ok(tcp) => return Ok(tcp),
+            Err(e) => failure = SinkError::Io(format!("connecting to {addr}: {e}")),
+        }
+    }
+    Err(failure)
+}
+
 /// The running sinks.
 pub struct Exporters {
     sinks: Vec<Arc<SinkStatus>>,
@@ -213,10 +241,34 @@ struct Position {
     connections: Connections,
 }
 
-/// Reads again from `position`, with the connections open there.
-fn rewind(dir: &Path, position: &Position, context: &mut LogContext) -> Reader {
-    context.restore(position.connections.clone());
-    Reader::new(dir, position.next)
+/// A sink's place in the log: what it has read, what it has sent but not yet counted as
+/// delivered (when it will count, and the position after it), and what is delivered.
+struct Progress {
+    dir: std::path::PathBuf,
+    reader: Reader,
+    context: LogContext,
+    durable: Position,
+    unconfirmed: VecDeque<(Instant, Position)>,
+}
+
+impl Progress {
+    /// Moves the delivered position past what has now counted long enough; the new cursor.
+    fn confirm(&mut self, now: Instant) -> Option<u64> {
+        let mut confirmed = None;
+        while self.unconfirmed.front().is_some_and(|(at, _)| *at <= now) {
+            confirmed = self.unconfirmed.pop_front().map(|(_, position)| position);
+        }
+        let position = confirmed?;
+        self.durable = position;
+        Some(self.durable.next)
+    }
+
+    /// Reads again from the delivered position, with the connections open there.
+    fn rewind(&mut self) {
+        self.unconfirmed.clear();
+        self.context.restore(self.durable.connections.clone());
+        self.reader = Reader::new(&self.dir, self.durable.next);
+    }
 }
 
 struct Job {
@@ -252,39 +304,37 @@ impl Job {
 
     async fn deliver(&mut self) {
         let dir = self.audit.dir().to_owned();
-        let Some((mut sink, mut context, mut durable)) = self.prepare(&dir).await else {
+        let Some((mut sink, context, durable)) = self.prepare(&dir).await else {
             return;
         };
-        let mut reader = Reader::new(&dir, durable.next);
-        // Sent, not yet counted as delivered: when they will count, and the position after.
-        let mut unconfirmed: VecDeque<(Instant, Position)> = VecDeque::new();
+        let mut progress = Progress {
+            reader: Reader::new(&dir, durable.next),
+            dir,
+            context,
+            durable,
+            unconfirmed: VecDeque::new(),
+        };
         let mut backoff = FIRST_BACKOFF;
         while !*self.stopped.borrow() {
             if !sink.healthy() {
-                self.status.failed("the receiver closed the connection");
-                sink.reset();
-                unconfirmed.clear();
-                reader = rewind(&dir, &durable, &mut context);
-                if !self.pause(backoff).await {
+                let closed = SinkError::Io("the receiver closed the connection".to_owned());
+                if !self
+                    .retry(closed, &mut sink, &mut progress, &mut backoff)
+                    .await
+                {
                     return;
                 }
-                backoff = (backoff * 2).min(MAX_BACKOFF);
                 continue;
             }
-            let now = Instant::now();
-            let mut confirmed = None;
-            while unconfirmed.front().is_some_and(|(at, _)| *at <= now) {
-                confirmed = unconfirmed.pop_front().map(|(_, position)| position);
+            if let Some(next) = progress.confirm(Instant::now()) {
+                self.commit(next, &progress.context);
             }
-            if let Some(position) = confirmed {
-                durable = position;
-                self.commit(durable.next, &context);
-            }
-            let batch = match reader.next_batch(MAX_BATCH, self.audit.synced_records()) {
+            let limit = self.audit.synced_records();
+            let batch = match progress.reader.next_batch(MAX_BATCH, limit) {
                 Ok(batch) => batch,
                 Err(error) => {
                     self.status.failed(&error.to_string());
-                    reader = rewind(&dir, &durable, &mut context);
+                    progress.rewind();
                     if !self.pause(MAX_BACKOFF).await {
                         return;
                     }
@@ -297,10 +347,10 @@ impl Job {
                 }
                 continue;
             };
-            let events = ocsf::events(&batch, &mut context);
+            let events = ocsf::events(&batch, &mut progress.context);
             let after = Position {
                 next: end,
-                connections: context.snapshot(),
+                connections: progress.context.snapshot(),
             };
             let mut stopped = self.stopped.clone();
             let sent = tokio::select! {
@@ -312,24 +362,41 @@ impl Job {
                     backoff = FIRST_BACKOFF;
                     let confirm = sink.confirm_after();
                     if confirm.is_zero() {
-                        durable = after;
-                        self.commit(durable.next, &context);
+                        progress.durable = after;
+                        self.commit(end, &progress.context);
                     } else {
-                        unconfirmed.push_back((Instant::now() + confirm, after));
+                        progress
+                            .unconfirmed
+                            .push_back((Instant::now() + confirm, after));
                     }
                 }
                 Err(error) => {
-                    self.status.failed(&error.to_string());
-                    sink.reset();
-                    unconfirmed.clear();
-                    reader = rewind(&dir, &durable, &mut context);
-                    if !self.pause(backoff).await {
+                    if !self
+                        .retry(error, &mut sink, &mut progress, &mut backoff)
+                        .await
+                    {
                         return;
                     }
-                    backoff = (backoff * 2).min(MAX_BACKOFF);
                 }
             }
         }
+    }
+
+    /// After a failed delivery: everything since the cursor goes again, after a pause that
+    /// grows with each failure. False once the gateway stops.
+    async fn retry(
+        &self,
+        error: SinkError,
+        sink: &mut Sink,
+        progress: &mut Progress,
+        backoff: &mut Duration,
+    ) -> bool {
+        self.status.failed(&error.to_string());
+        sink.reset();
+        progress.rewind();
+        let go_on = self.pause(*backoff).await;
+        *backoff = (*backoff * 2).min(MAX_BACKOFF);
+        go_on
     }
 
     /// The sink, the log's identity and where to start; None once the gateway stops.

@@ -3,7 +3,7 @@
 //! the batch counts as delivered only once `/services/collector/ack` reports it indexed. A
 //! batch not acknowledged within `ack_timeout` is sent again (same ids).
 
-use std::{net::SocketAddr, time::Duration};
+use std::time::Duration;
 
 use rustls::pki_types::ServerName;
 use serde_json::Value;
@@ -14,10 +14,9 @@ use tokio::{
 };
 use tokio_rustls::TlsConnector;
 
-use super::{Outgoing, SinkError};
+use super::{connect_host, Outgoing, SinkError};
 use crate::{config::HecExport, net::http};
 
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 const EXCHANGE_TIMEOUT: Duration = Duration::from_secs(30);
 const MAX_RESPONSE: usize = 1024 * 1024;
 const FIRST_POLL: Duration = Duration::from_millis(100);
@@ -185,24 +184,16 @@ impl HecSink {
     }
 
     async fn connect(&self) -> Result<Box<dyn Stream>, SinkError> {
-        let host = self.settings.host.as_str();
-        let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host, self.settings.port))
-            .await
-            .map_err(|e| SinkError::Io(format!("resolving {host}: {e}")))?
-            .collect();
-        let mut failure = SinkError::Io(format!("{host} resolves to no address"));
-        for addr in addrs {
-            // Plain http is allowed to loopback names only; hold the name to it.
-            if !self.settings.https && !addr.ip().is_loopback() {
-                failure = SinkError::Setup(format!("http:// to {addr}, which is not loopback"));
-                continue;
-            }
-            match crate::net::connect_within(addr, self.bypass_mark, CONNECT_TIMEOUT).await {
-                Ok(tcp) => return self.wrap(tcp).await,
-                Err(e) => failure = SinkError::Io(format!("connecting to {addr}: {e}")),
-            }
-        }
-        Err(failure)
+        // Plain http is allowed to loopback names only; hold the name to it.
+        let loopback_only = !self.settings.https;
+        let settings = &self.settings;
+        let tcp = connect_host(
+            &settings.host,
+            settings.port,
+            self.bypass_mark,
+            loopback_only,
+        );
+        self.wrap(tcp.await?).await
     }
 
     async fn wrap(&self, tcp: TcpStream) -> Result<Box<dyn Stream>, SinkError> {

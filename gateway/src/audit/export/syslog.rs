@@ -4,7 +4,6 @@
 //! sooner gets those events again, with the same ids.
 
 use std::{
-    net::SocketAddr,
     sync::{
         atomic::{AtomicBool, Ordering},
         Arc,
@@ -20,12 +19,11 @@ use tokio::{
 };
 use tokio_rustls::{client::TlsStream, TlsConnector};
 
-use super::{Outgoing, SinkError};
+use super::{connect_host, Outgoing, SinkError, CONNECT_TIMEOUT};
 use crate::config::SyslogExport;
 
 /// RFC 5424 facility 13 (log audit), severity 6 (informational).
 const PRI: u8 = 13 * 8 + 6;
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
 
 pub struct SyslogSink {
@@ -126,19 +124,9 @@ impl SyslogSink {
     }
 
     async fn connect(&self) -> Result<Conn, SinkError> {
-        let host = self.settings.host.as_str();
-        let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host, self.settings.port))
-            .await
-            .map_err(|e| SinkError::Io(format!("resolving {host}: {e}")))?
-            .collect();
-        let mut failure = SinkError::Io(format!("{host} resolves to no address"));
-        for addr in addrs {
-            match crate::net::connect_within(addr, self.bypass_mark, CONNECT_TIMEOUT).await {
-                Ok(tcp) => return self.handshake(tcp).await,
-                Err(e) => failure = SinkError::Io(format!("connecting to {addr}: {e}")),
-            }
-        }
-        Err(failure)
+        let settings = &self.settings;
+        let tcp = connect_host(&settings.host, settings.port, self.bypass_mark, false).await?;
+        self.handshake(tcp).await
     }
 
     async fn handshake(&self, tcp: TcpStream) -> Result<Conn, SinkError> {

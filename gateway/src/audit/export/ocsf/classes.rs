@@ -5,7 +5,9 @@
 use serde_json::{json, Map, Value};
 
 use super::{
-    super::super::event::{Actor, Event, LoginDecided, RequestAnswered, StatementRecord},
+    super::super::event::{
+        Actor, ConnectionOpened, Event, LoginDecided, RequestAnswered, StatementRecord,
+    },
     connections::Connection,
 };
 
@@ -101,9 +103,7 @@ pub fn bodies(event: &Event, who: &Who<'_>, origin: &str) -> Vec<Body> {
         )],
         Event::ConnectionOpened(opened) => {
             let mut body = Body::new(DATASTORE_ACTIVITY, 3);
-            body.set("actor", actor(&opened.actor, None, who.session.as_deref()));
-            body.set("src_endpoint", source(&opened.actor, &opened.client));
-            body.set("dst_endpoint", endpoint(&opened.orig_dst));
+            parties(&mut body, opened, None, who);
             body.set("database", database(None, &opened.target));
             body.set("type_id", json!(1));
             body.set(
@@ -200,15 +200,7 @@ fn datastore(mut body: Body, who: &Who<'_>, token_subject: Option<&str>) -> Body
                     .as_ref()
                     .and_then(|l| l.token_subject.as_deref())
             });
-            body.set(
-                "actor",
-                actor(&connection.opened.actor, token, who.session.as_deref()),
-            );
-            body.set(
-                "src_endpoint",
-                source(&connection.opened.actor, &connection.opened.client),
-            );
-            body.set("dst_endpoint", endpoint(&connection.opened.orig_dst));
+            parties(&mut body, &connection.opened, token, who);
             let name = connection.login.as_ref().map(|l| l.database.as_str());
             body.set("database", database(name, &connection.opened.target));
         }
@@ -245,15 +237,7 @@ fn logon(login: &LoginDecided, who: &Who<'_>) -> Body {
     };
     body.set("user", user);
     if let Some(connection) = who.connection {
-        body.set(
-            "actor",
-            actor(&connection.opened.actor, None, who.session.as_deref()),
-        );
-        body.set(
-            "src_endpoint",
-            source(&connection.opened.actor, &connection.opened.client),
-        );
-        body.set("dst_endpoint", endpoint(&connection.opened.orig_dst));
+        parties(&mut body, &connection.opened, None, who);
     }
     if let Some(session) = &who.session {
         body.set("session", json!({ "uid": session, "is_remote": true }));
@@ -366,6 +350,16 @@ fn answered(answer: &RequestAnswered, who: &Who<'_>) -> Body {
         )),
     );
     body
+}
+
+/// Who acted and between which endpoints, from the connection's opening.
+fn parties(body: &mut Body, opened: &ConnectionOpened, token_subject: Option<&str>, who: &Who<'_>) {
+    body.set(
+        "actor",
+        actor(&opened.actor, token_subject, who.session.as_deref()),
+    );
+    body.set("src_endpoint", source(&opened.actor, &opened.client));
+    body.set("dst_endpoint", endpoint(&opened.orig_dst));
 }
 
 fn actor(process: &Actor, token_subject: Option<&str>, session: Option<&str>) -> Value {
