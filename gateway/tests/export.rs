@@ -19,40 +19,10 @@ use std::{
 
 use serde_json::Value;
 
-use common::{output_text, pg_bed, PgBed};
+use common::{output_text, permissive_policy, pg_bed, PgBed, PATIENTS_POLICY as POLICY};
 use hec::HecReceiver;
 use receivers::{Rsyslog, TestCa};
 use xtask::testbed::{write_catalog_credentials, TempDir};
-
-const POLICY: &str = r#"
-version = 1
-
-[[identities]]
-id = "agents"
-cgroup = ["*tollgate-pg-*"]
-
-[[classify]]
-table = "public.patients"
-columns = { full_name = "name", ssn = "ssn" }
-
-[[rules]]
-id = "deny-ddl-on-phi"
-effect = "deny"
-kinds = ["drop", "truncate", "alter"]
-tables = ["public.patients"]
-
-[[rules]]
-id = "approve-phi-writes"
-effect = "require_approval"
-kinds = ["update", "delete"]
-tables = ["public.patients"]
-
-[[rules]]
-id = "agents-work"
-effect = "allow"
-identities = ["agents"]
-kinds = ["select", "insert", "update", "delete", "transaction", "set", "show"]
-"#;
 
 const HEC_TOKEN: &str = "5f1c2a4e-tollgate-test-token";
 
@@ -107,14 +77,18 @@ impl Sinks {
     }
 }
 
-/// A gateway enforcing [`POLICY`] over `patients`, exporting to `sinks`.
-fn export_bed(test: &str, sinks: &Sinks) -> PgBed {
+/// A gateway enforcing [`POLICY`] over `patients` (or, `permissive`, a policy that allows
+/// everything and classifies nothing), exporting to `sinks`.
+fn export_bed(test: &str, sinks: &Sinks, permissive: bool) -> PgBed {
     let policy_file = sinks.dir.path().join("policy.toml");
     std::fs::write(&policy_file, POLICY).expect("policy");
     let credentials = sinks.dir.path().join("catalog.toml");
     write_catalog_credentials(&credentials).expect("catalog credentials");
     let bed = pg_bed(test, |config| {
-        config.enforce_policy("clinic", &policy_file, &credentials);
+        match permissive {
+            true => permissive_policy(config, sinks.dir.path()),
+            false => config.enforce_policy("clinic", &policy_file, &credentials),
+        }
         config.extra_audit.extend(sinks.config());
     });
     bed.pg
@@ -208,9 +182,14 @@ fn validate_ocsf(file: &Path) {
 #[ignore = "privileged: needs root and BPF; run `sudo cargo xtask test`"]
 fn every_sink_receives_the_sessions_as_valid_ocsf_with_their_place_in_the_log() {
     let mut sinks = Sinks::start();
-    let bed = export_bed("every_sink_receives_the_sessions_as_valid_ocsf", &sinks);
+    let bed = export_bed(
+        "every_sink_receives_the_sessions_as_valid_ocsf",
+        &sinks,
+        false,
+    );
     for sql in [
         "SELECT ssn, zip FROM patients",
+        "SELECT zip FROM patients WHERE ssn = '123-45-6789'",
         "DROP TABLE patients",
         "DELETE FROM patients",
         "SELECT 42 AS answer",
@@ -296,11 +275,67 @@ fn every_sink_receives_the_sessions_as_valid_ocsf_with_their_place_in_the_log() 
     sinks.rsyslog.stop();
 }
 
+/// No policy masks anything here: events carry no PHI because records never hold a value
+/// (literals redacted, results only counted), not because a rule refused or masked it.
+#[test]
+#[ignore = "privileged: needs root and BPF; run `sudo cargo xtask test`"]
+fn events_carry_no_phi_value_under_a_permissive_policy() {
+    let sinks = Sinks::start();
+    let bed = export_bed(
+        "events_carry_no_phi_value_under_a_permissive_policy",
+        &sinks,
+        true,
+    );
+    let mut said = String::new();
+    for sql in [
+        "SELECT full_name, ssn FROM patients WHERE ssn = '123-45-6789'",
+        "INSERT INTO patients VALUES (2, 'Grace Hopper', '987-65-4321', '10001')",
+        "UPDATE patients SET ssn = '555-12-3456' WHERE full_name = 'Ada Lovelace'",
+        "COPY (SELECT * FROM patients) TO STDOUT",
+    ] {
+        let mut command = bed.agents.command("psql");
+        command.args(["-X", "-A", "-t", "-d", &conninfo(&bed), "-c", sql]);
+        let output = command.output().expect("psql");
+        assert!(output.status.success(), "{sql}: {}", output_text(&output));
+        said.push_str(&output_text(&output));
+    }
+    // The agent did get the values: nothing masked them on the way.
+    assert!(
+        said.contains("987-65-4321"),
+        "unmasked under this policy: {said}"
+    );
+    wait_until_delivered(&bed, Duration::from_secs(30));
+    validate_ocsf(&sinks.file());
+    let exported = [
+        std::fs::read_to_string(sinks.file()).expect("file sink"),
+        sinks.rsyslog.messages().join("\n"),
+        sinks.hec.events().iter().map(Value::to_string).collect(),
+    ];
+    for (sink, text) in ["file", "rsyslog", "HEC"].iter().zip(&exported) {
+        assert!(
+            text.contains("request_decided"),
+            "{sink} got the statements"
+        );
+        for value in [
+            "123-45-6789",
+            "987-65-4321",
+            "555-12-3456",
+            "Grace Hopper",
+            "Ada Lovelace",
+        ] {
+            assert!(
+                !text.contains(value),
+                "{sink} received the PHI value {value}"
+            );
+        }
+    }
+}
+
 #[test]
 #[ignore = "privileged: needs root and BPF; run `sudo cargo xtask test`"]
 fn receivers_stopped_under_load_get_every_event_in_order_when_they_return() {
     let mut sinks = Sinks::start();
-    let bed = export_bed("receivers_stopped_under_load", &sinks);
+    let bed = export_bed("receivers_stopped_under_load", &sinks, false);
     let clients: Vec<_> = (0..3)
         .map(|client| {
             let script: String = (0..1500)

@@ -7,38 +7,8 @@ mod common;
 
 use std::path::PathBuf;
 
-use common::{agent_psql, output_text, pg_bed_with, PgBed};
+use common::{agent_psql, output_text, pg_bed_with, PgBed, PATIENTS_POLICY as POLICY};
 use xtask::testbed::{write_catalog_credentials, TempDir};
-
-const POLICY: &str = r#"
-version = 1
-
-[[identities]]
-id = "agents"
-cgroup = ["*tollgate-pg-*"]
-
-[[classify]]
-table = "public.patients"
-columns = { full_name = "name", ssn = "ssn" }
-
-[[rules]]
-id = "deny-ddl-on-phi"
-effect = "deny"
-kinds = ["drop", "truncate", "alter"]
-tables = ["public.patients"]
-
-[[rules]]
-id = "approve-phi-writes"
-effect = "require_approval"
-kinds = ["update", "delete"]
-tables = ["public.patients"]
-
-[[rules]]
-id = "agents-work"
-effect = "allow"
-identities = ["agents"]
-kinds = ["select", "insert", "update", "delete", "transaction", "set", "show"]
-"#;
 
 struct PolicyBed {
     bed: PgBed,

@@ -14,6 +14,38 @@ use xtask::testbed::{
 
 pub const TOLLGATE: &str = env!("CARGO_BIN_EXE_tollgate");
 
+/// `patients` classified (full_name, ssn); DDL on it denied, writes to it held for approval,
+/// the agents' ordinary work allowed.
+pub const PATIENTS_POLICY: &str = r#"
+version = 1
+
+[[identities]]
+id = "agents"
+cgroup = ["*tollgate-pg-*"]
+
+[[classify]]
+table = "public.patients"
+columns = { full_name = "name", ssn = "ssn" }
+
+[[rules]]
+id = "deny-ddl-on-phi"
+effect = "deny"
+kinds = ["drop", "truncate", "alter"]
+tables = ["public.patients"]
+
+[[rules]]
+id = "approve-phi-writes"
+effect = "require_approval"
+kinds = ["update", "delete"]
+tables = ["public.patients"]
+
+[[rules]]
+id = "agents-work"
+effect = "allow"
+identities = ["agents"]
+kinds = ["select", "insert", "update", "delete", "transaction", "set", "show"]
+"#;
+
 /// Tests share the kernel (cgroup hooks, nat hooks): one at a time.
 static SERIAL: Mutex<()> = Mutex::new(());
 
