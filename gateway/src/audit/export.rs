@@ -303,7 +303,7 @@ impl Job {
     }
 
     async fn deliver(&mut self) {
-        let dir = self.audit.dir().to_owned();
+        let dir = self.audit.dir();
         let Some((mut sink, context, durable)) = self.prepare(&dir).await else {
             return;
         };
@@ -422,7 +422,7 @@ impl Job {
     }
 
     fn try_prepare(&self, dir: &Path) -> Result<(Sink, LogContext, Position), String> {
-        let mut context = LogContext::read(dir, self.audit.origin())?;
+        let mut context = LogContext::read(dir, &self.audit.origin())?;
         let next = match cursor::load(&self.sink.cursor_file).map_err(|e| e.to_string())? {
             None => 0,
             Some(cursor) if cursor.log == context.log_id => cursor.next,

@@ -48,8 +48,6 @@ pub struct AuditLog {
     durability: Durability,
     flush_interval: Duration,
     thread: Mutex<Option<JoinHandle<()>>>,
-    dir: PathBuf,
-    origin: String,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -108,7 +106,7 @@ impl AuditLog {
         };
         let (segment, segment_len) = open_segment(&dir, last, frontier.size(), copy)?;
         let writer = Writer {
-            dir: dir.clone(),
+            dir,
             segment,
             segment_len,
             frontier,
@@ -135,8 +133,6 @@ impl AuditLog {
             durability: settings.durability,
             flush_interval: settings.flush_interval,
             thread: Mutex::new(None),
-            dir,
-            origin: settings.origin.clone(),
         });
         if size > signed {
             let mut writer = log.lock();
@@ -227,13 +223,14 @@ impl AuditLog {
         self.lock().save_checkpoint();
     }
 
-    pub fn dir(&self) -> &Path {
-        &self.dir
+    /// Where the segments are (the writer's, read once by each exporter).
+    pub fn dir(&self) -> PathBuf {
+        self.lock().dir.clone()
     }
 
     /// The checkpoints' origin line.
-    pub fn origin(&self) -> &str {
-        &self.origin
+    pub fn origin(&self) -> String {
+        self.lock().origin.clone()
     }
 
     /// Records in the log.
