@@ -23,36 +23,9 @@ fn audit(bed: &PgBed, args: &[&str]) -> Output {
         .expect("tollgate audit")
 }
 
-fn audit_dir(bed: &PgBed) -> PathBuf {
-    bed.gateway
-        .config_path()
-        .parent()
-        .expect("state dir")
-        .join("audit")
-}
-
 /// Every record in the log, parsed.
 fn records(bed: &PgBed) -> Vec<Value> {
-    records_in(&audit_dir(bed))
-}
-
-fn records_in(dir: &Path) -> Vec<Value> {
-    let mut segments: Vec<PathBuf> = std::fs::read_dir(dir)
-        .expect("audit dir")
-        .map(|e| e.expect("entry").path())
-        .filter(|p| p.extension().is_some_and(|e| e == "log"))
-        .collect();
-    segments.sort();
-    segments
-        .iter()
-        .flat_map(|path| {
-            std::fs::read_to_string(path)
-                .expect("segment")
-                .lines()
-                .filter_map(|line| serde_json::from_str::<Value>(line).ok())
-                .collect::<Vec<_>>()
-        })
-        .collect()
+    bed.gateway.audit_records()
 }
 
 fn conninfo(bed: &PgBed) -> String {
@@ -183,7 +156,7 @@ fn after_kill_9_under_load_every_answered_statement_has_its_record() {
     std::thread::sleep(std::time::Duration::from_millis(1500));
     let kept = audit(&bed, &["checkpoint"]);
     assert_success(&kept, "audit checkpoint");
-    let kept_file = audit_dir(&bed).with_file_name("kept-checkpoint");
+    let kept_file = bed.gateway.audit_dir().with_file_name("kept-checkpoint");
     std::fs::write(&kept_file, &kept.stdout).expect("keep the checkpoint");
 
     let clients: Vec<_> = (0..3)
@@ -192,7 +165,10 @@ fn after_kill_9_under_load_every_answered_statement_has_its_record() {
                 .map(|n| format!("SELECT 1 AS answered_{client}_{n};\n"))
                 .collect();
             // A file, so psql sends each statement as a request of its own.
-            let file = audit_dir(&bed).with_file_name(format!("load-{client}.sql"));
+            let file = bed
+                .gateway
+                .audit_dir()
+                .with_file_name(format!("load-{client}.sql"));
             std::fs::write(&file, script).expect("script");
             let mut command = bed.agents.command("psql");
             command
@@ -352,7 +328,7 @@ fn full_disk_refuses_and_resumes(permissive: bool) {
     );
     let verified = audit(&bed, &["verify"]);
     assert!(verified.status.success(), "{}", output_text(&verified));
-    let decisions: Vec<Value> = records_in(&dir)
+    let decisions: Vec<Value> = xtask::testbed::audit_records_in(&dir)
         .iter()
         .filter(|r| r["kind"] == "request_decided")
         .map(|r| r["statements"][0]["decision"].clone())

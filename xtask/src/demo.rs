@@ -133,11 +133,9 @@ pub fn run(keep_running: bool) -> anyhow::Result<()> {
     }
     let conn_id = open["conn_id"].clone();
     let statement = gateway
-        .wait_for_event(Duration::from_secs(5), |e| {
-            e["event"] == "statement" && e["conn_id"] == conn_id
-        })
+        .wait_for_statement(Duration::from_secs(5), |s| s["conn_id"] == conn_id)
         .context("the gateway did not record the agent's statement")?;
-    println!("   and recorded its statement (every literal replaced by ?):");
+    println!("   and recorded its statement in the audit log (every literal replaced by ?):");
     for field in ["db_user", "database", "protocol", "sql"] {
         println!("     {field:<11} {}", plain(&statement[field]));
     }

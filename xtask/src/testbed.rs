@@ -15,7 +15,7 @@ use std::{
 };
 
 pub use cgroup::{cgroup2_root, AgentCgroup};
-pub use gateway::{GatewayConfig, GatewayProcess};
+pub use gateway::{audit_records_in, GatewayConfig, GatewayProcess};
 pub use netns::{IsolatedNet, RemoteHost};
 pub use pg::PgCluster;
 pub use policy::{

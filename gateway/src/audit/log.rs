@@ -305,6 +305,8 @@ impl AuditLog {
                     true => writer.unsaved_note.take().map(|n| (writer.dir.clone(), n)),
                     false => None,
                 };
+                let written = writer.segment_len;
+                writer.segment.release_before(written);
                 (
                     writer.segment.file(),
                     writer.frontier.size() - writer.queued_count(),

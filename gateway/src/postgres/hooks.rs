@@ -73,8 +73,9 @@ impl ResponseHook for RecordingHooks {
     }
 }
 
-/// The record of a request, written before it is forwarded, with one operational `statement`
-/// line per statement; None when it runs no statement (a Sync, a Describe).
+/// The record of a request, written before it is forwarded (and, at debug level, one
+/// operational `statement` line per statement); None when it runs no statement (a Sync, a
+/// Describe).
 pub fn request_event(
     session: &SessionInfo,
     request: &Request,
@@ -138,13 +139,18 @@ fn statement_record(statement: &Statement, verdict: Option<&Verdict>) -> Option<
     })
 }
 
+/// Statements are evidence, kept by the audit log; stdout repeats them only for debugging
+/// (`RUST_LOG=debug`), as a line per statement costs about as much as its record.
 fn log_statements(session: &SessionInfo, decided: &RequestDecided) {
+    if !tracing::enabled!(tracing::Level::DEBUG) {
+        return;
+    }
     let pid = match &session.agent {
         AgentIdentity::Process(process) => Some(process.pid),
         AgentIdentity::Remote { .. } => None,
     };
     for record in &decided.statements {
-        tracing::info!(
+        tracing::debug!(
             event = "statement",
             conn_id = decided.conn_id,
             target = %decided.target,

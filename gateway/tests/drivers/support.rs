@@ -128,7 +128,11 @@ impl Recorded {
             let closes = of_these("connection.close");
             if opens.len() >= min_connections && closes.len() == opens.len() {
                 return Self {
-                    statements: of_these("statement"),
+                    statements: gateway
+                        .statement_records()
+                        .into_iter()
+                        .filter(|s| s["conn_id"].as_u64().is_some_and(|i| ids.contains(&i)))
+                        .collect(),
                     cancels: of_these("cancel.forwarded"),
                     opens,
                     closes,

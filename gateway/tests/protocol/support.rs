@@ -240,3 +240,16 @@ pub fn eventually(timeout: Duration, mut check: impl FnMut() -> bool) -> bool {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+/// `value` appears neither in the gateway's operational log nor in its audit log.
+pub fn assert_in_no_log(bed: &PgBed, value: &str, what: &str) {
+    for (name, text) in [
+        ("gateway log", bed.gateway.log_text()),
+        (
+            "audit log",
+            Value::from(bed.gateway.audit_records()).to_string(),
+        ),
+    ] {
+        assert!(!text.contains(value), "{what} reached the {name}");
+    }
+}

@@ -294,22 +294,67 @@ impl GatewayProcess {
             .collect()
     }
 
+    /// The audit log's directory (the default one, `state_dir/audit`).
+    pub fn audit_dir(&self) -> PathBuf {
+        self.state.path().join("audit")
+    }
+
+    /// Every record of the audit log so far, parsed.
+    pub fn audit_records(&self) -> Vec<Value> {
+        audit_records_in(&self.audit_dir())
+    }
+
+    /// Each statement the audit log recorded, in order: its own fields (`protocol`, `sql`,
+    /// `parameters`, `decision`, `rule`) with its request's `conn_id`, `db_user` and
+    /// `database`, and the `pid` the connection was attributed to.
+    pub fn statement_records(&self) -> Vec<Value> {
+        let records = self.audit_records();
+        let pids: std::collections::HashMap<u64, Value> = records
+            .iter()
+            .filter(|r| r["kind"] == "connection_opened")
+            .filter_map(|r| Some((r["conn_id"].as_u64()?, r["actor"]["pid"].clone())))
+            .collect();
+        records
+            .iter()
+            .filter(|r| r["kind"] == "request_decided")
+            .flat_map(|request| {
+                let pid = request["conn_id"]
+                    .as_u64()
+                    .and_then(|id| pids.get(&id).cloned())
+                    .unwrap_or(Value::Null);
+                let statements = request["statements"]
+                    .as_array()
+                    .cloned()
+                    .unwrap_or_default();
+                statements.into_iter().map(move |mut statement| {
+                    for field in ["conn_id", "db_user", "database"] {
+                        statement[field] = request[field].clone();
+                    }
+                    statement["pid"] = pid.clone();
+                    statement
+                })
+            })
+            .collect()
+    }
+
+    /// Waits until a statement record matching `predicate` is in the audit log.
+    pub fn wait_for_statement(
+        &self,
+        timeout: Duration,
+        predicate: impl Fn(&Value) -> bool,
+    ) -> Option<Value> {
+        poll_until(timeout, || {
+            self.statement_records().into_iter().find(|s| predicate(s))
+        })
+    }
+
     /// Waits until an event matching `predicate` is logged.
     pub fn wait_for_event(
         &self,
         timeout: Duration,
         predicate: impl Fn(&Value) -> bool,
     ) -> Option<Value> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            if let Some(event) = self.events().into_iter().find(|e| predicate(e)) {
-                return Some(event);
-            }
-            if Instant::now() >= deadline {
-                return None;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        poll_until(timeout, || self.events().into_iter().find(|e| predicate(e)))
     }
 
     /// SIGTERM and wait: the clean-shutdown path.
@@ -377,4 +422,40 @@ impl Drop for GatewayProcess {
             .output();
         let _ = std::fs::remove_dir_all(&self.bpffs_dir);
     }
+}
+
+/// Looks every 50 ms until `find` finds something or `timeout` has passed.
+fn poll_until<T>(timeout: Duration, find: impl Fn() -> Option<T>) -> Option<T> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(found) = find() {
+            return Some(found);
+        }
+        if Instant::now() >= deadline {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Every record of the audit log in `dir`, parsed, segment by segment. The zeros the gateway
+/// reserves past the last record parse as nothing.
+pub fn audit_records_in(dir: &Path) -> Vec<Value> {
+    let mut segments: Vec<PathBuf> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .filter_map(|entry| entry.ok().map(|e| e.path()))
+        .filter(|path| path.extension().is_some_and(|e| e == "log"))
+        .collect();
+    segments.sort();
+    segments
+        .iter()
+        .filter_map(|path| std::fs::read(path).ok())
+        .flat_map(|bytes| {
+            bytes
+                .split(|&b| b == b'\n')
+                .filter_map(|line| serde_json::from_slice::<Value>(line).ok())
+                .collect::<Vec<_>>()
+        })
+        .collect()
 }

@@ -42,6 +42,8 @@ pub(super) struct Mapped {
     map: Option<Mapping>,
     /// The file's size: records, then zeros allocated on disk.
     reserved: u64,
+    /// Whole pages before this offset are written and no longer mapped.
+    released: u64,
 }
 
 impl Mapped {
@@ -54,6 +56,7 @@ impl Mapped {
             copy,
             map: None,
             reserved: end,
+            released: 0,
         })
     }
 
@@ -97,6 +100,7 @@ impl Mapped {
             );
             self.map = None;
             self.map = Some(Mapping::new(&self.file, len)?);
+            self.released = 0;
         }
         Ok(())
     }
@@ -112,6 +116,18 @@ impl Mapped {
                 Ok(())
             }
             (None, Copy::Mapped) => Err(io::Error::other("the audit segment is not mapped")),
+        }
+    }
+
+    /// Unmaps the whole pages before `offset` (records are never copied there again), so
+    /// that syncing them needs no write-protection of each mapped page (a TLB flush on every
+    /// core per page): one flush for the lot instead. The page cache keeps them, dirty.
+    pub fn release_before(&mut self, offset: u64) {
+        let end = offset / PAGE * PAGE;
+        if let Some(map) = &self.map {
+            if end > self.released && map.release(self.released as usize, end as usize) {
+                self.released = end;
+            }
         }
     }
 
@@ -212,6 +228,25 @@ impl Mapping {
     }
 }
 
+impl Mapping {
+    /// Drops the page-table entries of `[from, to)` (page aligned, inside the mapping).
+    fn release(&self, from: usize, to: usize) -> bool {
+        assert!(from <= to && to <= self.len && from.is_multiple_of(PAGE as usize));
+        // SAFETY: the range lies inside this mapping; for a shared file mapping
+        // MADV_DONTNEED only unmaps (dirty pages stay in the page cache, a later access
+        // maps them again), so no data is lost and no reference into it is held.
+        #[expect(unsafe_code, reason = "madvise(2) has no std wrapper")]
+        let rc = unsafe {
+            libc::madvise(
+                self.ptr.as_ptr().add(from).cast(),
+                to - from,
+                libc::MADV_DONTNEED,
+            )
+        };
+        rc == 0
+    }
+}
+
 impl Drop for Mapping {
     fn drop(&mut self) {
         // SAFETY: unmaps exactly the mapping made in `new`, which nothing refers to any more.
@@ -219,5 +254,46 @@ impl Drop for Mapping {
         unsafe {
             libc::munmap(self.ptr.as_ptr().cast(), self.len);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::fs::OpenOptions;
+
+    use super::*;
+    use crate::audit::tests::TempDir;
+
+    #[test]
+    fn released_pages_keep_their_records_and_later_ones_land_after_them() {
+        let dir = TempDir::new("mapped-release");
+        let path = dir.0.join("segment");
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&path)
+            .expect("segment");
+        let mut segment = Mapped::new(file, 0, Copy::Mapped).expect("mapped");
+        let line = [b'r'; 1000];
+        let mut expected = Vec::new();
+        for round in 0..3 {
+            // Records span pages; each round releases what lies wholly behind them.
+            for _ in 0..9 {
+                let at = expected.len() as u64;
+                segment.reserve(at + line.len() as u64).expect("reserve");
+                segment.write_at(at, &line).expect("copy");
+                expected.extend_from_slice(&line);
+            }
+            expected.push(b'0' + round);
+            let at = expected.len() as u64 - 1;
+            segment.reserve(at + 1).expect("reserve");
+            segment.write_at(at, &[b'0' + round]).expect("copy");
+            segment.release_before(expected.len() as u64);
+            assert_eq!(segment.released, expected.len() as u64 / PAGE * PAGE);
+        }
+        segment.cut(expected.len() as u64).expect("cut");
+        assert_eq!(std::fs::read(&path).expect("read back"), expected);
     }
 }
