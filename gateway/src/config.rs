@@ -1,6 +1,7 @@
 //! Configuration: one TOML file, parsed into raw serde types (`deny_unknown_fields`) and then
 //! validated into [`Config`]. Every error names the file, the line and the field.
 
+mod approvals;
 mod audit;
 mod auth;
 mod export;
@@ -17,6 +18,7 @@ use std::{
 
 use ipnet::IpNet;
 
+pub use approvals::ApprovalSettings;
 pub use audit::{AuditSettings, Durability};
 pub use auth::{JwksSource, JwksUrl, TargetAuth, TokenAuth};
 pub use export::{ExportKind, ExportSink, FileExport, HecExport, SyslogExport};
@@ -31,6 +33,7 @@ pub struct Config {
     pub agents: AgentSelection,
     pub targets: Vec<Target>,
     pub audit: AuditSettings,
+    pub approvals: ApprovalSettings,
 }
 
 #[derive(Debug, Clone)]
@@ -341,5 +344,28 @@ pub fn describe(config: &Config) -> String {
             sink.cursor_file.display()
         );
     }
+    let approvals = &config.approvals;
+    let approvers: Vec<String> = approvals
+        .approver_users
+        .iter()
+        .cloned()
+        .chain(
+            approvals
+                .approver_groups
+                .iter()
+                .map(|g| format!("group {g}")),
+        )
+        .collect();
+    let who = match approvers.is_empty() {
+        true => "nobody may approve (no approver_users or approver_groups: held requests time \
+                 out)"
+            .to_owned(),
+        false => format!("{} of {}", approvals.required, approvers.join(", ")),
+    };
+    let _ = writeln!(
+        out,
+        "approvals: {who}; a held request waits {} s",
+        approvals.timeout.as_secs()
+    );
     out
 }

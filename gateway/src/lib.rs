@@ -4,6 +4,7 @@
 
 pub mod admin;
 pub mod app;
+pub mod approval;
 pub mod audit;
 pub mod classified;
 pub mod clock;

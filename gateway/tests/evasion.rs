@@ -80,11 +80,21 @@ fn no_evasion_gets_phi_out_or_a_denied_statement_in() {
             ));
         }
     }
-    for line in bed.gateway.log_text().lines() {
-        if let Some(value) = forbidden.leaked_long_in(line) {
-            failures.push(format!(
-                "PHI value {value:?} reached the gateway's log: {line}"
-            ));
+    let records: Vec<String> = (bed.gateway.audit_records().iter())
+        .map(|record| record.to_string())
+        .collect();
+    let logs = [
+        (
+            "gateway's log",
+            bed.gateway.log_text().lines().map(str::to_owned).collect(),
+        ),
+        ("audit log", records),
+    ];
+    for (name, lines) in logs {
+        for line in lines {
+            if let Some(value) = forbidden.leaked_long_in(&line) {
+                failures.push(format!("PHI value {value:?} reached the {name}: {line}"));
+            }
         }
     }
     assert!(

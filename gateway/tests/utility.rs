@@ -73,9 +73,9 @@ fn same_as_directly(policy: impl FnOnce(&TempDir) -> String) {
     }
     if !differences.is_empty() {
         // What the gateway refused, for the reader of a failure.
-        let refused: Vec<String> = (bed.gateway.log_text().lines())
-            .filter(|l| l.contains("\"statement\"") && !l.contains("\"allow\""))
-            .map(str::to_owned)
+        let refused: Vec<String> = (bed.gateway.statement_records().iter())
+            .filter(|s| s["decision"] != "allow")
+            .map(|s| s.to_string())
             .collect();
         panic!(
             "{} of {} differ:\n{}\nrefused by the gateway:\n{}",

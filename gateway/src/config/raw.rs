@@ -11,6 +11,16 @@ pub struct RawConfig {
     pub targets: Option<Spanned<Vec<Spanned<RawTarget>>>>,
     /// Not spanned: `[[audit.export]]` alone makes the table implicitly, which has no span.
     pub audit: Option<RawAudit>,
+    pub approvals: Option<Spanned<RawApprovals>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawApprovals {
+    pub approver_users: Option<Spanned<Vec<Spanned<String>>>>,
+    pub approver_groups: Option<Spanned<Vec<Spanned<String>>>>,
+    pub required: Option<Spanned<u64>>,
+    pub timeout_s: Option<Spanned<u64>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

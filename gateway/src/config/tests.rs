@@ -5,6 +5,7 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 
 use super::*;
 
+mod approvals;
 mod audit;
 mod bad_auth_files;
 mod bad_files;

@@ -69,11 +69,13 @@ pub fn validate(raw: RawConfig) -> Result<Config, Issue> {
     let gateway = validate_gateway(raw.gateway.as_ref(), &agents)?;
     let targets = validate_targets(raw.targets.as_ref(), &raw.agents, gateway.listen_port)?;
     let audit = super::audit::settings(raw.audit.as_ref(), &gateway.tls.state_dir)?;
+    let approvals = super::approvals::settings(raw.approvals.as_ref())?;
     Ok(Config {
         gateway,
         agents,
         targets,
         audit,
+        approvals,
     })
 }
 

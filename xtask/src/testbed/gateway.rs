@@ -305,8 +305,8 @@ impl GatewayProcess {
     }
 
     /// Each statement the audit log recorded, in order: its own fields (`protocol`, `sql`,
-    /// `parameters`, `decision`, `rule`) with its request's `conn_id`, `db_user` and
-    /// `database`, and the `pid` the connection was attributed to.
+    /// `parameters`, `decision`, `rule`) with its request's `conn_id`, `db_user`,
+    /// `database` and `token_subject`, and the `pid` the connection was attributed to.
     pub fn statement_records(&self) -> Vec<Value> {
         let records = self.audit_records();
         let pids: std::collections::HashMap<u64, Value> = records
@@ -327,7 +327,7 @@ impl GatewayProcess {
                     .cloned()
                     .unwrap_or_default();
                 statements.into_iter().map(move |mut statement| {
-                    for field in ["conn_id", "db_user", "database"] {
+                    for field in ["conn_id", "db_user", "database", "token_subject"] {
                         statement[field] = request[field].clone();
                     }
                     statement["pid"] = pid.clone();

@@ -1,0 +1,88 @@
+//! The `[approvals]` section: who may approve a held request, how many must, and how long a
+//! request waits when its rule names no timeout.
+
+use std::time::Duration;
+
+use toml::Spanned;
+
+use super::{
+    raw::RawApprovals,
+    validate::{issue, Issue},
+};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApprovalSettings {
+    /// Local users (by name) who may approve over the admin socket.
+    pub approver_users: Vec<String>,
+    /// Members of these local groups may approve too.
+    pub approver_groups: Vec<String>,
+    /// Distinct approvers a request needs (2: a two-person rule).
+    pub required: usize,
+    /// How long a request waits, unless its rule says otherwise.
+    pub timeout: Duration,
+}
+
+const DEFAULT_TIMEOUT_S: u64 = 600;
+const MAX_TIMEOUT_S: u64 = 7 * 24 * 3600;
+const MAX_REQUIRED: u64 = 10;
+
+pub fn settings(raw: Option<&Spanned<RawApprovals>>) -> Result<ApprovalSettings, Issue> {
+    let default = RawApprovals::default();
+    let raw = raw.map_or(&default, Spanned::get_ref);
+    let timeout_s = match &raw.timeout_s {
+        None => DEFAULT_TIMEOUT_S,
+        Some(s) if (1..=MAX_TIMEOUT_S).contains(s.get_ref()) => *s.get_ref(),
+        Some(s) => {
+            return Err(issue(
+                "approvals.timeout_s",
+                s,
+                format!("must be between 1 and {MAX_TIMEOUT_S} (a week)"),
+            ))
+        }
+    };
+    let required = match &raw.required {
+        None => 1,
+        Some(n) if (1..=MAX_REQUIRED).contains(n.get_ref()) => *n.get_ref(),
+        Some(n) => {
+            return Err(issue(
+                "approvals.required",
+                n,
+                format!("must be between 1 and {MAX_REQUIRED}"),
+            ))
+        }
+    };
+    Ok(ApprovalSettings {
+        approver_users: names("approvals.approver_users", raw.approver_users.as_ref())?,
+        approver_groups: names("approvals.approver_groups", raw.approver_groups.as_ref())?,
+        required: required as usize,
+        timeout: Duration::from_secs(timeout_s),
+    })
+}
+
+/// User or group names as the system writes them (checked against the caller's uid and
+/// groups when an approval arrives, so an account created later counts).
+fn names(field: &str, raw: Option<&Spanned<Vec<Spanned<String>>>>) -> Result<Vec<String>, Issue> {
+    let Some(list) = raw else {
+        return Ok(Vec::new());
+    };
+    list.get_ref()
+        .iter()
+        .map(|name| {
+            let text = name.get_ref();
+            let valid = !text.is_empty()
+                && text.len() <= 32
+                && !text.starts_with('-')
+                && text
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | '$'));
+            match valid {
+                true => Ok(text.clone()),
+                false => Err(issue(
+                    field,
+                    name,
+                    format!("`{text}` is not a user or group name"),
+                )),
+            }
+        })
+        .collect()
+}

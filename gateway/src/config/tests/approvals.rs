@@ -1,0 +1,71 @@
+//! The `[approvals]` section: defaults, explicit values, and each bad value named.
+
+use std::{path::Path, time::Duration};
+
+use super::bad_files::{assert_all_reported, Bad};
+use crate::config::parse;
+
+const REST: &str = "[agents]\nuids = [1000]\n[[targets]]\nname = \"db\"\nkind = \"postgres\"\ndestinations = [\"127.0.0.1:5432\"]\n";
+
+#[test]
+fn by_default_nobody_may_approve_and_a_request_waits_ten_minutes() {
+    let config = parse(Path::new("t.toml"), REST).expect("valid");
+    let approvals = &config.approvals;
+    assert!(approvals.approver_users.is_empty() && approvals.approver_groups.is_empty());
+    assert_eq!(approvals.required, 1);
+    assert_eq!(approvals.timeout, Duration::from_secs(600));
+}
+
+#[test]
+fn explicit_values_are_taken() {
+    let text = format!(
+        "{REST}[approvals]\napprover_users = [\"alice\", \"bob\"]\napprover_groups = [\"dba\"]\nrequired = 2\ntimeout_s = 120\n"
+    );
+    let config = parse(Path::new("t.toml"), &text).expect("valid");
+    let approvals = &config.approvals;
+    assert_eq!(approvals.approver_users, ["alice", "bob"]);
+    assert_eq!(approvals.approver_groups, ["dba"]);
+    assert_eq!(approvals.required, 2);
+    assert_eq!(approvals.timeout, Duration::from_secs(120));
+}
+
+#[test]
+fn bad_approval_settings_name_the_line_and_field() {
+    assert_all_reported(&[
+        Bad {
+            what: "no approver required",
+            text: "[agents]\nuids = [1000]\n[[targets]]\nname = \"db\"\nkind = \"postgres\"\ndestinations = [\"127.0.0.1:5432\"]\n[approvals]\nrequired = 0\n",
+            line: 8,
+            field: "approvals.required",
+            fragments: &["between 1 and 10"],
+        },
+        Bad {
+            what: "zero timeout",
+            text: "[agents]\nuids = [1000]\n[[targets]]\nname = \"db\"\nkind = \"postgres\"\ndestinations = [\"127.0.0.1:5432\"]\n[approvals]\ntimeout_s = 0\n",
+            line: 8,
+            field: "approvals.timeout_s",
+            fragments: &["between 1 and"],
+        },
+        Bad {
+            what: "a user name with a space",
+            text: "[agents]\nuids = [1000]\n[[targets]]\nname = \"db\"\nkind = \"postgres\"\ndestinations = [\"127.0.0.1:5432\"]\n[approvals]\napprover_users = [\"alice\", \"no body\"]\n",
+            line: 8,
+            field: "approvals.approver_users",
+            fragments: &["`no body`", "not a user or group name"],
+        },
+        Bad {
+            what: "a group name starting with a dash",
+            text: "[agents]\nuids = [1000]\n[[targets]]\nname = \"db\"\nkind = \"postgres\"\ndestinations = [\"127.0.0.1:5432\"]\n[approvals]\napprover_groups = [\"-dba\"]\n",
+            line: 8,
+            field: "approvals.approver_groups",
+            fragments: &["`-dba`"],
+        },
+        Bad {
+            what: "an unknown field",
+            text: "[agents]\nuids = [1000]\n[[targets]]\nname = \"db\"\nkind = \"postgres\"\ndestinations = [\"127.0.0.1:5432\"]\n[approvals]\napprovers = [\"alice\"]\n",
+            line: 8,
+            field: "approvals.approvers",
+            fragments: &["unknown field", "approver_users"],
+        },
+    ]);
+}
