@@ -7,7 +7,7 @@ use toml::Spanned;
 
 use super::{
     raw::RawApprovals,
-    validate::{issue, Issue},
+    validate::{bounded, issue, Issue},
 };
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -23,34 +23,25 @@ pub struct ApprovalSettings {
 }
 
 const DEFAULT_TIMEOUT_S: u64 = 600;
+/// A week.
 const MAX_TIMEOUT_S: u64 = 7 * 24 * 3600;
 const MAX_REQUIRED: u64 = 10;
 
 pub fn settings(raw: Option<&Spanned<RawApprovals>>) -> Result<ApprovalSettings, Issue> {
     let default = RawApprovals::default();
     let raw = raw.map_or(&default, Spanned::get_ref);
-    let timeout_s = match &raw.timeout_s {
-        None => DEFAULT_TIMEOUT_S,
-        Some(s) if (1..=MAX_TIMEOUT_S).contains(s.get_ref()) => *s.get_ref(),
-        Some(s) => {
-            return Err(issue(
-                "approvals.timeout_s",
-                s,
-                format!("must be between 1 and {MAX_TIMEOUT_S} (a week)"),
-            ))
-        }
-    };
-    let required = match &raw.required {
-        None => 1,
-        Some(n) if (1..=MAX_REQUIRED).contains(n.get_ref()) => *n.get_ref(),
-        Some(n) => {
-            return Err(issue(
-                "approvals.required",
-                n,
-                format!("must be between 1 and {MAX_REQUIRED}"),
-            ))
-        }
-    };
+    let timeout_s = bounded(
+        "approvals.timeout_s",
+        raw.timeout_s.as_ref(),
+        DEFAULT_TIMEOUT_S,
+        1..=MAX_TIMEOUT_S,
+    )?;
+    let required = bounded(
+        "approvals.required",
+        raw.required.as_ref(),
+        1,
+        1..=MAX_REQUIRED,
+    )?;
     Ok(ApprovalSettings {
         approver_users: names("approvals.approver_users", raw.approver_users.as_ref())?,
         approver_groups: names("approvals.approver_groups", raw.approver_groups.as_ref())?,

@@ -6,7 +6,7 @@ use std::{path::PathBuf, time::Duration};
 use super::{
     export::{self, ExportSink},
     raw::RawAudit,
-    validate::{absolute, issue, Issue},
+    validate::{absolute, bounded, issue, Issue},
 };
 
 /// When a record is on disk relative to the request it records.
@@ -71,17 +71,12 @@ pub fn settings(
             }
         },
     };
-    let flush_ms = match &raw.flush_ms {
-        None => DEFAULT_FLUSH_MS,
-        Some(ms) if (1..=MAX_FLUSH_MS).contains(ms.get_ref()) => *ms.get_ref(),
-        Some(ms) => {
-            return Err(issue(
-                "audit.flush_ms",
-                ms,
-                format!("must be between 1 and {MAX_FLUSH_MS}"),
-            ))
-        }
-    };
+    let flush_ms = bounded(
+        "audit.flush_ms",
+        raw.flush_ms.as_ref(),
+        DEFAULT_FLUSH_MS,
+        1..=MAX_FLUSH_MS,
+    )?;
     let key_file = match &raw.key_file {
         Some(file) => absolute("audit.key_file", file)?,
         None => state_dir.join("audit-key"),

@@ -8,7 +8,7 @@ use toml::Spanned;
 use super::{
     auth::{is_loopback, parse_url, DEFAULT_JWKS_CA_FILE},
     raw::RawExport,
-    validate::{absolute, issue, Issue},
+    validate::{absolute, bounded, issue, Issue},
 };
 
 #[derive(Debug, Clone)]
@@ -308,11 +308,12 @@ fn syslog(
         }
         None => "tollgate".to_owned(),
     };
-    let confirm_ms = match &raw.confirm_ms {
-        None => DEFAULT_CONFIRM_MS,
-        Some(ms) if (100..=600_000).contains(ms.get_ref()) => *ms.get_ref(),
-        Some(ms) => return Err(issue(field("confirm_ms"), ms, "must be 100 to 600000")),
-    };
+    let confirm_ms = bounded(
+        field("confirm_ms"),
+        raw.confirm_ms.as_ref(),
+        DEFAULT_CONFIRM_MS,
+        100..=600_000,
+    )?;
     Ok(SyslogExport {
         host,
         port,
@@ -365,11 +366,12 @@ fn hec(
         Some(ca) => absolute(field("ca_file"), ca)?,
         None => PathBuf::from(DEFAULT_JWKS_CA_FILE),
     };
-    let ack_timeout_s = match &raw.ack_timeout_s {
-        None => DEFAULT_ACK_TIMEOUT_S,
-        Some(s) if (1..=3600).contains(s.get_ref()) => *s.get_ref(),
-        Some(s) => return Err(issue(field("ack_timeout_s"), s, "must be 1 to 3600")),
-    };
+    let ack_timeout_s = bounded(
+        field("ack_timeout_s"),
+        raw.ack_timeout_s.as_ref(),
+        DEFAULT_ACK_TIMEOUT_S,
+        1..=3600,
+    )?;
     Ok(HecExport {
         text: url.get_ref().clone(),
         https: parsed.https,

@@ -52,6 +52,24 @@ pub(super) fn absolute(
     }
 }
 
+/// A number that must lie in `range`; `default` when the field is absent.
+pub(super) fn bounded(
+    field: impl Into<String>,
+    raw: Option<&Spanned<u64>>,
+    default: u64,
+    range: std::ops::RangeInclusive<u64>,
+) -> Result<u64, Issue> {
+    match raw {
+        None => Ok(default),
+        Some(value) if range.contains(value.get_ref()) => Ok(*value.get_ref()),
+        Some(value) => Err(issue(
+            field,
+            value,
+            format!("must be between {} and {}", range.start(), range.end()),
+        )),
+    }
+}
+
 pub(super) fn issue<T>(
     field: impl Into<String>,
     at: &Spanned<T>,
