@@ -118,7 +118,7 @@ pub async fn start_recording(
     let tls = matches!(agent_side, Agent::Tls { .. });
     let (upstream, server_end) = tokio::io::duplex(STREAM_ROOM);
     tokio::spawn(fake_server::serve(server_end, canned));
-    let enforcement = policy.map(enforcement_for);
+    let (enforcement, state_dir) = policy.map(enforcement_for).unzip();
     let ended = tokio::spawn(async move {
         let agent: Box<dyn PgStream> = match tls {
             true => Box::new(acceptor.accept(agent).await.expect("TLS with the agent")),
@@ -154,6 +154,7 @@ pub async fn start_recording(
             &mut guard,
         )
         .await;
+        drop(state_dir);
         (guard.outcome, guard.error.take())
     });
     let agent_end: Box<dyn PgStream> = match tls {
@@ -194,7 +195,16 @@ fn session_info() -> SessionInfo {
     }
 }
 
-fn enforcement_for(policy: &str) -> crate::postgres::enforce::SessionEnforcement {
+/// The policy's state directory, removed when the session is over.
+struct StateDir(std::path::PathBuf);
+
+impl Drop for StateDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn enforcement_for(policy: &str) -> (crate::postgres::enforce::SessionEnforcement, StateDir) {
     let dir = std::env::temp_dir().join(format!(
         "tollgate-session-{}-{}",
         std::process::id(),
@@ -210,7 +220,7 @@ fn enforcement_for(policy: &str) -> crate::postgres::enforce::SessionEnforcement
         remote: Some("127.0.0.1".parse().unwrap()),
         ..Default::default()
     };
-    enforcement
+    let enforcement = enforcement
         .admit(
             "clinic",
             "127.0.0.1:5432".parse().unwrap(),
@@ -218,7 +228,8 @@ fn enforcement_for(policy: &str) -> crate::postgres::enforce::SessionEnforcement
             identity,
             Default::default(),
         )
-        .unwrap_or_else(|_| panic!("the policy admits the agent"))
+        .unwrap_or_else(|_| panic!("the policy admits the agent"));
+    (enforcement, StateDir(dir))
 }
 
 static NEXT_DIR: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);

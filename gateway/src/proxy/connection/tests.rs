@@ -87,17 +87,11 @@ fn empty_proc_root() -> PathBuf {
 
 /// One target protecting `destination`, plus `agents` (a TOML body for `[agents]`).
 fn config_for(destination: SocketAddr, agents: &str) -> Config {
-    // The appliance certificate is generated here once per test process.
-    let state_dir = std::env::temp_dir().join(format!(
-        "tollgate-connection-tests-state-{}",
-        std::process::id()
-    ));
-    let state_dir = state_dir.display();
+    // The harness gives each test a state directory of its own.
     let text = format!(
         r#"
 [gateway]
 upstream_connect_timeout_ms = 2000
-state_dir = "{state_dir}"
 
 [agents]
 {agents}
@@ -118,7 +112,7 @@ struct Harness {
     context: Arc<ProxyContext>,
     attribution: Arc<FakeAttribution>,
     stats: Arc<ProxyStats>,
-    /// The audit log's directory, removed with the harness.
+    /// The state directory (audit log, certificate), removed with the harness.
     audit_root: std::path::PathBuf,
 }
 
@@ -135,6 +129,8 @@ fn harness(mut config: Config) -> Harness {
         "tollgate-connection-audit-{}-{n}",
         std::process::id()
     ));
+    // The appliance certificate is generated here too, and removed with it.
+    config.gateway.tls.state_dir = audit_root.clone();
     config.audit.dir = audit_root.join("audit");
     config.audit.key_file = audit_root.join("audit-key");
     let audit = crate::audit::AuditLog::open(&config.audit).expect("audit log");
