@@ -6,6 +6,7 @@
 //! it gets back. Approvers (the CLI, the HTTP API, the web page) call
 //! [`Approvals::approve`] and [`Approvals::deny`].
 
+mod approver;
 mod grant;
 mod hold;
 #[cfg(test)]
@@ -19,6 +20,7 @@ use std::{
 
 use tokio::sync::{broadcast, oneshot};
 
+pub use approver::{local_approver, NotAnApprover};
 pub use grant::{Grant, GrantUse};
 pub use hold::{Approver, Ask, Held, Outcome, Pending, Requester};
 
