@@ -19,7 +19,9 @@ use std::{
 
 use serde_json::Value;
 
-use common::{output_text, permissive_policy, pg_bed, PgBed, PATIENTS_POLICY as POLICY};
+use common::{
+    agent_psql, output_text, permissive_policy, pg_bed, PgBed, PATIENTS_POLICY as POLICY,
+};
 use hec::HecReceiver;
 use receivers::{Rsyslog, TestCa};
 use xtask::testbed::{write_catalog_credentials, TempDir};
@@ -195,9 +197,7 @@ fn every_sink_receives_the_sessions_as_valid_ocsf_with_their_place_in_the_log() 
         "SELECT 42 AS answer",
     ] {
         // Denied statements fail the client; the record is what matters here.
-        let mut command = bed.agents.command("psql");
-        command.args(["-X", "-A", "-t", "-d", &conninfo(&bed), "-c", sql]);
-        let output = command.output().expect("psql");
+        let output = agent_psql(&bed, &conninfo(&bed), None, sql);
         assert!(
             !output_text(&output).contains("123-45-6789"),
             "{sql} leaked"
@@ -293,9 +293,7 @@ fn events_carry_no_phi_value_under_a_permissive_policy() {
         "UPDATE patients SET ssn = '555-12-3456' WHERE full_name = 'Ada Lovelace'",
         "COPY (SELECT * FROM patients) TO STDOUT",
     ] {
-        let mut command = bed.agents.command("psql");
-        command.args(["-X", "-A", "-t", "-d", &conninfo(&bed), "-c", sql]);
-        let output = command.output().expect("psql");
+        let output = agent_psql(&bed, &conninfo(&bed), None, sql);
         assert!(output.status.success(), "{sql}: {}", output_text(&output));
         said.push_str(&output_text(&output));
     }

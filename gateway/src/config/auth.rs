@@ -223,17 +223,12 @@ fn jwks_source(raw: &RawTarget, index: usize, auth: &Spanned<String>) -> Result<
              use https:// so the signing keys cannot be swapped on the way",
         ));
     }
-    let ca_file = match &raw.token_jwks_ca_file {
-        Some(ca) if !parsed.https => {
-            return Err(issue(
-                field("token_jwks_ca_file"),
-                ca,
-                "is only used with an https:// token_jwks_url",
-            ))
-        }
-        Some(ca) => absolute(field("token_jwks_ca_file"), ca)?,
-        None => PathBuf::from(DEFAULT_JWKS_CA_FILE),
-    };
+    let ca_file = https_ca_file(
+        field("token_jwks_ca_file"),
+        raw.token_jwks_ca_file.as_ref(),
+        parsed.https,
+        "token_jwks_url",
+    )?;
     let min_refetch = match &raw.token_jwks_min_refetch_s {
         Some(value) if !(1..=MAX_MIN_REFETCH_S).contains(value.get_ref()) => {
             return Err(issue(
@@ -345,4 +340,23 @@ pub(super) fn parse_url(text: &str) -> Result<ParsedUrl, String> {
 pub(super) fn is_loopback(host: &str) -> bool {
     host.eq_ignore_ascii_case("localhost")
         || host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
+}
+
+/// The CA bundle that checks an https:// URL's server (the system's by default); naming
+/// one for a plain http:// URL is an error, as it would check nothing.
+pub(super) fn https_ca_file(
+    field: String,
+    raw: Option<&Spanned<String>>,
+    https: bool,
+    url_field: &str,
+) -> Result<PathBuf, Issue> {
+    match raw {
+        Some(ca) if !https => Err(issue(
+            field,
+            ca,
+            format!("is only used with an https:// {url_field}"),
+        )),
+        Some(ca) => absolute(field, ca),
+        None => Ok(PathBuf::from(DEFAULT_JWKS_CA_FILE)),
+    }
 }

@@ -6,7 +6,7 @@ use std::{collections::HashSet, path::PathBuf, time::Duration};
 use toml::Spanned;
 
 use super::{
-    auth::{is_loopback, parse_url, DEFAULT_JWKS_CA_FILE},
+    auth::{https_ca_file, is_loopback, parse_url},
     raw::RawExport,
     validate::{absolute, bounded, issue, Issue},
 };
@@ -355,17 +355,7 @@ fn hec(
             "for a splunk_hec sink (a file holding the HEC token)",
         )
     })?;
-    let ca_file = match &raw.ca_file {
-        Some(ca) if !parsed.https => {
-            return Err(issue(
-                field("ca_file"),
-                ca,
-                "is only used with an https:// url",
-            ))
-        }
-        Some(ca) => absolute(field("ca_file"), ca)?,
-        None => PathBuf::from(DEFAULT_JWKS_CA_FILE),
-    };
+    let ca_file = https_ca_file(field("ca_file"), raw.ca_file.as_ref(), parsed.https, "url")?;
     let ack_timeout_s = bounded(
         field("ack_timeout_s"),
         raw.ack_timeout_s.as_ref(),
