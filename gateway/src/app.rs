@@ -201,7 +201,12 @@ pub async fn run(config_path: &Path, keep_on_exit: bool) -> Result<(), AppError>
             exporters: exporters.clone(),
         },
     );
-    tokio::spawn(admin::serve(admin_listener, status, drain_watch.clone()));
+    let admin_api = admin::AdminApi {
+        status,
+        approvals: context.postgres.approvals.clone(),
+        approval_settings: config.approvals.clone(),
+    };
+    tokio::spawn(admin::serve(admin_listener, admin_api, drain_watch.clone()));
     drop(drain_watch);
 
     tracing::info!(
@@ -598,6 +603,11 @@ pub fn postgres_settings(
         agent_tls,
         upstreams,
         tokens,
+        // Only a policy's rules send requests for approval.
+        approvals: enforcement.as_ref().map(|_| {
+            crate::approval::Approvals::new(config.approvals.required, Some(audit.clone()))
+        }),
+        approval_timeout: config.approvals.timeout,
         enforcement,
         audit: audit.clone(),
     })

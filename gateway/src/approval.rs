@@ -20,6 +20,11 @@ use std::{
 
 use tokio::sync::{broadcast, oneshot};
 
+use crate::audit::{
+    event::{ApprovalDecided, ApprovalRequested, GrantUsed},
+    Audit, AuditError, Event,
+};
+
 pub use approver::{local_approver, NotAnApprover};
 pub use grant::{Grant, GrantUse};
 pub use hold::{Approver, Ask, Held, Outcome, Pending, Requester};
@@ -64,6 +69,8 @@ pub struct Approvals {
     /// Distinct approvers a request needs (`[approvals] required`).
     required: usize,
     changes: broadcast::Sender<Change>,
+    /// Where requests, decisions and grant uses are recorded (None only in unit tests).
+    audit: Option<Audit>,
 }
 
 #[derive(Default)]
@@ -79,9 +86,54 @@ struct Entry {
     wake: oneshot::Sender<Outcome>,
 }
 
+impl State {
+    /// Approvals and grants share one numbering, so an id names one thing.
+    fn take_id(&mut self) -> u64 {
+        let id = self.next_id;
+        self.next_id += 1;
+        id
+    }
+}
+
+fn requested_event(id: u64, requester: &Requester, ask: &Ask) -> Event {
+    Event::ApprovalRequested(ApprovalRequested {
+        approval: id,
+        conn_id: ask.conn_id,
+        request: ask.request_record,
+        target: ask.target.clone(),
+        db_user: ask.db_user.clone(),
+        database: ask.database.clone(),
+        actor: requester.actor.clone(),
+        token_subject: requester.token_subject.clone(),
+        token_groups: requester.token_groups.clone(),
+        rule: ask.rule.clone(),
+        statement: ask.statement.clone(),
+        tables: ask.tables.clone(),
+        classified_columns: ask.classified_columns.clone(),
+        row_estimate: ask.row_estimate,
+        request_hash: crate::audit::hex(&ask.request_hash),
+        timeout_s: ask.timeout.as_secs(),
+    })
+}
+
+fn decided_event(id: u64, conn_id: u64, outcome: &str, by: Option<&Approver>) -> ApprovalDecided {
+    ApprovalDecided {
+        approval: id,
+        conn_id,
+        outcome: outcome.to_owned(),
+        approver: by.map(|a| a.name.clone()),
+        approver_uid: by.and_then(|a| a.uid),
+        approver_subject: by.and_then(|a| a.token_subject.clone()),
+        reason: None,
+        grant: None,
+        grant_expires: None,
+    }
+}
+
 impl Approvals {
-    pub fn new(required: usize) -> Arc<Self> {
+    pub fn new(required: usize, audit: Option<Audit>) -> Arc<Self> {
         Arc::new(Self {
+            audit,
             state: Mutex::new(State {
                 next_id: 1,
                 ..State::default()
@@ -92,15 +144,18 @@ impl Approvals {
     }
 
     /// Holds a request until it is decided: nothing of it may run before the [`Held`]
-    /// resolves to [`Outcome::Approved`]. Dropping the `Held` withdraws it.
-    pub fn hold(self: &Arc<Self>, requester: Requester, ask: Ask) -> Held {
+    /// resolves to [`Outcome::Approved`]. Dropping the `Held` withdraws it. Fails when the
+    /// hold cannot be recorded: the request must then be refused.
+    pub fn hold(self: &Arc<Self>, requester: Requester, ask: Ask) -> Result<Held, AuditError> {
         let (wake, outcome) = oneshot::channel();
         let since = SystemTime::now();
         let timeout = ask.timeout;
-        let id = {
+        let id = self.lock().take_id();
+        if let Some(audit) = &self.audit {
+            audit.append(requested_event(id, &requester, &ask))?;
+        }
+        {
             let mut state = self.lock();
-            let id = state.next_id;
-            state.next_id += 1;
             let pending = Pending {
                 id,
                 requester,
@@ -110,10 +165,9 @@ impl Approvals {
                 approved_by: Vec::new(),
             };
             state.pending.insert(id, Entry { pending, wake });
-            id
-        };
+        }
         let _ = self.changes.send(Change::Waiting(id));
-        Held::new(Arc::clone(self), id, timeout, outcome)
+        Ok(Held::new(Arc::clone(self), id, timeout, outcome))
     }
 
     /// Requests waiting, oldest first.
@@ -162,7 +216,11 @@ impl Approvals {
         }
         pending.approved_by.push(approver.clone());
         let have = pending.approved_by.len();
+        let conn_id = pending.ask.conn_id;
         if have < self.required {
+            let mut event = decided_event(id, conn_id, "approved_in_part", Some(approver));
+            event.reason = reason;
+            self.record(Event::ApprovalDecided(event));
             return Ok(Decided::Waiting {
                 have,
                 need: self.required,
@@ -172,14 +230,17 @@ impl Approvals {
             return Err(ApprovalError::NotPending(id));
         };
         let grant = grant_for.map(|duration| {
-            let grant_id = state.next_id;
-            state.next_id += 1;
-            state
-                .grants
-                .push(Grant::of(grant_id, &entry.pending, duration));
-            grant_id
+            let grant = Grant::of(state.take_id(), &entry.pending, duration);
+            state.grants.push(grant.clone());
+            grant
         });
         drop(state);
+        let mut event = decided_event(id, conn_id, "approved", Some(approver));
+        event.reason = reason.clone();
+        event.grant = grant.as_ref().map(|g| g.id);
+        event.grant_expires = grant.as_ref().map(|g| crate::clock::rfc3339_utc(g.expires));
+        self.record(Event::ApprovalDecided(event));
+        let grant = grant.map(|g| g.id);
         let outcome = Outcome::Approved {
             approvers: entry.pending.approved_by.clone(),
             reason,
@@ -198,6 +259,9 @@ impl Approvals {
             .pending
             .remove(&id)
             .ok_or(ApprovalError::NotPending(id))?;
+        let mut event = decided_event(id, entry.pending.ask.conn_id, "denied", Some(approver));
+        event.reason = Some(reason.clone());
+        self.record(Event::ApprovalDecided(event));
         let _ = entry.wake.send(Outcome::Denied {
             approver: approver.clone(),
             reason,
@@ -212,11 +276,21 @@ impl Approvals {
         let now = SystemTime::now();
         let mut state = self.lock();
         state.grants.retain(|g| g.expires > now);
-        state
+        let used = state
             .grants
             .iter_mut()
             .find(|g| g.covers(requester, ask))
-            .map(|g| g.use_once())
+            .map(|g| g.use_once())?;
+        drop(state);
+        self.record(Event::GrantUsed(GrantUsed {
+            grant: used.grant,
+            approval: used.approval,
+            conn_id: ask.conn_id,
+            request: ask.request_record,
+            uses: used.uses,
+            expires: crate::clock::rfc3339_utc(used.expires),
+        }));
+        Some(used)
     }
 
     /// Grants in force.
@@ -237,14 +311,24 @@ impl Approvals {
         Ok(state.grants.remove(at))
     }
 
-    /// Takes a request out of the queue without waking it (it timed out, or its client
-    /// withdrew it); true if it was still waiting.
-    fn forget(&self, id: u64) -> bool {
-        let removed = self.lock().pending.remove(&id).is_some();
-        if removed {
-            let _ = self.changes.send(Change::Gone(id));
+    /// Takes a request out of the queue without waking it (`outcome`: it timed out, or its
+    /// client withdrew it); true if it was still waiting.
+    fn forget(&self, id: u64, outcome: &str) -> bool {
+        let Some(entry) = self.lock().pending.remove(&id) else {
+            return false;
+        };
+        let event = decided_event(id, entry.pending.ask.conn_id, outcome, None);
+        self.record(Event::ApprovalDecided(event));
+        let _ = self.changes.send(Change::Gone(id));
+        true
+    }
+
+    /// Decisions are recorded whatever the log's state: refusing an approver would not
+    /// unmake the decision.
+    fn record(&self, event: Event) {
+        if let Some(audit) = &self.audit {
+            audit.record_anyway(event);
         }
-        removed
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {

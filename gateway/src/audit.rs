@@ -25,6 +25,11 @@ use std::path::PathBuf;
 pub use event::Event;
 pub use log::AuditLog;
 
+/// Bytes as lower-case hex, as digests are shown.
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
 /// What an audit consumer holds.
 pub type Audit = std::sync::Arc<AuditLog>;
 

@@ -75,6 +75,20 @@ pub fn civil_from_days(days: i64) -> (i64, i64, i64) {
     (year, month, day)
 }
 
+/// A span written as a number and a unit: `90s`, `15m`, `2h`, `7d`.
+pub fn parse_span(text: &str) -> Option<std::time::Duration> {
+    let unit = text.chars().last()?;
+    let scale: u64 = match unit {
+        's' => 1,
+        'm' => 60,
+        'h' => 3_600,
+        'd' => 86_400,
+        _ => return None,
+    };
+    let amount: u64 = text[..text.len() - unit.len_utf8()].parse().ok()?;
+    Some(std::time::Duration::from_secs(amount.checked_mul(scale)?))
+}
+
 #[cfg(test)]
 mod tests {
     use std::time::{Duration, SystemTime};

@@ -118,6 +118,21 @@ enum Command {
         #[command(subcommand)]
         action: SessionsAction,
     },
+    /// Requests waiting for a person's approval, and the decisions on them.
+    ///
+    /// A policy rule with `effect = "require_approval"` holds a statement on the agent's open
+    /// connection: nothing of it reaches the database, and the agent is told the approval id
+    /// in a notice. An approver (a user named in `[approvals] approver_users`, or a member of
+    /// a group in `approver_groups`) approves or denies it here; the gateway checks the
+    /// caller's uid on its admin socket. The agent's own uid or token subject can never
+    /// approve its request, and `required = 2` needs two approvers. A request not decided
+    /// within `[approvals] timeout_s` fails with SQLSTATE 57014; a denied one with 42501 and
+    /// the approver's reason. Every request, decision, timeout, withdrawal and grant use is
+    /// in the audit log.
+    Approvals {
+        #[command(subcommand)]
+        action: ApprovalsAction,
+    },
     /// Show what is installed in the kernel (programs, cgroups, nft table, map entries) and, if a
     /// gateway is running, its listeners and live connection count. Exits 3 when no gateway runs.
     Status {
@@ -211,6 +226,69 @@ enum AuditAction {
 }
 
 #[derive(Subcommand)]
+enum ApprovalsAction {
+    /// The requests waiting: id, target, time left, who asks, the rule, and the statement
+    /// with its literals redacted.
+    List {
+        #[arg(long, short, default_value = DEFAULT_CONFIG)]
+        config: PathBuf,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// One request in full: the process (pid, exe, command line, cgroup, uid), the token's
+    /// subject and groups, the target, database and user, the statement (literals redacted),
+    /// tables, classified columns with their masks, and the request's hash.
+    Show {
+        /// The approval id (from the agent's notice or `approvals list`).
+        id: u64,
+        #[arg(long, short, default_value = DEFAULT_CONFIG)]
+        config: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Approve a request: it reaches the database at once and the session goes on.
+    Approve {
+        id: u64,
+        #[arg(long, short, default_value = DEFAULT_CONFIG)]
+        config: PathBuf,
+        /// Why (recorded in the audit log).
+        #[arg(long)]
+        reason: Option<String>,
+        /// Also let the same identity run the same statement shape (literals aside) on the
+        /// same target without asking, for this long: 15m, 2h, 7d (at most 7d).
+        #[arg(long = "for", value_name = "DURATION")]
+        grant_for: Option<String>,
+        /// Approve only if the request is still the one `show` printed (its request hash).
+        #[arg(long)]
+        hash: Option<String>,
+    },
+    /// Deny a request: the agent gets ERROR 42501 with your reason, and nothing runs.
+    Deny {
+        id: u64,
+        #[arg(long, short, default_value = DEFAULT_CONFIG)]
+        config: PathBuf,
+        /// Shown to the agent and recorded.
+        #[arg(long)]
+        reason: String,
+    },
+    /// The grants in force (`approve --for`): who, which statement shape, until when, uses.
+    Grants {
+        #[arg(long, short, default_value = DEFAULT_CONFIG)]
+        config: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
+    /// End a grant now.
+    Revoke {
+        /// The grant id (from `approvals grants`).
+        grant: u64,
+        #[arg(long, short, default_value = DEFAULT_CONFIG)]
+        config: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
 enum SessionsAction {
     /// One line per session: id, when, target, who, database user, statements, refusals and
     /// how it ended.
@@ -295,6 +373,7 @@ fn main() -> ExitCode {
         Command::Status { config, json } => status::run(&config, json),
         Command::Audit { action } => audit_command(action),
         Command::Sessions { action } => sessions_command(action),
+        Command::Approvals { action } => approvals_command(action),
         Command::Classified { action } => {
             let done = match action {
                 ClassifiedAction::List { config, json } => classified::list(&config, json),
@@ -376,6 +455,39 @@ fn audit_command(action: AuditAction) -> ExitCode {
             eprintln!("tollgate: audit: {error}");
             ExitCode::from(1)
         }
+    }
+}
+
+fn approvals_command(action: ApprovalsAction) -> ExitCode {
+    use tollgate::admin::client::{run, ApprovalCommand as C};
+    let (config, command, json) = match action {
+        ApprovalsAction::List { config, json } => (config, C::List, json),
+        ApprovalsAction::Show { id, config, json } => (config, C::Show(id), json),
+        ApprovalsAction::Approve {
+            id,
+            config,
+            reason,
+            grant_for,
+            hash,
+        } => {
+            let command = C::Approve {
+                id,
+                reason,
+                grant_for,
+                hash,
+            };
+            (config, command, false)
+        }
+        ApprovalsAction::Deny { id, config, reason } => (config, C::Deny { id, reason }, false),
+        ApprovalsAction::Grants { config, json } => (config, C::Grants, json),
+        ApprovalsAction::Revoke { grant, config } => (config, C::Revoke(grant), false),
+    };
+    match run(&config, command, json) {
+        Ok(text) => {
+            print!("{text}");
+            ExitCode::SUCCESS
+        }
+        Err(error) => fail(&error),
     }
 }
 

@@ -249,7 +249,9 @@ fn the_example_policy_holds_phi_copies_for_approval() {
     ] {
         let output = agent(&bed, sql);
         assert!(
-            output.contains("E ERROR 42501") && output.contains("\"approve-phi-copies\""),
+            output.contains("N NOTICE 00000 Tollgate: this statement waits")
+                && output.contains("\"approve-phi-copies\"")
+                && output.contains("E ERROR 57014"),
             "{sql}: {output}"
         );
     }

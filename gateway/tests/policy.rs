@@ -78,7 +78,6 @@ fn denied_statements_name_their_rule_and_never_reach_the_server() {
     for (sql, rule) in [
         ("DROP TABLE patients", "deny-ddl-on-phi"),
         ("TRUNCATE public.patients", "deny-ddl-on-phi"),
-        ("UPDATE patients SET zip = '00000'", "approve-phi-writes"),
         ("GRANT ALL ON patients TO PUBLIC", "default-deny"),
         ("SELEC ssn FROM patients", "default-deny"),
     ] {
@@ -90,6 +89,14 @@ fn denied_statements_name_their_rule_and_never_reach_the_server() {
             "{sql}: expected a 42501 naming {rule}: {text}"
         );
     }
+    // Held for approval, never given (the test gateway waits 1 s): it times out unrun.
+    let output = agent_script(bed, "UPDATE patients SET zip = '00000'");
+    let text = output_text(&output);
+    assert!(
+        text.contains("waits for a person's approval") && text.contains("\"approve-phi-writes\""),
+        "the agent is told it waits: {text}"
+    );
+    assert!(text.contains("ERROR:  57014:"), "it times out: {text}");
     let log = server_log(bed);
     for forbidden in [
         "DROP TABLE",

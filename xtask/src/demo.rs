@@ -38,7 +38,7 @@ const POLICY_TRIES: [(&str, &str); 4] = [
     ),
     (
         "select ssn from patients",
-        "a bulk PHI read: held for approval (refused until approvals land)",
+        "a bulk PHI read: held for approval (nobody approves in the demo: it times out unrun)",
     ),
 ];
 

@@ -36,6 +36,9 @@ impl Requester {
 /// What is asked, as an approver sees it: never a literal value.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Ask {
+    /// The connection it came on, and the index of its `request_decided` record.
+    pub conn_id: u64,
+    pub request_record: Option<u64>,
     pub target: String,
     pub db_user: String,
     pub database: String,
@@ -146,7 +149,7 @@ impl Held {
             Ok(Ok(outcome)) => outcome,
             // Timed out (or the sender vanished): out of the queue, unless a decision won
             // the race, which then stands.
-            _ => match self.approvals.forget(self.id) {
+            _ => match self.approvals.forget(self.id, "timed_out") {
                 true => Outcome::TimedOut,
                 false => match receiver.try_recv() {
                     Ok(outcome) => outcome,
@@ -163,7 +166,7 @@ impl Drop for Held {
     fn drop(&mut self) {
         // Withdrawn: still waiting when its client stopped waiting.
         if self.outcome.is_some() {
-            self.approvals.forget(self.id);
+            self.approvals.forget(self.id, "withdrawn");
         }
     }
 }

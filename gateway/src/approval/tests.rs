@@ -19,6 +19,8 @@ fn agent(uid: u32, subject: Option<&str>) -> Requester {
 
 fn ask(statement: &str, timeout: Duration) -> Ask {
     Ask {
+        conn_id: 1,
+        request_record: None,
         target: "clinic".to_owned(),
         db_user: "app".to_owned(),
         database: "clinic".to_owned(),
@@ -44,8 +46,10 @@ const WAIT: Duration = Duration::from_secs(60);
 
 #[tokio::test]
 async fn an_approval_wakes_the_held_request_at_once() {
-    let approvals = Approvals::new(1);
-    let mut held = approvals.hold(agent(1000, None), ask("select * from patients", WAIT));
+    let approvals = Approvals::new(1, None);
+    let mut held = approvals
+        .hold(agent(1000, None), ask("select * from patients", WAIT))
+        .expect("held");
     let id = held.id();
     assert_eq!(approvals.pending().len(), 1);
     let deciding = Arc::clone(&approvals);
@@ -83,8 +87,10 @@ async fn an_approval_wakes_the_held_request_at_once() {
 
 #[tokio::test]
 async fn a_denial_carries_the_approvers_reason() {
-    let approvals = Approvals::new(2);
-    let mut held = approvals.hold(agent(1000, None), ask("delete from patients", WAIT));
+    let approvals = Approvals::new(2, None);
+    let mut held = approvals
+        .hold(agent(1000, None), ask("delete from patients", WAIT))
+        .expect("held");
     let id = held.id();
     // Under a two-person rule one approval is not enough, and one denial ends it.
     assert_eq!(
@@ -109,11 +115,13 @@ async fn a_denial_carries_the_approvers_reason() {
 
 #[tokio::test]
 async fn an_undecided_request_times_out_and_leaves_the_queue() {
-    let approvals = Approvals::new(1);
-    let mut held = approvals.hold(
-        agent(1000, None),
-        ask("select 1", Duration::from_millis(50)),
-    );
+    let approvals = Approvals::new(1, None);
+    let mut held = approvals
+        .hold(
+            agent(1000, None),
+            ask("select 1", Duration::from_millis(50)),
+        )
+        .expect("held");
     assert_eq!(held.outcome().await, Outcome::TimedOut);
     assert!(approvals.pending().is_empty());
     assert_eq!(
@@ -124,9 +132,11 @@ async fn an_undecided_request_times_out_and_leaves_the_queue() {
 
 #[tokio::test]
 async fn a_client_that_stops_waiting_withdraws_its_request() {
-    let approvals = Approvals::new(1);
+    let approvals = Approvals::new(1, None);
     let mut changes = approvals.subscribe();
-    let held = approvals.hold(agent(1000, None), ask("select 1", WAIT));
+    let held = approvals
+        .hold(agent(1000, None), ask("select 1", WAIT))
+        .expect("held");
     let id = held.id();
     assert_eq!(changes.recv().await, Ok(Change::Waiting(id)));
     drop(held);
@@ -136,13 +146,17 @@ async fn a_client_that_stops_waiting_withdraws_its_request() {
 
 #[test]
 fn the_requester_cannot_approve_by_uid_or_by_token_subject() {
-    let approvals = Approvals::new(1);
-    let by_uid = approvals.hold(agent(1000, None), ask("select 1", WAIT));
+    let approvals = Approvals::new(1, None);
+    let by_uid = approvals
+        .hold(agent(1000, None), ask("select 1", WAIT))
+        .expect("held");
     assert_eq!(
         approvals.approve(by_uid.id(), &person("agent-owner", 1000), None, None, None),
         Err(ApprovalError::SelfApproval)
     );
-    let by_token = approvals.hold(agent(1000, Some("bot@clinic")), ask("select 1", WAIT));
+    let by_token = approvals
+        .hold(agent(1000, Some("bot@clinic")), ask("select 1", WAIT))
+        .expect("held");
     let same_subject = Approver {
         name: "bot@clinic".to_owned(),
         uid: None,
@@ -157,8 +171,10 @@ fn the_requester_cannot_approve_by_uid_or_by_token_subject() {
 
 #[test]
 fn two_person_rule_needs_two_different_people() {
-    let approvals = Approvals::new(2);
-    let held = approvals.hold(agent(1000, None), ask("select 1", WAIT));
+    let approvals = Approvals::new(2, None);
+    let held = approvals
+        .hold(agent(1000, None), ask("select 1", WAIT))
+        .expect("held");
     let id = held.id();
     let alice = person("alice", 2000);
     assert_eq!(
@@ -183,8 +199,10 @@ fn two_person_rule_needs_two_different_people() {
 
 #[test]
 fn an_approval_is_for_the_request_the_approver_saw() {
-    let approvals = Approvals::new(1);
-    let held = approvals.hold(agent(1000, None), ask("select 1", WAIT));
+    let approvals = Approvals::new(1, None);
+    let held = approvals
+        .hold(agent(1000, None), ask("select 1", WAIT))
+        .expect("held");
     assert_eq!(
         approvals.approve(held.id(), &person("alice", 2000), None, None, Some([8; 32])),
         Err(ApprovalError::Mismatch)
@@ -197,9 +215,11 @@ fn an_approval_is_for_the_request_the_approver_saw() {
 
 #[test]
 fn a_grant_covers_the_same_identity_target_and_shape_until_it_expires() {
-    let approvals = Approvals::new(1);
+    let approvals = Approvals::new(1, None);
     let statement = "select * from patients where id = ?";
-    let held = approvals.hold(agent(1000, None), ask(statement, WAIT));
+    let held = approvals
+        .hold(agent(1000, None), ask(statement, WAIT))
+        .expect("held");
     let decided = approvals.approve(
         held.id(),
         &person("alice", 2000),
@@ -234,8 +254,10 @@ fn a_grant_covers_the_same_identity_target_and_shape_until_it_expires() {
 
 #[test]
 fn an_expired_grant_covers_nothing() {
-    let approvals = Approvals::new(1);
-    let held = approvals.hold(agent(1000, None), ask("select 1", WAIT));
+    let approvals = Approvals::new(1, None);
+    let held = approvals
+        .hold(agent(1000, None), ask("select 1", WAIT))
+        .expect("held");
     approvals
         .approve(
             held.id(),
@@ -254,10 +276,12 @@ fn an_expired_grant_covers_nothing() {
 
 #[tokio::test]
 async fn a_hundred_requests_wait_and_are_decided_independently() {
-    let approvals = Approvals::new(1);
+    let approvals = Approvals::new(1, None);
     let mut waiting = Vec::new();
     for n in 0..100 {
-        let mut held = approvals.hold(agent(1000, None), ask(&format!("select {n}"), WAIT));
+        let mut held = approvals
+            .hold(agent(1000, None), ask(&format!("select {n}"), WAIT))
+            .expect("held");
         waiting.push((held.id(), tokio::spawn(async move { held.outcome().await })));
     }
     assert_eq!(approvals.pending().len(), 100);

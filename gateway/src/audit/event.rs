@@ -27,6 +27,12 @@ pub enum Event {
     LoginDecided(LoginDecided),
     RequestDecided(RequestDecided),
     RequestAnswered(RequestAnswered),
+    /// A request was held until a person approves it.
+    ApprovalRequested(ApprovalRequested),
+    /// A held request was approved (in full or in part), denied, timed out or withdrawn.
+    ApprovalDecided(ApprovalDecided),
+    /// A request ran without waiting, under a grant an approver gave earlier.
+    GrantUsed(GrantUsed),
     /// A signed checkpoint over every record before this one (C2SP signed note).
     Checkpoint {
         note: String,
@@ -44,6 +50,9 @@ impl Event {
             Self::LoginDecided(_) => "login_decided",
             Self::RequestDecided(_) => "request_decided",
             Self::RequestAnswered(_) => "request_answered",
+            Self::ApprovalRequested(_) => "approval_requested",
+            Self::ApprovalDecided(_) => "approval_decided",
+            Self::GrantUsed(_) => "grant_used",
             Self::Checkpoint { .. } => "checkpoint",
         }
     }
@@ -56,6 +65,9 @@ impl Event {
             Self::LoginDecided(e) => Some(e.conn_id),
             Self::RequestDecided(e) => Some(e.conn_id),
             Self::RequestAnswered(e) => Some(e.conn_id),
+            Self::ApprovalRequested(e) => Some(e.conn_id),
+            Self::ApprovalDecided(e) => Some(e.conn_id),
+            Self::GrantUsed(e) => Some(e.conn_id),
             _ => None,
         }
     }
@@ -172,4 +184,62 @@ pub struct ClassifiedColumn {
     pub categories: Vec<String>,
     /// The mask applied (`clear`: the policy let this identity see the values).
     pub mask: String,
+}
+
+/// A request held for approval, as its approvers are shown it (never a literal value).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ApprovalRequested {
+    /// The approval id approvers name.
+    pub approval: u64,
+    pub conn_id: u64,
+    /// The index of the request's `request_decided` record.
+    pub request: Option<u64>,
+    pub target: String,
+    pub db_user: String,
+    pub database: String,
+    pub actor: Actor,
+    pub token_subject: Option<String>,
+    pub token_groups: Vec<String>,
+    pub rule: String,
+    /// The statement with its literals redacted.
+    pub statement: String,
+    pub tables: Vec<String>,
+    pub classified_columns: Vec<ClassifiedColumn>,
+    /// The planner's estimate of the rows it returns, if one was made.
+    pub row_estimate: Option<u64>,
+    /// SHA-256 of the exact request (hex): an approval is bound to it.
+    pub request_hash: String,
+    pub timeout_s: u64,
+}
+
+/// What became of a held request, or one approver's part in it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ApprovalDecided {
+    pub approval: u64,
+    pub conn_id: u64,
+    /// `approved`, `approved_in_part` (more approvers needed), `denied`, `timed_out`,
+    /// `withdrawn` (the client cancelled or left) or `abandoned` (the gateway stopped).
+    pub outcome: String,
+    /// Who decided: a user name or a token subject.
+    pub approver: Option<String>,
+    pub approver_uid: Option<u32>,
+    pub approver_subject: Option<String>,
+    pub reason: Option<String>,
+    /// The grant an approval `--for` a while came with.
+    pub grant: Option<u64>,
+    /// When that grant expires (RFC 3339).
+    pub grant_expires: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GrantUsed {
+    pub grant: u64,
+    /// The approval the grant was given with.
+    pub approval: u64,
+    pub conn_id: u64,
+    /// The index of the request's `request_decided` record.
+    pub request: Option<u64>,
+    /// This use's number (1 for the first).
+    pub uses: u64,
+    pub expires: String,
 }

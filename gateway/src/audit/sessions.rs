@@ -84,22 +84,10 @@ impl Filter {
         if let Some(at) = parse_rfc3339_utc_ms(text) {
             return Ok(at);
         }
-        let unit = text.chars().last().unwrap_or(' ');
-        let scale = match unit {
-            's' => 1_000,
-            'm' => 60_000,
-            'h' => 3_600_000,
-            'd' => 86_400_000,
-            _ => 0,
-        };
-        let amount = text[..text.len() - unit.len_utf8().min(text.len())]
-            .parse::<u64>()
-            .ok()
-            .filter(|_| scale > 0)
-            .ok_or_else(|| {
-                format!("--since `{text}`: give a time like 2026-12-03T07:00:00Z or an age like 15m, 2h, 7d")
-            })?;
-        Ok(now_ms.saturating_sub(amount.saturating_mul(scale)))
+        let age = crate::clock::parse_span(text).ok_or_else(|| {
+            format!("--since `{text}`: give a time like 2026-12-03T07:00:00Z or an age like 15m, 2h, 7d")
+        })?;
+        Ok(now_ms.saturating_sub(u64::try_from(age.as_millis()).unwrap_or(u64::MAX)))
     }
 
     fn admits(&self, session: &Session) -> bool {

@@ -227,7 +227,7 @@ pub fn decision_text(decision: &Decision) -> String {
     match decision {
         Decision::Allow(plan) => format!("allow (rule {})", plan.rule),
         Decision::Deny(refusal) => format!("deny (rule {}): {}", refusal.rule, refusal.message),
-        Decision::RequireApproval(refusal) => {
+        Decision::RequireApproval(refusal, _) => {
             format!(
                 "require approval (rule {}): {}",
                 refusal.rule, refusal.message

@@ -20,7 +20,18 @@ pub const DEFAULT_DENY: &str = "default-deny";
 pub enum Decision {
     Allow(MaskPlan),
     Deny(Refusal),
-    RequireApproval(Refusal),
+    /// Held until a person approves it; then it runs, its results masked by the plan.
+    RequireApproval(Refusal, MaskPlan),
+}
+
+impl Decision {
+    /// The plan its results are masked by if it runs (at once, or once approved).
+    pub fn plan(&self) -> Option<&MaskPlan> {
+        match self {
+            Self::Allow(plan) | Self::RequireApproval(_, plan) => Some(plan),
+            Self::Deny(_) => None,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -62,19 +73,19 @@ pub fn evaluate(
         if !rule_matches(rule, statement) {
             continue;
         }
+        let plan = || MaskPlan {
+            rule: rule.id.clone(),
+            protect,
+            methods: rule.masking.clone(),
+            max_rows: rule.max_rows,
+            max_bytes: rule.max_bytes,
+        };
         return match rule.effect {
             Effect::Deny => Decision::Deny(refusal(rule, "denied by policy")),
-            Effect::RequireApproval => Decision::RequireApproval(refusal(
-                rule,
-                "requires approval, and approvals are not available yet",
-            )),
-            Effect::Allow => Decision::Allow(MaskPlan {
-                rule: rule.id.clone(),
-                protect,
-                methods: rule.masking.clone(),
-                max_rows: rule.max_rows,
-                max_bytes: rule.max_bytes,
-            }),
+            Effect::RequireApproval => {
+                Decision::RequireApproval(refusal(rule, "requires a person's approval"), plan())
+            }
+            Effect::Allow => Decision::Allow(plan()),
         };
     }
     let message = match statement {

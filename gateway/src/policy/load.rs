@@ -421,9 +421,12 @@ fn rule(
                 .into(),
         );
     }
-    let allow_only = raw.masking.is_some() || raw.max_rows.is_some() || raw.max_bytes.is_some();
-    if allow_only && effect != Effect::Allow {
-        return fail("masking, max_rows and max_bytes belong on allow rules".into());
+    let shapes_results = raw.masking.is_some() || raw.max_rows.is_some() || raw.max_bytes.is_some();
+    // What an approved statement returns is masked like an allowed one's.
+    if shapes_results && effect == Effect::Deny {
+        return fail(
+            "masking, max_rows and max_bytes belong on allow and require_approval rules".into(),
+        );
     }
     let mut masking = BTreeMap::new();
     for (category, method) in raw.masking.iter().flatten() {

@@ -307,7 +307,7 @@ fn example_policy_decides_each_statement_as_documented() {
         let got = match got {
             Decision::Allow(plan) => Expect::Allow(leak(&plan.rule)),
             Decision::Deny(refusal) => Expect::Deny(leak(&refusal.rule)),
-            Decision::RequireApproval(refusal) => Expect::Approval(leak(&refusal.rule)),
+            Decision::RequireApproval(refusal, _) => Expect::Approval(leak(&refusal.rule)),
         };
         assert_eq!(&got, expected, "{identity} running {sql:?}");
     }
@@ -488,7 +488,7 @@ fn errors_name_file_line_and_rule() {
         (format!("{base}[[rules]]\nid = \"r1\"\neffect = \"deny\"\n[[rules]]\nid = \"r1\"\neffect = \"deny\"\n"), "p.toml:11: rule \"r1\": rule id used twice"),
         (format!("{base}[masking]\nssn = \"scramble\"\n"), "p.toml:9: masking.ssn: "),
         (format!("{base}[masking]\nphone = \"redact\"\n"), "masking.phone: category \"phone\" is not used"),
-        (format!("{base}[[rules]]\nid = \"r1\"\neffect = \"deny\"\nmax_rows = 5\n"), "rule \"r1\": masking, max_rows and max_bytes belong on allow rules"),
+        (format!("{base}[[rules]]\nid = \"r1\"\neffect = \"deny\"\nmax_rows = 5\n"), "rule \"r1\": masking, max_rows and max_bytes belong on allow and require_approval rules"),
         (format!("{base}[[rules]]\nid = \"r1\"\neffect = \"allow\"\nidentities = [\"a\"]\nunparsed = true\nkinds = [\"select\"]\n"), "rule \"r1\": unparsed = true cannot be combined"),
         (format!("{base}[[rules]]\nid = \"r1\"\neffect = \"allow\"\nidentities = [\"a\"]\ncolour = 1\n"), "p.toml:12: rules[0].colour: unknown field"),
         ("version = 2\n".to_owned(), "p.toml:1: version: only version 1"),

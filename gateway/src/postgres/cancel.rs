@@ -26,6 +26,9 @@ pub struct CancelRoute {
     pub upstream: UpstreamAddr,
     pub pid: i32,
     server_secret: SecretKey,
+    /// Changed by each cancel, to withdraw a request of the session that waits for
+    /// approval (the server has nothing of it to cancel).
+    pub withdraw: Option<Arc<tokio::sync::watch::Sender<u64>>>,
 }
 
 impl CancelRoute {
@@ -57,6 +60,7 @@ impl CancelRegistry {
         upstream: UpstreamAddr,
         pid: i32,
         server_secret: SecretKey,
+        withdraw: Option<Arc<tokio::sync::watch::Sender<u64>>>,
     ) -> Result<(SecretKey, CancelRegistration), getrandom::Error> {
         let issued = random_secret(&server_secret)?;
         let key = IssuedKey {
@@ -69,6 +73,7 @@ impl CancelRegistry {
             upstream,
             pid,
             server_secret,
+            withdraw,
         };
         self.lock().insert(key.clone(), route);
         Ok((
@@ -143,7 +148,7 @@ mod tests {
     fn issued_keys_route_to_the_server_secret_until_the_session_ends() {
         let registry = Arc::new(CancelRegistry::default());
         let (issued, registration) = registry
-            .register(7, "db", upstream(), 4242, SecretKey::I32(99))
+            .register(7, "db", upstream(), 4242, SecretKey::I32(99), None)
             .unwrap();
         assert_ne!(
             issued,

@@ -4,6 +4,7 @@
 //! backend pump turns that error into the denial. The server thereby reports exactly the
 //! transaction state and skip-to-Sync behaviour PostgreSQL has for a failed statement.
 
+mod held;
 mod recent;
 #[cfg(test)]
 mod tests;
@@ -20,6 +21,8 @@ use pgwire::messages::{
     PgWireFrontendMessage,
 };
 
+pub use self::held::HeldStatement;
+use self::held::Provisional;
 use self::recent::RecentDecisions;
 use super::{
     catalog::{wanted_names, CatalogAccess, CatalogSlot, CatalogStore, PendingChanges},
@@ -93,7 +96,7 @@ impl Enforcement {
             return Err(not_admitted(target));
         }
         let derived_seen = self.derived.generation();
-        let classes = classification(&loaded, target, &self.derived, &Derived::default());
+        let classes = classification(&loaded, target, &self.derived, &[]);
         let context = MaskContext {
             catalog: None,
             classes,
@@ -113,6 +116,7 @@ impl Enforcement {
             next_denial: 0,
             temporary: Derived::default(),
             derived_seen,
+            provisional: Provisional::default(),
             settings: Arc::new(TaintedSettings::new(
                 self.derived.settings_flag(target),
                 client_settings,
@@ -162,6 +166,8 @@ pub struct SessionEnforcement {
     derived_seen: u64,
     /// Settings whose values may come from classified data.
     settings: Arc<TaintedSettings>,
+    /// What the statements waiting for approval would derive, kept if they are approved.
+    provisional: Provisional,
     /// The policy generation and catalog snapshot in force for this session, with the
     /// target's classification, and the decisions made under them lately.
     recent: RecentDecisions,
@@ -179,6 +185,8 @@ pub struct Inspection {
     pub denials: Vec<(u32, ClientError)>,
     /// The stand-ins, by statement index: put in place once the request is recorded.
     pub replacements: Vec<(usize, BytesMut)>,
+    /// Statements that run only once a person approves them.
+    pub held: Vec<HeldStatement>,
 }
 
 /// One statement decided, with what its results need.
@@ -196,12 +204,14 @@ fn classification(
     loaded: &Loaded,
     target: &str,
     store: &DerivedStore,
-    temporary: &Derived,
+    session: &[&Derived],
 ) -> Arc<TargetClassification> {
     let declared = loaded.policy.classification_for(target);
     let mut derived = Derived::default();
     derived.add(store.columns(target));
-    derived.add(temporary.columns().cloned());
+    for columns in session {
+        derived.add(columns.columns().cloned());
+    }
     Arc::new(declared.with_derived(derived))
 }
 
@@ -271,6 +281,7 @@ impl SessionEnforcement {
             protect: !self.recent.context().classes.is_empty(),
             denials: Vec::new(),
             replacements: Vec::new(),
+            held: Vec::new(),
         };
         // The text parsed last: an extended-protocol request usually parses a statement and
         // executes it, which is one decision even for a text the session does not keep.
@@ -304,8 +315,19 @@ impl SessionEnforcement {
                 }
             };
             inspection.verdicts.push(verdict_of(&decision));
-            if let Some(error) = invalid_text_error(statement).or_else(|| refusal_error(&decision))
-            {
+            let invalid = invalid_text_error(statement);
+            if let (None, Decision::RequireApproval(refusal, _)) = (&invalid, &decision) {
+                // A Parse only prepares: what runs it (an Execute) is what waits.
+                if !matches!(statement, Statement::Prepare { .. }) {
+                    let rule = refusal.rule.clone();
+                    let held =
+                        HeldStatement::of(index, rule, statement, &results, &self.shared.facts);
+                    inspection.held.push(held);
+                }
+                inspection.results.push(results);
+                continue;
+            }
+            if let Some(error) = invalid.or_else(|| refusal_error(&decision)) {
                 let id = self.next_denial;
                 self.next_denial = self.next_denial.wrapping_add(1);
                 inspection.denials.push((id, error));
@@ -364,6 +386,7 @@ impl SessionEnforcement {
         runs: bool,
     ) -> (Decision, QueryRules) {
         let mut allowed = None;
+        let mut held = None;
         let mut rules = Vec::with_capacity(statements.len());
         for facts in statements {
             let decided = self.decide(names, loaded, Some(facts), runs);
@@ -372,7 +395,12 @@ impl SessionEnforcement {
                 Decision::Allow(plan) => {
                     allowed.get_or_insert(plan);
                 }
-                refused => return (refused, QueryRules::default()),
+                // The text waits for approval; a later statement may still be denied.
+                Decision::RequireApproval(refusal, plan) => {
+                    held.get_or_insert(refusal);
+                    allowed.get_or_insert(plan);
+                }
+                denied => return (denied, QueryRules::default()),
             }
         }
         // Should the server see more statements than the parser did, they are treated as
@@ -398,7 +426,10 @@ impl SessionEnforcement {
             statements: rules.into(),
             beyond,
         };
-        (Decision::Allow(plan), rules)
+        match held {
+            Some(refusal) => (Decision::RequireApproval(refusal, plan), rules),
+            None => (Decision::Allow(plan), rules),
+        }
     }
 
     /// Decides one statement under the classification in force now (a statement before it
@@ -430,10 +461,11 @@ impl SessionEnforcement {
         };
         let Some(facts) = facts else {
             let decided = unparsed(self);
-            if runs && matches!(decided.decision, Decision::Allow(_)) {
+            if runs && decided.decision.plan().is_some() {
                 // It may prepare, declare, release or set anything.
                 names.forget_all();
-                self.opaque_code_runs(protect, "an unparsed statement");
+                let held = matches!(decided.decision, Decision::RequireApproval(..));
+                self.opaque_code_runs(protect, "an unparsed statement", held);
             }
             return decided;
         };
@@ -477,15 +509,21 @@ impl SessionEnforcement {
             },
         );
         let changes_schema = changes_schema(target_facts.kind);
-        if let (Decision::Allow(_), true, Some(slot)) = (&decision, changes_schema, &self.catalog) {
+        // A statement held for approval is taken as running: should it be refused, it fails
+        // like any statement the server rejects, and what was noted of the session's names
+        // and settings only masks more. What it derives for other sessions waits for the
+        // decision (see `held.rs`).
+        let may_run = decision.plan().is_some();
+        let held = matches!(decision, Decision::RequireApproval(..));
+        if let (true, true, Some(slot)) = (may_run, changes_schema, &self.catalog) {
             // Relations may appear, change or go: what it names is read again when next used.
             slot.forget_ddl(target_facts);
         }
-        let allowed_run = runs && matches!(decision, Decision::Allow(_));
+        let allowed_run = runs && may_run;
         if allowed_run {
             track_names(names, facts, effective.as_ref());
             if protect {
-                self.track_settings(target_facts, &resolved);
+                self.track_settings(target_facts, &resolved, held);
             }
         }
         let resolved = self.mask_shown_setting(facts, resolved);
@@ -495,7 +533,7 @@ impl SessionEnforcement {
             && !resolved.stored.is_empty()
             && facts.kind != StatementKind::Prepare
         {
-            self.derive(loaded, &resolved.stored, target_facts);
+            self.derive(loaded, &resolved.stored, target_facts, held);
         }
         // PREPARE and DECLARE return no rows themselves; EXECUTE and FETCH return the rows
         // of what they name, which is what `resolved` describes.
@@ -522,11 +560,11 @@ impl SessionEnforcement {
     /// What an allowed statement that runs may put into settings: `set_config` of values
     /// it read from classified (or untraceable) data, or anything at all from code Tollgate
     /// cannot read.
-    fn track_settings(&self, facts: &StatementFacts, resolved: &Resolved) {
+    fn track_settings(&mut self, facts: &StatementFacts, resolved: &Resolved, held: bool) {
         let opaque = matches!(facts.kind, StatementKind::Do | StatementKind::Call)
             || facts.functions.iter().any(|f| may_run_user_code(f));
         if opaque {
-            self.opaque_code_runs(true, &facts.command);
+            self.opaque_code_runs(true, &facts.command, held);
         }
         if resolved.classified || resolved.unknown {
             for setting in &facts.settings_set {
@@ -538,7 +576,7 @@ impl SessionEnforcement {
     /// Code Tollgate cannot read runs: it may set any setting, for this session or (`ALTER
     /// ROLE | DATABASE | SYSTEM ... SET`) for every later one. On a target with classified
     /// data the store keeps the second, so that later sessions read inherited settings masked.
-    fn opaque_code_runs(&self, protect: bool, statement: &str) {
+    fn opaque_code_runs(&mut self, protect: bool, statement: &str, held: bool) {
         self.settings.taint(None);
         if !protect {
             return;
@@ -552,6 +590,10 @@ impl SessionEnforcement {
                 at: crate::clock::rfc3339_utc(std::time::SystemTime::now()),
             },
         };
+        if held {
+            self.provisional.settings = Some(record);
+            return;
+        }
         if let Err(error) = self.shared.derived.record_settings(record) {
             // Marked in memory all the same; the file is what a restart would lose.
             tracing::error!(event = "classified.store_failed", %error, "settings mark not saved");
@@ -583,24 +625,30 @@ impl SessionEnforcement {
     /// Notes columns a statement fills from classified data: a temporary table's for the
     /// session, a persistent table's in the store (every session, across restarts). The
     /// classification in force is rebuilt at once, for the rest of the request too.
-    fn derive(&mut self, loaded: &Loaded, stored: &[DerivedColumn], facts: &StatementFacts) {
+    fn derive(
+        &mut self,
+        loaded: &Loaded,
+        stored: &[DerivedColumn],
+        facts: &StatementFacts,
+        held: bool,
+    ) {
         let (temporary, persistent): (Vec<_>, Vec<_>) = stored
             .iter()
             .cloned()
             .partition(|c| c.schema == TEMP_SCHEMA);
+        if held {
+            // Masked for this session's later statements at once; kept only if approved.
+            let records = self.derived_records(&persistent, facts);
+            if self.provisional.hold(stored, records) {
+                let catalog = self.recent.context().catalog.clone();
+                self.reclassify(loaded, catalog);
+            }
+            return;
+        }
         let mut changed = self.temporary.add(temporary);
         let generation = self.shared.derived.generation();
         if !persistent.is_empty() {
-            let provenance = Provenance {
-                sources: facts.reads.iter().map(ToString::to_string).collect(),
-                statement: facts.command.clone(),
-                identity: describe_identity(&self.identity),
-                at: crate::clock::rfc3339_utc(std::time::SystemTime::now()),
-            };
-            let records = persistent
-                .into_iter()
-                .map(|column| DerivedRecord::new(&self.target, column, provenance.clone()))
-                .collect();
+            let records = self.derived_records(&persistent, facts);
             if let Err(error) = self.shared.derived.record(records) {
                 // Known in memory all the same; the file is what a restart would lose.
                 tracing::error!(event = "classified.store_failed", %error, "derived classification not saved");
@@ -614,11 +662,30 @@ impl SessionEnforcement {
         }
     }
 
+    /// The store's records of columns a statement fills from classified data.
+    fn derived_records(
+        &self,
+        columns: &[DerivedColumn],
+        facts: &StatementFacts,
+    ) -> Vec<DerivedRecord> {
+        let provenance = Provenance {
+            sources: facts.reads.iter().map(ToString::to_string).collect(),
+            statement: facts.command.clone(),
+            identity: describe_identity(&self.identity),
+            at: crate::clock::rfc3339_utc(std::time::SystemTime::now()),
+        };
+        columns
+            .iter()
+            .map(|column| DerivedRecord::new(&self.target, column.clone(), provenance.clone()))
+            .collect()
+    }
+
     /// Rebuilds the classification in force: the policy's, the store's derived columns and
-    /// this session's temporary ones.
+    /// this session's temporary ones (and those of a statement waiting for approval).
     fn reclassify(&mut self, loaded: &Loaded, catalog: Option<Arc<Catalog>>) {
         self.derived_seen = self.shared.derived.generation();
-        let classes = classification(loaded, &self.target, &self.shared.derived, &self.temporary);
+        let session = [&self.temporary, &self.provisional.columns];
+        let classes = classification(loaded, &self.target, &self.shared.derived, &session);
         self.resolve_with(loaded, catalog, classes);
     }
 
@@ -739,7 +806,7 @@ fn verdict_of(decision: &Decision) -> Verdict {
     let (decision, rule) = match decision {
         Decision::Allow(plan) => ("allow", &plan.rule),
         Decision::Deny(refusal) => ("deny", &refusal.rule),
-        Decision::RequireApproval(refusal) => ("require_approval", &refusal.rule),
+        Decision::RequireApproval(refusal, _) => ("require_approval", &refusal.rule),
     };
     Verdict {
         decision,
@@ -752,9 +819,7 @@ fn verdict_of(decision: &Decision) -> Verdict {
 /// rule has them. Without facts (unparsed) everything is treated as untraceable.
 fn result_rule(decided: &Decided) -> Rule {
     let context = &decided.context;
-    let Decision::Allow(plan) = &decided.decision else {
-        return None;
-    };
+    let plan = decided.decision.plan()?;
     let (mask_columns, scrub_messages) = match &decided.resolved {
         Some(resolved) => (
             needs_masking(plan, resolved),
@@ -803,9 +868,8 @@ fn invalid_text_error(statement: &Statement) -> Option<ClientError> {
 
 fn refusal_error(decision: &Decision) -> Option<ClientError> {
     let (refusal, what) = match decision {
-        Decision::Allow(_) => return None,
         Decision::Deny(refusal) => (refusal, "denied"),
-        Decision::RequireApproval(refusal) => (refusal, "held for approval"),
+        _ => return None,
     };
     Some(ClientError::error(
         sqlstate::INSUFFICIENT_PRIVILEGE,

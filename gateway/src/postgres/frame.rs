@@ -170,6 +170,13 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
         }
     }
 
+    /// Reads whatever arrives next into the buffer, for the next frames; false once the
+    /// stream has ended (or failed). Cancel-safe, like [`Self::next`].
+    pub async fn read_more(&mut self) -> bool {
+        self.buf.reserve(READ_CHUNK);
+        matches!(self.reader.read_buf(&mut self.buf).await, Ok(n) if n > 0)
+    }
+
     /// A frame that is already complete in the buffer, without reading.
     pub fn buffered(
         &mut self,

@@ -29,6 +29,7 @@ use super::{
 use crate::policy::{mask::TokenKey, Catalog, MaskPlan, ResolvedColumn, TargetClassification};
 
 use caps::Caps;
+pub use layout::classified_column;
 pub use steps::{plan_steps, Step};
 
 /// What the masks of one request resolve against: the catalog snapshot and classification

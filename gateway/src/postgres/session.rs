@@ -3,6 +3,7 @@
 //! two pumps until either side ends. Every way it ends sets the connection's close record.
 
 mod function_call;
+mod hold;
 mod pumps;
 mod token_login;
 
@@ -19,7 +20,7 @@ use tokio::{
     time::Instant,
 };
 
-use self::pumps::PumpError;
+use self::{hold::Holds, pumps::PumpError};
 use super::{
     cancel::CancelRegistry,
     enforce::{Enforcement, SessionEnforcement},
@@ -73,6 +74,10 @@ pub struct PostgresSettings {
     pub enforcement: Option<Arc<Enforcement>>,
     /// Every login and request is recorded there first.
     pub audit: crate::audit::Audit,
+    /// Requests a rule sends for approval wait there.
+    pub approvals: Option<Arc<crate::approval::Approvals>>,
+    /// How long a request waits for approval.
+    pub approval_timeout: Duration,
 }
 
 /// What the pumps share for one session.
@@ -91,6 +96,8 @@ pub struct SessionParts<'a> {
     /// Where requests are recorded before they are forwarded (None only in tests of the
     /// session alone).
     audit: Option<&'a crate::audit::AuditLog>,
+    /// Where requests wait for approval (None: a statement that needs it is refused).
+    holds: Option<&'a Holds>,
 }
 
 /// How a running session ended without an error.
@@ -277,6 +284,13 @@ pub async fn serve<S: PgStream + 'static>(
             }
         }
     };
+    let (to_client, mut from_gateway) = tokio::sync::mpsc::unbounded_channel();
+    let holds = settings.approvals.as_ref().map(|approvals| Holds {
+        approvals: approvals.clone(),
+        timeout: settings.approval_timeout,
+        cancels: Arc::new(tokio::sync::watch::channel(0).0),
+        to_client,
+    });
     let parts = SessionParts {
         session: &session,
         settings: enforcement.as_ref().map(SessionEnforcement::settings),
@@ -288,13 +302,14 @@ pub async fn serve<S: PgStream + 'static>(
         upstream_tls,
         max_message_bytes: settings.max_message_bytes,
         audit: Some(&settings.audit),
+        holds: holds.as_ref(),
     };
+    let from_gateway = holds.as_ref().map(|_| &mut from_gateway);
     run(
         parts,
         enforcement,
-        agent,
-        upstream,
-        upstream_buffered,
+        (agent, upstream, upstream_buffered),
+        from_gateway,
         deadline,
         guard,
     )
@@ -375,9 +390,8 @@ async fn connect_upstream(
 async fn run<A, U>(
     parts: SessionParts<'_>,
     mut enforcement: Option<SessionEnforcement>,
-    agent: A,
-    upstream: U,
-    upstream_buffered: BytesMut,
+    (agent, upstream, upstream_buffered): (A, U, BytesMut),
+    from_gateway: Option<&mut tokio::sync::mpsc::UnboundedReceiver<BytesMut>>,
     startup_deadline: Instant,
     guard: &mut SessionGuard,
 ) where
@@ -407,6 +421,7 @@ async fn run<A, U>(
             &mut agent_write,
             &mut to_agent,
             &mut cancel_registration,
+            from_gateway,
         );
         let startup_timer = async {
             tokio::time::sleep_until(startup_deadline).await;
@@ -557,6 +572,9 @@ async fn forward_cancel(
         return;
     };
     guard.target = Some(route.target.clone());
+    if let Some(withdraw) = &route.withdraw {
+        withdraw.send_modify(|cancels| *cancels = cancels.wrapping_add(1));
+    }
     let result = async {
         let mut upstream = upstream::connect(route.upstream.0, settings.bypass_mark).await?;
         upstream.write_all(&route.upstream_request()).await?;

@@ -17,6 +17,9 @@ use super::{free_port, TempDir};
 
 /// Settings for a test or demo gateway. Names are unique per run so nothing collides with a
 /// Tollgate installed on the host.
+/// How long a statement waits for approval in a test gateway that says nothing else.
+pub const HELD_TIMEOUT_S: u64 = 1;
+
 pub struct GatewayConfig {
     pub listen_port: u16,
     pub nft_table: String,
@@ -41,6 +44,10 @@ pub struct GatewayConfig {
     pub extra_gateway: Vec<String>,
     /// `key = value` lines for an `[audit]` section (e.g. `durability = "strict"`).
     pub extra_audit: Vec<String>,
+    /// `key = value` lines for the `[approvals]` section. Without `timeout_s` here a held
+    /// statement times out after [`HELD_TIMEOUT_S`], so a suite that does not approve
+    /// never waits the default ten minutes.
+    pub approvals: Vec<String>,
     /// Run the gateway inside this network namespace (`/run/netns/<name>`).
     pub netns: Option<String>,
     /// Writes `gateway.unix_socket_dir` (builds before the unix socket hook refuse the key:
@@ -83,6 +90,7 @@ impl GatewayConfig {
             object_stores: Vec::new(),
             extra_gateway: Vec::new(),
             extra_audit: Vec::new(),
+            approvals: Vec::new(),
             netns: None,
         }
     }
@@ -135,6 +143,14 @@ impl GatewayConfig {
             uids.join(", "),
             list(&self.remote_sources)
         );
+        let _ = writeln!(text, "\n[approvals]\n{}", self.approvals.join("\n"));
+        if !self
+            .approvals
+            .iter()
+            .any(|line| line.starts_with("timeout_s"))
+        {
+            let _ = writeln!(text, "timeout_s = {HELD_TIMEOUT_S}");
+        }
         if !self.extra_audit.is_empty() {
             let _ = writeln!(text, "\n[audit]\n{}", self.extra_audit.join("\n"));
         }

@@ -217,7 +217,7 @@ fn channel_id() -> Result<String, String> {
     getrandom::fill(&mut bytes).map_err(|e| format!("no randomness for a channel id: {e}"))?;
     bytes[6] = (bytes[6] & 0x0f) | 0x40;
     bytes[8] = (bytes[8] & 0x3f) | 0x80;
-    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    let hex = crate::audit::hex(&bytes);
     Ok(format!(
         "{}-{}-{}-{}-{}",
         &hex[..8],

@@ -56,7 +56,7 @@ impl LogContext {
         }
         let first = first.ok_or("the audit log holds no record yet")?;
         Ok(Self {
-            log_id: first[..8].iter().map(|b| format!("{b:02x}")).collect(),
+            log_id: crate::audit::hex(&first[..8]),
             origin: origin.to_owned(),
             connections: Connections::default(),
         })

@@ -11,6 +11,7 @@ use super::{pumps::PumpError, SessionParts};
 use crate::postgres::{
     codec::UNREADABLE,
     enforce::SessionEnforcement,
+    errors::{sqlstate, ClientError},
     hooks::RequestVerdict,
     names::SessionNames,
     pipeline::Sent,
@@ -106,7 +107,7 @@ pub async fn forward(
     };
     let frames = match enforcement {
         Some(enforcement) => {
-            let inspection = enforcement
+            let mut inspection = enforcement
                 .inspect(&mut request, names, parts.state.position())
                 .await
                 .map_err(PumpError::Client)?;
@@ -123,7 +124,18 @@ pub async fn forward(
             } else {
                 // The stand-in is a Query the server answers with an error and ReadyForQuery.
                 let rules = QueryRules::default();
-                request.substitute(inspection.replacements);
+                let mut replacements = inspection.replacements;
+                let mut denials = inspection.denials;
+                if !inspection.held.is_empty() {
+                    // A fast-path call cannot wait for approval: refused, as policy would.
+                    let (standins, refused) =
+                        enforcement.refuse_held(&request, &inspection.held, &held_call_refusal());
+                    enforcement.held_decided(false);
+                    replacements.extend(standins);
+                    denials.extend(refused);
+                }
+                inspection.denials = denials;
+                request.substitute(replacements);
                 (Step::Query { rules, index: 0 }, request.frames.split())
             };
             sent.steps = vec![step];
@@ -153,6 +165,14 @@ pub async fn forward(
     };
     parts.state.request_sent(sent);
     Ok(frames)
+}
+
+fn held_call_refusal() -> ClientError {
+    ClientError::error(
+        sqlstate::INSUFFICIENT_PRIVILEGE,
+        "Tollgate: this function call needs a person's approval, which only a statement can \
+         wait for: call the function in a SELECT",
+    )
 }
 
 /// The call as the simple Query it amounts to, for policy and the record.

@@ -11,14 +11,21 @@ use pgwire::messages::{
     startup::{Authentication, BackendKeyData, ParameterStatus},
     DecodeContext, PgWireBackendMessage, PgWireFrontendMessage, ProtocolVersion,
 };
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tokio::{
+    io::{AsyncRead, AsyncWrite, AsyncWriteExt},
+    sync::mpsc,
+};
 
-use super::{function_call, SessionEnd, SessionParts};
+use super::{
+    function_call,
+    hold::{self, HoldEnd},
+    SessionEnd, SessionParts,
+};
 use crate::postgres::{
     cancel::CancelRegistration,
     codec::{decode_backend, decode_frontend, session_context, CodecError, Frontend},
     encoding::{structure_depends_on_encoding, ClientEncoding},
-    enforce::{denial_marker, SessionEnforcement},
+    enforce::{denial_marker, HeldStatement, SessionEnforcement},
     errors::{sqlstate, ClientError},
     frame::{complete_frame_len, FrameError, FrameKind, FrameReader, PRE_AUTH_LIMIT},
     hooks::{RequestVerdict, ResponseVerdict},
@@ -181,8 +188,45 @@ where
             None if !more_buffered => assembler.cut(),
             None => None,
         };
+        let mut more_buffered = more_buffered;
         if let Some(request) = request {
-            let frames = decide(parts, enforcement.as_deref_mut(), &mut names, request).await?;
+            let frames = match decide(parts, enforcement.as_deref_mut(), &mut names, request)
+                .await?
+            {
+                Decided::Ready(frames) => frames,
+                Decided::Held(mut waiting) => {
+                    // What came before it goes on now; it waits alone.
+                    flush(false, &mut out, upstream, forwarded).await?;
+                    let end = hold::wait(
+                        parts,
+                        reader,
+                        &waiting.request,
+                        &waiting.held,
+                        waiting.sent.record,
+                    )
+                    .await;
+                    let enforcement = enforcement
+                        .as_deref_mut()
+                        .expect("only a policy holds requests");
+                    enforcement.held_decided(matches!(end, HoldEnd::Approved));
+                    match end {
+                        HoldEnd::Approved => {}
+                        HoldEnd::Refused(error) => {
+                            let (standins, denials) =
+                                enforcement.refuse_held(&waiting.request, &waiting.held, &error);
+                            waiting.replacements.extend(standins);
+                            waiting.sent.denials.extend(denials);
+                        }
+                        HoldEnd::ClientGone => {
+                            let _ = upstream.shutdown().await;
+                            return Ok(SessionEnd::ClientClosed);
+                        }
+                    }
+                    // The client may have sent more while it waited.
+                    more_buffered = reader_has_frame(reader, limit());
+                    send(parts, &mut names, *waiting)
+                }
+            };
             out.unsplit(frames);
         }
         if more_buffered {
@@ -210,17 +254,32 @@ where
         .map_err(upstream_io)
 }
 
-/// Decides one request (with a policy), records it, enters it in the session's pipeline
-/// with the answers it will get, and returns the frames to forward.
+/// A request decided and recorded, ready to go on or waiting for approval.
+enum Decided {
+    Ready(BytesMut),
+    Held(Box<Waiting>),
+}
+
+/// A request some of whose statements wait for approval, with what goes on when they do.
+struct Waiting {
+    request: Request,
+    sent: Sent,
+    replacements: Vec<(usize, BytesMut)>,
+    held: Vec<HeldStatement>,
+}
+
+/// Decides one request (with a policy) and records it. Unless it waits for approval, it is
+/// entered in the session's pipeline with the answers it will get, and its frames returned.
 async fn decide(
     parts: &SessionParts<'_>,
-    enforcement: Option<&mut SessionEnforcement>,
+    mut enforcement: Option<&mut SessionEnforcement>,
     names: &mut SessionNames,
     mut request: Request,
-) -> Result<BytesMut, PumpError> {
+) -> Result<Decided, PumpError> {
     let mut sent = Sent::new(request.end);
     let mut replacements = Vec::new();
-    if let Some(enforcement) = enforcement {
+    let mut held = Vec::new();
+    if let Some(enforcement) = enforcement.as_deref_mut() {
         let inspection = enforcement
             .inspect(&mut request, names, parts.state.position())
             .await
@@ -230,6 +289,7 @@ async fn decide(
         sent.denials = inspection.denials;
         sent.protect = inspection.protect;
         replacements = inspection.replacements;
+        held = inspection.held;
     }
     match parts
         .request_hook
@@ -237,31 +297,63 @@ async fn decide(
     {
         RequestVerdict::Forward => {}
     }
-    record_request(parts, &request, &mut sent, &mut replacements).await;
+    let recorded = record_request(parts, &request, &mut sent, &mut replacements).await;
+    let waiting = Waiting {
+        request,
+        sent,
+        replacements,
+        held,
+    };
+    if waiting.held.is_empty() {
+        return Ok(Decided::Ready(send(parts, names, waiting)));
+    }
+    if !recorded {
+        // Every statement is refused already: nothing is left to wait for.
+        if let Some(enforcement) = enforcement {
+            enforcement.held_decided(false);
+        }
+        return Ok(Decided::Ready(send(parts, names, waiting)));
+    }
+    Ok(Decided::Held(Box::new(waiting)))
+}
+
+/// Enters a decided request in the session's pipeline and returns its frames, with the
+/// stand-ins of its refused statements in place.
+fn send(parts: &SessionParts<'_>, names: &mut SessionNames, waiting: Waiting) -> BytesMut {
+    let Waiting {
+        mut request,
+        mut sent,
+        replacements,
+        ..
+    } = waiting;
     request.substitute(replacements);
     sent.effects = names.take_effects();
     sent.marks = names.marks();
     parts.state.request_sent(sent);
-    Ok(request.frames)
+    request.frames
 }
 
 /// Records the request before anything of it is forwarded; when the record cannot be
-/// written, every statement of it is refused instead (`53100`), never forwarded unrecorded.
+/// written, every statement of it is refused instead (`53100`), never forwarded unrecorded,
+/// and false is returned.
 pub(super) async fn record_request(
     parts: &SessionParts<'_>,
     request: &crate::postgres::request::Request,
     sent: &mut Sent,
     replacements: &mut Vec<(usize, BytesMut)>,
-) {
+) -> bool {
     let Some(event) = crate::postgres::hooks::request_event(parts.session, request, &sent.verdicts)
     else {
-        return;
+        return true;
     };
     let Some(audit) = parts.audit else {
-        return;
+        return true;
     };
     match audit.record(event).await {
-        Ok(index) => sent.record = Some(index),
+        Ok(index) => {
+            sent.record = Some(index);
+            true
+        }
         Err(error) => {
             let refusal = ClientError::error(
                 crate::audit::UNAVAILABLE_SQLSTATE,
@@ -270,6 +362,7 @@ pub(super) async fn record_request(
             );
             tracing::warn!(conn_id = parts.session.conn_id, %error, "request refused: not recorded");
             (*replacements, sent.denials) = crate::postgres::enforce::refuse_all(request, &refusal);
+            false
         }
     }
 }
@@ -301,6 +394,7 @@ pub async fn backend<R, W>(
     agent: &mut W,
     forwarded: &mut u64,
     cancel_registration: &mut Option<CancelRegistration>,
+    mut from_gateway: Option<&mut mpsc::UnboundedReceiver<BytesMut>>,
 ) -> Result<SessionEnd, PumpError>
 where
     R: AsyncRead + Unpin,
@@ -321,7 +415,23 @@ where
                 .await
                 .map_err(PumpError::Agent)?;
         }
-        let frame = match reader.next(FrameKind::Tagged, BACKEND_LIMIT).await {
+        let next = match (&mut from_gateway, reader_has_frame(reader, BACKEND_LIMIT)) {
+            (Some(notices), false) => tokio::select! {
+                biased;
+                next = reader.next(FrameKind::Tagged, BACKEND_LIMIT) => next,
+                // The gateway's own message (a request waits for approval), between the
+                // server's messages.
+                Some(notice) = notices.recv() => {
+                    out.unsplit(notice);
+                    write_counted(agent, &mut out, forwarded)
+                        .await
+                        .map_err(PumpError::Agent)?;
+                    continue;
+                }
+            },
+            _ => reader.next(FrameKind::Tagged, BACKEND_LIMIT).await,
+        };
+        let frame = match next {
             Ok(Some(frame)) => frame,
             Ok(None) => return Ok(SessionEnd::ServerClosed { server_sent_fatal }),
             // After its FATAL the server may reset rather than close (the client's next
@@ -593,6 +703,7 @@ fn issue_cancel_key(
             parts.upstream,
             key.pid,
             key.secret_key,
+            parts.holds.map(|h| h.cancels.clone()),
         )
         .map_err(|error| PumpError::Upstream(format!("issuing a cancel key: {error}")))?;
     *registration = Some(new_registration);

@@ -8,6 +8,7 @@ mod copy;
 mod encodings;
 mod fake_server;
 mod function_call;
+mod holds;
 mod opening;
 mod pipeline;
 mod recorded;
@@ -109,6 +110,36 @@ pub async fn start_recording(
     agent_side: Agent,
     audit: Option<crate::audit::Audit>,
 ) -> Session {
+    start_full(policy, canned, agent_side, audit, None).await
+}
+
+/// [`start`] where statements a rule sends for approval wait in `approvals` (up to
+/// `timeout`); returns the session and what its CancelRequests would change.
+pub async fn start_holding(
+    policy: &str,
+    canned: Canned,
+    approvals: Arc<crate::approval::Approvals>,
+    timeout: Duration,
+) -> (Session, Arc<tokio::sync::watch::Sender<u64>>) {
+    let cancels = Arc::new(tokio::sync::watch::channel(0).0);
+    let holds = (approvals, timeout, cancels.clone());
+    let session = start_full(Some(policy), canned, Agent::Plain, None, Some(holds)).await;
+    (session, cancels)
+}
+
+type HoldSetup = (
+    Arc<crate::approval::Approvals>,
+    Duration,
+    Arc<tokio::sync::watch::Sender<u64>>,
+);
+
+async fn start_full(
+    policy: Option<&str>,
+    canned: Canned,
+    agent_side: Agent,
+    audit: Option<crate::audit::Audit>,
+    holds: Option<HoldSetup>,
+) -> Session {
     let room = match agent_side {
         Agent::Plain => STREAM_ROOM,
         Agent::Tls { room } => room,
@@ -129,6 +160,13 @@ pub async fn start_recording(
         state.startup_forwarded();
         let hooks = Arc::new(RecordingHooks);
         let cancels = Arc::new(CancelRegistry::default());
+        let (to_client, mut from_gateway) = tokio::sync::mpsc::unbounded_channel();
+        let holds = holds.map(|(approvals, timeout, cancels)| super::Holds {
+            approvals,
+            timeout,
+            cancels,
+            to_client,
+        });
         let parts = SessionParts {
             session: &session,
             state: &state,
@@ -140,16 +178,17 @@ pub async fn start_recording(
             max_message_bytes: 1 << 20,
             settings: enforcement.as_ref().map(|e| e.settings()),
             audit: audit.as_deref(),
+            holds: holds.as_ref(),
         };
         let client = ClientAddr("127.0.0.1:40000".parse().unwrap());
         let mut guard = SessionGuard::new(Arc::new(ProxyStats::default()), client);
         let deadline = Instant::now() + Duration::from_secs(30);
+        let from_gateway = holds.as_ref().map(|_| &mut from_gateway);
         run(
             parts,
             enforcement,
-            agent,
-            upstream,
-            BytesMut::new(),
+            (agent, upstream, BytesMut::new()),
+            from_gateway,
             deadline,
             &mut guard,
         )

@@ -291,18 +291,14 @@ enum Scram {
 /// PostgreSQL's md5 scheme: "md5" + md5(md5(password + user) + salt), in hex.
 fn md5_password(credentials: &Credentials, salt: &[u8]) -> String {
     use md5::{Digest, Md5};
-    let inner = hex(&Md5::digest(format!(
+    let inner = crate::audit::hex(&Md5::digest(format!(
         "{}{}",
         credentials.password, credentials.user
     )));
     let mut outer = Md5::new();
     outer.update(inner.as_bytes());
     outer.update(salt);
-    format!("md5{}", hex(&outer.finalize()))
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    format!("md5{}", crate::audit::hex(&outer.finalize()))
 }
 
 fn encode(message: PgWireBackendMessage, out: &mut BytesMut) {

@@ -6,7 +6,8 @@ use serde_json::{json, Map, Value};
 
 use super::{
     super::super::event::{
-        Actor, ConnectionOpened, Event, LoginDecided, RequestAnswered, StatementRecord,
+        Actor, ApprovalDecided, ConnectionOpened, Event, LoginDecided, RequestAnswered,
+        StatementRecord,
     },
     connections::Connection,
 };
@@ -154,7 +155,98 @@ pub fn bodies(event: &Event, who: &Who<'_>, origin: &str) -> Vec<Body> {
             })
             .collect(),
         Event::RequestAnswered(answer) => vec![answered(answer, who)],
+        Event::ApprovalRequested(asked) => {
+            let mut body = datastore(
+                Body::other(DATASTORE_ACTIVITY, "Approval Request"),
+                who,
+                asked.token_subject.as_deref(),
+            );
+            body.set("query_info", json!({ "query_string": asked.statement }));
+            body.set("database", database(Some(&asked.database), &asked.target));
+            held(&mut body, &asked.rule);
+            body.set(
+                "message",
+                json!(format!(
+                    "request held for approval {} by rule {}",
+                    asked.approval, asked.rule
+                )),
+            );
+            vec![body]
+        }
+        Event::ApprovalDecided(decided) => {
+            let mut body = datastore(
+                Body::other(DATASTORE_ACTIVITY, "Approval Decision"),
+                who,
+                None,
+            );
+            approval_outcome(&mut body, decided);
+            vec![body]
+        }
+        Event::GrantUsed(used) => {
+            let mut body = datastore(Body::other(DATASTORE_ACTIVITY, "Grant Use"), who, None);
+            body.profiles.push("security_control");
+            body.set("action_id", json!(1));
+            body.set("disposition_id", json!(1));
+            body.set(
+                "message",
+                json!(format!(
+                    "request ran under grant {} of approval {} (use {})",
+                    used.grant, used.approval, used.uses
+                )),
+            );
+            vec![body]
+        }
     }
+}
+
+/// A statement held until a person approves it.
+fn held(body: &mut Body, rule: &str) {
+    body.profiles.push("security_control");
+    body.set("action_id", json!(OTHER));
+    body.set("action", json!("Held"));
+    body.set("disposition_id", json!(OTHER));
+    body.set("disposition", json!("Approval Required"));
+    body.severity_id = 3;
+    body.set("is_alert", json!(true));
+    body.set(
+        "policy",
+        json!({ "uid": rule, "name": rule, "type": "Tollgate policy rule", "is_applied": true }),
+    );
+}
+
+fn approval_outcome(body: &mut Body, decided: &ApprovalDecided) {
+    body.profiles.push("security_control");
+    let allowed = decided.outcome == "approved";
+    match decided.outcome.as_str() {
+        "approved" => {
+            body.set("action_id", json!(1));
+            body.set("disposition_id", json!(1));
+        }
+        "approved_in_part" => {
+            body.set("action_id", json!(OTHER));
+            body.set("action", json!("Held"));
+            body.set("disposition_id", json!(OTHER));
+            body.set("disposition", json!("Approval Required"));
+        }
+        _ => {
+            body.set("action_id", json!(2));
+            body.set("disposition_id", json!(2));
+        }
+    }
+    let by = decided
+        .approver
+        .as_deref()
+        .map(|a| format!(" by {a}"))
+        .unwrap_or_default();
+    body.set(
+        "message",
+        json!(format!(
+            "approval {} {}{by}",
+            decided.approval,
+            decided.outcome.replace('_', " ")
+        )),
+    );
+    status(body, allowed, decided.reason.clone());
 }
 
 /// What a statement does, from its first word (OCSF defines no mapping from SQL).
@@ -299,7 +391,8 @@ fn decision(body: &mut Body, statement: &StatementRecord) {
             true
         }
         Some("require_approval") => {
-            body.set("action_id", json!(2));
+            body.set("action_id", json!(OTHER));
+            body.set("action", json!("Held"));
             body.set("disposition_id", json!(OTHER));
             body.set("disposition", json!("Approval Required"));
             false

@@ -1,0 +1,145 @@
+//! Approvals over the admin socket: list and show what waits, approve, deny, list and revoke
+//! grants. Deciding takes an approver (`[approvals]`); looking also suits root.
+
+use std::time::{Duration, SystemTime};
+
+use serde_json::{json, Value};
+
+use super::{refusal, AdminApi};
+use crate::{
+    approval::{local_approver, Approvals, Approver, Decided, Grant, Pending},
+    clock::rfc3339_utc,
+};
+
+/// The longest grant an approver may give.
+const MAX_GRANT: Duration = Duration::from_secs(7 * 24 * 3600);
+
+pub fn dispatch(api: &AdminApi, caller: u32, op: &str, request: &Value) -> Value {
+    let Some(approvals) = &api.approvals else {
+        return refusal(
+            "this gateway holds no requests for approval (it runs without a policy)".to_owned(),
+        );
+    };
+    let approver = local_approver(caller, &api.approval_settings);
+    let viewer = approver.is_ok() || caller == 0;
+    let id = request["id"].as_u64();
+    match (op, approver) {
+        ("approvals.list", _) if viewer => json!({
+            "ok": true,
+            "pending": approvals.pending().iter().map(pending_json).collect::<Vec<_>>(),
+        }),
+        ("approvals.show", _) if viewer => match id.and_then(|id| approvals.get(id)) {
+            Some(pending) => json!({ "ok": true, "pending": pending_json(&pending) }),
+            None => refusal(format!(
+                "no request {} is waiting for approval (decided, timed out or withdrawn)",
+                request["id"]
+            )),
+        },
+        ("grants.list", _) if viewer => json!({
+            "ok": true,
+            "grants": approvals.grants().iter().map(grant_json).collect::<Vec<_>>(),
+        }),
+        ("approvals.approve", Ok(approver)) => approve(approvals, &approver, request),
+        ("approvals.deny", Ok(approver)) => {
+            let Some(reason) = request["reason"].as_str().filter(|r| !r.trim().is_empty()) else {
+                return refusal("a denial needs a --reason (the client is shown it)".to_owned());
+            };
+            match id.map(|id| approvals.deny(id, &approver, reason.to_owned())) {
+                Some(Ok(())) => json!({ "ok": true, "denied": id }),
+                Some(Err(error)) => refusal(error.to_string()),
+                None => refusal("name the request: an approval id".to_owned()),
+            }
+        }
+        ("grants.revoke", Ok(approver)) => match id.map(|id| approvals.revoke(id)) {
+            Some(Ok(grant)) => {
+                tracing::info!(event = "grant.revoked", grant = grant.id, by = %approver.name, "grant revoked");
+                json!({ "ok": true, "revoked": grant_json(&grant) })
+            }
+            Some(Err(error)) => refusal(error.to_string()),
+            None => refusal("name the grant: a grant id".to_owned()),
+        },
+        (_, Err(not_an_approver)) => refusal(not_an_approver.to_string()),
+        (op, Ok(_)) => refusal(format!("unknown request {op}")),
+    }
+}
+
+fn approve(approvals: &Approvals, approver: &Approver, request: &Value) -> Value {
+    let Some(id) = request["id"].as_u64() else {
+        return refusal("name the request: an approval id".to_owned());
+    };
+    let grant_for = match request["for_s"].as_u64().map(Duration::from_secs) {
+        Some(duration) if duration.is_zero() || duration > MAX_GRANT => {
+            return refusal("--for must be between 1 s and 7 days".to_owned())
+        }
+        other => other,
+    };
+    let seen = match request["hash"].as_str() {
+        Some(hex) => match parse_hash(hex) {
+            Some(hash) => Some(hash),
+            None => return refusal("the request hash is 64 hex digits".to_owned()),
+        },
+        None => None,
+    };
+    let reason = request["reason"].as_str().map(str::to_owned);
+    match approvals.approve(id, approver, reason, grant_for, seen) {
+        Ok(Decided::Approved { grant }) => json!({ "ok": true, "approved": id, "grant": grant }),
+        Ok(Decided::Waiting { have, need }) => {
+            json!({ "ok": true, "approved": Value::Null, "have": have, "need": need })
+        }
+        Err(error) => refusal(error.to_string()),
+    }
+}
+
+fn parse_hash(hex: &str) -> Option<[u8; 32]> {
+    let mut hash = [0u8; 32];
+    if hex.len() != 64 {
+        return None;
+    }
+    for (at, byte) in hash.iter_mut().enumerate() {
+        *byte = u8::from_str_radix(hex.get(at * 2..at * 2 + 2)?, 16).ok()?;
+    }
+    Some(hash)
+}
+
+pub fn pending_json(pending: &Pending) -> Value {
+    let (requester, ask) = (&pending.requester, &pending.ask);
+    let left = pending
+        .deadline
+        .duration_since(SystemTime::now())
+        .unwrap_or_default();
+    json!({
+        "id": pending.id,
+        "since": rfc3339_utc(pending.since),
+        "deadline": rfc3339_utc(pending.deadline),
+        "seconds_left": left.as_secs(),
+        "requester": {
+            "actor": requester.actor,
+            "token_subject": requester.token_subject,
+            "token_groups": requester.token_groups,
+        },
+        "conn_id": ask.conn_id,
+        "target": ask.target,
+        "db_user": ask.db_user,
+        "database": ask.database,
+        "rule": ask.rule,
+        "statement": ask.statement,
+        "tables": ask.tables,
+        "classified_columns": ask.classified_columns,
+        "row_estimate": ask.row_estimate,
+        "request_hash": crate::audit::hex(&ask.request_hash),
+        "approved_by": pending.approved_by.iter().map(|a| &a.name).collect::<Vec<_>>(),
+    })
+}
+
+fn grant_json(grant: &Grant) -> Value {
+    json!({
+        "id": grant.id,
+        "grantee": grant.grantee,
+        "target": grant.target,
+        "statement": grant.statement,
+        "approval": grant.approval,
+        "approvers": grant.approvers.iter().map(|a| &a.name).collect::<Vec<_>>(),
+        "expires": rfc3339_utc(grant.expires),
+        "uses": grant.uses,
+    })
+}
