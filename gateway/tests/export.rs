@@ -236,6 +236,36 @@ fn every_sink_receives_the_sessions_as_valid_ocsf_with_their_place_in_the_log() 
     assert_eq!(drop["actor"]["process"]["name"], "psql", "{drop}");
     let delete = statement("DELETE FROM");
     assert_eq!(delete["disposition"], "Approval Required", "{delete}");
+    // Held, never approved here (the test gateway waits 1 s): the hold and its timeout.
+    let approval = |code: &str| {
+        in_file
+            .iter()
+            .find(|e| e["metadata"]["event_code"] == code)
+            .unwrap_or_else(|| panic!("no {code} event"))
+    };
+    let requested = approval("approval_requested");
+    assert_eq!(
+        requested["activity_name"], "Approval Request",
+        "{requested}"
+    );
+    assert_eq!(
+        requested["query_info"]["query_string"],
+        "DELETE FROM patients"
+    );
+    let decided = approval("approval_decided");
+    assert!(
+        decided["raw_data"]
+            .as_str()
+            .is_some_and(|r| r.contains("\"outcome\":\"timed_out\"")),
+        "{decided}"
+    );
+    assert!(
+        decided["message"]
+            .as_str()
+            .is_some_and(|m| m.ends_with("timed out")),
+        "{decided}"
+    );
+    assert_eq!(decided["disposition_id"], 2, "{decided}");
     let select = statement("SELECT ssn");
     assert_eq!(select["activity_id"], 4, "{select}");
     let answer = in_file

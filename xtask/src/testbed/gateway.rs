@@ -3,7 +3,7 @@
 
 use std::{
     fmt::Write as _,
-    io::Read,
+    io::{Read, Write as _},
     os::unix::net::UnixStream,
     path::{Path, PathBuf},
     process::{Child, Command, Stdio},
@@ -293,6 +293,7 @@ impl GatewayProcess {
     pub fn status(&self) -> Option<Value> {
         let mut stream = UnixStream::connect(self.admin_socket()).ok()?;
         stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+        stream.write_all(b"{\"op\":\"status\"}\n").ok()?;
         let mut body = String::new();
         stream.read_to_string(&mut body).ok()?;
         serde_json::from_str(&body).ok()

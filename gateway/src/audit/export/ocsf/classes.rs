@@ -220,7 +220,7 @@ fn approval_outcome(body: &mut Body, decided: &ApprovalDecided) {
     match decided.outcome.as_str() {
         "approved" => {
             body.set("action_id", json!(1));
-            body.set("disposition_id", json!(1));
+            body.set("disposition_id", json!(8));
         }
         "approved_in_part" => {
             body.set("action_id", json!(OTHER));
