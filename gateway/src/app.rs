@@ -237,6 +237,10 @@ pub async fn run(config_path: &Path, keep_on_exit: bool) -> Result<(), AppError>
     );
     // Stop accepting first (the accept loops end on the signal).
     drain_signal.start();
+    // Requests waiting for approval fail now rather than hold the drain up.
+    if let Some(approvals) = &context.postgres.approvals {
+        approvals.abandon_all("the gateway is stopping");
+    }
     if keep_on_exit {
         // The pins keep the programs attached and the table stays: agents are refused until
         // the next start replaces both.
@@ -604,9 +608,14 @@ pub fn postgres_settings(
         upstreams,
         tokens,
         // Only a policy's rules send requests for approval.
-        approvals: enforcement.as_ref().map(|_| {
-            crate::approval::Approvals::new(config.approvals.required, Some(audit.clone()))
-        }),
+        approvals: match &enforcement {
+            Some(_) => Some(crate::approval::Approvals::open(
+                config.approvals.required,
+                audit.clone(),
+                &config.gateway.tls.state_dir.join("approvals"),
+            )?),
+            None => None,
+        },
         approval_timeout: config.approvals.timeout,
         enforcement,
         audit: audit.clone(),

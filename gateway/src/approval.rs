@@ -9,6 +9,7 @@
 mod approver;
 mod grant;
 mod hold;
+mod kept;
 #[cfg(test)]
 mod tests;
 
@@ -28,6 +29,10 @@ use crate::audit::{
 pub use approver::{local_approver, NotAnApprover};
 pub use grant::{Grant, GrantUse};
 pub use hold::{Approver, Ask, Held, Outcome, Pending, Requester};
+
+/// Why a request a previous run left waiting is closed.
+const RESTARTED: &str =
+    "the gateway stopped while it waited; its client's connection closed with it";
 
 /// How long a request waits when its rule names no timeout.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(600);
@@ -71,6 +76,8 @@ pub struct Approvals {
     changes: broadcast::Sender<Change>,
     /// Where requests, decisions and grant uses are recorded (None only in unit tests).
     audit: Option<Audit>,
+    /// Where waiting requests are kept across a restart (None only in unit tests).
+    kept: Option<kept::Kept>,
 }
 
 #[derive(Default)]
@@ -133,6 +140,7 @@ fn decided_event(id: u64, conn_id: u64, outcome: &str, by: Option<&Approver>) ->
 impl Approvals {
     pub fn new(required: usize, audit: Option<Audit>) -> Arc<Self> {
         Arc::new(Self {
+            kept: None,
             audit,
             state: Mutex::new(State {
                 next_id: 1,
@@ -143,6 +151,41 @@ impl Approvals {
         })
     }
 
+    /// The approvals of a gateway whose waiting requests are kept in `dir`. Those a previous
+    /// run left are recorded as abandoned (their connections closed with it).
+    pub fn open(
+        required: usize,
+        audit: Audit,
+        dir: &std::path::Path,
+    ) -> Result<Arc<Self>, AuditError> {
+        let (kept, leftovers) = kept::Kept::open(dir)
+            .map_err(|e| AuditError::io(format!("approvals directory {}", dir.display()), e))?;
+        for requested in leftovers.abandoned {
+            if let Event::ApprovalRequested(asked) = requested {
+                let mut event = decided_event(asked.approval, asked.conn_id, "abandoned", None);
+                event.reason = Some(RESTARTED.to_owned());
+                audit.append(Event::ApprovalDecided(event))?;
+            }
+        }
+        let approvals = Self::new(required, Some(audit));
+        let mut approvals = Arc::into_inner(approvals).expect("not shared yet");
+        approvals.kept = Some(kept);
+        approvals.lock().next_id = leftovers.next_id;
+        Ok(Arc::new(approvals))
+    }
+
+    /// Fails every waiting request with `reason` (the gateway is stopping): their clients
+    /// are told, and the records say why.
+    pub fn abandon_all(&self, reason: &str) {
+        let entries = std::mem::take(&mut self.lock().pending);
+        for (id, entry) in entries {
+            self.forgotten(id, entry.pending.ask.conn_id, "abandoned", Some(reason));
+            let _ = entry.wake.send(Outcome::Abandoned {
+                reason: reason.to_owned(),
+            });
+        }
+    }
+
     /// Holds a request until it is decided: nothing of it may run before the [`Held`]
     /// resolves to [`Outcome::Approved`]. Dropping the `Held` withdraws it. Fails when the
     /// hold cannot be recorded: the request must then be refused.
@@ -151,8 +194,18 @@ impl Approvals {
         let since = SystemTime::now();
         let timeout = ask.timeout;
         let id = self.lock().take_id();
+        let requested = requested_event(id, &requester, &ask);
+        if let Some(kept) = &self.kept {
+            let keep = kept
+                .ids_given(id + 1)
+                .and_then(|()| kept.waiting(id, &requested));
+            keep.map_err(|e| AuditError::io("keeping a waiting request".to_owned(), e))?;
+        }
         if let Some(audit) = &self.audit {
-            audit.append(requested_event(id, &requester, &ask))?;
+            if let Err(error) = audit.append(requested) {
+                self.forgotten_file(id);
+                return Err(error);
+            }
         }
         {
             let mut state = self.lock();
@@ -229,6 +282,7 @@ impl Approvals {
         let Some(entry) = state.pending.remove(&id) else {
             return Err(ApprovalError::NotPending(id));
         };
+        self.forgotten_file(id);
         let grant = grant_for.map(|duration| {
             let grant = Grant::of(state.take_id(), &entry.pending, duration);
             state.grants.push(grant.clone());
@@ -259,6 +313,7 @@ impl Approvals {
             .pending
             .remove(&id)
             .ok_or(ApprovalError::NotPending(id))?;
+        self.forgotten_file(id);
         let mut event = decided_event(id, entry.pending.ask.conn_id, "denied", Some(approver));
         event.reason = Some(reason.clone());
         self.record(Event::ApprovalDecided(event));
@@ -317,10 +372,23 @@ impl Approvals {
         let Some(entry) = self.lock().pending.remove(&id) else {
             return false;
         };
-        let event = decided_event(id, entry.pending.ask.conn_id, outcome, None);
+        self.forgotten(id, entry.pending.ask.conn_id, outcome, None);
+        true
+    }
+
+    /// A request left the queue without an approver's decision: recorded, and gone.
+    fn forgotten(&self, id: u64, conn_id: u64, outcome: &str, reason: Option<&str>) {
+        self.forgotten_file(id);
+        let mut event = decided_event(id, conn_id, outcome, None);
+        event.reason = reason.map(str::to_owned);
         self.record(Event::ApprovalDecided(event));
         let _ = self.changes.send(Change::Gone(id));
-        true
+    }
+
+    fn forgotten_file(&self, id: u64) {
+        if let Some(kept) = &self.kept {
+            kept.decided(id);
+        }
     }
 
     /// Decisions are recorded whatever the log's state: refusing an approver would not

@@ -63,4 +63,4 @@ impl AuditError {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

@@ -107,6 +107,10 @@ pub enum Outcome {
         reason: String,
     },
     TimedOut,
+    /// The gateway is stopping.
+    Abandoned {
+        reason: String,
+    },
 }
 
 /// A request on hold. [`Held::outcome`] waits for its decision or its timeout; dropping it

@@ -306,3 +306,67 @@ async fn a_hundred_requests_wait_and_are_decided_independently() {
     }
     assert!(approvals.pending().is_empty());
 }
+
+/// What a stopped gateway left waiting is recorded as abandoned at the next start, and ids
+/// go on from where they were: an id never names two requests.
+#[tokio::test]
+async fn requests_left_waiting_by_a_stopped_gateway_are_recorded_as_abandoned() {
+    use crate::{
+        audit::{tests as audit_tests, AuditLog},
+        config::Durability,
+    };
+    let dir = audit_tests::TempDir::new("approvals-restart");
+    let settings = audit_tests::settings(&dir.0, Durability::Batched);
+    let kept = dir.0.join("approvals");
+    let first_id = {
+        let log = AuditLog::open(&settings).expect("log");
+        let approvals = Approvals::open(1, log.clone(), &kept).expect("approvals");
+        let held = approvals
+            .hold(agent(1000, None), ask("delete from patients", WAIT))
+            .expect("held");
+        let id = held.id();
+        // The gateway dies: nothing decides or withdraws it.
+        std::mem::forget(held);
+        log.close();
+        id
+    };
+    let log = AuditLog::open(&settings).expect("log reopened");
+    let approvals = Approvals::open(1, log.clone(), &kept).expect("approvals reopened");
+    assert!(approvals.pending().is_empty(), "nothing is resumed");
+    let held = approvals
+        .hold(agent(1000, None), ask("select 1", WAIT))
+        .expect("held");
+    assert!(
+        held.id() > first_id,
+        "ids go on: {} after {first_id}",
+        held.id()
+    );
+    log.close();
+    let decided: Vec<serde_json::Value> = crate::audit::segment::list(&settings.dir)
+        .expect("segments")
+        .iter()
+        .flat_map(|(_, path)| {
+            std::fs::read_to_string(path)
+                .expect("segment")
+                .lines()
+                .map(str::to_owned)
+                .collect::<Vec<_>>()
+        })
+        .map(|line| serde_json::from_str(&line).expect("a record"))
+        .filter(|record: &serde_json::Value| record["kind"] == "approval_decided")
+        .collect();
+    assert_eq!(decided.len(), 1, "{decided:?}");
+    assert_eq!(decided[0]["approval"], first_id);
+    assert_eq!(decided[0]["outcome"], "abandoned");
+}
+
+#[tokio::test]
+async fn a_stopping_gateway_fails_what_waits() {
+    let approvals = Approvals::new(1, None);
+    let mut held = approvals
+        .hold(agent(1000, None), ask("select 1", WAIT))
+        .expect("held");
+    approvals.abandon_all("the gateway is stopping");
+    assert!(matches!(held.outcome().await, Outcome::Abandoned { .. }));
+    assert!(approvals.pending().is_empty());
+}

@@ -16,10 +16,10 @@ use super::{
 };
 use crate::config::{AuditSettings, Durability};
 
-pub(super) struct TempDir(pub(super) PathBuf);
+pub(crate) struct TempDir(pub(crate) PathBuf);
 
 impl TempDir {
-    pub(super) fn new(name: &str) -> Self {
+    pub(crate) fn new(name: &str) -> Self {
         let dir =
             std::env::temp_dir().join(format!("tollgate-audit-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
@@ -34,7 +34,7 @@ impl Drop for TempDir {
     }
 }
 
-pub(super) fn settings(root: &Path, durability: Durability) -> AuditSettings {
+pub(crate) fn settings(root: &Path, durability: Durability) -> AuditSettings {
     AuditSettings {
         dir: root.join("audit"),
         durability,

@@ -11,6 +11,7 @@ pub mod sqlstate {
     pub const INVALID_AUTHORIZATION: &str = "28000";
     pub const INSUFFICIENT_PRIVILEGE: &str = "42501";
     pub const QUERY_CANCELED: &str = "57014";
+    pub const ADMIN_SHUTDOWN: &str = "57P01";
     pub const FEATURE_NOT_SUPPORTED: &str = "0A000";
     pub const INTERNAL_ERROR: &str = "XX000";
     pub const CHARACTER_NOT_IN_REPERTOIRE: &str = "22021";

@@ -77,7 +77,8 @@ pub async fn wait<R: AsyncRead + Unpin>(
             tracing::warn!(conn_id = parts.session.conn_id, %error, "request refused: hold not recorded");
             return HoldEnd::Refused(ClientError::error(
                 crate::audit::UNAVAILABLE_SQLSTATE,
-                "Tollgate: the audit log cannot record this request's hold, so it was not run",
+                "Tollgate: this request's hold cannot be recorded (audit log or state directory), \
+                 so it was not run",
             ));
         }
     };
@@ -164,6 +165,10 @@ fn outcome_end(id: u64, outcome: Outcome, timeout: Duration) -> HoldEnd {
                 approver.name,
                 printable(&reason)
             ),
+        )),
+        Outcome::Abandoned { reason } => HoldEnd::Refused(ClientError::error(
+            sqlstate::ADMIN_SHUTDOWN,
+            format!("Tollgate: approval {id} was abandoned ({reason}); nothing ran"),
         )),
         Outcome::TimedOut => HoldEnd::Refused(ClientError::error(
             sqlstate::QUERY_CANCELED,
