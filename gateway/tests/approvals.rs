@@ -46,21 +46,27 @@ identities = ["agents"]
 "#;
 
 fn approvals_bed(test: &str, dir: &TempDir) -> PgBed {
+    approvals_bed_with(test, dir, &["approver_users = [\"nobody\", \"root\"]"])
+}
+
+/// [`approvals_bed`] with these `[approvals]` lines (a 120 s timeout unless they say).
+fn approvals_bed_with(test: &str, dir: &TempDir, approvals: &[&str]) -> PgBed {
     let policy_file = dir.path().join("policy.toml");
     std::fs::write(&policy_file, POLICY).expect("write policy");
     let credentials = dir.path().join("catalog.toml");
     write_catalog_credentials(&credentials).expect("catalog credentials");
     let bed = pg_bed_with(test, "-c log_statement=all", |config| {
         config.enforce_policy("clinic", &policy_file, &credentials);
-        config.approvals = vec![
-            "approver_users = [\"nobody\", \"root\"]".to_owned(),
-            "timeout_s = 120".to_owned(),
-        ];
+        config.approvals = approvals.iter().map(|line| line.to_string()).collect();
+        if !approvals.iter().any(|line| line.starts_with("timeout_s")) {
+            config.approvals.push("timeout_s = 120".to_owned());
+        }
     });
     bed.pg
         .psql_direct(
             "CREATE TABLE patients (id int PRIMARY KEY, full_name text, ssn text, zip text);
-             INSERT INTO patients VALUES (1, 'Ada Lovelace', '123-45-6789', '02139');",
+             INSERT INTO patients VALUES (1, 'Ada Lovelace', '123-45-6789', '02139');
+             INSERT INTO patients VALUES (2, 'Alan Turing', '987-65-4321', '10001');",
         )
         .expect("schema");
     bed
@@ -106,21 +112,63 @@ fn approvals_as(bed: &PgBed, uid: u32, args: &[&str]) -> Output {
 
 /// The one request waiting, as the approver lists it (bounded wait).
 fn the_waiting_request(bed: &PgBed) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(15);
+    waiting_requests(bed, 1).remove(0)
+}
+
+/// Once `count` requests wait: all of them, oldest first (bounded wait).
+fn waiting_requests(bed: &PgBed, count: usize) -> Vec<Value> {
+    let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let output = approvals_as(bed, APPROVER_UID, &["list", "--json"]);
-        assert!(
-            output.status.success(),
-            "approvals list: {}",
-            output_text(&output)
-        );
-        let answer: Value = serde_json::from_slice(&output.stdout).expect("JSON");
-        if let Some(pending) = answer["pending"].as_array().and_then(|p| p.first()) {
-            return pending.clone();
+        let pending = listed(bed);
+        if pending.len() >= count {
+            return pending;
         }
         assert!(
             Instant::now() < deadline,
-            "no request ever waited: {answer}"
+            "{count} requests never waited: {} did, ids {:?}; decided: {:?}",
+            pending.len(),
+            pending.iter().map(|p| &p["id"]).collect::<Vec<_>>(),
+            decisions(bed)
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn listed(bed: &PgBed) -> Vec<Value> {
+    let output = approvals_as(bed, APPROVER_UID, &["list", "--json"]);
+    assert!(
+        output.status.success(),
+        "approvals list: {}",
+        output_text(&output)
+    );
+    let answer: Value = serde_json::from_slice(&output.stdout).expect("JSON");
+    answer["pending"].as_array().cloned().unwrap_or_default()
+}
+
+fn id_of(pending: &Value) -> String {
+    pending["id"].as_u64().expect("an id").to_string()
+}
+
+/// The approval_decided records, as (approval id, outcome).
+fn decisions(bed: &PgBed) -> Vec<(u64, String)> {
+    (bed.gateway.audit_records().iter())
+        .filter(|r| r["kind"] == "approval_decided")
+        .map(|r| {
+            let outcome = r["outcome"].as_str().unwrap_or_default().to_owned();
+            (r["approval"].as_u64().unwrap_or_default(), outcome)
+        })
+        .collect()
+}
+
+/// Waits (bounded) until the audit log has decided `id` with `outcome`.
+fn wait_for_decision(bed: &PgBed, id: &str, outcome: &str) {
+    let id: u64 = id.parse().expect("an id");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !decisions(bed).contains(&(id, outcome.to_owned())) {
+        assert!(
+            Instant::now() < deadline,
+            "approval {id} never recorded as {outcome}: {:?}",
+            decisions(bed)
         );
         std::thread::sleep(Duration::from_millis(50));
     }
@@ -262,4 +310,239 @@ fn a_denied_statement_fails_with_the_reason_and_never_runs() {
         "a decided request cannot be decided again: {}",
         output_text(&after)
     );
+}
+
+/// tokio-postgres and psycopg (extended protocol, parameters bound) wait and continue too.
+#[test]
+#[ignore = "privileged: needs root, cgroup v2, BPF and PostgreSQL (run with `cargo xtask test`)"]
+fn drivers_wait_for_approval_and_continue() {
+    let dir = TempDir::new("tollgate-approvals").expect("temp dir");
+    let bed = approvals_bed("drivers_wait_for_approval_and_continue", &dir);
+    let port = bed.pg.port().to_string();
+    let xtask = common::xtask_binary();
+    let mut tokio_agent = bed.agents.command(&xtask.display().to_string());
+    tokio_agent
+        .args(["pg-client", "--port", &port, "held-update"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let tokio_agent = tokio_agent.spawn().expect("xtask pg-client");
+    let script = format!(
+        "import psycopg\n\
+         with psycopg.connect('host=127.0.0.1 port={port} user=postgres dbname=postgres') as c:\n\
+         \x20   cur = c.execute('UPDATE patients SET zip = %s WHERE id = %s', ('88888', 2))\n\
+         \x20   print('updated', cur.rowcount)\n"
+    );
+    let mut psycopg_agent = bed.agents.command("/usr/bin/python3");
+    psycopg_agent
+        .args(["-c", &script])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let psycopg_agent = psycopg_agent.spawn().expect("python3 (psycopg)");
+    let pending = waiting_requests(&bed, 2);
+    for request in &pending {
+        assert_eq!(
+            request["statement"],
+            "UPDATE patients SET zip = $1 WHERE id = $2"
+        );
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(zip(&bed), "02139", "nothing ran before approval");
+    for request in &pending {
+        let approved = approvals_as(&bed, APPROVER_UID, &["approve", &id_of(request)]);
+        assert!(approved.status.success(), "{}", output_text(&approved));
+    }
+    let tokio_output = finished(tokio_agent);
+    assert!(
+        tokio_output.status.success(),
+        "tokio-postgres: {}",
+        output_text(&tokio_output)
+    );
+    assert!(stdout_text(&tokio_output).contains("ok held-update"));
+    let psycopg_output = finished(psycopg_agent);
+    assert!(
+        psycopg_output.status.success(),
+        "psycopg: {}",
+        output_text(&psycopg_output)
+    );
+    assert_eq!(stdout_text(&psycopg_output).trim(), "updated 1");
+    let zips = bed
+        .pg
+        .psql_direct("SELECT string_agg(zip, ',' ORDER BY id) FROM patients")
+        .expect("query");
+    assert_eq!(zips.trim(), "77777,88888");
+}
+
+fn stdout_text(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// Ctrl-C in psql (a CancelRequest on a new connection) withdraws the waiting statement; a
+/// client killed while it waits withdraws it too. Both are recorded.
+#[test]
+#[ignore = "privileged: needs root, cgroup v2, BPF and PostgreSQL (run with `cargo xtask test`)"]
+fn a_cancelled_or_abandoned_statement_is_withdrawn() {
+    let dir = TempDir::new("tollgate-approvals").expect("temp dir");
+    let bed = approvals_bed("a_cancelled_or_abandoned_statement_is_withdrawn", &dir);
+    let agent = spawn_agent(&bed, "UPDATE patients SET zip = '11111' WHERE id = 1");
+    let id = id_of(&the_waiting_request(&bed));
+    // psql sends a CancelRequest on SIGINT while a statement runs.
+    signal(agent.id(), libc::SIGINT);
+    let output = finished(agent);
+    let text = output_text(&output);
+    assert!(
+        text.contains("57014") && text.contains("canceling statement due to user request"),
+        "{text}"
+    );
+    wait_for_decision(&bed, &id, "withdrawn");
+    assert!(listed(&bed).is_empty(), "nothing waits after the cancel");
+
+    let agent = spawn_agent(&bed, "UPDATE patients SET zip = '22222' WHERE id = 1");
+    let id = id_of(&the_waiting_request(&bed));
+    signal(agent.id(), libc::SIGKILL);
+    let _ = finished(agent);
+    wait_for_decision(&bed, &id, "withdrawn");
+    assert!(
+        listed(&bed).is_empty(),
+        "nothing waits after the client died"
+    );
+    assert_eq!(zip(&bed), "02139", "neither ran");
+}
+
+fn signal(pid: u32, signal: i32) {
+    let pid = i32::try_from(pid).expect("a pid");
+    // SAFETY: kill(2) on a child this test started and has not reaped.
+    #[allow(unsafe_code, reason = "kill(2) has no std wrapper for SIGINT")]
+    let rc = unsafe { libc::kill(pid, signal) };
+    assert_eq!(rc, 0, "kill({pid}, {signal})");
+}
+
+/// `required = 2`: one approver is not enough, the same one twice counts once, a second one
+/// lets it run. `--for` grants the same statement shape (other literals) without waiting,
+/// each use recorded, until the grant expires.
+#[test]
+#[ignore = "privileged: needs root, cgroup v2, BPF and PostgreSQL (run with `cargo xtask test`)"]
+fn two_approvers_and_a_grant_that_expires() {
+    let dir = TempDir::new("tollgate-approvals").expect("temp dir");
+    let bed = approvals_bed_with(
+        "two_approvers_and_a_grant_that_expires",
+        &dir,
+        &["approver_users = [\"nobody\", \"daemon\"]", "required = 2"],
+    );
+    let agent = spawn_agent(&bed, "UPDATE patients SET zip = '33333' WHERE id = 1");
+    let id = id_of(&the_waiting_request(&bed));
+    let first = approvals_as(&bed, APPROVER_UID, &["approve", &id]);
+    assert!(
+        output_text(&first).contains("1 of 2"),
+        "{}",
+        output_text(&first)
+    );
+    let again = approvals_as(&bed, APPROVER_UID, &["approve", &id]);
+    assert!(!again.status.success(), "the same approver counts once");
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(zip(&bed), "02139", "one approval of two runs nothing");
+    let second = approvals_as(&bed, OTHER_UID, &["approve", &id, "--for", "4s"]);
+    assert!(second.status.success(), "{}", output_text(&second));
+    assert!(
+        output_text(&second).contains("grant"),
+        "{}",
+        output_text(&second)
+    );
+    let output = finished(agent);
+    assert!(output.status.success(), "{}", output_text(&output));
+    assert_eq!(zip(&bed), "33333");
+
+    // The same shape with other values runs at once under the grant.
+    let granted = finished(spawn_agent(
+        &bed,
+        "UPDATE patients SET zip = '44444' WHERE id = 2",
+    ));
+    assert!(granted.status.success(), "{}", output_text(&granted));
+    assert!(!output_text(&granted).contains("waits for a person's approval"));
+    let grants = approvals_as(&bed, APPROVER_UID, &["grants"]);
+    assert!(
+        output_text(&grants).contains("UPDATE patients SET zip = ? WHERE id = ?"),
+        "{}",
+        output_text(&grants)
+    );
+    let uses = (bed.gateway.audit_records().iter())
+        .filter(|r| r["kind"] == "grant_used")
+        .count();
+    assert_eq!(uses, 1, "the grant's use is recorded");
+
+    // Once expired, the shape waits again.
+    std::thread::sleep(Duration::from_secs(4));
+    let agent = spawn_agent(&bed, "UPDATE patients SET zip = '55555' WHERE id = 2");
+    let id = id_of(&the_waiting_request(&bed));
+    let denied = approvals_as(&bed, APPROVER_UID, &["deny", &id, "--reason", "expired"]);
+    assert!(denied.status.success(), "{}", output_text(&denied));
+    assert!(!finished(agent).status.success());
+    let zips = bed
+        .pg
+        .psql_direct("SELECT string_agg(zip, ',' ORDER BY id) FROM patients")
+        .expect("query");
+    assert_eq!(zips.trim(), "33333,44444", "the denied one did not run");
+}
+
+/// A hundred agents wait at once; each is listed and approved, and each then completes.
+#[test]
+#[ignore = "privileged: needs root, cgroup v2, BPF and PostgreSQL (run with `cargo xtask test`)"]
+fn a_hundred_requests_wait_at_once() {
+    const AGENTS: usize = 100;
+    let dir = TempDir::new("tollgate-approvals").expect("temp dir");
+    let bed = approvals_bed("a_hundred_requests_wait_at_once", &dir);
+    let agents: Vec<Child> = (0..AGENTS)
+        .map(|n| {
+            let sql = format!("UPDATE patients SET zip = '{n:05}' WHERE id = 1");
+            spawn_agent(&bed, &sql)
+        })
+        .collect();
+    let pending = waiting_requests(&bed, AGENTS);
+    assert_eq!(pending.len(), AGENTS);
+    for request in &pending {
+        let approved = approvals_as(&bed, APPROVER_UID, &["approve", &id_of(request)]);
+        assert!(approved.status.success(), "{}", output_text(&approved));
+    }
+    for agent in agents {
+        let output = finished(agent);
+        assert!(output.status.success(), "{}", output_text(&output));
+    }
+    assert!(listed(&bed).is_empty());
+}
+
+/// A gateway killed while a statement waits: the client gets an error (its connection closes
+/// with the gateway), the statement never runs, and the next start records it as abandoned.
+/// A clean stop fails what waits at once, saying why.
+#[test]
+#[ignore = "privileged: needs root, cgroup v2, BPF and PostgreSQL (run with `cargo xtask test`)"]
+fn a_restart_fails_what_waits_and_records_why() {
+    let dir = TempDir::new("tollgate-approvals").expect("temp dir");
+    let mut bed = approvals_bed("a_restart_fails_what_waits", &dir);
+    let agent = spawn_agent(&bed, "UPDATE patients SET zip = '66666' WHERE id = 1");
+    let id = id_of(&the_waiting_request(&bed));
+    bed.gateway.kill9().expect("kill -9 the gateway");
+    let output = finished(agent);
+    assert!(
+        !output.status.success(),
+        "the client gets an error: {}",
+        output_text(&output)
+    );
+    bed.gateway.spawn().expect("the gateway starts again");
+    wait_for_decision(&bed, &id, "abandoned");
+    assert!(listed(&bed).is_empty(), "nothing is resumed");
+    assert_eq!(zip(&bed), "02139", "it never ran");
+
+    let agent = spawn_agent(&bed, "UPDATE patients SET zip = '77777' WHERE id = 1");
+    let next = id_of(&the_waiting_request(&bed));
+    assert!(
+        next.parse::<u64>().unwrap() > id.parse::<u64>().unwrap(),
+        "ids are not reused"
+    );
+    bed.gateway.stop().expect("stop the gateway");
+    let text = output_text(&finished(agent));
+    assert!(
+        text.contains("57P01") && text.contains("abandoned"),
+        "{text}"
+    );
+    wait_for_decision(&bed, &next, "abandoned");
+    assert_eq!(zip(&bed), "02139");
 }

@@ -24,6 +24,9 @@ const CHECKS: &[&str] = &[
     "pid",
 ];
 
+/// Checks run only when named: they need a table or a person the others do not.
+const ON_DEMAND: &[&str] = &["held-update"];
+
 const CHECK_TIMEOUT: Duration = Duration::from_secs(30);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// The application_name the checks connect with (the server must see it unchanged).
@@ -35,8 +38,13 @@ pub fn run(port: u16, checks: &[String]) -> anyhow::Result<()> {
     } else {
         checks.iter().map(String::as_str).collect()
     };
-    if let Some(unknown) = selected.iter().find(|name| !CHECKS.contains(name)) {
-        bail!("unknown check `{unknown}` (known: {})", CHECKS.join(", "));
+    let known = |name: &&str| CHECKS.contains(name) || ON_DEMAND.contains(name);
+    if let Some(unknown) = selected.iter().find(|name| !known(name)) {
+        bail!(
+            "unknown check `{unknown}` (known: {}, {})",
+            CHECKS.join(", "),
+            ON_DEMAND.join(", ")
+        );
     }
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -72,8 +80,24 @@ async fn run_check(name: &str, port: u16) -> anyhow::Result<()> {
         "cancel" => cancel(port).await,
         "transaction" => session::transaction(port).await,
         "pid" => session::pid(port).await,
+        "held-update" => held_update(port).await,
         other => bail!("no such check `{other}`"),
     }
+}
+
+/// A parameterised UPDATE of `patients` row 1 that a policy holds for approval: it must
+/// come back updated once a person approves it (the test approves while this waits).
+async fn held_update(port: u16) -> anyhow::Result<()> {
+    let client = connect(port).await?;
+    let updated = client
+        .execute(
+            "UPDATE patients SET zip = $1 WHERE id = $2",
+            &[&"77777", &1_i32],
+        )
+        .await
+        .context("the held UPDATE")?;
+    ensure!(updated == 1, "updated {updated} rows, expected 1");
+    Ok(())
 }
 
 /// A connection with its driver task; the task's result says how the connection ended.

@@ -16,6 +16,8 @@ const NEXT_ID: &str = "next-id";
 
 pub struct Kept {
     dir: PathBuf,
+    /// The next id on disk; writers of it take turns (one temporary file).
+    next_id: std::sync::Mutex<u64>,
 }
 
 /// What a previous run left: the next id to give, and the requests it left waiting (as their
@@ -56,13 +58,20 @@ impl Kept {
         }
         let kept = Self {
             dir: dir.to_owned(),
+            next_id: std::sync::Mutex::new(next_id),
         };
         Ok((kept, Leftovers { next_id, abandoned }))
     }
 
     /// Notes that ids up to `next` (exclusive) are given.
     pub fn ids_given(&self, next: u64) -> std::io::Result<()> {
-        write_durably(&self.dir.join(NEXT_ID), next.to_string().as_bytes())
+        let mut on_disk = self.next_id.lock().unwrap_or_else(|p| p.into_inner());
+        if next <= *on_disk {
+            return Ok(());
+        }
+        write_durably(&self.dir.join(NEXT_ID), next.to_string().as_bytes())?;
+        *on_disk = next;
+        Ok(())
     }
 
     pub fn waiting(&self, id: u64, requested: &Event) -> std::io::Result<()> {
