@@ -273,6 +273,34 @@ fn a_held_statement_waits_for_an_approver_and_then_runs() {
         outcomes,
         [(&Value::from("approved"), &Value::from("nobody"))]
     );
+
+    // The session's timeline says it waited, and who let it run.
+    let sessions = tollgate(&bed, &["sessions", "list", "--json"]);
+    let sessions: Value = serde_json::from_slice(&sessions.stdout).expect("JSON");
+    let session = (sessions.as_array().into_iter().flatten())
+        .find(|s| s["actor"]["pid"] == agent_pid)
+        .expect("the agent's session");
+    let id = session["id"].to_string();
+    let shown = output_text(&tollgate(&bed, &["sessions", "show", &id]));
+    assert!(
+        shown.contains("held for approval") && shown.contains("approved by nobody: ticket 42"),
+        "{shown}"
+    );
+}
+
+fn tollgate(bed: &PgBed, args: &[&str]) -> Output {
+    let output = Command::new(TOLLGATE)
+        .args(args)
+        .arg("--config")
+        .arg(bed.gateway.config_path())
+        .output()
+        .expect("tollgate");
+    assert!(
+        output.status.success(),
+        "tollgate {args:?}: {}",
+        output_text(&output)
+    );
+    output
 }
 
 #[test]

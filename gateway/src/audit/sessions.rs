@@ -35,6 +35,14 @@ pub struct TimedRequest {
     pub statements: Vec<StatementRecord>,
     /// What the agent got back, once the server answered.
     pub answer: Option<RequestAnswered>,
+    /// Its wait for approval, or the grant it ran under: what happened, when.
+    pub approval: Vec<TimedNote>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct TimedNote {
+    pub time_ms: u64,
+    pub note: String,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -133,6 +141,8 @@ pub fn read(dir: &Path) -> Result<Vec<Session>, String> {
     let mut sessions: Vec<Session> = Vec::new();
     // Connection number -> session, for the gateway run being read.
     let mut open: HashMap<u64, usize> = HashMap::new();
+    // Approval id -> (session, request record), for the decisions that follow a hold.
+    let mut held: HashMap<u64, (usize, u64)> = HashMap::new();
     segment::for_each_line(dir, |place, line| {
         let record = Record::parse(line).map_err(|e| format!("{place}: {e}"))?;
         let at = |open: &HashMap<u64, usize>, conn: u64| open.get(&conn).copied();
@@ -165,6 +175,7 @@ pub fn read(dir: &Path) -> Result<Vec<Session>, String> {
                         time_ms: record.time_ms,
                         statements: request.statements,
                         answer: None,
+                        approval: Vec::new(),
                     });
                 }
             }
@@ -178,6 +189,44 @@ pub fn read(dir: &Path) -> Result<Vec<Session>, String> {
                     if let Some(request) = request {
                         request.answer = Some(answer);
                     }
+                }
+            }
+            Event::ApprovalRequested(asked) => {
+                if let (Some(i), Some(request)) = (at(&open, asked.conn_id), asked.request) {
+                    held.insert(asked.approval, (i, request));
+                    let note = format!(
+                        "held for approval {} by rule {}",
+                        asked.approval, asked.rule
+                    );
+                    note_on(&mut sessions[i], request, record.time_ms, note);
+                }
+            }
+            Event::ApprovalDecided(decided) => {
+                if let Some(&(i, request)) = held.get(&decided.approval) {
+                    let mut note = format!(
+                        "approval {} {}",
+                        decided.approval,
+                        decided.outcome.replace('_', " ")
+                    );
+                    if let Some(by) = &decided.approver {
+                        note.push_str(&format!(" by {by}"));
+                    }
+                    if let Some(reason) = &decided.reason {
+                        note.push_str(&format!(": {reason}"));
+                    }
+                    if let Some(grant) = decided.grant {
+                        note.push_str(&format!(" (grant {grant})"));
+                    }
+                    note_on(&mut sessions[i], request, record.time_ms, note);
+                }
+            }
+            Event::GrantUsed(used) => {
+                if let (Some(i), Some(request)) = (at(&open, used.conn_id), used.request) {
+                    let note = format!(
+                        "ran under grant {} of approval {} (use {})",
+                        used.grant, used.approval, used.uses
+                    );
+                    note_on(&mut sessions[i], request, record.time_ms, note);
                 }
             }
             Event::ConnectionClosed(closed) => {
@@ -194,6 +243,17 @@ pub fn read(dir: &Path) -> Result<Vec<Session>, String> {
     })
     .map_err(|e| e.to_string())?;
     Ok(sessions)
+}
+
+fn note_on(session: &mut Session, request: u64, time_ms: u64, note: String) {
+    let found = session
+        .requests
+        .iter_mut()
+        .rev()
+        .find(|r| r.index == request);
+    if let Some(request) = found {
+        request.approval.push(TimedNote { time_ms, note });
+    }
 }
 
 /// `sessions list`.
@@ -304,6 +364,9 @@ pub fn show(dir: &Path, id: u64, json: bool) -> Result<String, String> {
                     .map(|r| format!(" by rule {r}"))
                     .unwrap_or_default()
             ));
+        }
+        for note in &request.approval {
+            text.push_str(&format!("      {} {}\n", time(note.time_ms), note.note));
         }
         if let Some(answer) = answer {
             text.push_str(&format!("      -> {answer}\n"));
