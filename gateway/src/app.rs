@@ -75,6 +75,8 @@ pub enum AppError {
     Audit(#[from] crate::audit::AuditError),
     #[error("starting the worker threads: {0}")]
     Workers(std::io::Error),
+    #[error("approvals.webhook_url {url}: {detail}")]
+    Webhook { url: String, detail: String },
     #[error("installing signal handlers: {0}")]
     Signals(std::io::Error),
     #[error(
@@ -201,6 +203,14 @@ pub async fn run(config_path: &Path, keep_on_exit: bool) -> Result<(), AppError>
             exporters: exporters.clone(),
         },
     );
+    if let (Some(approvals), Some(url)) = (&context.postgres.approvals, &config.approvals.webhook) {
+        let client = crate::net::http::client::HttpClient::new(url, config.gateway.bypass_mark)
+            .map_err(|detail| AppError::Webhook {
+                url: url.text.clone(),
+                detail,
+            })?;
+        tokio::spawn(crate::approval::webhook::run(approvals.clone(), client));
+    }
     let admin_api = admin::AdminApi {
         status,
         approvals: context.postgres.approvals.clone(),

@@ -12,6 +12,8 @@ mod hold;
 mod kept;
 #[cfg(test)]
 mod tests;
+pub mod view;
+pub mod webhook;
 
 use std::{
     collections::BTreeMap,

@@ -367,5 +367,8 @@ pub fn describe(config: &Config) -> String {
         "approvals: {who}; a held request waits {} s",
         approvals.timeout.as_secs()
     );
+    if let Some(webhook) = &approvals.webhook {
+        let _ = writeln!(out, "approvals webhook: {}", webhook.text);
+    }
     out
 }

@@ -562,7 +562,7 @@ fn a_restart_fails_what_waits_and_records_why() {
     let agent = spawn_agent(&bed, "UPDATE patients SET zip = '77777' WHERE id = 1");
     let next = id_of(&the_waiting_request(&bed));
     assert!(
-        next.parse::<u64>().unwrap() > id.parse::<u64>().unwrap(),
+        next.parse::<u64>().expect("id") > id.parse::<u64>().expect("id"),
         "ids are not reused"
     );
     bed.gateway.stop().expect("stop the gateway");
@@ -573,4 +573,143 @@ fn a_restart_fails_what_waits_and_records_why() {
     );
     wait_for_decision(&bed, &next, "abandoned");
     assert_eq!(zip(&bed), "02139");
+}
+
+/// A webhook receiver on loopback: answers the first `failures` posts with 500, then 200,
+/// and keeps every body it was sent.
+struct Receiver {
+    port: u16,
+    bodies: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Receiver {
+    fn start(failures: usize) -> Self {
+        use std::io::{Read, Write};
+        use std::sync::atomic::Ordering;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        listener.set_nonblocking(true).expect("nonblocking");
+        let port = listener.local_addr().expect("addr").port();
+        let bodies = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (kept, stopping) = (bodies.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let mut answered = 0;
+            while !stopping.load(Ordering::Relaxed) {
+                let Ok((mut stream, _)) = listener.accept() else {
+                    std::thread::sleep(Duration::from_millis(20));
+                    continue;
+                };
+                let _ = stream.set_nonblocking(false);
+                let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
+                let mut request = Vec::new();
+                let mut chunk = [0u8; 4096];
+                // Headers, then the body its Content-Length announces.
+                let body = loop {
+                    let Ok(read) = stream.read(&mut chunk) else {
+                        break None;
+                    };
+                    if read == 0 {
+                        break None;
+                    }
+                    request.extend_from_slice(&chunk[..read]);
+                    let text = String::from_utf8_lossy(&request).into_owned();
+                    let Some(end) = text.find("\r\n\r\n") else {
+                        continue;
+                    };
+                    let length = text[..end]
+                        .lines()
+                        .find_map(|l| {
+                            l.to_ascii_lowercase()
+                                .strip_prefix("content-length:")
+                                .map(|v| v.trim().parse::<usize>().unwrap_or(0))
+                        })
+                        .unwrap_or(0);
+                    if request.len() >= end + 4 + length {
+                        break Some(
+                            String::from_utf8_lossy(&request[end + 4..end + 4 + length])
+                                .into_owned(),
+                        );
+                    }
+                };
+                let Some(body) = body else { continue };
+                kept.lock().expect("bodies").push(body);
+                answered += 1;
+                let status = if answered <= failures {
+                    "500 Internal Server Error"
+                } else {
+                    "200 OK"
+                };
+                let _ = stream.write_all(
+                    format!(
+                        "HTTP/1.1 {status}\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok"
+                    )
+                    .as_bytes(),
+                );
+            }
+        });
+        Self { port, bodies, stop }
+    }
+
+    fn bodies(&self) -> Vec<String> {
+        self.bodies.lock().expect("bodies").clone()
+    }
+}
+
+impl Drop for Receiver {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+/// The webhook is told when a request starts waiting, retried after a failure, with a
+/// Slack-compatible `text` and no literal value.
+#[test]
+#[ignore = "privileged: needs root, cgroup v2, BPF and PostgreSQL (run with `cargo xtask test`)"]
+fn a_webhook_is_told_what_waits_and_retried() {
+    let receiver = Receiver::start(1);
+    let dir = TempDir::new("tollgate-approvals").expect("temp dir");
+    let url = format!(
+        "webhook_url = \"http://127.0.0.1:{}/hooks/approvals\"",
+        receiver.port
+    );
+    let bed = approvals_bed_with(
+        "a_webhook_is_told_what_waits_and_retried",
+        &dir,
+        &["approver_users = [\"nobody\"]", &url],
+    );
+    let agent = spawn_agent(&bed, "UPDATE patients SET zip = '12345' WHERE id = 1");
+    let id = id_of(&the_waiting_request(&bed));
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while receiver.bodies().len() < 2 {
+        assert!(
+            Instant::now() < deadline,
+            "the webhook was not retried: {:?}",
+            receiver.bodies()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let bodies = receiver.bodies();
+    assert_eq!(bodies[0], bodies[1], "the retry sends the same notice");
+    let notice: Value = serde_json::from_str(&bodies[1]).expect("JSON");
+    let text = notice["text"].as_str().expect("a Slack-compatible text");
+    assert!(
+        text.contains(&format!("request {id} waits"))
+            && text.contains("tollgate approvals approve"),
+        "{text}"
+    );
+    assert_eq!(
+        notice["approval"]["statement"],
+        "UPDATE patients SET zip = ? WHERE id = ?"
+    );
+    assert!(
+        !bodies[1].contains("12345"),
+        "no literal value: {}",
+        bodies[1]
+    );
+    let approved = approvals_as(&bed, APPROVER_UID, &["approve", &id]);
+    assert!(approved.status.success(), "{}", output_text(&approved));
+    assert!(finished(agent).status.success());
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(receiver.bodies().len(), 2, "delivered once it succeeded");
 }

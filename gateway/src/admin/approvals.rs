@@ -1,14 +1,15 @@
 //! Approvals over the admin socket: list and show what waits, approve, deny, list and revoke
 //! grants. Deciding takes an approver (`[approvals]`); looking also suits root.
 
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use serde_json::{json, Value};
 
 use super::{refusal, AdminApi};
-use crate::{
-    approval::{local_approver, Approvals, Approver, Decided, Grant, Pending},
-    clock::rfc3339_utc,
+use crate::approval::{
+    local_approver,
+    view::{grant_json, pending_json},
+    Approvals, Approver, Decided,
 };
 
 /// The longest grant an approver may give.
@@ -99,47 +100,4 @@ fn parse_hash(hex: &str) -> Option<[u8; 32]> {
         *byte = u8::from_str_radix(hex.get(at * 2..at * 2 + 2)?, 16).ok()?;
     }
     Some(hash)
-}
-
-pub fn pending_json(pending: &Pending) -> Value {
-    let (requester, ask) = (&pending.requester, &pending.ask);
-    let left = pending
-        .deadline
-        .duration_since(SystemTime::now())
-        .unwrap_or_default();
-    json!({
-        "id": pending.id,
-        "since": rfc3339_utc(pending.since),
-        "deadline": rfc3339_utc(pending.deadline),
-        "seconds_left": left.as_secs(),
-        "requester": {
-            "actor": requester.actor,
-            "token_subject": requester.token_subject,
-            "token_groups": requester.token_groups,
-        },
-        "conn_id": ask.conn_id,
-        "target": ask.target,
-        "db_user": ask.db_user,
-        "database": ask.database,
-        "rule": ask.rule,
-        "statement": ask.statement,
-        "tables": ask.tables,
-        "classified_columns": ask.classified_columns,
-        "row_estimate": ask.row_estimate,
-        "request_hash": crate::audit::hex(&ask.request_hash),
-        "approved_by": pending.approved_by.iter().map(|a| &a.name).collect::<Vec<_>>(),
-    })
-}
-
-fn grant_json(grant: &Grant) -> Value {
-    json!({
-        "id": grant.id,
-        "grantee": grant.grantee,
-        "target": grant.target,
-        "statement": grant.statement,
-        "approval": grant.approval,
-        "approvers": grant.approvers.iter().map(|a| &a.name).collect::<Vec<_>>(),
-        "expires": rfc3339_utc(grant.expires),
-        "uses": grant.uses,
-    })
 }

@@ -125,6 +125,7 @@ mod tests {
             approver_groups: groups.iter().map(|s| s.to_string()).collect(),
             required: 1,
             timeout: Duration::from_secs(600),
+            webhook: None,
         }
     }
 

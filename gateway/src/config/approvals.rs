@@ -6,9 +6,11 @@ use std::time::Duration;
 use toml::Spanned;
 
 use super::{
+    auth::{endpoint, https_ca_file, is_loopback, parse_url},
     raw::RawApprovals,
     validate::{bounded, issue, Issue},
 };
+use crate::net::http::client::Endpoint;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ApprovalSettings {
@@ -20,6 +22,8 @@ pub struct ApprovalSettings {
     pub required: usize,
     /// How long a request waits, unless its rule says otherwise.
     pub timeout: Duration,
+    /// Told (a JSON POST with a Slack-compatible `text`) when a request starts waiting.
+    pub webhook: Option<Endpoint>,
 }
 
 const DEFAULT_TIMEOUT_S: u64 = 600;
@@ -47,7 +51,38 @@ pub fn settings(raw: Option<&Spanned<RawApprovals>>) -> Result<ApprovalSettings,
         approver_groups: names("approvals.approver_groups", raw.approver_groups.as_ref())?,
         required: required as usize,
         timeout: Duration::from_secs(timeout_s),
+        webhook: webhook(raw)?,
     })
+}
+
+fn webhook(raw: &RawApprovals) -> Result<Option<Endpoint>, Issue> {
+    let Some(url) = &raw.webhook_url else {
+        return match &raw.webhook_ca_file {
+            Some(ca) => Err(issue(
+                "approvals.webhook_ca_file",
+                ca,
+                "is only used with a webhook_url",
+            )),
+            None => Ok(None),
+        };
+    };
+    let field = "approvals.webhook_url";
+    let parsed = parse_url(url.get_ref()).map_err(|m| issue(field, url, m))?;
+    if !parsed.https && !is_loopback(&parsed.host) {
+        return Err(issue(
+            field,
+            url,
+            "http:// is only allowed to a loopback host; use https:// so what waits is not \
+             announced in the clear",
+        ));
+    }
+    let ca_file = https_ca_file(
+        "approvals.webhook_ca_file".to_owned(),
+        raw.webhook_ca_file.as_ref(),
+        parsed.https,
+        "webhook_url",
+    )?;
+    Ok(Some(endpoint(url.get_ref(), parsed, ca_file)))
 }
 
 /// User or group names as the system writes them (checked against the caller's uid and

@@ -2,6 +2,7 @@
 //! (`passthrough`), or an OIDC access token checked by the gateway, which then logs in with
 //! credentials only it holds (`token`).
 
+use crate::net::http::client::Endpoint;
 use std::{net::IpAddr, path::PathBuf, time::Duration};
 
 use toml::Spanned;
@@ -51,18 +52,21 @@ pub enum JwksSource {
 /// An identity provider's JWKS endpoint, split for a minimal HTTP client.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct JwksUrl {
-    /// As written, for logs.
-    pub text: String,
-    pub https: bool,
-    /// A DNS name or an IP address (IPv6 without brackets).
-    pub host: String,
-    pub port: u16,
-    /// Path and query, starting with `/`.
-    pub path: String,
-    /// PEM bundle verifying the server's certificate (https only).
-    pub ca_file: PathBuf,
+    pub endpoint: Endpoint,
     /// Least time between two fetches caused by unknown keys or failed refreshes.
     pub min_refetch: Duration,
+}
+
+/// A URL the configuration checked, with the CA bundle that verifies it.
+pub(super) fn endpoint(text: &str, parsed: ParsedUrl, ca_file: PathBuf) -> Endpoint {
+    Endpoint {
+        text: text.to_owned(),
+        https: parsed.https,
+        host: parsed.host,
+        port: parsed.port,
+        path: parsed.path,
+        ca_file,
+    }
 }
 
 pub fn target_auth(raw: &RawTarget, index: usize) -> Result<TargetAuth, Issue> {
@@ -241,12 +245,7 @@ fn jwks_source(raw: &RawTarget, index: usize, auth: &Spanned<String>) -> Result<
         None => DEFAULT_MIN_REFETCH_S,
     };
     Ok(JwksSource::Url(Box::new(JwksUrl {
-        text: url.get_ref().clone(),
-        https: parsed.https,
-        host: parsed.host,
-        port: parsed.port,
-        path: parsed.path,
-        ca_file,
+        endpoint: endpoint(url.get_ref(), parsed, ca_file),
         min_refetch: Duration::from_secs(min_refetch),
     })))
 }

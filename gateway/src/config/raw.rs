@@ -21,6 +21,8 @@ pub struct RawApprovals {
     pub approver_groups: Option<Spanned<Vec<Spanned<String>>>>,
     pub required: Option<Spanned<u64>>,
     pub timeout_s: Option<Spanned<u64>>,
+    pub webhook_url: Option<Spanned<String>>,
+    pub webhook_ca_file: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

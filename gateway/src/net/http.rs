@@ -256,5 +256,6 @@ fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
         .position(|window| window == needle)
 }
 
+pub mod client;
 #[cfg(test)]
 mod tests;

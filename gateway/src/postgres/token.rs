@@ -3,7 +3,6 @@
 //! `exp`/`nbf` with leeway and the required claims. Only asymmetric algorithms are accepted,
 //! and only the one the key is for.
 
-mod fetch;
 mod file;
 mod keys;
 mod remote;
@@ -13,7 +12,10 @@ use std::path::PathBuf;
 use jsonwebtoken::{decode, decode_header, errors::ErrorKind, jwk::Jwk, DecodingKey, Validation};
 use serde_json::Value;
 
-use crate::config::{JwksSource, TokenAuth};
+use crate::{
+    config::{JwksSource, TokenAuth},
+    net::http::client::HttpClient,
+};
 use file::FileKeys;
 use keys::{algorithms_for, is_asymmetric};
 use remote::{RemoteKeys, Timing};
@@ -93,9 +95,9 @@ impl TokenValidator {
             }
             JwksSource::Url(url) => {
                 let fetcher =
-                    fetch::HttpFetcher::new(url, bypass_mark).map_err(|detail| JwksError {
+                    HttpClient::new(&url.endpoint, bypass_mark).map_err(|detail| JwksError {
                         field: field("token_jwks_ca_file"),
-                        path: url.ca_file.clone(),
+                        path: url.endpoint.ca_file.clone(),
                         detail,
                     })?;
                 KeySource::Url(RemoteKeys::new(

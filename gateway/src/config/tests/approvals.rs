@@ -19,7 +19,7 @@ fn by_default_nobody_may_approve_and_a_request_waits_ten_minutes() {
 #[test]
 fn explicit_values_are_taken() {
     let text = format!(
-        "{REST}[approvals]\napprover_users = [\"alice\", \"bob\"]\napprover_groups = [\"dba\"]\nrequired = 2\ntimeout_s = 120\n"
+        "{REST}[approvals]\napprover_users = [\"alice\", \"bob\"]\napprover_groups = [\"dba\"]\nrequired = 2\ntimeout_s = 120\nwebhook_url = \"https://hooks.example.org/services/T0/B0\"\n"
     );
     let config = parse(Path::new("t.toml"), &text).expect("valid");
     let approvals = &config.approvals;
@@ -27,6 +27,12 @@ fn explicit_values_are_taken() {
     assert_eq!(approvals.approver_groups, ["dba"]);
     assert_eq!(approvals.required, 2);
     assert_eq!(approvals.timeout, Duration::from_secs(120));
+    let webhook = approvals.webhook.as_ref().expect("a webhook");
+    assert!(webhook.https);
+    assert_eq!(
+        (webhook.host.as_str(), webhook.port, webhook.path.as_str()),
+        ("hooks.example.org", 443, "/services/T0/B0")
+    );
 }
 
 #[test]
@@ -59,6 +65,20 @@ fn bad_approval_settings_name_the_line_and_field() {
             line: 8,
             field: "approvals.approver_groups",
             fragments: &["`-dba`"],
+        },
+        Bad {
+            what: "a plain-text webhook to another host",
+            text: "[agents]\nuids = [1000]\n[[targets]]\nname = \"db\"\nkind = \"postgres\"\ndestinations = [\"127.0.0.1:5432\"]\n[approvals]\nwebhook_url = \"http://hooks.example.org/x\"\n",
+            line: 8,
+            field: "approvals.webhook_url",
+            fragments: &["loopback", "https://"],
+        },
+        Bad {
+            what: "a webhook CA file without a webhook",
+            text: "[agents]\nuids = [1000]\n[[targets]]\nname = \"db\"\nkind = \"postgres\"\ndestinations = [\"127.0.0.1:5432\"]\n[approvals]\nwebhook_ca_file = \"/etc/ca.pem\"\n",
+            line: 8,
+            field: "approvals.webhook_ca_file",
+            fragments: &["webhook_url"],
         },
         Bad {
             what: "an unknown field",

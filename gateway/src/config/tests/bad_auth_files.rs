@@ -4,7 +4,7 @@
 use std::{path::Path, time::Duration};
 
 use super::bad_files::{assert_all_reported, Bad};
-use crate::config::{parse, JwksSource, JwksUrl, TargetAuth};
+use crate::config::{parse, JwksSource, TargetAuth};
 
 /// A valid target, then `$extra` lines inside it (from line 8 on).
 macro_rules! in_target {
@@ -194,7 +194,7 @@ fn bad_auth_settings_name_file_line_and_field() {
     assert_all_reported(BAD_AUTH);
 }
 
-fn url_of(line: &str) -> JwksUrl {
+fn url_of(line: &str) -> crate::config::JwksUrl {
     let text = format!("{}{line}\n", token_target!(""),);
     let config = match parse(Path::new("good.toml"), &text) {
         Ok(config) => config,
@@ -212,21 +212,31 @@ fn url_of(line: &str) -> JwksUrl {
 #[test]
 fn jwks_urls_are_split_with_their_defaults() {
     let url = url_of("token_jwks_url = \"https://idp.clinic.test/realms/db/protocol/openid-connect/certs?x=1#frag\"");
-    assert!(url.https);
-    assert_eq!(url.host, "idp.clinic.test");
-    assert_eq!(url.port, 443);
-    assert_eq!(url.path, "/realms/db/protocol/openid-connect/certs?x=1");
-    assert_eq!(url.ca_file, Path::new("/etc/ssl/certs/ca-certificates.crt"));
+    assert!(url.endpoint.https);
+    assert_eq!(url.endpoint.host, "idp.clinic.test");
+    assert_eq!(url.endpoint.port, 443);
+    assert_eq!(
+        url.endpoint.path,
+        "/realms/db/protocol/openid-connect/certs?x=1"
+    );
+    assert_eq!(
+        url.endpoint.ca_file,
+        Path::new("/etc/ssl/certs/ca-certificates.crt")
+    );
     assert_eq!(url.min_refetch, Duration::from_secs(10));
 
     let url = url_of(
         "token_jwks_url = \"HTTPS://10.1.2.3:8443\"\ntoken_jwks_ca_file = \"/etc/tollgate/idp-ca.pem\"\ntoken_jwks_min_refetch_s = 1",
     );
     assert_eq!(
-        (url.host.as_str(), url.port, url.path.as_str()),
+        (
+            url.endpoint.host.as_str(),
+            url.endpoint.port,
+            url.endpoint.path.as_str()
+        ),
         ("10.1.2.3", 8443, "/")
     );
-    assert_eq!(url.ca_file, Path::new("/etc/tollgate/idp-ca.pem"));
+    assert_eq!(url.endpoint.ca_file, Path::new("/etc/tollgate/idp-ca.pem"));
     assert_eq!(url.min_refetch, Duration::from_secs(1));
 
     // Plain HTTP to loopback hosts only.
@@ -249,9 +259,13 @@ fn jwks_urls_are_split_with_their_defaults() {
         ("token_jwks_url = \"http://[::1]:9/jwks.json\"", "::1", 9),
     ] {
         let url = url_of(line);
-        assert!(!url.https, "{line}");
+        assert!(!url.endpoint.https, "{line}");
         assert_eq!(
-            (url.host.as_str(), url.port, url.path.as_str()),
+            (
+                url.endpoint.host.as_str(),
+                url.endpoint.port,
+                url.endpoint.path.as_str()
+            ),
             (host, port, "/jwks.json"),
             "{line}"
         );

@@ -14,7 +14,8 @@ use std::{
 use jsonwebtoken::jwk::Jwk;
 use tokio::time::Instant;
 
-use super::{fetch::HttpFetcher, keys, TokenError};
+use super::{keys, TokenError};
+use crate::net::http::client::HttpClient;
 
 pub(super) type KeysFuture<'a> = Pin<Box<dyn Future<Output = Result<Fetched, String>> + Send + 'a>>;
 
@@ -30,7 +31,7 @@ pub(super) struct Fetched {
     pub max_age: Option<Duration>,
 }
 
-impl FetchKeys for HttpFetcher {
+impl FetchKeys for HttpClient {
     fn fetch(&self) -> KeysFuture<'_> {
         Box::pin(async move {
             let response = self.get().await.map_err(|e| e.to_string())?;

@@ -1,6 +1,7 @@
-//! A minimal HTTP/1.1 GET for the identity provider's JWKS: one request per connection
-//! (`Connection: close`), TLS verified against the configured CA bundle, bounded in time and
-//! size. The socket carries the bypass mark so the gateway never intercepts itself.
+//! A minimal HTTP/1.1 client for the gateway's own calls (the identity provider's JWKS, an
+//! approvals webhook): one request per connection (`Connection: close`), TLS verified against
+//! the configured CA bundle, bounded in time and size. The socket carries the bypass mark so
+//! the gateway never intercepts itself.
 
 use std::{io, net::SocketAddr, time::Duration};
 
@@ -11,18 +12,30 @@ use tokio::{
 };
 use tokio_rustls::TlsConnector;
 
-use crate::{
-    config::JwksUrl,
-    net::{
-        self as upstream,
-        http::{self, HttpError, Response, MAX_HEAD},
-    },
+use crate::net::{
+    self as upstream,
+    http::{self, HttpError, Response, MAX_HEAD},
 };
 
 /// Resolve, connect, handshake, request and response together.
-pub(super) const FETCH_TIMEOUT: Duration = Duration::from_secs(5);
-/// A key set is a few KiB; anything near this is not one.
-pub(super) const MAX_BODY: usize = 1024 * 1024;
+pub const FETCH_TIMEOUT: Duration = Duration::from_secs(5);
+/// A key set is a few KiB, a webhook's answer less; anything near this is neither.
+pub const MAX_BODY: usize = 1024 * 1024;
+
+/// Where requests go: `http[s]://host:port/path`, checked by the configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Endpoint {
+    /// As written, for logs.
+    pub text: String,
+    pub https: bool,
+    /// A DNS name or an IP address (IPv6 without brackets).
+    pub host: String,
+    pub port: u16,
+    /// Path and query, starting with `/`.
+    pub path: String,
+    /// PEM bundle verifying the server's certificate (https only).
+    pub ca_file: std::path::PathBuf,
+}
 /// Raw bytes read, headers and chunk framing included.
 const MAX_READ: usize = MAX_HEAD + 2 * MAX_BODY;
 
@@ -56,15 +69,15 @@ pub enum FetchError {
     Http(#[from] HttpError),
 }
 
-pub(super) struct HttpFetcher {
-    url: JwksUrl,
+pub struct HttpClient {
+    url: Endpoint,
     tls: Option<TlsConnector>,
     bypass_mark: u32,
 }
 
-impl HttpFetcher {
+impl HttpClient {
     /// Reads the CA bundle now (https only), so a missing one stops startup.
-    pub(super) fn new(url: &JwksUrl, bypass_mark: u32) -> Result<Self, String> {
+    pub fn new(url: &Endpoint, bypass_mark: u32) -> Result<Self, String> {
         let tls = if url.https {
             Some(upstream::tls_connector(&url.ca_file, &[b"http/1.1"])?)
         } else {
@@ -77,21 +90,39 @@ impl HttpFetcher {
         })
     }
 
-    pub(super) fn url(&self) -> &str {
+    pub fn url(&self) -> &str {
         &self.url.text
     }
 
-    pub(super) async fn get(&self) -> Result<Response, FetchError> {
-        tokio::time::timeout(FETCH_TIMEOUT, self.exchange())
+    pub async fn get(&self) -> Result<Response, FetchError> {
+        let request = self.head(
+            "GET",
+            "Accept: application/jwk-set+json, application/json\r\nAccept-Encoding: identity\r\n",
+        );
+        self.bounded(request.into_bytes()).await
+    }
+
+    /// POSTs a JSON body; a 200 answer is success.
+    pub async fn post_json(&self, body: &[u8]) -> Result<Response, FetchError> {
+        let extra = format!(
+            "Content-Type: application/json\r\nContent-Length: {}\r\n",
+            body.len()
+        );
+        let mut request = self.head("POST", &extra).into_bytes();
+        request.extend_from_slice(body);
+        self.bounded(request).await
+    }
+
+    async fn bounded(&self, request: Vec<u8>) -> Result<Response, FetchError> {
+        tokio::time::timeout(FETCH_TIMEOUT, self.exchange(&request))
             .await
             .map_err(|_| FetchError::TimedOut(FETCH_TIMEOUT))?
     }
 
-    async fn exchange(&self) -> Result<Response, FetchError> {
+    async fn exchange(&self, request: &[u8]) -> Result<Response, FetchError> {
         let tcp = self.connect().await?;
-        let request = self.request();
         match &self.tls {
-            None => send_and_read(tcp, request.as_bytes()).await,
+            None => send_and_read(tcp, request).await,
             Some(connector) => {
                 let name = ServerName::try_from(self.url.host.clone())
                     .map_err(|_| FetchError::ServerName(self.url.host.clone()))?;
@@ -99,7 +130,7 @@ impl HttpFetcher {
                     .connect(name, tcp)
                     .await
                     .map_err(FetchError::Handshake)?;
-                send_and_read(tls, request.as_bytes()).await
+                send_and_read(tls, request).await
             }
         }
     }
@@ -128,7 +159,8 @@ impl HttpFetcher {
         Err(failure)
     }
 
-    fn request(&self) -> String {
+    /// The request line and headers; `extra` ends with CRLF (or is empty).
+    fn head(&self, method: &str, extra: &str) -> String {
         let url = &self.url;
         let host = if url.host.contains(':') {
             format!("[{}]", url.host)
@@ -142,9 +174,8 @@ impl HttpFetcher {
             format!("{host}:{}", url.port)
         };
         format!(
-            "GET {} HTTP/1.1\r\nHost: {authority}\r\nUser-Agent: tollgate/{}\r\n\
-             Accept: application/jwk-set+json, application/json\r\n\
-             Accept-Encoding: identity\r\nConnection: close\r\n\r\n",
+            "{method} {} HTTP/1.1\r\nHost: {authority}\r\nUser-Agent: tollgate/{}\r\n\
+             {extra}Connection: close\r\n\r\n",
             url.path,
             env!("CARGO_PKG_VERSION"),
         )
