@@ -1,6 +1,7 @@
 //! `cargo xtask bench`: timing goals live here, never in tests. Ratios are measured within one
 //! run (this machine is shared and noisy). Writes target/bench/report.md.
 
+mod approvals;
 mod audit;
 mod baseline;
 mod catalog;
@@ -72,6 +73,9 @@ pub fn run(
     }
     if wanted("durability") {
         report.push_str(&durability::measure(&binary, rounds).context("audit durability")?);
+    }
+    if wanted("approvals") {
+        report.push_str(&approvals::measure(&binary, rounds).context("approvals")?);
     }
     if wanted("sessions") {
         report.push_str(&sessions::measure(&binary).context("sessions")?);

@@ -56,7 +56,7 @@ enum Task {
         #[arg(long, default_value_t = 2)]
         rounds: u32,
         /// Run only these sections (default: all).
-        #[arg(long, value_delimiter = ',', value_parser = ["parser", "audit", "connect", "pgbench", "policy", "masking", "durability", "sessions", "catalog", "regress", "baseline"])]
+        #[arg(long, value_delimiter = ',', value_parser = ["parser", "audit", "connect", "pgbench", "policy", "masking", "durability", "approvals", "sessions", "catalog", "regress", "baseline"])]
         only: Vec<String>,
         /// A `tollgate` binary built from an earlier commit (e.g. in a `git worktree`): adds
         /// the baseline section, pgbench -S through it and through this build side by side.

@@ -77,8 +77,10 @@ pub struct RawRule {
     pub reads_categories: Option<Vec<String>>,
     pub unbounded: Option<bool>,
     pub unparsed: Option<bool>,
-    // Allow rules only.
+    // Allow and require_approval rules.
     pub masking: Option<BTreeMap<String, String>>,
     pub max_rows: Option<u64>,
     pub max_bytes: Option<u64>,
+    /// require_approval rules: how long a statement waits (default `[approvals] timeout_s`).
+    pub timeout_s: Option<u64>,
 }

@@ -428,6 +428,17 @@ fn rule(
             "masking, max_rows and max_bytes belong on allow and require_approval rules".into(),
         );
     }
+    let timeout = match raw.timeout_s {
+        Some(_) if effect != Effect::RequireApproval => {
+            return fail("timeout_s belongs on require_approval rules".into())
+        }
+        Some(seconds) if !(1..=MAX_APPROVAL_TIMEOUT_S).contains(&seconds) => {
+            return fail(format!(
+                "timeout_s: must be 1 to {MAX_APPROVAL_TIMEOUT_S} seconds (a week)"
+            ))
+        }
+        seconds => seconds.map(std::time::Duration::from_secs),
+    };
     let mut masking = BTreeMap::new();
     for (category, method) in raw.masking.iter().flatten() {
         let category = known_category(categories, category)
@@ -447,8 +458,12 @@ fn rule(
         masking: Arc::new(masking),
         max_rows: raw.max_rows,
         max_bytes: raw.max_bytes,
+        timeout,
     })
 }
+
+/// A week, as `[approvals] timeout_s` allows.
+const MAX_APPROVAL_TIMEOUT_S: u64 = 7 * 24 * 3600;
 
 fn has_statement_conditions(when: &Conditions) -> bool {
     when.kinds.is_some()

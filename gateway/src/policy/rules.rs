@@ -55,6 +55,9 @@ pub struct Rule {
     pub masking: Arc<BTreeMap<Category, MaskMethod>>,
     pub max_rows: Option<u64>,
     pub max_bytes: Option<u64>,
+    /// require_approval rules: how long a statement waits for a decision (None: the
+    /// gateway's `[approvals] timeout_s`).
+    pub timeout: Option<std::time::Duration>,
 }
 
 /// Every condition given must hold; within a list, any entry may.
@@ -157,6 +160,11 @@ impl Policy {
             tables,
             derived: Derived::default(),
         }
+    }
+
+    /// How long a statement the rule `id` holds waits, if the rule says.
+    pub fn approval_timeout(&self, id: &str) -> Option<std::time::Duration> {
+        self.rules.iter().find(|rule| &*rule.id == id)?.timeout
     }
 
     /// Rules that apply to a session of these identities on this target, in decision order.

@@ -490,6 +490,8 @@ fn errors_name_file_line_and_rule() {
         (format!("{base}[masking]\nphone = \"redact\"\n"), "masking.phone: category \"phone\" is not used"),
         (format!("{base}[[rules]]\nid = \"r1\"\neffect = \"deny\"\nmax_rows = 5\n"), "rule \"r1\": masking, max_rows and max_bytes belong on allow and require_approval rules"),
         (format!("{base}[[rules]]\nid = \"r1\"\neffect = \"allow\"\nidentities = [\"a\"]\nunparsed = true\nkinds = [\"select\"]\n"), "rule \"r1\": unparsed = true cannot be combined"),
+        (format!("{base}[[rules]]\nid = \"r1\"\neffect = \"deny\"\ntimeout_s = 60\n"), "rule \"r1\": timeout_s belongs on require_approval rules"),
+        (format!("{base}[[rules]]\nid = \"r1\"\neffect = \"require_approval\"\ntimeout_s = 0\n"), "rule \"r1\": timeout_s: must be 1 to 604800 seconds"),
         (format!("{base}[[rules]]\nid = \"r1\"\neffect = \"allow\"\nidentities = [\"a\"]\ncolour = 1\n"), "p.toml:12: rules[0].colour: unknown field"),
         ("version = 2\n".to_owned(), "p.toml:1: version: only version 1"),
         ("version = 1\n[[classify]]\ntable = \"patients\"\ncolumns = { c = \"ssn\" }\n".to_owned(), "p.toml:3: classify.table: write it as schema.table"),

@@ -320,8 +320,9 @@ impl SessionEnforcement {
                 // A Parse only prepares: what runs it (an Execute) is what waits.
                 if !matches!(statement, Statement::Prepare { .. }) {
                     let rule = refusal.rule.clone();
-                    let held =
+                    let mut held =
                         HeldStatement::of(index, rule, statement, &results, &self.shared.facts);
+                    held.timeout = loaded.policy.approval_timeout(&held.rule);
                     inspection.held.push(held);
                 }
                 inspection.results.push(results);

@@ -26,6 +26,8 @@ pub struct HeldStatement {
     pub tables: Vec<String>,
     /// The classified columns it returns, with the masks they get if it runs.
     pub classified: Vec<ClassifiedColumn>,
+    /// How long it waits, when its rule says.
+    pub timeout: Option<std::time::Duration>,
 }
 
 impl HeldStatement {
@@ -92,6 +94,7 @@ impl HeldStatement {
             rule,
             tables,
             classified,
+            timeout: None,
         }
     }
 }

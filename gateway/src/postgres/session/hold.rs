@@ -71,6 +71,7 @@ pub async fn wait<R: AsyncRead + Unpin>(
     }
     let mut cancels = holds.cancels.subscribe();
     cancels.mark_unchanged();
+    let timeout = ask.timeout;
     let mut waiting = match holds.approvals.hold(requester, ask) {
         Ok(waiting) => waiting,
         Err(error) => {
@@ -88,7 +89,7 @@ pub async fn wait<R: AsyncRead + Unpin>(
         approval = waiting.id(),
         "request held for approval"
     );
-    let notice = waiting_notice(&waiting, held, holds.timeout);
+    let notice = waiting_notice(&waiting, held, timeout);
     // Told once the requests before it are answered, so the notice follows their answers.
     let tell = async {
         parts.state.answered().await;
@@ -97,7 +98,7 @@ pub async fn wait<R: AsyncRead + Unpin>(
     };
     let id = waiting.id();
     tokio::select! {
-        outcome = waiting.outcome() => outcome_end(id, outcome, holds.timeout),
+        outcome = waiting.outcome() => outcome_end(id, outcome, timeout),
         () = tell => unreachable!("telling the client never ends the wait"),
         // Dropping `waiting` withdraws it, and the withdrawal is recorded.
         _ = cancels.changed() => HoldEnd::Refused(ClientError::error(
@@ -150,7 +151,8 @@ fn asked(
         classified_columns: held.iter().flat_map(|h| h.classified.clone()).collect(),
         row_estimate: None,
         request_hash: Sha256::digest(&request.frames).into(),
-        timeout: holds.timeout,
+        // The shortest its rules give, else the gateway's.
+        timeout: (held.iter().filter_map(|h| h.timeout).min()).unwrap_or(holds.timeout),
     };
     (requester, ask)
 }

@@ -280,3 +280,21 @@ async fn a_client_that_leaves_withdraws_its_waiting_statement() {
         "withdrawn when the client left"
     );
 }
+
+#[tokio::test]
+async fn a_rule_s_own_timeout_wins_over_the_gateway_s() {
+    let policy = HOLDING.replace(
+        "effect = \"require_approval\"\n",
+        "effect = \"require_approval\"\ntimeout_s = 1\n",
+    );
+    let approvals = Approvals::new(1, None);
+    let (mut session, _) = start_holding(&policy, patients(), approvals.clone(), WAIT).await;
+    session
+        .client
+        .send(vec![query("SELECT ssn FROM patients")])
+        .await;
+    let pending = waiting(&mut session, &approvals).await;
+    assert_eq!(pending.ask.timeout, Duration::from_secs(1));
+    let answer = session.client.until_ready(1).await;
+    assert!(answer[0].contains("was not given within 1 s"), "{answer:?}");
+}
