@@ -204,6 +204,8 @@ fn a_held_statement_waits_for_an_approver_and_then_runs() {
     assert_eq!(pending["tables"], serde_json::json!(["patients"]));
     assert_eq!(pending["requester"]["actor"]["pid"], agent_pid);
     assert_eq!(pending["requester"]["actor"]["uid"], 0);
+    // The planner's estimate, asked without the values: one row by primary key.
+    assert_eq!(pending["row_estimate"], 1, "{pending}");
     let shown = approvals_as(&bed, APPROVER_UID, &["show", &id]);
     let shown_text = output_text(&shown);
     assert!(shown.status.success(), "{shown_text}");
@@ -327,9 +329,13 @@ fn a_denied_statement_fails_with_the_reason_and_never_runs() {
         "{text}"
     );
     assert_eq!(zip(&bed), "02139", "nothing was deleted");
+    // The server saw the statement only as the estimate's parameterised shape, never run.
     let log = bed.pg.server_log().expect("server log");
+    let shape = "PREPARE tollgate_estimate AS DELETE FROM patients WHERE id = $1";
     assert!(
-        !log.contains("DELETE FROM patients"),
+        (log.lines())
+            .filter(|line| line.contains("DELETE FROM patients"))
+            .all(|line| line.contains(shape)),
         "it reached the server:\n{log}"
     );
     let after = approvals_as(&bed, APPROVER_UID, &["approve", &id]);

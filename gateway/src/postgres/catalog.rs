@@ -21,6 +21,7 @@
 //! Snapshots are immutable and share structure, so sessions keep comparing them by pointer.
 
 mod cache;
+mod estimate;
 mod known;
 mod pending;
 mod server;
@@ -69,6 +70,7 @@ impl CatalogStore {
                     server,
                     database: database.to_owned(),
                     cache: OnceLock::new(),
+                    estimator: estimate::Estimator::default(),
                 })
             })
             .clone()
@@ -80,6 +82,7 @@ pub struct CatalogSlot {
     server: SocketAddr,
     database: String,
     cache: OnceLock<Arc<Cache<PgServer>>>,
+    estimator: estimate::Estimator,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -116,6 +119,14 @@ impl CatalogSlot {
             cache.ensure(&wanted).await?;
         }
         Some(cache.known().without(held))
+    }
+
+    /// The planner's estimate of the rows a statement without literal values returns or
+    /// touches (it does not run), if it can be planned.
+    pub async fn estimate(&self, access: &CatalogAccess, parameterised: &str) -> Option<u64> {
+        (self.estimator)
+            .rows(access, self.server, &self.database, parameterised)
+            .await
     }
 
     /// The schema and name of the function with this OID, if the server has one.

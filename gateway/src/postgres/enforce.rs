@@ -706,6 +706,16 @@ impl SessionEnforcement {
         );
     }
 
+    /// The planner's estimate of the rows a statement returns or touches, asked of the
+    /// session's database without any of its values (see `catalog::estimate`).
+    pub async fn estimate_rows(&self, parameterised: &str) -> Option<u64> {
+        let (slot, access) = (
+            self.catalog.as_ref()?,
+            self.shared.access.get(&self.target)?,
+        );
+        slot.estimate(access, parameterised).await
+    }
+
     /// The schema and name of the function with this OID on the session's database, when
     /// its catalog can be read.
     pub async fn function_name(&self, oid: u32) -> Option<(String, String)> {

@@ -3,6 +3,36 @@
 
 /// Replaces literals and comments; identifiers, keywords and operators stay.
 pub fn redact_sql(sql: &str) -> String {
+    redact_with(sql, &mut || "?".to_owned())
+}
+
+/// The statement with each literal a parameter numbered after those it already has (and
+/// comments emptied): a text the server can plan without any of the values, e.g. for an
+/// estimate of the rows it returns.
+pub fn parameterised_sql(sql: &str) -> String {
+    let redacted = redact_sql(sql);
+    let mut next = highest_parameter(&redacted);
+    redact_with(sql, &mut || {
+        next += 1;
+        format!("${next}")
+    })
+}
+
+/// The highest `$n` a redacted text refers to (0 for none).
+pub fn highest_parameter(redacted: &str) -> u32 {
+    let bytes = redacted.as_bytes();
+    (0..bytes.len())
+        .filter(|&i| bytes[i] == b'$' && !continues_word(bytes, i))
+        .filter_map(|i| {
+            redacted[i + 1..i + 1 + digits_len(&bytes[i + 1..])]
+                .parse()
+                .ok()
+        })
+        .max()
+        .unwrap_or(0)
+}
+
+fn redact_with(sql: &str, placeholder: &mut dyn FnMut() -> String) -> String {
     let bytes = sql.as_bytes();
     let mut out = String::with_capacity(sql.len());
     let mut i = 0;
@@ -12,19 +42,19 @@ pub fn redact_sql(sql: &str) -> String {
         match c {
             b'\'' => {
                 i = skip_quoted(bytes, i, b'\'', false);
-                out.push('?');
+                out.push_str(&placeholder());
             }
             // E'..' is the only string where a backslash escapes the quote.
             b'E' | b'e' if next == Some(b'\'') && !continues_word(bytes, i) => {
                 i = skip_quoted(bytes, i + 1, b'\'', true);
-                out.push('?');
+                out.push_str(&placeholder());
             }
             // B'..', X'..', N'..': the prefix is a value marker too.
             b'B' | b'b' | b'X' | b'x' | b'N' | b'n'
                 if next == Some(b'\'') && !continues_word(bytes, i) =>
             {
                 i = skip_quoted(bytes, i + 1, b'\'', false);
-                out.push('?');
+                out.push_str(&placeholder());
             }
             b'U' | b'u'
                 if next == Some(b'&')
@@ -32,7 +62,7 @@ pub fn redact_sql(sql: &str) -> String {
                     && !continues_word(bytes, i) =>
             {
                 i = skip_quoted(bytes, i + 2, b'\'', false);
-                out.push('?');
+                out.push_str(&placeholder());
             }
             b'"' => {
                 // Quoted identifiers are kept as written.
@@ -43,7 +73,7 @@ pub fn redact_sql(sql: &str) -> String {
             b'$' if !continues_word(bytes, i) => match dollar_tag_end(bytes, i) {
                 Some(tag_end) => {
                     i = skip_dollar_quoted(bytes, i, tag_end);
-                    out.push('?');
+                    out.push_str(&placeholder());
                 }
                 None => {
                     // A parameter reference such as $1 stays.
@@ -65,11 +95,11 @@ pub fn redact_sql(sql: &str) -> String {
             }
             b'0'..=b'9' if !continues_word(bytes, i) => {
                 i += number_len(&bytes[i..]);
-                out.push('?');
+                out.push_str(&placeholder());
             }
             b'.' if next.is_some_and(|b| b.is_ascii_digit()) && !continues_word(bytes, i) => {
                 i += number_len(&bytes[i..]);
-                out.push('?');
+                out.push_str(&placeholder());
             }
             _ => {
                 let len = utf8_len(c);
@@ -207,6 +237,24 @@ pub fn describe_parameter(value: Option<&[u8]>, binary: bool) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn literals_become_parameters_numbered_after_the_statement_s_own() {
+        let cases = [
+            (
+                "UPDATE patients SET zip = '99999' WHERE id = 1 -- Jane",
+                "UPDATE patients SET zip = $1 WHERE id = $2 --?",
+            ),
+            (
+                "SELECT a FROM t WHERE id = $2 AND b = 'x' AND c = $1",
+                "SELECT a FROM t WHERE id = $2 AND b = $3 AND c = $1",
+            ),
+            ("SELECT col$1, t1.x FROM t1", "SELECT col$1, t1.x FROM t1"),
+        ];
+        for (sql, expected) in cases {
+            assert_eq!(parameterised_sql(sql), expected, "{sql}");
+        }
+    }
 
     #[test]
     fn literals_and_comments_are_removed() {

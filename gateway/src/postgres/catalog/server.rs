@@ -134,7 +134,7 @@ WHERE c.relname = ANY ($1::text[]::name[]) AND {RELKINDS}"
 }
 
 /// How the side connection logs in (a copy of the target's catalog access).
-struct Login {
+pub(super) struct Login {
     target: String,
     user: String,
     password: String,
@@ -158,17 +158,60 @@ pub struct PgServer {
     side: tokio::sync::Mutex<Option<Arc<Side>>>,
 }
 
+impl Login {
+    pub(super) fn of(access: &CatalogAccess) -> Self {
+        Self {
+            target: access.target.clone(),
+            user: access.credentials.user.clone(),
+            password: access.credentials.password().to_owned(),
+            connector: access.connector.clone(),
+            bypass_mark: access.bypass_mark,
+            connect_timeout: access.connect_timeout,
+        }
+    }
+
+    /// A connection of the gateway's own to `database` on `server`, with these `-c` options.
+    pub(super) async fn connect(
+        &self,
+        server: SocketAddr,
+        database: &str,
+        application: &str,
+        options: &str,
+    ) -> Result<Client, CatalogError> {
+        let connect = |e: &dyn std::fmt::Display| CatalogError::Connect(e.to_string());
+        let tcp = upstream::connect_within(server, self.bypass_mark, self.connect_timeout)
+            .await
+            .map_err(|e| connect(&e))?;
+        let _ = tcp.set_nodelay(true);
+        let (stream, _) = self
+            .connector
+            .negotiate(tcp, server.ip())
+            .await
+            .map_err(|e| connect(&e))?;
+        let mut config = tokio_postgres::Config::new();
+        config
+            .user(&self.user)
+            .password(&self.password)
+            .dbname(database)
+            .application_name(application)
+            .options(options)
+            // TLS, when used, was negotiated above.
+            .ssl_mode(tokio_postgres::config::SslMode::Disable);
+        let (client, connection) =
+            tokio::time::timeout(self.connect_timeout, config.connect_raw(stream, NoTls))
+                .await
+                .map_err(|_| CatalogError::Connect("login timed out".into()))?
+                .map_err(|e| connect(&e))?;
+        // Ends by itself when the client is dropped or the server goes away.
+        tokio::spawn(connection);
+        Ok(client)
+    }
+}
+
 impl PgServer {
     pub fn new(access: &CatalogAccess, server: SocketAddr, database: &str) -> Self {
         Self {
-            login: Login {
-                target: access.target.clone(),
-                user: access.credentials.user.clone(),
-                password: access.credentials.password().to_owned(),
-                connector: access.connector.clone(),
-                bypass_mark: access.bypass_mark,
-                connect_timeout: access.connect_timeout,
-            },
+            login: Login::of(access),
             server,
             database: database.to_owned(),
             side: tokio::sync::Mutex::new(None),
@@ -191,41 +234,16 @@ impl PgServer {
     }
 
     async fn connect(&self) -> Result<Side, CatalogError> {
-        let login = &self.login;
-        let connect = |e: &dyn std::fmt::Display| CatalogError::Connect(e.to_string());
-        let tcp = upstream::connect_within(self.server, login.bypass_mark, login.connect_timeout)
-            .await
-            .map_err(|e| connect(&e))?;
-        let _ = tcp.set_nodelay(true);
-        let (stream, _) = login
-            .connector
-            .negotiate(tcp, self.server.ip())
-            .await
-            .map_err(|e| connect(&e))?;
-        let mut config = tokio_postgres::Config::new();
-        config
-            .user(&login.user)
-            .password(&login.password)
-            .dbname(&self.database)
-            .application_name("tollgate-catalog")
-            // Every name in a view definition comes out schema-qualified (except pg_catalog's),
-            // so it names one relation; a read never waits long behind another's lock; the
-            // two queries are planned once (a custom plan costs more than running them) and
-            // never JIT-compiled (with Debian's default jit=on, compiling them cost the server
-            // more than the rest of the policy: the regression suite 1.75x -> 1.50x direct).
-            .options(
-                "-c search_path=pg_catalog -c lock_timeout=1s -c statement_timeout=10s \
-                 -c plan_cache_mode=force_generic_plan -c jit=off",
-            )
-            // TLS, when used, was negotiated above.
-            .ssl_mode(tokio_postgres::config::SslMode::Disable);
-        let (client, connection) =
-            tokio::time::timeout(login.connect_timeout, config.connect_raw(stream, NoTls))
-                .await
-                .map_err(|_| CatalogError::Connect("login timed out".into()))?
-                .map_err(|e| connect(&e))?;
-        // Ends by itself when the client is dropped or the server goes away.
-        tokio::spawn(connection);
+        // Every name in a view definition comes out schema-qualified (except pg_catalog's),
+        // so it names one relation; a read never waits long behind another's lock; the two
+        // queries are planned once (a custom plan costs more than running them) and never
+        // JIT-compiled (with Debian's default jit=on, compiling them cost the server more
+        // than the rest of the policy: the regression suite 1.75x -> 1.50x direct).
+        let options = "-c search_path=pg_catalog -c lock_timeout=1s -c statement_timeout=10s \
+                       -c plan_cache_mode=force_generic_plan -c jit=off";
+        let client = (self.login)
+            .connect(self.server, &self.database, "tollgate-catalog", options)
+            .await?;
         let query = |e: tokio_postgres::Error| CatalogError::Query(e.to_string());
         let read = client.prepare(&read_query()).await.map_err(query)?;
         let probe = client.prepare(&probe_query()).await.map_err(query)?;

@@ -19,10 +19,10 @@ use crate::{
     approval::{Approvals, Ask, Held, Outcome, Requester},
     identity::printable,
     postgres::{
-        enforce::HeldStatement,
+        enforce::{HeldStatement, SessionEnforcement},
         errors::{sqlstate, ClientError},
         frame::FrameReader,
-        redact::redact_sql,
+        redact::{parameterised_sql, redact_sql},
         request::{Request, Statement},
     },
 };
@@ -58,6 +58,7 @@ pub enum HoldEnd {
 pub async fn wait<R: AsyncRead + Unpin>(
     parts: &SessionParts<'_>,
     reader: &mut FrameReader<R>,
+    enforcement: Option<&SessionEnforcement>,
     request: &Request,
     held: &[HeldStatement],
     record: Option<u64>,
@@ -65,7 +66,10 @@ pub async fn wait<R: AsyncRead + Unpin>(
     let Some(holds) = parts.holds else {
         return HoldEnd::Refused(no_approvals(held));
     };
-    let (requester, ask) = asked(parts, holds, request, held, record);
+    let (requester, mut ask) = asked(parts, holds, request, held, record);
+    if let Some(enforcement) = enforcement {
+        ask.row_estimate = row_estimate(enforcement, request, held).await;
+    }
     if holds.approvals.granted(&requester, &ask).is_some() {
         return HoldEnd::Approved;
     }
@@ -107,6 +111,27 @@ pub async fn wait<R: AsyncRead + Unpin>(
         )),
         () = client_gone(reader) => HoldEnd::ClientGone,
     }
+}
+
+/// What the planner expects the held statements to return or touch, together; None when
+/// none of them could be planned. Asked without any of their values.
+async fn row_estimate(
+    enforcement: &SessionEnforcement,
+    request: &Request,
+    held: &[HeldStatement],
+) -> Option<u64> {
+    let mut total = None;
+    for statement in held {
+        let sql = match &request.statements[statement.index] {
+            Statement::Simple { sql } | Statement::Prepare { sql, .. } => Some(&**sql),
+            Statement::Execute { sql, .. } => sql.as_deref(),
+        };
+        let Some(sql) = sql else { continue };
+        if let Some(rows) = enforcement.estimate_rows(&parameterised_sql(sql)).await {
+            total = Some(total.unwrap_or(0u64).saturating_add(rows));
+        }
+    }
+    total
 }
 
 /// Who asks and what, as approvers are shown it: never a literal value.

@@ -200,6 +200,7 @@ where
                     let end = hold::wait(
                         parts,
                         reader,
+                        enforcement.as_deref(),
                         &waiting.request,
                         &waiting.held,
                         waiting.sent.record,
