@@ -230,6 +230,7 @@ enum ApprovalsAction {
     /// The requests waiting: id, target, time left, who asks, the rule, and the statement
     /// with its literals redacted.
     List {
+        /// The running gateway's configuration (its admin socket is used).
         #[arg(long, short, default_value = DEFAULT_CONFIG)]
         config: PathBuf,
         /// Print JSON instead of text.
@@ -238,18 +239,23 @@ enum ApprovalsAction {
     },
     /// One request in full: the process (pid, exe, command line, cgroup, uid), the token's
     /// subject and groups, the target, database and user, the statement (literals redacted),
-    /// tables, classified columns with their masks, and the request's hash.
+    /// tables, classified columns with their masks, the planner's row estimate, and the
+    /// request's hash.
     Show {
         /// The approval id (from the agent's notice or `approvals list`).
         id: u64,
+        /// The running gateway's configuration (its admin socket is used).
         #[arg(long, short, default_value = DEFAULT_CONFIG)]
         config: PathBuf,
+        /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
     },
     /// Approve a request: it reaches the database at once and the session goes on.
     Approve {
+        /// The approval id (from the agent's notice or `approvals list`).
         id: u64,
+        /// The running gateway's configuration (its admin socket is used).
         #[arg(long, short, default_value = DEFAULT_CONFIG)]
         config: PathBuf,
         /// Why (recorded in the audit log).
@@ -265,7 +271,9 @@ enum ApprovalsAction {
     },
     /// Deny a request: the agent gets ERROR 42501 with your reason, and nothing runs.
     Deny {
+        /// The approval id (from the agent's notice or `approvals list`).
         id: u64,
+        /// The running gateway's configuration (its admin socket is used).
         #[arg(long, short, default_value = DEFAULT_CONFIG)]
         config: PathBuf,
         /// Shown to the agent and recorded.
@@ -274,8 +282,10 @@ enum ApprovalsAction {
     },
     /// The grants in force (`approve --for`): who, which statement shape, until when, uses.
     Grants {
+        /// The running gateway's configuration (its admin socket is used).
         #[arg(long, short, default_value = DEFAULT_CONFIG)]
         config: PathBuf,
+        /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
     },
@@ -283,6 +293,7 @@ enum ApprovalsAction {
     Revoke {
         /// The grant id (from `approvals grants`).
         grant: u64,
+        /// The running gateway's configuration (its admin socket is used).
         #[arg(long, short, default_value = DEFAULT_CONFIG)]
         config: PathBuf,
     },
