@@ -589,7 +589,11 @@ pub fn postgres_settings(
     for target in &config.targets {
         if let TargetAuth::Token(token) = &target.auth {
             let login = TokenLogin {
-                validator: TokenValidator::new(&target.name, token, config.gateway.bypass_mark)?,
+                validator: TokenValidator::new(
+                    &target.name,
+                    &token.validation,
+                    config.gateway.bypass_mark,
+                )?,
                 credentials: load_credentials(&target.name, &token.credentials_file)?,
                 password_methods_allowed: target.upstream_tls.mode == UpstreamTlsMode::VerifyFull,
             };

@@ -20,7 +20,7 @@ use ipnet::IpNet;
 
 pub use approvals::ApprovalSettings;
 pub use audit::{AuditSettings, Durability};
-pub use auth::{JwksSource, JwksUrl, TargetAuth, TokenAuth};
+pub use auth::{JwksSource, JwksUrl, TargetAuth, TokenAuth, TokenValidation};
 pub use export::{ExportKind, ExportSink, FileExport, HecExport, SyslogExport};
 pub use local::{Coverage, UnixAgents, UnixRoute};
 pub use tls::{AgentTls, UpstreamTls, UpstreamTlsMode};

@@ -28,15 +28,7 @@ pub enum TargetAuth {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TokenAuth {
-    pub issuer: String,
-    pub audience: String,
-    pub jwks: JwksSource,
-    /// Claims a token must carry besides `iss`, `aud` and `exp`.
-    pub required_claims: Vec<String>,
-    /// Claim holding the subject's groups (a string or a list of strings).
-    pub groups_claim: String,
-    /// Clock skew allowed on `exp` and `nbf`.
-    pub leeway: Duration,
+    pub validation: TokenValidation,
     /// TOML file with `user` and `password` the gateway logs in with (mode 0600).
     pub credentials_file: PathBuf,
 }
@@ -71,45 +63,12 @@ pub(super) fn endpoint(text: &str, parsed: ParsedUrl, ca_file: PathBuf) -> Endpo
 
 pub fn target_auth(raw: &RawTarget, index: usize) -> Result<TargetAuth, Issue> {
     let field = |name: &str| format!("targets[{index}].{name}");
-    let token_fields = [
-        ("token_issuer", raw.token_issuer.as_ref().map(Spanned::span)),
-        (
-            "token_audience",
-            raw.token_audience.as_ref().map(Spanned::span),
-        ),
-        (
-            "token_jwks_file",
-            raw.token_jwks_file.as_ref().map(Spanned::span),
-        ),
-        (
-            "token_jwks_url",
-            raw.token_jwks_url.as_ref().map(Spanned::span),
-        ),
-        (
-            "token_jwks_ca_file",
-            raw.token_jwks_ca_file.as_ref().map(Spanned::span),
-        ),
-        (
-            "token_jwks_min_refetch_s",
-            raw.token_jwks_min_refetch_s.as_ref().map(Spanned::span),
-        ),
-        (
-            "token_required_claims",
-            raw.token_required_claims.as_ref().map(Spanned::span),
-        ),
-        (
-            "token_groups_claim",
-            raw.token_groups_claim.as_ref().map(Spanned::span),
-        ),
-        (
-            "token_leeway_s",
-            raw.token_leeway_s.as_ref().map(Spanned::span),
-        ),
-        (
-            "upstream_credentials_file",
-            raw.upstream_credentials_file.as_ref().map(Spanned::span),
-        ),
-    ];
+    let fields = TokenFields::of_target(raw);
+    let mut token_fields = fields.given().to_vec();
+    token_fields.push((
+        "upstream_credentials_file",
+        raw.upstream_credentials_file.as_ref().map(Spanned::span),
+    ));
     let mode = raw
         .auth
         .as_ref()
@@ -127,47 +86,14 @@ pub fn target_auth(raw: &RawTarget, index: usize) -> Result<TargetAuth, Issue> {
             Ok(TargetAuth::Passthrough)
         }
         Some((at, "token")) => {
-            let required = |name: &str, value: &Option<Spanned<String>>| {
-                value.clone().ok_or_else(|| {
-                    issue(field("auth"), at, format!("auth = \"token\" needs {name}"))
-                })
-            };
-            let issuer = required("token_issuer", &raw.token_issuer)?;
-            let audience = required("token_audience", &raw.token_audience)?;
-            let jwks = jwks_source(raw, index, at)?;
-            let credentials =
-                required("upstream_credentials_file", &raw.upstream_credentials_file)?;
-            let leeway = match &raw.token_leeway_s {
-                Some(value) if *value.get_ref() > MAX_LEEWAY_S => {
-                    return Err(issue(
-                        field("token_leeway_s"),
-                        value,
-                        format!("at most {MAX_LEEWAY_S} seconds"),
-                    ))
-                }
-                Some(value) => *value.get_ref(),
-                None => DEFAULT_LEEWAY_S,
-            };
+            let missing =
+                |name: &str| issue(field("auth"), at, format!("auth = \"token\" needs {name}"));
+            let validation = token_validation(&fields, &field, &missing)?;
+            let credentials = (raw.upstream_credentials_file.as_ref())
+                .ok_or_else(|| missing("upstream_credentials_file"))?;
             Ok(TargetAuth::Token(TokenAuth {
-                issuer: issuer.into_inner(),
-                audience: audience.into_inner(),
-                jwks,
-                required_claims: raw.token_required_claims.as_ref().map_or_else(
-                    || vec!["sub".to_owned()],
-                    |claims| {
-                        claims
-                            .get_ref()
-                            .iter()
-                            .map(|c| c.get_ref().clone())
-                            .collect()
-                    },
-                ),
-                groups_claim: raw
-                    .token_groups_claim
-                    .as_ref()
-                    .map_or_else(|| "groups".to_owned(), |c| c.get_ref().clone()),
-                leeway: Duration::from_secs(leeway),
-                credentials_file: absolute(field("upstream_credentials_file"), &credentials)?,
+                validation,
+                credentials_file: absolute(field("upstream_credentials_file"), credentials)?,
             }))
         }
         Some((at, other)) => Err(issue(
@@ -178,10 +104,119 @@ pub fn target_auth(raw: &RawTarget, index: usize) -> Result<TargetAuth, Issue> {
     }
 }
 
+/// The `token_*` settings of a section that validates access tokens, whichever section it is.
+pub(super) struct TokenFields<'a> {
+    pub issuer: Option<&'a Spanned<String>>,
+    pub audience: Option<&'a Spanned<String>>,
+    pub jwks_file: Option<&'a Spanned<String>>,
+    pub jwks_url: Option<&'a Spanned<String>>,
+    pub jwks_ca_file: Option<&'a Spanned<String>>,
+    pub jwks_min_refetch_s: Option<&'a Spanned<u64>>,
+    pub required_claims: Option<&'a Spanned<Vec<Spanned<String>>>>,
+    pub groups_claim: Option<&'a Spanned<String>>,
+    pub leeway_s: Option<&'a Spanned<u64>>,
+}
+
+impl<'a> TokenFields<'a> {
+    pub fn of_target(raw: &'a RawTarget) -> Self {
+        Self {
+            issuer: raw.token_issuer.as_ref(),
+            audience: raw.token_audience.as_ref(),
+            jwks_file: raw.token_jwks_file.as_ref(),
+            jwks_url: raw.token_jwks_url.as_ref(),
+            jwks_ca_file: raw.token_jwks_ca_file.as_ref(),
+            jwks_min_refetch_s: raw.token_jwks_min_refetch_s.as_ref(),
+            required_claims: raw.token_required_claims.as_ref(),
+            groups_claim: raw.token_groups_claim.as_ref(),
+            leeway_s: raw.token_leeway_s.as_ref(),
+        }
+    }
+
+    /// Where each given setting is, by name (for "is only used with ..." errors).
+    pub fn given(&self) -> [(&'static str, Option<std::ops::Range<usize>>); 9] {
+        [
+            ("token_issuer", self.issuer.map(Spanned::span)),
+            ("token_audience", self.audience.map(Spanned::span)),
+            ("token_jwks_file", self.jwks_file.map(Spanned::span)),
+            ("token_jwks_url", self.jwks_url.map(Spanned::span)),
+            ("token_jwks_ca_file", self.jwks_ca_file.map(Spanned::span)),
+            (
+                "token_jwks_min_refetch_s",
+                self.jwks_min_refetch_s.map(Spanned::span),
+            ),
+            (
+                "token_required_claims",
+                self.required_claims.map(Spanned::span),
+            ),
+            ("token_groups_claim", self.groups_claim.map(Spanned::span)),
+            ("token_leeway_s", self.leeway_s.map(Spanned::span)),
+        ]
+    }
+}
+
+/// How tokens are validated, from a section's `token_*` settings. `field` names a setting as
+/// errors show it; `missing` is the error for a setting that must be given.
+pub(super) fn token_validation(
+    fields: &TokenFields<'_>,
+    field: &dyn Fn(&str) -> String,
+    missing: &dyn Fn(&str) -> Issue,
+) -> Result<TokenValidation, Issue> {
+    let issuer = fields.issuer.ok_or_else(|| missing("token_issuer"))?;
+    let audience = fields.audience.ok_or_else(|| missing("token_audience"))?;
+    let jwks = jwks_source(fields, field, missing)?;
+    let leeway = match fields.leeway_s {
+        Some(value) if *value.get_ref() > MAX_LEEWAY_S => {
+            return Err(issue(
+                field("token_leeway_s"),
+                value,
+                format!("at most {MAX_LEEWAY_S} seconds"),
+            ))
+        }
+        Some(value) => *value.get_ref(),
+        None => DEFAULT_LEEWAY_S,
+    };
+    Ok(TokenValidation {
+        issuer: issuer.get_ref().clone(),
+        audience: audience.get_ref().clone(),
+        jwks,
+        required_claims: fields.required_claims.map_or_else(
+            || vec!["sub".to_owned()],
+            |claims| {
+                claims
+                    .get_ref()
+                    .iter()
+                    .map(|c| c.get_ref().clone())
+                    .collect()
+            },
+        ),
+        groups_claim: fields
+            .groups_claim
+            .map_or_else(|| "groups".to_owned(), |c| c.get_ref().clone()),
+        leeway: Duration::from_secs(leeway),
+    })
+}
+
+/// How a section validates access tokens (a target's agents; approvers next).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenValidation {
+    pub issuer: String,
+    pub audience: String,
+    pub jwks: JwksSource,
+    /// Claims a token must carry besides `iss`, `aud` and `exp`.
+    pub required_claims: Vec<String>,
+    /// Claim holding the subject's groups (a string or a list of strings).
+    pub groups_claim: String,
+    /// Clock skew allowed on `exp` and `nbf`.
+    pub leeway: Duration,
+}
+
 /// Exactly one of `token_jwks_file` or `token_jwks_url`, and the URL-only settings only with a URL.
-fn jwks_source(raw: &RawTarget, index: usize, auth: &Spanned<String>) -> Result<JwksSource, Issue> {
-    let field = |name: &str| format!("targets[{index}].{name}");
-    let url = match (&raw.token_jwks_file, &raw.token_jwks_url) {
+fn jwks_source(
+    fields: &TokenFields<'_>,
+    field: &dyn Fn(&str) -> String,
+    missing: &dyn Fn(&str) -> Issue,
+) -> Result<JwksSource, Issue> {
+    let url = match (fields.jwks_file, fields.jwks_url) {
         (Some(_), Some(url)) => {
             return Err(issue(
                 field("token_jwks_url"),
@@ -189,22 +224,13 @@ fn jwks_source(raw: &RawTarget, index: usize, auth: &Spanned<String>) -> Result<
                 "give token_jwks_file or token_jwks_url, not both",
             ))
         }
-        (None, None) => {
-            return Err(issue(
-                field("auth"),
-                auth,
-                "auth = \"token\" needs token_jwks_file or token_jwks_url",
-            ))
-        }
+        (None, None) => return Err(missing("token_jwks_file or token_jwks_url")),
         (Some(file), None) => {
             let only_with_url = [
-                (
-                    "token_jwks_ca_file",
-                    raw.token_jwks_ca_file.as_ref().map(Spanned::span),
-                ),
+                ("token_jwks_ca_file", fields.jwks_ca_file.map(Spanned::span)),
                 (
                     "token_jwks_min_refetch_s",
-                    raw.token_jwks_min_refetch_s.as_ref().map(Spanned::span),
+                    fields.jwks_min_refetch_s.map(Spanned::span),
                 ),
             ];
             if let Some((name, Some(span))) = only_with_url.iter().find(|(_, s)| s.is_some()) {
@@ -229,11 +255,11 @@ fn jwks_source(raw: &RawTarget, index: usize, auth: &Spanned<String>) -> Result<
     }
     let ca_file = https_ca_file(
         field("token_jwks_ca_file"),
-        raw.token_jwks_ca_file.as_ref(),
+        fields.jwks_ca_file,
         parsed.https,
         "token_jwks_url",
     )?;
-    let min_refetch = match &raw.token_jwks_min_refetch_s {
+    let min_refetch = match fields.jwks_min_refetch_s {
         Some(value) if !(1..=MAX_MIN_REFETCH_S).contains(value.get_ref()) => {
             return Err(issue(
                 field("token_jwks_min_refetch_s"),

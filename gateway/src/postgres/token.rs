@@ -13,7 +13,7 @@ use jsonwebtoken::{decode, decode_header, errors::ErrorKind, jwk::Jwk, DecodingK
 use serde_json::Value;
 
 use crate::{
-    config::{JwksSource, TokenAuth},
+    config::{JwksSource, TokenValidation},
     net::http::client::HttpClient,
 };
 use file::FileKeys;
@@ -71,7 +71,7 @@ enum KeySource {
 }
 
 pub struct TokenValidator {
-    settings: TokenAuth,
+    settings: TokenValidation,
     keys: KeySource,
 }
 
@@ -80,7 +80,11 @@ impl TokenValidator {
     /// fetched in the background (its CA bundle is read now): an identity provider that is
     /// down must not stop the gateway, and tokens are refused until its keys arrive.
     /// `bypass_mark` keeps the gateway's own connection to the provider from being intercepted.
-    pub fn new(target: &str, settings: &TokenAuth, bypass_mark: u32) -> Result<Self, JwksError> {
+    pub fn new(
+        target: &str,
+        settings: &TokenValidation,
+        bypass_mark: u32,
+    ) -> Result<Self, JwksError> {
         let field = |name: &str| format!("targets[{target}].{name}");
         let keys = match &settings.jwks {
             JwksSource::File(path) => {

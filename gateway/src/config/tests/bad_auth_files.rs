@@ -201,7 +201,7 @@ fn url_of(line: &str) -> crate::config::JwksUrl {
         Err(error) => panic!("{line}: {error}"),
     };
     match &config.targets[0].auth {
-        TargetAuth::Token(token) => match &token.jwks {
+        TargetAuth::Token(token) => match &token.validation.jwks {
             JwksSource::Url(url) => (**url).clone(),
             other => panic!("{line}: {other:?}"),
         },
@@ -283,7 +283,7 @@ fn a_jwks_file_stays_a_file() {
         panic!("token target");
     };
     assert_eq!(
-        token.jwks,
+        token.validation.jwks,
         JwksSource::File("/etc/tollgate/jwks.json".into())
     );
 }

@@ -70,14 +70,13 @@ impl Jwks {
     }
 
     fn validator(&self) -> TokenValidator {
-        let settings = TokenAuth {
+        let settings = TokenValidation {
             issuer: ISSUER.into(),
             audience: AUDIENCE.into(),
             jwks: JwksSource::File(self.path.clone()),
             required_claims: vec!["sub".into()],
             groups_claim: "groups".into(),
             leeway: Duration::from_secs(30),
-            credentials_file: "/unused".into(),
         };
         TokenValidator::new("db", &settings, 0).unwrap()
     }
