@@ -10,6 +10,7 @@ pub mod classified;
 pub mod clock;
 pub mod config;
 pub mod drain;
+pub mod durable;
 pub mod identity;
 pub mod intercept;
 pub mod logging;

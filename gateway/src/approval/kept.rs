@@ -4,9 +4,8 @@
 //! The last id given is kept too, so ids are never reused across restarts.
 
 use std::{
-    fs::{self, File, OpenOptions},
-    io::Write,
-    os::unix::fs::{DirBuilderExt, OpenOptionsExt},
+    fs,
+    os::unix::fs::DirBuilderExt,
     path::{Path, PathBuf},
 };
 
@@ -69,14 +68,14 @@ impl Kept {
         if next <= *on_disk {
             return Ok(());
         }
-        write_durably(&self.dir.join(NEXT_ID), next.to_string().as_bytes())?;
+        crate::durable::replace(&self.dir.join(NEXT_ID), next.to_string().as_bytes())?;
         *on_disk = next;
         Ok(())
     }
 
     pub fn waiting(&self, id: u64, requested: &Event) -> std::io::Result<()> {
         let bytes = serde_json::to_vec(requested).unwrap_or_default();
-        write_durably(&self.dir.join(format!("pending-{id}.json")), &bytes)
+        crate::durable::replace(&self.dir.join(format!("pending-{id}.json")), &bytes)
     }
 
     pub fn decided(&self, id: u64) {
@@ -91,18 +90,4 @@ fn pending_id(path: &Path) -> Option<u64> {
         .strip_suffix(".json")?
         .parse()
         .ok()
-}
-
-fn write_durably(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let temporary = path.with_extension("new");
-    let mut file = OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&temporary)?;
-    file.write_all(bytes)?;
-    file.sync_data()?;
-    fs::rename(&temporary, path)?;
-    File::open(path.parent().unwrap_or(Path::new("."))).and_then(|d| d.sync_all())
 }

@@ -55,6 +55,16 @@ pub enum Statement {
     },
 }
 
+impl Statement {
+    /// The text it runs, when the gateway knows it.
+    pub fn sql(&self) -> Option<&str> {
+        match self {
+            Self::Simple { sql } | Self::Prepare { sql, .. } => Some(sql),
+            Self::Execute { sql, .. } => sql.as_deref(),
+        }
+    }
+}
+
 /// One bound parameter value.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Parameter {

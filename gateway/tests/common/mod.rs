@@ -270,3 +270,12 @@ pub fn run(mut command: std::process::Command) -> (u32, std::process::Output) {
     let pid = child.id();
     (pid, child.wait_with_output().expect("client output"))
 }
+
+/// Sends `signal` to a child the test started and has not reaped.
+pub fn signal(pid: u32, signal: libc::c_int) {
+    let pid = libc::pid_t::try_from(pid).expect("a pid");
+    // SAFETY: kill(2) touches no memory of ours.
+    #[expect(unsafe_code, reason = "kill(2) has no safe std wrapper")]
+    let rc = unsafe { libc::kill(pid, signal) };
+    assert_eq!(rc, 0, "kill({pid}, {signal})");
+}

@@ -90,16 +90,6 @@ fn loopback(port: u16) -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], port))
 }
 
-fn signal(pid: u32, signal: libc::c_int) {
-    if let Ok(pid) = libc::pid_t::try_from(pid) {
-        // SAFETY: sending a signal to a child we spawned and have not reaped.
-        #[expect(unsafe_code, reason = "kill(2) has no safe std wrapper for SIGTERM")]
-        unsafe {
-            libc::kill(pid, signal);
-        }
-    }
-}
-
 /// rsyslogd in the foreground with its own configuration, receiving RFC 5425 syslog over TLS and
 /// writing each message's MSG part, one per line, to `dir/received.log`.
 pub struct Rsyslog {
@@ -149,7 +139,7 @@ impl Rsyslog {
         let Some(mut child) = self.child.take() else {
             return;
         };
-        signal(child.id(), libc::SIGTERM);
+        crate::common::signal(child.id(), libc::SIGTERM);
         let deadline = Instant::now() + STARTUP;
         while child.try_wait().expect("wait for rsyslogd").is_none() {
             if Instant::now() >= deadline {

@@ -5,8 +5,6 @@
 
 use std::{
     fmt::Write as _,
-    io::{Read, Write},
-    os::unix::net::UnixStream,
     path::Path,
     process::{Child, Stdio},
     time::{Duration, Instant},
@@ -146,14 +144,13 @@ fn approve_to_answer(binary: &Path) -> anyhow::Result<String> {
     config.enforce_policy("clinic", &policy, &credentials);
     config.approvals = vec!["approver_users = [\"root\"]".to_owned()];
     let gateway = GatewayProcess::start(binary, &config)?;
-    let socket = gateway.admin_socket();
     let mut latencies = Vec::with_capacity(LATENCY_SAMPLES);
     for n in 0..LATENCY_SAMPLES {
         let sql = format!("UPDATE pgbench_branches SET bbalance = bbalance + {n} WHERE bid = 1");
         let agent = spawn_agent(&agents, pg.port(), &sql)?;
-        let id = wait_for_pending(&socket)?;
+        let id = wait_for_pending(&gateway)?;
         let started = Instant::now();
-        let answer = admin(&socket, &json!({ "op": "approvals.approve", "id": id }))?;
+        let answer = admin(&gateway, &json!({ "op": "approvals.approve", "id": id }))?;
         if answer["ok"] != json!(true) {
             bail!("approve {id}: {answer}");
         }
@@ -211,10 +208,10 @@ fn spawn_agent(agents: &AgentCgroup, port: u16, sql: &str) -> anyhow::Result<Chi
 }
 
 /// The id of the one request waiting (bounded wait).
-fn wait_for_pending(socket: &Path) -> anyhow::Result<u64> {
+fn wait_for_pending(gateway: &GatewayProcess) -> anyhow::Result<u64> {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let answer = admin(socket, &json!({ "op": "approvals.list" }))?;
+        let answer = admin(gateway, &json!({ "op": "approvals.list" }))?;
         if let Some(id) = answer["pending"][0]["id"].as_u64() {
             return Ok(id);
         }
@@ -225,11 +222,8 @@ fn wait_for_pending(socket: &Path) -> anyhow::Result<u64> {
     }
 }
 
-fn admin(socket: &Path, request: &Value) -> anyhow::Result<Value> {
-    let mut stream = UnixStream::connect(socket).context("the admin socket")?;
-    stream.set_read_timeout(Some(Duration::from_secs(5)))?;
-    stream.write_all(format!("{request}\n").as_bytes())?;
-    let mut body = String::new();
-    stream.read_to_string(&mut body)?;
-    Ok(serde_json::from_str(&body)?)
+fn admin(gateway: &GatewayProcess, request: &Value) -> anyhow::Result<Value> {
+    gateway
+        .admin(request)
+        .context("the gateway did not answer on its admin socket")
 }

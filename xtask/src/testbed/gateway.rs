@@ -291,9 +291,14 @@ impl GatewayProcess {
 
     /// The running gateway's status document, if it answers.
     pub fn status(&self) -> Option<Value> {
+        self.admin(&serde_json::json!({ "op": "status" }))
+    }
+
+    /// One request on the admin socket (a JSON object naming its `op`) and its answer.
+    pub fn admin(&self, request: &Value) -> Option<Value> {
         let mut stream = UnixStream::connect(self.admin_socket()).ok()?;
         stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-        stream.write_all(b"{\"op\":\"status\"}\n").ok()?;
+        stream.write_all(format!("{request}\n").as_bytes()).ok()?;
         let mut body = String::new();
         stream.read_to_string(&mut body).ok()?;
         serde_json::from_str(&body).ok()

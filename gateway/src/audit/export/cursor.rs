@@ -2,9 +2,7 @@
 //! to. Written (temporary file, fsync, rename) only once the sink has the records before it.
 
 use std::{
-    fs::{self, File, OpenOptions},
-    io::Write,
-    os::unix::fs::{DirBuilderExt, OpenOptionsExt},
+    fs,
     path::{Path, PathBuf},
 };
 
@@ -44,29 +42,10 @@ pub fn load(path: &Path) -> Result<Option<Cursor>, CursorError> {
 }
 
 pub fn store(path: &Path, cursor: &Cursor) -> Result<(), CursorError> {
-    let io = |source| CursorError::Io {
-        path: path.to_owned(),
-        source,
-    };
-    let dir = path.parent().unwrap_or(Path::new("/"));
-    fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(dir)
-        .map_err(io)?;
-    let temporary = path.with_extension("cursor.new");
-    let mut file = OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&temporary)
-        .map_err(io)?;
     // A cursor of plain numbers and text always serializes.
     let text = serde_json::to_vec(cursor).unwrap_or_default();
-    file.write_all(&text)
-        .and_then(|()| file.sync_data())
-        .map_err(io)?;
-    fs::rename(&temporary, path).map_err(io)?;
-    File::open(dir).and_then(|d| d.sync_all()).map_err(io)
+    crate::durable::replace(path, &text).map_err(|source| CursorError::Io {
+        path: path.to_owned(),
+        source,
+    })
 }

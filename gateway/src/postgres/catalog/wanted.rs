@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use crate::{
     policy::Catalog,
-    postgres::request::{Request, Statement},
+    postgres::request::Request,
     sql::{FactsCache, RelationName, StatementFacts, StatementKind},
 };
 
@@ -93,13 +93,11 @@ pub fn wanted_names(
     let mut names = RequestNames::default();
     let mut last: Option<&str> = None;
     for statement in &request.statements {
-        let sql = match statement {
-            Statement::Simple { sql } | Statement::Prepare { sql, .. } => sql,
-            Statement::Execute { sql: Some(sql), .. } => sql,
-            Statement::Execute { sql: None, .. } => continue,
+        let Some(sql) = statement.sql() else {
+            continue;
         };
         // An Execute usually runs the text just parsed.
-        if last == Some(&**sql) {
+        if last == Some(sql) {
             continue;
         }
         last = Some(sql);

@@ -38,11 +38,7 @@ impl HeldStatement {
         results: &StatementResults,
         facts: &FactsCache,
     ) -> Self {
-        let sql = match statement {
-            Statement::Simple { sql } | Statement::Prepare { sql, .. } => Some(&**sql),
-            Statement::Execute { sql, .. } => sql.as_deref(),
-        };
-        let analysis = sql.map(|sql| facts.get(sql));
+        let analysis = statement.sql().map(|sql| facts.get(sql));
         let statements = match analysis.as_ref().map(|a| a.as_ref()) {
             Some(Ok(analysis)) => analysis.statements.as_slice(),
             _ => &[],

@@ -23,7 +23,7 @@ use crate::{
         errors::{sqlstate, ClientError},
         frame::FrameReader,
         redact::{parameterised_sql, redact_sql},
-        request::{Request, Statement},
+        request::Request,
     },
 };
 
@@ -122,11 +122,9 @@ async fn row_estimate(
 ) -> Option<u64> {
     let mut total = None;
     for statement in held {
-        let sql = match &request.statements[statement.index] {
-            Statement::Simple { sql } | Statement::Prepare { sql, .. } => Some(&**sql),
-            Statement::Execute { sql, .. } => sql.as_deref(),
+        let Some(sql) = request.statements[statement.index].sql() else {
+            continue;
         };
-        let Some(sql) = sql else { continue };
         if let Some(rows) = enforcement.estimate_rows(&parameterised_sql(sql)).await {
             total = Some(total.unwrap_or(0u64).saturating_add(rows));
         }
@@ -152,10 +150,7 @@ fn asked(
     };
     let statement = held
         .iter()
-        .filter_map(|h| match &request.statements[h.index] {
-            Statement::Simple { sql } | Statement::Prepare { sql, .. } => Some(redact_sql(sql)),
-            Statement::Execute { sql, .. } => sql.as_deref().map(redact_sql),
-        })
+        .filter_map(|h| request.statements[h.index].sql().map(redact_sql))
         .collect::<Vec<_>>()
         .join("; ");
     let mut tables: Vec<String> = Vec::new();

@@ -10,33 +10,18 @@ use pgwire::messages::{
     PgWireFrontendMessage as F,
 };
 
-use super::{pipeline::patients, start_holding, Session};
+use super::{pipeline::patients, start_holding, Session, POLICY};
 use crate::approval::{Approvals, Approver, Pending};
 
-/// `patients` needs approval; anything else runs. What an approved statement returns is
-/// masked as the policy's `[masking]` says.
-const HOLDING: &str = r#"version = 1
-[[identities]]
-id = "agent"
-remote = ["127.0.0.0/8"]
-
-[[classify]]
-table = "public.patients"
-columns = { ssn = "ssn" }
-
-[masking]
-ssn = "redact"
-
-[[rules]]
-id = "approve-patients"
-effect = "require_approval"
-tables = ["public.patients"]
-
-[[rules]]
-id = "anything"
-effect = "allow"
-identities = ["agent"]
-"#;
+/// The session tests' policy with its deny rule made an approval rule for `patients`:
+/// anything else runs, and what an approved statement returns is masked as `[masking]` says.
+fn holding() -> String {
+    let denied = "id = \"no-secrets\"\neffect = \"deny\"\ntables = [\"public.secrets\"]";
+    assert!(POLICY.contains(denied), "the session tests' policy changed");
+    let held =
+        "id = \"approve-patients\"\neffect = \"require_approval\"\ntables = [\"public.patients\"]";
+    POLICY.replace(denied, held)
+}
 
 const WAIT: Duration = Duration::from_secs(60);
 
@@ -54,7 +39,7 @@ fn alice() -> Approver {
 
 async fn held_session(timeout: Duration) -> (Session, Arc<Approvals>) {
     let approvals = Approvals::new(1, None);
-    let (session, _) = start_holding(HOLDING, patients(), approvals.clone(), timeout).await;
+    let (session, _) = start_holding(&holding(), patients(), approvals.clone(), timeout).await;
     (session, approvals)
 }
 
@@ -177,7 +162,8 @@ async fn an_undecided_statement_times_out_with_57014() {
 #[tokio::test]
 async fn a_cancel_request_withdraws_the_waiting_statement() {
     let approvals = Approvals::new(1, None);
-    let (mut session, cancels) = start_holding(HOLDING, patients(), approvals.clone(), WAIT).await;
+    let (mut session, cancels) =
+        start_holding(&holding(), patients(), approvals.clone(), WAIT).await;
     session
         .client
         .send(vec![query("SELECT ssn FROM patients")])
@@ -283,7 +269,7 @@ async fn a_client_that_leaves_withdraws_its_waiting_statement() {
 
 #[tokio::test]
 async fn a_rule_s_own_timeout_wins_over_the_gateway_s() {
-    let policy = HOLDING.replace(
+    let policy = holding().replace(
         "effect = \"require_approval\"\n",
         "effect = \"require_approval\"\ntimeout_s = 1\n",
     );
