@@ -2,10 +2,12 @@
 //! and gets one JSON answer. Who calls is read from the socket (`SO_PEERCRED`, which the
 //! caller cannot forge), and each operation checks it: the status is root's (or the gateway
 //! user's); approvals are for the users `[approvals]` names. The socket itself is open to
-//! every local user for that reason.
+//! every local user for that reason. Remote approvers use the HTTPS API and web page in
+//! [`http`], which share the approval operations ([`approvals`]) with this socket.
 
 mod approvals;
 pub mod client;
+pub mod http;
 
 use std::{
     io,

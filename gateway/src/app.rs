@@ -13,12 +13,13 @@ use crate::{
     config::{self, Config},
     config::{TargetAuth, TargetKind, UpstreamTlsMode},
     drain,
+    identity::token::{JwksError, TokenValidator},
     intercept::{self, Interception},
     policy::{derived::DerivedStore, PolicyStore},
     postgres::{
         agent_acceptor, load_credentials, CancelRegistry, CatalogAccess, CertificateSource,
-        CredentialsError, Enforcement, JwksError, PostgresSettings, RecordingHooks, TlsError,
-        TokenLogin, TokenValidator, UpstreamConnector,
+        CredentialsError, Enforcement, PostgresSettings, RecordingHooks, TlsError, TokenLogin,
+        UpstreamConnector,
     },
     proxy::{listener, unix, workers, ProxyContext, ProxyStats},
 };
@@ -77,6 +78,12 @@ pub enum AppError {
     Workers(std::io::Error),
     #[error("approvals.webhook_url {url}: {detail}")]
     Webhook { url: String, detail: String },
+    #[error("approvals.http_listen {listen}: {source}")]
+    ApprovalsHttp {
+        listen: std::net::SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("installing signal handlers: {0}")]
     Signals(std::io::Error),
     #[error(
@@ -90,6 +97,39 @@ pub enum AppError {
         #[source]
         source: std::io::Error,
     },
+}
+
+/// The approvers' HTTPS API and page, with the certificate agents are shown.
+async fn start_approvals_http(
+    config: &Config,
+    http: &config::HttpApprovals,
+    context: &ProxyContext,
+    drain: &drain::Watch,
+) -> Result<(), AppError> {
+    let Some(approvals) = &context.postgres.approvals else {
+        tracing::warn!(
+            event = "approvals.http_off",
+            "approvals.http_listen is set, but without a policy nothing is ever held: not served"
+        );
+        return Ok(());
+    };
+    let tokens = TokenValidator::new("approvals", &http.tokens, config.gateway.bypass_mark)?;
+    let tls = crate::postgres::https_acceptor(&config.gateway.tls)?;
+    let listener = admin::http::bind(http)
+        .await
+        .map_err(|source| AppError::ApprovalsHttp {
+            listen: http.listen,
+            source,
+        })?;
+    let api = admin::http::HttpApi {
+        approvals: approvals.clone(),
+        tokens,
+        approver_groups: http.approver_groups.clone(),
+        drain: drain.clone(),
+    };
+    tracing::info!(event = "approvals.http_ready", listen = %http.listen, "approvers' page and API served");
+    tokio::spawn(admin::http::serve(listener, tls, api));
+    Ok(())
 }
 
 /// The signals that stop the gateway or reload its policy.
@@ -210,6 +250,9 @@ pub async fn run(config_path: &Path, keep_on_exit: bool) -> Result<(), AppError>
                 detail,
             })?;
         tokio::spawn(crate::approval::webhook::run(approvals.clone(), client));
+    }
+    if let Some(http) = &config.approvals.http {
+        start_approvals_http(&config, http, &context, &drain_watch).await?;
     }
     let admin_api = admin::AdminApi {
         status,
@@ -590,7 +633,7 @@ pub fn postgres_settings(
         if let TargetAuth::Token(token) = &target.auth {
             let login = TokenLogin {
                 validator: TokenValidator::new(
-                    &target.name,
+                    &format!("targets[{}]", target.name),
                     &token.validation,
                     config.gateway.bypass_mark,
                 )?,

@@ -66,6 +66,8 @@ pub enum ApprovalError {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Change {
     Waiting(u64),
+    /// Still waiting, with one more approval (a two-person rule).
+    Updated(u64),
     /// Approved, denied, timed out or withdrawn.
     Gone(u64),
 }
@@ -276,6 +278,7 @@ impl Approvals {
             let mut event = decided_event(id, conn_id, "approved_in_part", Some(approver));
             event.reason = reason;
             self.record(Event::ApprovalDecided(event));
+            let _ = self.changes.send(Change::Updated(id));
             return Ok(Decided::Waiting {
                 have,
                 need: self.required,

@@ -18,7 +18,7 @@ use std::{
 
 use ipnet::IpNet;
 
-pub use approvals::ApprovalSettings;
+pub use approvals::{ApprovalSettings, HttpApprovals};
 pub use audit::{AuditSettings, Durability};
 pub use auth::{JwksSource, JwksUrl, TargetAuth, TokenAuth, TokenValidation};
 pub use export::{ExportKind, ExportSink, FileExport, HecExport, SyslogExport};
@@ -355,10 +355,16 @@ pub fn describe(config: &Config) -> String {
                 .iter()
                 .map(|g| format!("group {g}")),
         )
+        .chain(
+            approvals
+                .http
+                .iter()
+                .flat_map(|http| (http.approver_groups.iter()).map(|g| format!("token group {g}"))),
+        )
         .collect();
     let who = match approvers.is_empty() {
-        true => "nobody may approve (no approver_users or approver_groups: held requests time \
-                 out)"
+        true => "nobody may approve (no approver_users, approver_groups or \
+                 approver_token_groups: held requests time out)"
             .to_owned(),
         false => format!("{} of {}", approvals.required, approvers.join(", ")),
     };
@@ -369,6 +375,13 @@ pub fn describe(config: &Config) -> String {
     );
     if let Some(webhook) = &approvals.webhook {
         let _ = writeln!(out, "approvals webhook: {}", webhook.text);
+    }
+    if let Some(http) = &approvals.http {
+        let _ = writeln!(
+            out,
+            "approvals web page and API: https://{}/ (tokens from {})",
+            http.listen, http.tokens.issuer
+        );
     }
     out
 }

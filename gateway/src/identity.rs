@@ -2,6 +2,7 @@
 //! `/proc` at accept time, or a remote agent host selected by source address.
 
 mod process;
+pub mod token;
 
 use std::{net::IpAddr, path::PathBuf};
 

@@ -129,6 +129,10 @@ enum Command {
     /// within `[approvals] timeout_s` fails with SQLSTATE 57014; a denied one with 42501 and
     /// the approver's reason. Every request, decision, timeout, withdrawal and grant use is
     /// in the audit log.
+    ///
+    /// Approvers elsewhere use the web page at `https://HOST:PORT/` (`[approvals]
+    /// http_listen`), signed in with an OIDC access token whose groups claim names one of
+    /// `approver_token_groups`; see the README's "Approving".
     Approvals {
         #[command(subcommand)]
         action: ApprovalsAction,

@@ -22,7 +22,6 @@ mod settings;
 mod startup;
 mod state;
 mod tls;
-mod token;
 
 pub use cancel::CancelRegistry;
 pub use catalog::CatalogAccess;
@@ -31,5 +30,4 @@ pub use hooks::RecordingHooks;
 pub use session::{
     load_credentials, serve, CredentialsError, PostgresSettings, TokenLogin, BUILTIN_FUNCTIONS,
 };
-pub use tls::{agent_acceptor, CertificateSource, TlsError, UpstreamConnector};
-pub use token::{JwksError, TokenValidator};
+pub use tls::{agent_acceptor, https_acceptor, CertificateSource, TlsError, UpstreamConnector};

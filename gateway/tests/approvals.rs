@@ -5,6 +5,8 @@
 //! the admin socket; every step is in the audit log.
 
 mod common;
+#[path = "approvals/web.rs"]
+mod web;
 
 use std::{
     os::unix::process::CommandExt,

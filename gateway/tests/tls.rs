@@ -9,7 +9,7 @@ use std::{
     process::{Command, Output},
 };
 
-use common::{pg_bed, pg_bed_with, PgBed};
+use common::{appliance_cert, pg_bed, pg_bed_with, PgBed};
 use xtask::testbed::TempDir;
 
 /// A throwaway CA and the certificates it issued, readable by the postgres user.
@@ -171,22 +171,6 @@ fn agents_get_tls_from_the_appliance_certificate() {
         "verify-full against the appliance certificate",
     );
     assert_tls_sessions(&bed, 2);
-}
-
-fn appliance_cert(bed: &PgBed) -> PathBuf {
-    let config = std::fs::read_to_string(bed.gateway.config_path()).expect("config");
-    let state_dir = config
-        .lines()
-        .find_map(|line| line.strip_prefix("state_dir = "))
-        .expect("state_dir in the test config")
-        .trim_matches('"');
-    let cert = Path::new(state_dir).join("tls/appliance-cert.pem");
-    assert!(
-        cert.exists(),
-        "no appliance certificate at {}",
-        cert.display()
-    );
-    cert
 }
 
 #[test]

@@ -20,8 +20,11 @@ use std::{
 };
 
 use base64::Engine;
-use common::{pg_bed, PgBed};
-use jsonwebtoken::{encode, Algorithm, EncodingKey, Header};
+use common::{
+    pg_bed,
+    tokens::{jwks_json, write_jwks, SigningKey},
+    PgBed,
+};
 use serde_json::{json, Value};
 use xtask::testbed::TempDir;
 
@@ -29,35 +32,6 @@ const ISSUER: &str = "https://idp.clinic.test";
 const AUDIENCE: &str = "clinic-db";
 /// Known to the gateway and the server only.
 const DB_PASSWORD: &str = "rw-secret-7f3a9c";
-
-struct SigningKey {
-    kid: &'static str,
-    pair: rcgen::KeyPair,
-}
-
-impl SigningKey {
-    fn new(kid: &'static str) -> Self {
-        Self {
-            kid,
-            pair: rcgen::KeyPair::generate().expect("P-256 key"),
-        }
-    }
-
-    fn jwk(&self) -> Value {
-        let point = self.pair.public_key_raw();
-        let b64 = |b: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b);
-        json!({"kty": "EC", "crv": "P-256", "use": "sig", "alg": "ES256", "kid": self.kid,
-               "x": b64(&point[1..33]), "y": b64(&point[33..65])})
-    }
-
-    fn sign(&self, claims: &Value) -> String {
-        let mut header = Header::new(Algorithm::ES256);
-        header.kid = Some(self.kid.to_owned());
-        let pem = self.pair.serialize_pem();
-        let key = EncodingKey::from_ec_pem(pem.as_bytes()).expect("signing key");
-        encode(&header, claims, &key).expect("token")
-    }
-}
 
 fn claims(changes: Value) -> Value {
     let now = jsonwebtoken::get_current_timestamp();
@@ -136,14 +110,6 @@ impl TokenBed {
         );
         common::agent_psql(&self.bed, &conninfo, Some(token), sql)
     }
-}
-
-fn jwks_json(keys: &[&SigningKey]) -> String {
-    json!({"keys": keys.iter().map(|k| k.jwk()).collect::<Vec<_>>()}).to_string()
-}
-
-fn write_jwks(path: &std::path::Path, keys: &[&SigningKey]) {
-    std::fs::write(path, jwks_json(keys)).expect("jwks");
 }
 
 /// The identity provider's JWKS endpoint: serves what was last published (or 503 while

@@ -42,6 +42,8 @@ const APT_PACKAGES: &[&str] = &[
     "rsyslog",
     "rsyslog-gnutls",
     "python3-jsonschema",
+    // The approver web page's test drives a headless browser over the DevTools protocol.
+    "chromium",
 ];
 
 const BPF_LINKER_VERSION: &str = "0.10.3";

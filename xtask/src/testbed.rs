@@ -2,6 +2,7 @@
 //! `tollgate` and helpers to start unmodified clients as agents. Everything it creates is removed
 //! on Drop, also when a test fails.
 
+mod browser;
 mod cgroup;
 mod gateway;
 mod netns;
@@ -14,6 +15,7 @@ use std::{
     process::Command,
 };
 
+pub use browser::Browser;
 pub use cgroup::{cgroup2_root, AgentCgroup};
 pub use gateway::{audit_records_in, GatewayConfig, GatewayProcess};
 pub use netns::{IsolatedNet, RemoteHost};

@@ -1,5 +1,6 @@
-//! Approvals over the admin socket: list and show what waits, approve, deny, list and revoke
-//! grants. Deciding takes an approver (`[approvals]`); looking also suits root.
+//! Approvals as the admin socket and the HTTPS API answer them: list and show what waits,
+//! approve, deny, list and revoke grants. Deciding takes an approver; looking also suits root.
+//! Each front end says who its caller is (a [`Caller`]) and shares everything else.
 
 use std::time::Duration;
 
@@ -12,19 +13,37 @@ use crate::approval::{
     Approvals, Approver, Decided,
 };
 
+/// Who calls, as its front end established it.
+pub struct Caller {
+    /// The approver the caller is, or why it is not one.
+    pub approver: Result<Approver, String>,
+    /// May list and show (approvers, and root on the socket).
+    pub may_view: bool,
+}
+
 /// The longest grant an approver may give.
 const MAX_GRANT: Duration = Duration::from_secs(7 * 24 * 3600);
 
-pub fn dispatch(api: &AdminApi, caller: u32, op: &str, request: &Value) -> Value {
+/// An admin socket call from local uid `uid`.
+pub fn dispatch(api: &AdminApi, uid: u32, op: &str, request: &Value) -> Value {
     let Some(approvals) = &api.approvals else {
         return refusal(
             "this gateway holds no requests for approval (it runs without a policy)".to_owned(),
         );
     };
-    let approver = local_approver(caller, &api.approval_settings);
-    let viewer = approver.is_ok() || caller == 0;
+    let approver = local_approver(uid, &api.approval_settings).map_err(|e| e.to_string());
+    let caller = Caller {
+        may_view: approver.is_ok() || uid == 0,
+        approver,
+    };
+    answer(approvals, &caller, op, request)
+}
+
+/// One operation (`approvals.list`, `approvals.approve`, ...) with its JSON arguments.
+pub fn answer(approvals: &Approvals, caller: &Caller, op: &str, request: &Value) -> Value {
+    let viewer = caller.may_view;
     let id = request["id"].as_u64();
-    match (op, approver) {
+    match (op, caller.approver.as_ref()) {
         ("approvals.list", _) if viewer => json!({
             "ok": true,
             "pending": approvals.pending().iter().map(pending_json).collect::<Vec<_>>(),
@@ -40,12 +59,12 @@ pub fn dispatch(api: &AdminApi, caller: u32, op: &str, request: &Value) -> Value
             "ok": true,
             "grants": approvals.grants().iter().map(grant_json).collect::<Vec<_>>(),
         }),
-        ("approvals.approve", Ok(approver)) => approve(approvals, &approver, request),
+        ("approvals.approve", Ok(approver)) => approve(approvals, approver, request),
         ("approvals.deny", Ok(approver)) => {
             let Some(reason) = request["reason"].as_str().filter(|r| !r.trim().is_empty()) else {
                 return refusal("a denial needs a --reason (the client is shown it)".to_owned());
             };
-            match id.map(|id| approvals.deny(id, &approver, reason.to_owned())) {
+            match id.map(|id| approvals.deny(id, approver, reason.to_owned())) {
                 Some(Ok(())) => json!({ "ok": true, "denied": id }),
                 Some(Err(error)) => refusal(error.to_string()),
                 None => refusal("name the request: an approval id".to_owned()),
@@ -59,7 +78,7 @@ pub fn dispatch(api: &AdminApi, caller: u32, op: &str, request: &Value) -> Value
             Some(Err(error)) => refusal(error.to_string()),
             None => refusal("name the grant: a grant id".to_owned()),
         },
-        (_, Err(not_an_approver)) => refusal(not_an_approver.to_string()),
+        (_, Err(not_an_approver)) => refusal(not_an_approver.clone()),
         (op, Ok(_)) => refusal(format!("unknown request {op}")),
     }
 }

@@ -126,6 +126,7 @@ mod tests {
             required: 1,
             timeout: Duration::from_secs(600),
             webhook: None,
+            http: None,
         }
     }
 

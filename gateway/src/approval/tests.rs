@@ -169,18 +169,24 @@ fn the_requester_cannot_approve_by_uid_or_by_token_subject() {
     assert_eq!(approvals.pending().len(), 2, "both still wait");
 }
 
-#[test]
-fn two_person_rule_needs_two_different_people() {
+#[tokio::test]
+async fn two_person_rule_needs_two_different_people() {
     let approvals = Approvals::new(2, None);
     let held = approvals
         .hold(agent(1000, None), ask("select 1", WAIT))
         .expect("held");
     let id = held.id();
+    let mut changes = approvals.subscribe();
     let alice = person("alice", 2000);
     assert_eq!(
         approvals.approve(id, &alice, None, None, None),
         Ok(Decided::Waiting { have: 1, need: 2 })
     );
+    // Whoever shows it live learns that one approval is in.
+    assert_eq!(changes.recv().await, Ok(Change::Updated(id)));
+    let approved_by = approvals.get(id).expect("waiting").approved_by;
+    assert_eq!(approved_by.len(), 1);
+    assert!(approved_by[0].same_person(&alice));
     // The same person again, here through a token instead of the socket.
     let alice_by_token = Approver {
         name: "alice".to_owned(),

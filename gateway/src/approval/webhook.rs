@@ -25,7 +25,7 @@ pub async fn run(approvals: Arc<Approvals>, client: HttpClient) {
     loop {
         let id = match changes.recv().await {
             Ok(Change::Waiting(id)) => id,
-            Ok(Change::Gone(_)) => continue,
+            Ok(Change::Gone(_) | Change::Updated(_)) => continue,
             Err(broadcast::error::RecvError::Lagged(missed)) => {
                 tracing::warn!(
                     event = "approval.webhook_lagged",

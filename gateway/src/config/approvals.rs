@@ -1,12 +1,15 @@
 //! The `[approvals]` section: who may approve a held request, how many must, and how long a
 //! request waits when its rule names no timeout.
 
-use std::time::Duration;
+use std::{net::SocketAddr, time::Duration};
 
 use toml::Spanned;
 
 use super::{
-    auth::{endpoint, https_ca_file, is_loopback, parse_url},
+    auth::{
+        endpoint, https_ca_file, is_loopback, parse_url, token_validation, TokenFields,
+        TokenValidation,
+    },
     raw::RawApprovals,
     validate::{bounded, issue, Issue},
 };
@@ -24,6 +27,17 @@ pub struct ApprovalSettings {
     pub timeout: Duration,
     /// Told (a JSON POST with a Slack-compatible `text`) when a request starts waiting.
     pub webhook: Option<Endpoint>,
+    /// The HTTPS API and web page for approvers signing in with a token (off unless set).
+    pub http: Option<HttpApprovals>,
+}
+
+/// Remote approvers: an HTTPS listener (with the certificate agents are shown), and who may
+/// decide there: a valid token whose groups claim names one of `approver_groups`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpApprovals {
+    pub listen: SocketAddr,
+    pub tokens: TokenValidation,
+    pub approver_groups: Vec<String>,
 }
 
 const DEFAULT_TIMEOUT_S: u64 = 600;
@@ -52,7 +66,59 @@ pub fn settings(raw: Option<&Spanned<RawApprovals>>) -> Result<ApprovalSettings,
         required: required as usize,
         timeout: Duration::from_secs(timeout_s),
         webhook: webhook(raw)?,
+        http: http(raw)?,
     })
+}
+
+/// `http_listen` turns the API on, and then the token settings and the groups are required;
+/// without it, any of them would silently do nothing, so each is refused.
+fn http(raw: &RawApprovals) -> Result<Option<HttpApprovals>, Issue> {
+    let field = |name: &str| format!("approvals.{name}");
+    let fields = TokenFields::of_approvals(raw);
+    let Some(listen) = &raw.http_listen else {
+        let mut given = fields.given().to_vec();
+        given.push((
+            "approver_token_groups",
+            raw.approver_token_groups.as_ref().map(Spanned::span),
+        ));
+        return match given.into_iter().find(|(_, span)| span.is_some()) {
+            Some((name, Some(span))) => Err(Issue {
+                field: field(name),
+                offset: span.start,
+                message: "is only used with approvals.http_listen".into(),
+            }),
+            _ => Ok(None),
+        };
+    };
+    let address = listen.get_ref().parse::<SocketAddr>().map_err(|_| {
+        issue(
+            field("http_listen"),
+            listen,
+            format!(
+                "`{}` is not an address and port (e.g. 127.0.0.1:9443 or [::]:9443)",
+                listen.get_ref()
+            ),
+        )
+    })?;
+    let missing = |name: &str| {
+        issue(
+            field("http_listen"),
+            listen,
+            format!("the approvers' HTTPS API needs {name}: approvers sign in with a token"),
+        )
+    };
+    let tokens = token_validation(&fields, &field, &missing)?;
+    let groups = token_groups(raw.approver_token_groups.as_ref())?;
+    if groups.is_empty() {
+        return Err(missing(
+            "approver_token_groups (the token groups whose members may decide)",
+        ));
+    }
+    Ok(Some(HttpApprovals {
+        listen: address,
+        tokens,
+        approver_groups: groups,
+    }))
 }
 
 fn webhook(raw: &RawApprovals) -> Result<Option<Endpoint>, Issue> {
@@ -107,6 +173,30 @@ fn names(field: &str, raw: Option<&Spanned<Vec<Spanned<String>>>>) -> Result<Vec
                     field,
                     name,
                     format!("`{text}` is not a user or group name"),
+                )),
+            }
+        })
+        .collect()
+}
+
+/// Group names as an identity provider writes them in the groups claim (any printable text).
+fn token_groups(raw: Option<&Spanned<Vec<Spanned<String>>>>) -> Result<Vec<String>, Issue> {
+    let Some(list) = raw else {
+        return Ok(Vec::new());
+    };
+    list.get_ref()
+        .iter()
+        .map(|group| {
+            let text = group.get_ref();
+            match !text.trim().is_empty()
+                && text.len() <= 256
+                && !text.chars().any(char::is_control)
+            {
+                true => Ok(text.clone()),
+                false => Err(issue(
+                    "approvals.approver_token_groups",
+                    group,
+                    "a group is non-empty printable text of at most 256 bytes",
                 )),
             }
         })

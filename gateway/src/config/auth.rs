@@ -8,7 +8,7 @@ use std::{net::IpAddr, path::PathBuf, time::Duration};
 use toml::Spanned;
 
 use super::{
-    raw::RawTarget,
+    raw::{RawApprovals, RawTarget},
     validate::{absolute, issue, Issue},
 };
 
@@ -117,19 +117,30 @@ pub(super) struct TokenFields<'a> {
     pub leeway_s: Option<&'a Spanned<u64>>,
 }
 
+/// Every section spells its token settings alike (`token_issuer`, ...).
+macro_rules! token_fields_of {
+    ($raw:expr) => {
+        TokenFields {
+            issuer: $raw.token_issuer.as_ref(),
+            audience: $raw.token_audience.as_ref(),
+            jwks_file: $raw.token_jwks_file.as_ref(),
+            jwks_url: $raw.token_jwks_url.as_ref(),
+            jwks_ca_file: $raw.token_jwks_ca_file.as_ref(),
+            jwks_min_refetch_s: $raw.token_jwks_min_refetch_s.as_ref(),
+            required_claims: $raw.token_required_claims.as_ref(),
+            groups_claim: $raw.token_groups_claim.as_ref(),
+            leeway_s: $raw.token_leeway_s.as_ref(),
+        }
+    };
+}
+
 impl<'a> TokenFields<'a> {
     pub fn of_target(raw: &'a RawTarget) -> Self {
-        Self {
-            issuer: raw.token_issuer.as_ref(),
-            audience: raw.token_audience.as_ref(),
-            jwks_file: raw.token_jwks_file.as_ref(),
-            jwks_url: raw.token_jwks_url.as_ref(),
-            jwks_ca_file: raw.token_jwks_ca_file.as_ref(),
-            jwks_min_refetch_s: raw.token_jwks_min_refetch_s.as_ref(),
-            required_claims: raw.token_required_claims.as_ref(),
-            groups_claim: raw.token_groups_claim.as_ref(),
-            leeway_s: raw.token_leeway_s.as_ref(),
-        }
+        token_fields_of!(raw)
+    }
+
+    pub fn of_approvals(raw: &'a RawApprovals) -> Self {
+        token_fields_of!(raw)
     }
 
     /// Where each given setting is, by name (for "is only used with ..." errors).
@@ -196,7 +207,7 @@ pub(super) fn token_validation(
     })
 }
 
-/// How a section validates access tokens (a target's agents; approvers next).
+/// How a section validates access tokens (a target's agents, or `[approvals]`' approvers).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TokenValidation {
     pub issuer: String,

@@ -23,6 +23,18 @@ pub struct RawApprovals {
     pub timeout_s: Option<Spanned<u64>>,
     pub webhook_url: Option<Spanned<String>>,
     pub webhook_ca_file: Option<Spanned<String>>,
+    // The HTTPS API and web page for remote approvers, who sign in with an OIDC token.
+    pub http_listen: Option<Spanned<String>>,
+    pub approver_token_groups: Option<Spanned<Vec<Spanned<String>>>>,
+    pub token_issuer: Option<Spanned<String>>,
+    pub token_audience: Option<Spanned<String>>,
+    pub token_jwks_file: Option<Spanned<String>>,
+    pub token_jwks_url: Option<Spanned<String>>,
+    pub token_jwks_ca_file: Option<Spanned<String>>,
+    pub token_jwks_min_refetch_s: Option<Spanned<u64>>,
+    pub token_required_claims: Option<Spanned<Vec<Spanned<String>>>>,
+    pub token_groups_claim: Option<Spanned<String>>,
+    pub token_leeway_s: Option<Spanned<u64>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -257,5 +257,6 @@ fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
 }
 
 pub mod client;
+pub mod request;
 #[cfg(test)]
 mod tests;

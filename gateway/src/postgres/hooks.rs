@@ -10,11 +10,10 @@ use super::{
     redact::{describe_parameter, redact_sql},
     request::{Request, Statement},
     startup::StartupInfo,
-    token::TokenIdentity,
 };
 use crate::{
     audit::event::{RequestDecided, StatementRecord},
-    identity::{printable, AgentIdentity},
+    identity::{printable, token::TokenIdentity, AgentIdentity},
 };
 
 /// Who a session belongs to, as the hooks see it.

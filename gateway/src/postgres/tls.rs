@@ -91,6 +91,19 @@ fn provider() -> Arc<CryptoProvider> {
 
 /// The acceptor for agents' SSLRequests.
 pub fn agent_acceptor(settings: &AgentTls) -> Result<(TlsAcceptor, CertificateSource), TlsError> {
+    server_acceptor(settings, ALPN)
+}
+
+/// The acceptor of the approvers' HTTPS API: the certificate agents are shown, speaking
+/// HTTP/1.1.
+pub fn https_acceptor(settings: &AgentTls) -> Result<TlsAcceptor, TlsError> {
+    server_acceptor(settings, b"http/1.1").map(|(acceptor, _)| acceptor)
+}
+
+fn server_acceptor(
+    settings: &AgentTls,
+    alpn: &[u8],
+) -> Result<(TlsAcceptor, CertificateSource), TlsError> {
     let (cert_file, key_file, source) = match (&settings.cert_file, &settings.key_file) {
         (Some(cert), Some(key)) => (
             cert.clone(),
@@ -116,7 +129,7 @@ pub fn agent_acceptor(settings: &AgentTls) -> Result<(TlsAcceptor, CertificateSo
         .with_safe_default_protocol_versions()?
         .with_no_client_auth()
         .with_single_cert(certs, key)?;
-    config.alpn_protocols = vec![ALPN.to_vec()];
+    config.alpn_protocols = vec![alpn.to_vec()];
     Ok((TlsAcceptor::from(Arc::new(config)), source))
 }
 

@@ -3,6 +3,8 @@
 
 #![allow(dead_code, reason = "each test binary uses a different part")]
 
+pub mod tokens;
+
 use std::{
     path::{Path, PathBuf},
     sync::{Mutex, MutexGuard},
@@ -278,4 +280,21 @@ pub fn signal(pid: u32, signal: libc::c_int) {
     #[expect(unsafe_code, reason = "kill(2) has no safe std wrapper")]
     let rc = unsafe { libc::kill(pid, signal) };
     assert_eq!(rc, 0, "kill({pid}, {signal})");
+}
+
+/// The gateway's generated (appliance) certificate, which it shows agents and approvers.
+pub fn appliance_cert(bed: &PgBed) -> PathBuf {
+    let config = std::fs::read_to_string(bed.gateway.config_path()).expect("config");
+    let state_dir = config
+        .lines()
+        .find_map(|line| line.strip_prefix("state_dir = "))
+        .expect("state_dir in the test config")
+        .trim_matches('"');
+    let cert = Path::new(state_dir).join("tls/appliance-cert.pem");
+    assert!(
+        cert.exists(),
+        "no appliance certificate at {}",
+        cert.display()
+    );
+    cert
 }

@@ -87,5 +87,55 @@ fn bad_approval_settings_name_the_line_and_field() {
             field: "approvals.approvers",
             fragments: &["unknown field", "approver_users"],
         },
+        Bad {
+            what: "the HTTPS API without token settings",
+            text: "[agents]\nuids = [1000]\n[[targets]]\nname = \"db\"\nkind = \"postgres\"\ndestinations = [\"127.0.0.1:5432\"]\n[approvals]\nhttp_listen = \"127.0.0.1:9443\"\n",
+            line: 8,
+            field: "approvals.http_listen",
+            fragments: &["needs token_issuer"],
+        },
+        Bad {
+            what: "the HTTPS API without approver groups",
+            text: "[agents]\nuids = [1000]\n[[targets]]\nname = \"db\"\nkind = \"postgres\"\ndestinations = [\"127.0.0.1:5432\"]\n[approvals]\nhttp_listen = \"127.0.0.1:9443\"\ntoken_issuer = \"https://idp\"\ntoken_audience = \"tollgate\"\ntoken_jwks_file = \"/etc/jwks.json\"\n",
+            line: 8,
+            field: "approvals.http_listen",
+            fragments: &["approver_token_groups"],
+        },
+        Bad {
+            what: "an address without a port",
+            text: "[agents]\nuids = [1000]\n[[targets]]\nname = \"db\"\nkind = \"postgres\"\ndestinations = [\"127.0.0.1:5432\"]\n[approvals]\nhttp_listen = \"127.0.0.1\"\n",
+            line: 8,
+            field: "approvals.http_listen",
+            fragments: &["`127.0.0.1`", "address and port"],
+        },
+        Bad {
+            what: "token settings without the HTTPS API",
+            text: "[agents]\nuids = [1000]\n[[targets]]\nname = \"db\"\nkind = \"postgres\"\ndestinations = [\"127.0.0.1:5432\"]\n[approvals]\ntoken_issuer = \"https://idp\"\n",
+            line: 8,
+            field: "approvals.token_issuer",
+            fragments: &["only used with approvals.http_listen"],
+        },
     ]);
+}
+
+#[test]
+fn the_https_api_takes_a_listener_token_settings_and_approver_groups() {
+    let text = format!(
+        "{REST}[approvals]\nhttp_listen = \"[::1]:9443\"\napprover_token_groups = [\"phi-approvers\", \"/org/security officers\"]\ntoken_issuer = \"https://idp.example.org\"\ntoken_audience = \"tollgate-approvals\"\ntoken_jwks_file = \"/etc/tollgate/idp.jwks\"\ntoken_groups_claim = \"roles\"\n"
+    );
+    let config = parse(Path::new("t.toml"), &text).expect("valid");
+    let http = config.approvals.http.as_ref().expect("the API is on");
+    assert_eq!(http.listen, "[::1]:9443".parse().expect("address"));
+    assert_eq!(
+        http.approver_groups,
+        ["phi-approvers", "/org/security officers"]
+    );
+    assert_eq!(http.tokens.issuer, "https://idp.example.org");
+    assert_eq!(http.tokens.audience, "tollgate-approvals");
+    assert_eq!(http.tokens.groups_claim, "roles");
+    assert!(parse(Path::new("t.toml"), REST)
+        .expect("valid")
+        .approvals
+        .http
+        .is_none());
 }

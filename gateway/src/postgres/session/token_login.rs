@@ -16,6 +16,7 @@ use tokio::io::AsyncWriteExt;
 use tokio::time::Instant;
 
 use super::send_fatal;
+use crate::identity::token::{TokenError, TokenIdentity, TokenValidator};
 use crate::identity::{printable, AgentIdentity};
 use crate::postgres::{
     codec::{decode_backend, decode_frontend, session_context, Frontend, TextReading},
@@ -25,7 +26,6 @@ use crate::postgres::{
     scram::{ScramClient, ScramVerifier},
     startup::StartupInfo,
     tls::PgStream,
-    token::{TokenError, TokenIdentity, TokenValidator},
 };
 use crate::proxy::guard::{Outcome, SessionGuard};
 

@@ -78,7 +78,7 @@ impl Jwks {
             groups_claim: "groups".into(),
             leeway: Duration::from_secs(30),
         };
-        TokenValidator::new("db", &settings, 0).unwrap()
+        TokenValidator::new("targets[db]", &settings, 0).unwrap()
     }
 }
 

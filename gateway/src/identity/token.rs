@@ -80,12 +80,13 @@ impl TokenValidator {
     /// fetched in the background (its CA bundle is read now): an identity provider that is
     /// down must not stop the gateway, and tokens are refused until its keys arrive.
     /// `bypass_mark` keeps the gateway's own connection to the provider from being intercepted.
+    /// `section` names the settings in errors: `targets[db]` or `approvals`.
     pub fn new(
-        target: &str,
+        section: &str,
         settings: &TokenValidation,
         bypass_mark: u32,
     ) -> Result<Self, JwksError> {
-        let field = |name: &str| format!("targets[{target}].{name}");
+        let field = |name: &str| format!("{section}.{name}");
         let keys = match &settings.jwks {
             JwksSource::File(path) => {
                 let field = field("token_jwks_file");

@@ -1,0 +1,201 @@
+//! The approvers' HTTPS API and web page (`[approvals] http_listen`). TLS with the
+//! certificate agents are shown; every API call carries an OIDC access token
+//! (`Authorization: Bearer`), validated like an agent's, whose groups claim must name one of
+//! `approver_token_groups`. One request per connection, except the event stream, which stays
+//! open and pushes each change to the waiting requests as it happens.
+
+mod events;
+mod routes;
+mod web;
+
+use std::{net::SocketAddr, sync::Arc, time::Duration};
+
+use tokio::{
+    io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt},
+    net::TcpListener,
+    sync::Semaphore,
+};
+use tokio_rustls::TlsAcceptor;
+
+use crate::{
+    approval::Approvals,
+    config::HttpApprovals,
+    drain,
+    identity::token::TokenValidator,
+    net::http::request::{parse_request, Request, RequestError},
+};
+
+/// An approve or deny call is a few hundred bytes.
+const MAX_BODY: usize = 16 * 1024;
+/// Handshake and request together.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+/// Connections served at once (event streams included); more wait for a place.
+const MAX_CONNECTIONS: usize = 128;
+
+/// What the API serves.
+pub struct HttpApi {
+    pub approvals: Arc<Approvals>,
+    pub tokens: TokenValidator,
+    pub approver_groups: Vec<String>,
+    pub drain: drain::Watch,
+}
+
+/// Binds the listener now, so a port in use stops startup with its field named.
+pub async fn bind(settings: &HttpApprovals) -> std::io::Result<TcpListener> {
+    TcpListener::bind(settings.listen).await
+}
+
+pub async fn serve(listener: TcpListener, tls: TlsAcceptor, api: HttpApi) {
+    let api = Arc::new(api);
+    let places = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let mut drain = api.drain.clone();
+    loop {
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            () = drain.signaled() => return,
+        };
+        let Ok((tcp, peer)) = accepted else {
+            continue;
+        };
+        let Ok(place) = places.clone().try_acquire_owned() else {
+            tracing::warn!(event = "approvals.http.busy", %peer, "too many approver connections");
+            continue;
+        };
+        let (api, tls) = (api.clone(), tls.clone());
+        tokio::spawn(async move {
+            let _place = place;
+            let _ = tcp.set_nodelay(true);
+            let handshake = tokio::time::timeout(REQUEST_TIMEOUT, tls.accept(tcp)).await;
+            if let Ok(Ok(stream)) = handshake {
+                connection(stream, peer, &api).await;
+            }
+        });
+    }
+}
+
+async fn connection<S: AsyncRead + AsyncWrite + Unpin>(
+    mut stream: S,
+    peer: SocketAddr,
+    api: &HttpApi,
+) {
+    let request = match tokio::time::timeout(REQUEST_TIMEOUT, read_request(&mut stream)).await {
+        Ok(Ok(request)) => request,
+        Ok(Err(error)) => {
+            let reply = Reply::error(error.status(), &error.to_string());
+            let _ = reply.write(&mut stream).await;
+            return;
+        }
+        Err(_) => return,
+    };
+    match routes::route(api, &request, peer).await {
+        Answer::Reply(reply) => {
+            let _ = reply.write(&mut stream).await;
+        }
+        Answer::Events(caller) => events::stream(&mut stream, api, caller).await,
+    }
+    let _ = stream.shutdown().await;
+}
+
+async fn read_request<S: AsyncRead + Unpin>(stream: &mut S) -> Result<Request, RequestError> {
+    let mut buf = Vec::with_capacity(4096);
+    let mut chunk = [0u8; 4096];
+    loop {
+        let read = stream
+            .read(&mut chunk)
+            .await
+            .map_err(|_| RequestError::Malformed("the connection failed"))?;
+        if read == 0 {
+            return Err(RequestError::Malformed("the connection closed mid-request"));
+        }
+        buf.extend_from_slice(&chunk[..read]);
+        if let Some(request) = parse_request(&buf, MAX_BODY)? {
+            return Ok(request);
+        }
+    }
+}
+
+/// What a route answers: one reply, or the event stream for an authenticated caller.
+pub enum Answer {
+    Reply(Reply),
+    Events(routes::TokenCaller),
+}
+
+/// One complete response.
+pub struct Reply {
+    status: u16,
+    content_type: &'static str,
+    body: Vec<u8>,
+    /// `WWW-Authenticate: Bearer` on a 401.
+    challenge: bool,
+}
+
+impl Reply {
+    pub fn json(status: u16, value: &serde_json::Value) -> Self {
+        Self {
+            status,
+            content_type: "application/json",
+            body: value.to_string().into_bytes(),
+            challenge: status == 401,
+        }
+    }
+
+    pub fn error(status: u16, message: &str) -> Self {
+        Self::json(
+            status,
+            &serde_json::json!({ "ok": false, "error": message }),
+        )
+    }
+
+    pub fn file(content_type: &'static str, body: &'static str) -> Self {
+        Self {
+            status: 200,
+            content_type,
+            body: body.as_bytes().to_vec(),
+            challenge: false,
+        }
+    }
+
+    async fn write<S: AsyncWrite + Unpin>(&self, stream: &mut S) -> std::io::Result<()> {
+        let mut head = status_line(self.status);
+        head.push_str(&format!(
+            "Content-Type: {}\r\nContent-Length: {}\r\n",
+            self.content_type,
+            self.body.len()
+        ));
+        if self.challenge {
+            head.push_str("WWW-Authenticate: Bearer realm=\"tollgate approvals\"\r\n");
+        }
+        head.push_str(SECURITY_HEADERS);
+        head.push_str("Connection: close\r\n\r\n");
+        stream.write_all(head.as_bytes()).await?;
+        stream.write_all(&self.body).await?;
+        stream.flush().await
+    }
+}
+
+/// Nothing is cached, framed, sniffed or loaded from elsewhere: the page's script and style
+/// are its own files, and it renders what an agent wrote as text only.
+const SECURITY_HEADERS: &str = "Cache-Control: no-store\r\n\
+    Content-Security-Policy: default-src 'none'; script-src 'self'; style-src 'self'; \
+    connect-src 'self'; img-src 'self'; base-uri 'none'; form-action 'none'; \
+    frame-ancestors 'none'\r\n\
+    X-Content-Type-Options: nosniff\r\n\
+    Referrer-Policy: no-referrer\r\n\
+    Strict-Transport-Security: max-age=31536000\r\n";
+
+fn status_line(status: u16) -> String {
+    let reason = match status {
+        200 => "OK",
+        400 => "Bad Request",
+        401 => "Unauthorized",
+        403 => "Forbidden",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        409 => "Conflict",
+        413 => "Content Too Large",
+        431 => "Request Header Fields Too Large",
+        501 => "Not Implemented",
+        _ => "Error",
+    };
+    format!("HTTP/1.1 {status} {reason}\r\n")
+}
