@@ -19,7 +19,7 @@ mod tests;
 
 pub use catalog::{Catalog, Relation, RelationKind};
 pub use describe::{explain, summary};
-pub use evaluate::{evaluate, Decision, MaskPlan, StatementView};
+pub use evaluate::{evaluate, Decision, HoldOver, MaskPlan, StatementView};
 pub use identity::{parse_identity_spec, IdentityFacts};
 pub use load::{load, PolicyError};
 pub use provenance::{combine, Resolved, ResolvedColumn, Resolver};

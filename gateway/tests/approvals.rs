@@ -746,3 +746,78 @@ fn an_approved_read_returns_its_phi_masked() {
         assert!(!text.contains(value), "{value} reached the agent: {text}");
     }
 }
+
+/// A `rows_over` rule holds what the planner expects to be large (here, a thousand patients
+/// after ANALYZE) and lets small reads run at once; either way, the PHI comes back masked.
+#[test]
+#[ignore = "privileged: needs root, cgroup v2, BPF and PostgreSQL (run with `cargo xtask test`)"]
+fn a_read_the_planner_expects_to_be_large_waits_and_a_small_one_runs() {
+    const LARGE_READS: &str = r#"
+[[rules]]
+id = "approve-large-phi-reads"
+effect = "require_approval"
+kinds = ["select"]
+tables = ["public.patients"]
+rows_over = 100
+"#;
+    let dir = TempDir::new("tollgate-approvals").expect("temp dir");
+    let policy = format!("{PATIENTS_POLICY}{LARGE_READS}");
+    let approvers = ["approver_users = [\"nobody\"]"];
+    let bed = approvals_bed_with("a_read_the_planner_expects", &dir, &policy, &approvers);
+    bed.pg
+        .psql_direct(
+            "INSERT INTO patients SELECT g, 'Patient ' || g, lpad(g::text, 9, '7'), '02139'
+               FROM generate_series(3, 1000) AS g;
+             ANALYZE patients;",
+        )
+        .expect("a thousand patients");
+
+    let small = finished(spawn_agent(
+        &bed,
+        "SELECT full_name, ssn FROM patients WHERE id = 1",
+    ));
+    let text = output_text(&small);
+    assert!(small.status.success(), "{text}");
+    assert!(
+        !text.contains("waits for a person's approval"),
+        "one row by key runs at once: {text}"
+    );
+    assert!(
+        !text.contains("Ada Lovelace") && !text.contains("123-45-6789"),
+        "masked: {text}"
+    );
+    assert!(listed(&bed).is_empty());
+    // Bound parameters (psycopg, extended protocol) are planned alike.
+    let script = format!(
+        "import psycopg\n\
+         with psycopg.connect('host=127.0.0.1 port={} user=postgres dbname=postgres') as c:\n\
+         \x20   print(c.execute('SELECT ssn FROM patients WHERE id = %s', (2,)).fetchone()[0])\n",
+        bed.pg.port()
+    );
+    let mut psycopg = bed.agents.command("/usr/bin/python3");
+    let psycopg = psycopg.args(["-c", &script]).output().expect("psycopg");
+    let text = output_text(&psycopg);
+    assert!(psycopg.status.success(), "{text}");
+    assert!(!text.contains("987-65-4321"), "masked: {text}");
+    assert!(listed(&bed).is_empty(), "a small bound read never waited");
+
+    let agent = spawn_agent(&bed, "SELECT full_name, ssn FROM patients WHERE id > 10");
+    let pending = the_waiting_request(&bed);
+    assert_eq!(pending["rule"], "approve-large-phi-reads");
+    // The generic plan knows no value: a range over the key is a third of the table.
+    assert_eq!(pending["row_estimate"], 333, "{pending}");
+    let approved = approvals_as(&bed, APPROVER_UID, &["approve", &id_of(&pending)]);
+    assert!(approved.status.success(), "{}", output_text(&approved));
+    let output = finished(agent);
+    let text = output_text(&output);
+    assert!(output.status.success(), "{text}");
+    assert_eq!(
+        stdout_text(&output).lines().count(),
+        990,
+        "every row: {text:.300}"
+    );
+    assert!(
+        !text.contains("Patient 11") && !text.contains("777777711"),
+        "masked: {text:.300}"
+    );
+}

@@ -184,7 +184,7 @@ pub fn explain(policy: &Policy, target: &str, identity: &IdentityFacts, sql: &st
                 stored.join(", ")
             );
         }
-        if let Decision::Allow(plan) = &decision {
+        if let Decision::Allow(plan) | Decision::AllowUnlessOver(plan, _) = &decision {
             match &resolved.outputs {
                 Some(columns) => {
                     let names = output_names(&facts.outputs);
@@ -233,5 +233,10 @@ pub fn decision_text(decision: &Decision) -> String {
                 refusal.rule, refusal.message
             )
         }
+        Decision::AllowUnlessOver(plan, over) => format!(
+            "allow (rule {}) if the planner expects at most {} rows; otherwise require approval \
+             (rule {}): {}",
+            plan.rule, over.rows, over.refusal.rule, over.refusal.message
+        ),
     }
 }

@@ -22,6 +22,17 @@ pub enum Decision {
     Deny(Refusal),
     /// Held until a person approves it; then it runs, its results masked by the plan.
     RequireApproval(Refusal, MaskPlan),
+    /// Allowed, unless the planner expects more rows than a `rows_over` rule before the
+    /// allowing one names (or cannot say): then held by that rule, its results masked by the
+    /// allowing rule's plan either way. Settled per run by [`Decision::settle`].
+    AllowUnlessOver(MaskPlan, HoldOver),
+}
+
+/// A `rows_over` approval rule that matched, waiting on the row estimate.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HoldOver {
+    pub rows: u64,
+    pub refusal: Refusal,
 }
 
 impl Decision {
@@ -29,7 +40,21 @@ impl Decision {
     pub fn plan(&self) -> Option<&MaskPlan> {
         match self {
             Self::Allow(plan) | Self::RequireApproval(_, plan) => Some(plan),
+            // Whichever way it settles, it may run.
+            Self::AllowUnlessOver(plan, _) => Some(plan),
             Self::Deny(_) => None,
+        }
+    }
+
+    /// The decision for a statement the planner expects `estimate` rows of (None: it could
+    /// not say, which holds: uncertainty never grants).
+    pub fn settle(self, estimate: Option<u64>) -> Decision {
+        match self {
+            Self::AllowUnlessOver(plan, over) => match estimate {
+                Some(rows) if rows <= over.rows => Self::Allow(plan),
+                _ => Self::RequireApproval(over.refusal, plan),
+            },
+            settled => settled,
         }
     }
 }
@@ -69,6 +94,9 @@ pub fn evaluate(
     protect: bool,
     statement: StatementView<'_>,
 ) -> Decision {
+    // A `rows_over` rule that matched: it holds the statement if the estimate says so, and
+    // the rules after it decide otherwise.
+    let mut hold_over: Option<HoldOver> = None;
     for rule in policy.rules_for(target, identities) {
         if !rule_matches(rule, statement) {
             continue;
@@ -80,12 +108,21 @@ pub fn evaluate(
             max_rows: rule.max_rows,
             max_bytes: rule.max_bytes,
         };
-        return match rule.effect {
-            Effect::Deny => Decision::Deny(refusal(rule, "denied by policy")),
-            Effect::RequireApproval => {
-                Decision::RequireApproval(refusal(rule, "requires a person's approval"), plan())
+        let approval = || refusal(rule, "requires a person's approval");
+        return match (rule.effect, rule.rows_over) {
+            (Effect::RequireApproval, Some(rows)) => {
+                hold_over.get_or_insert_with(|| HoldOver {
+                    rows,
+                    refusal: approval(),
+                });
+                continue;
             }
-            Effect::Allow => Decision::Allow(plan()),
+            (Effect::Deny, _) => Decision::Deny(refusal(rule, "denied by policy")),
+            (Effect::RequireApproval, None) => Decision::RequireApproval(approval(), plan()),
+            (Effect::Allow, _) => match hold_over {
+                Some(over) => Decision::AllowUnlessOver(plan(), over),
+                None => Decision::Allow(plan()),
+            },
         };
     }
     let message = match statement {

@@ -83,4 +83,7 @@ pub struct RawRule {
     pub max_bytes: Option<u64>,
     /// require_approval rules: how long a statement waits (default `[approvals] timeout_s`).
     pub timeout_s: Option<u64>,
+    /// require_approval rules: hold only statements the planner expects to return or touch
+    /// more rows than this.
+    pub rows_over: Option<u64>,
 }

@@ -439,6 +439,20 @@ fn rule(
         }
         seconds => seconds.map(std::time::Duration::from_secs),
     };
+    if raw.rows_over.is_some() && effect != Effect::RequireApproval {
+        return fail(
+            "rows_over belongs on require_approval rules (it holds only statements the planner \
+             expects to be large)"
+                .into(),
+        );
+    }
+    if raw.rows_over.is_some() && shapes_results {
+        return fail(
+            "a rows_over rule holds statements the rules after it allow, and the allowing rule \
+             masks their results: put masking, max_rows and max_bytes on that rule"
+                .into(),
+        );
+    }
     let mut masking = BTreeMap::new();
     for (category, method) in raw.masking.iter().flatten() {
         let category = known_category(categories, category)
@@ -459,6 +473,7 @@ fn rule(
         max_rows: raw.max_rows,
         max_bytes: raw.max_bytes,
         timeout,
+        rows_over: raw.rows_over,
     })
 }
 

@@ -58,6 +58,10 @@ pub struct Rule {
     /// require_approval rules: how long a statement waits for a decision (None: the
     /// gateway's `[approvals] timeout_s`).
     pub timeout: Option<std::time::Duration>,
+    /// require_approval rules: the rule holds a statement only when the planner expects it
+    /// to return or touch more rows than this (or cannot say); otherwise the rules after it
+    /// decide.
+    pub rows_over: Option<u64>,
 }
 
 /// Every condition given must hold; within a list, any entry may.

@@ -113,6 +113,8 @@ enum Expect {
     Allow(&'static str),
     Deny(&'static str),
     Approval(&'static str),
+    /// Allowed by the first rule unless the planner expects more rows than the second says.
+    AllowUnlessOver(&'static str, &'static str),
 }
 
 fn decide(policy: &Policy, identity: &str, sql: &str) -> Vec<Decision> {
@@ -165,7 +167,7 @@ fn example_policy_decides_each_statement_as_documented() {
         (
             AGENT,
             "SELECT full_name FROM patients WHERE id = 1",
-            Allow("agents-work"),
+            AllowUnlessOver("agents-work", "approve-large-phi-reads"),
         ),
         (
             AGENT,
@@ -175,7 +177,7 @@ fn example_policy_decides_each_statement_as_documented() {
         (
             AGENT,
             "SELECT ssn FROM patients LIMIT 10",
-            Allow("agents-work"),
+            AllowUnlessOver("agents-work", "approve-large-phi-reads"),
         ),
         (
             AGENT,
@@ -308,9 +310,57 @@ fn example_policy_decides_each_statement_as_documented() {
             Decision::Allow(plan) => Expect::Allow(leak(&plan.rule)),
             Decision::Deny(refusal) => Expect::Deny(leak(&refusal.rule)),
             Decision::RequireApproval(refusal, _) => Expect::Approval(leak(&refusal.rule)),
+            Decision::AllowUnlessOver(plan, over) => {
+                Expect::AllowUnlessOver(leak(&plan.rule), leak(&over.refusal.rule))
+            }
         };
         assert_eq!(&got, expected, "{identity} running {sql:?}");
     }
+}
+
+#[test]
+fn a_rows_over_rule_holds_what_the_planner_expects_to_be_large_or_cannot_plan() {
+    let policy = example();
+    let decided = decide(
+        &policy,
+        AGENT,
+        "SELECT full_name FROM patients WHERE zip = '02139'",
+    );
+    let [decision] = decided.as_slice() else {
+        panic!("one statement: {decided:?}");
+    };
+    let Decision::AllowUnlessOver(plan, over) = decision else {
+        panic!("waits on the estimate: {decision:?}");
+    };
+    assert_eq!((&*plan.rule, over.rows), ("agents-work", 1000));
+    assert_eq!(
+        decision.clone().settle(Some(1000)),
+        Decision::Allow(plan.clone())
+    );
+    for estimate in [Some(1001), None] {
+        match decision.clone().settle(estimate) {
+            // Held by the rows_over rule, masked by the rule that allows it.
+            Decision::RequireApproval(refusal, held_plan) => {
+                assert_eq!(&*refusal.rule, "approve-large-phi-reads");
+                assert_eq!(held_plan, *plan);
+            }
+            other => panic!("{estimate:?} rows: {other:?}"),
+        }
+    }
+    // A deny rule still denies, and without an allowing rule the default denies.
+    let denied = decide(
+        &policy,
+        AGENT,
+        "SELECT ssn FROM patients; DROP TABLE patients",
+    );
+    assert!(matches!(&denied[1], Decision::Deny(r) if &*r.rule == "deny-ddl-on-phi"));
+    let only_hold = "version = 1\n[[identities]]\nid = \"a\"\nuid = [1000]\n[[rules]]\nid = \"big\"\neffect = \"require_approval\"\nkinds = [\"select\"]\nrows_over = 10\n";
+    let policy = parse(Path::new("p.toml"), only_hold).unwrap();
+    let decided = decide(&policy, "uid=1000,exe=/usr/bin/psql", "SELECT 1");
+    assert!(
+        matches!(&decided[0], Decision::Deny(r) if &*r.rule == DEFAULT_DENY),
+        "{decided:?}"
+    );
 }
 
 fn leak(text: &str) -> &'static str {
@@ -331,7 +381,8 @@ fn column_masks(identity: &str, sql: &str) -> Vec<Option<MaskMethod>> {
     let analysis = sql::analyze(sql).unwrap();
     let statement = &analysis.statements[0];
     let resolved = resolver.resolve(statement);
-    let Decision::Allow(plan) = evaluate(
+    // A read the planner expects to be small (`rows_over`) is allowed.
+    let decision = evaluate(
         &policy,
         TARGET,
         &identities,
@@ -340,7 +391,8 @@ fn column_masks(identity: &str, sql: &str) -> Vec<Option<MaskMethod>> {
             facts: statement,
             resolved: &resolved,
         },
-    ) else {
+    );
+    let Decision::Allow(plan) = decision.settle(Some(1)) else {
         panic!("{sql:?} should be allowed for {identity}");
     };
     resolved
@@ -492,6 +544,8 @@ fn errors_name_file_line_and_rule() {
         (format!("{base}[[rules]]\nid = \"r1\"\neffect = \"allow\"\nidentities = [\"a\"]\nunparsed = true\nkinds = [\"select\"]\n"), "rule \"r1\": unparsed = true cannot be combined"),
         (format!("{base}[[rules]]\nid = \"r1\"\neffect = \"deny\"\ntimeout_s = 60\n"), "rule \"r1\": timeout_s belongs on require_approval rules"),
         (format!("{base}[[rules]]\nid = \"r1\"\neffect = \"require_approval\"\ntimeout_s = 0\n"), "rule \"r1\": timeout_s: must be 1 to 604800 seconds"),
+        (format!("{base}[[rules]]\nid = \"r1\"\neffect = \"allow\"\nidentities = [\"a\"]\nrows_over = 10\n"), "rule \"r1\": rows_over belongs on require_approval rules"),
+        (format!("{base}[[rules]]\nid = \"r1\"\neffect = \"require_approval\"\nrows_over = 10\nmax_rows = 5\n"), "rule \"r1\": a rows_over rule holds statements the rules after it allow"),
         (format!("{base}[[rules]]\nid = \"r1\"\neffect = \"allow\"\nidentities = [\"a\"]\ncolour = 1\n"), "p.toml:12: rules[0].colour: unknown field"),
         ("version = 2\n".to_owned(), "p.toml:1: version: only version 1"),
         ("version = 1\n[[classify]]\ntable = \"patients\"\ncolumns = { c = \"ssn\" }\n".to_owned(), "p.toml:3: classify.table: write it as schema.table"),

@@ -30,6 +30,7 @@ use super::{
     errors::{sqlstate, ClientError},
     names::{Portal, Prepared, SessionNames},
     pipeline::Position,
+    redact::parameterised_sql,
     request::{Request, Statement},
     results::{MaskContext, QueryRules, ResultRule, Rule, StatementResults},
     settings::TaintedSettings,
@@ -40,8 +41,8 @@ use crate::{
             Derived, DerivedColumn, DerivedRecord, DerivedStore, Provenance, SettingsRecord,
             TEMP_SCHEMA,
         },
-        evaluate, Catalog, Decision, IdentityFacts, Loaded, MaskPlan, PolicyStore, Resolved,
-        Resolver, StatementView, TargetClassification,
+        evaluate, Catalog, Decision, HoldOver, IdentityFacts, Loaded, MaskPlan, PolicyStore,
+        Resolved, Resolver, StatementView, TargetClassification,
     },
     sql::{
         explain_analyze_of, literal_shape, may_run_user_code, CopyDirection, CopyEndpoint,
@@ -314,6 +315,7 @@ impl SessionEnforcement {
                     (decision, StatementResults::Execute(rule))
                 }
             };
+            let (decision, estimate) = self.settle(decision, statement).await;
             inspection.verdicts.push(verdict_of(&decision));
             let invalid = invalid_text_error(statement);
             if let (None, Decision::RequireApproval(refusal, _)) = (&invalid, &decision) {
@@ -323,6 +325,7 @@ impl SessionEnforcement {
                     let mut held =
                         HeldStatement::of(index, rule, statement, &results, &self.shared.facts);
                     held.timeout = loaded.policy.approval_timeout(&held.rule);
+                    held.row_estimate = estimate;
                     inspection.held.push(held);
                 }
                 inspection.results.push(results);
@@ -388,6 +391,7 @@ impl SessionEnforcement {
     ) -> (Decision, QueryRules) {
         let mut allowed = None;
         let mut held = None;
+        let mut hold_over = None;
         let mut rules = Vec::with_capacity(statements.len());
         for facts in statements {
             let decided = self.decide(names, loaded, Some(facts), runs);
@@ -395,6 +399,11 @@ impl SessionEnforcement {
             match decided.decision {
                 Decision::Allow(plan) => {
                     allowed.get_or_insert(plan);
+                }
+                // The text's estimate decides (a text of several statements has none: held).
+                Decision::AllowUnlessOver(plan, over) => {
+                    allowed.get_or_insert(plan);
+                    hold_over.get_or_insert(over);
                 }
                 // The text waits for approval; a later statement may still be denied.
                 Decision::RequireApproval(refusal, plan) => {
@@ -427,9 +436,10 @@ impl SessionEnforcement {
             statements: rules.into(),
             beyond,
         };
-        match held {
-            Some(refusal) => (Decision::RequireApproval(refusal, plan), rules),
-            None => (Decision::Allow(plan), rules),
+        match (held, hold_over) {
+            (Some(refusal), _) => (Decision::RequireApproval(refusal, plan), rules),
+            (None, Some(over)) => (Decision::AllowUnlessOver(plan, over), rules),
+            (None, None) => (Decision::Allow(plan), rules),
         }
     }
 
@@ -706,6 +716,26 @@ impl SessionEnforcement {
         );
     }
 
+    /// A decision that waits on the row estimate, settled for this run of `statement`, with
+    /// the estimate when one was asked for. A Parse only prepares: its Execute settles.
+    async fn settle(&self, decision: Decision, statement: &Statement) -> (Decision, Option<u64>) {
+        match decision {
+            Decision::AllowUnlessOver(plan, _)
+                if matches!(statement, Statement::Prepare { .. }) =>
+            {
+                (Decision::Allow(plan), None)
+            }
+            Decision::AllowUnlessOver(..) => {
+                let estimate = match statement.sql() {
+                    Some(sql) => self.estimate_rows(&parameterised_sql(sql)).await,
+                    None => None,
+                };
+                (decision.settle(estimate), estimate)
+            }
+            decided => (decided, None),
+        }
+    }
+
     /// The planner's estimate of the rows a statement returns or touches, asked of the
     /// session's database without any of its values (see `catalog::estimate`).
     pub async fn estimate_rows(&self, parameterised: &str) -> Option<u64> {
@@ -817,7 +847,11 @@ fn verdict_of(decision: &Decision) -> Verdict {
     let (decision, rule) = match decision {
         Decision::Allow(plan) => ("allow", &plan.rule),
         Decision::Deny(refusal) => ("deny", &refusal.rule),
-        Decision::RequireApproval(refusal, _) => ("require_approval", &refusal.rule),
+        // Settled before it is sent; were it not, it would wait.
+        Decision::RequireApproval(refusal, _)
+        | Decision::AllowUnlessOver(_, HoldOver { refusal, .. }) => {
+            ("require_approval", &refusal.rule)
+        }
     };
     Verdict {
         decision,

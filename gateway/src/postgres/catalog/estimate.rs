@@ -4,9 +4,16 @@
 //! name of the gateway's, and `EXPLAIN` of its generic plan (every parameter NULL, planned
 //! without values) gives the top node's row estimate. A connection of its own, with the
 //! server's default search path (the catalog's reads use `pg_catalog` only), one question
-//! at a time; holds are rare.
+//! at a time. A `rows_over` policy rule asks for every statement it matches, so answers are
+//! kept a few seconds per statement shape: a generic plan's estimate has no values to vary
+//! with, only the table statistics, which change slowly.
 
-use std::{net::SocketAddr, time::Duration};
+use std::{
+    collections::HashMap,
+    net::SocketAddr,
+    sync::Mutex as SyncMutex,
+    time::{Duration, Instant},
+};
 
 use serde_json::Value;
 use tokio::sync::Mutex;
@@ -18,10 +25,15 @@ use crate::postgres::redact::highest_parameter;
 /// The whole question, connection included: a slow estimate is no estimate.
 const ESTIMATE_TIMEOUT: Duration = Duration::from_secs(3);
 const PREPARED: &str = "tollgate_estimate";
+/// How long an answer is reused for the same statement shape.
+const KEEP: Duration = Duration::from_secs(10);
+/// Shapes remembered at once; past this the memory starts over.
+const MAX_KEPT: usize = 1024;
 
 #[derive(Default)]
 pub struct Estimator {
     client: Mutex<Option<Client>>,
+    recent: SyncMutex<HashMap<String, (Instant, Option<u64>)>>,
 }
 
 impl Estimator {
@@ -35,15 +47,32 @@ impl Estimator {
         database: &str,
         parameterised: &str,
     ) -> Option<u64> {
+        if let Some(rows) = self.kept(parameterised) {
+            return rows;
+        }
         let asked = self.ask(access, server, database, parameterised);
-        match tokio::time::timeout(ESTIMATE_TIMEOUT, asked).await {
+        let rows = match tokio::time::timeout(ESTIMATE_TIMEOUT, asked).await {
             Ok(Ok(rows)) => rows,
             Ok(Err(error)) => {
                 tracing::debug!(%error, "no row estimate");
                 None
             }
             Err(_) => None,
+        };
+        let mut recent = self.recent.lock().unwrap_or_else(|p| p.into_inner());
+        if recent.len() >= MAX_KEPT {
+            recent.clear();
         }
+        recent.insert(parameterised.to_owned(), (Instant::now(), rows));
+        rows
+    }
+
+    /// An answer given for this text within [`KEEP`] (Some(None): it could not be planned).
+    fn kept(&self, parameterised: &str) -> Option<Option<u64>> {
+        let recent = self.recent.lock().unwrap_or_else(|p| p.into_inner());
+        (recent.get(parameterised))
+            .filter(|(at, _)| at.elapsed() < KEEP)
+            .map(|(_, rows)| *rows)
     }
 
     async fn ask(

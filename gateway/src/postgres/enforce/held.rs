@@ -28,6 +28,8 @@ pub struct HeldStatement {
     pub classified: Vec<ClassifiedColumn>,
     /// How long it waits, when its rule says.
     pub timeout: Option<std::time::Duration>,
+    /// The planner's estimate, when its rule (`rows_over`) asked for one already.
+    pub row_estimate: Option<u64>,
 }
 
 impl HeldStatement {
@@ -91,6 +93,7 @@ impl HeldStatement {
             tables,
             classified,
             timeout: None,
+            row_estimate: None,
         }
     }
 }

@@ -122,10 +122,16 @@ async fn row_estimate(
 ) -> Option<u64> {
     let mut total = None;
     for statement in held {
-        let Some(sql) = request.statements[statement.index].sql() else {
-            continue;
+        // A `rows_over` rule asked already.
+        let rows = match (
+            statement.row_estimate,
+            request.statements[statement.index].sql(),
+        ) {
+            (Some(rows), _) => Some(rows),
+            (None, Some(sql)) => enforcement.estimate_rows(&parameterised_sql(sql)).await,
+            (None, None) => None,
         };
-        if let Some(rows) = enforcement.estimate_rows(&parameterised_sql(sql)).await {
+        if let Some(rows) = rows {
             total = Some(total.unwrap_or(0u64).saturating_add(rows));
         }
     }

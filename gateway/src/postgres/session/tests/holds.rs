@@ -284,3 +284,28 @@ async fn a_rule_s_own_timeout_wins_over_the_gateway_s() {
     let answer = session.client.until_ready(1).await;
     assert!(answer[0].contains("was not given within 1 s"), "{answer:?}");
 }
+
+/// A `rows_over` rule holds what cannot be estimated: this session has no catalog
+/// connection, so even a one-row read by key waits. Uncertainty never grants.
+#[tokio::test]
+async fn a_rows_over_rule_holds_what_it_cannot_estimate() {
+    let policy = holding().replace(
+        "effect = \"require_approval\"\n",
+        "effect = \"require_approval\"\nrows_over = 1000\n",
+    );
+    let approvals = Approvals::new(1, None);
+    let (mut session, _) = start_holding(&policy, patients(), approvals.clone(), WAIT).await;
+    session
+        .client
+        .send(vec![query("SELECT ssn FROM patients WHERE id = 1")])
+        .await;
+    let pending = waiting(&mut session, &approvals).await;
+    assert_eq!(pending.ask.rule, "approve-patients");
+    assert_eq!(pending.ask.row_estimate, None);
+    nothing_arrives(&mut session).await;
+    approvals
+        .deny(pending.id, &alice(), "no estimate".to_owned())
+        .expect("denied");
+    let answer = session.client.until_ready(1).await;
+    assert!(answer[0].contains("no estimate"), "{answer:?}");
+}
