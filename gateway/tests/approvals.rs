@@ -800,6 +800,23 @@ rows_over = 100
     assert!(psycopg.status.success(), "{text}");
     assert!(!text.contains("987-65-4321"), "masked: {text}");
     assert!(listed(&bed).is_empty(), "a small bound read never waited");
+    // What the generic plan underestimates (a range it cannot see) runs, cut at the limit.
+    let underestimated = finished(spawn_agent(
+        &bed,
+        "SELECT ssn FROM patients WHERE id BETWEEN 1 AND 1000",
+    ));
+    let text = output_text(&underestimated);
+    assert!(underestimated.status.success(), "{text:.300}");
+    assert_eq!(
+        stdout_text(&underestimated).lines().count(),
+        100,
+        "{text:.300}"
+    );
+    assert!(
+        text.contains("truncated to 100 rows by policy rule \"approve-large-phi-reads\""),
+        "the agent is told: {text:.600}"
+    );
+    assert!(listed(&bed).is_empty());
 
     let agent = spawn_agent(&bed, "SELECT full_name, ssn FROM patients WHERE id > 10");
     let pending = the_waiting_request(&bed);

@@ -10,7 +10,7 @@ use super::{refusal, AdminApi};
 use crate::approval::{
     local_approver,
     view::{grant_json, pending_json},
-    Approvals, Approver, Decided,
+    ApprovalError, Approvals, Approver, Decided,
 };
 
 /// Who calls, as its front end established it.
@@ -50,10 +50,13 @@ pub fn answer(approvals: &Approvals, caller: &Caller, op: &str, request: &Value)
         }),
         ("approvals.show", _) if viewer => match id.and_then(|id| approvals.get(id)) {
             Some(pending) => json!({ "ok": true, "pending": pending_json(&pending) }),
-            None => refusal(format!(
-                "no request {} is waiting for approval (decided, timed out or withdrawn)",
-                request["id"]
-            )),
+            None => refused(
+                "not_found",
+                format!(
+                    "no request {} is waiting for approval (decided, timed out or withdrawn)",
+                    request["id"]
+                ),
+            ),
         },
         ("grants.list", _) if viewer => json!({
             "ok": true,
@@ -62,12 +65,15 @@ pub fn answer(approvals: &Approvals, caller: &Caller, op: &str, request: &Value)
         ("approvals.approve", Ok(approver)) => approve(approvals, approver, request),
         ("approvals.deny", Ok(approver)) => {
             let Some(reason) = request["reason"].as_str().filter(|r| !r.trim().is_empty()) else {
-                return refusal("a denial needs a --reason (the client is shown it)".to_owned());
+                return refused(
+                    "bad_request",
+                    "a denial needs a reason (--reason; the client is shown it)",
+                );
             };
             match id.map(|id| approvals.deny(id, approver, reason.to_owned())) {
                 Some(Ok(())) => json!({ "ok": true, "denied": id }),
-                Some(Err(error)) => refusal(error.to_string()),
-                None => refusal("name the request: an approval id".to_owned()),
+                Some(Err(error)) => decision_refused(&error),
+                None => refused("bad_request", "name the request: an approval id"),
             }
         }
         ("grants.revoke", Ok(approver)) => match id.map(|id| approvals.revoke(id)) {
@@ -75,28 +81,28 @@ pub fn answer(approvals: &Approvals, caller: &Caller, op: &str, request: &Value)
                 tracing::info!(event = "grant.revoked", grant = grant.id, by = %approver.name, "grant revoked");
                 json!({ "ok": true, "revoked": grant_json(&grant) })
             }
-            Some(Err(error)) => refusal(error.to_string()),
-            None => refusal("name the grant: a grant id".to_owned()),
+            Some(Err(error)) => decision_refused(&error),
+            None => refused("bad_request", "name the grant: a grant id"),
         },
-        (_, Err(not_an_approver)) => refusal(not_an_approver.clone()),
-        (op, Ok(_)) => refusal(format!("unknown request {op}")),
+        (_, Err(not_an_approver)) => refused("forbidden", not_an_approver),
+        (op, Ok(_)) => refused("bad_request", format!("unknown request {op}")),
     }
 }
 
 fn approve(approvals: &Approvals, approver: &Approver, request: &Value) -> Value {
     let Some(id) = request["id"].as_u64() else {
-        return refusal("name the request: an approval id".to_owned());
+        return refused("bad_request", "name the request: an approval id");
     };
     let grant_for = match request["for_s"].as_u64().map(Duration::from_secs) {
         Some(duration) if duration.is_zero() || duration > MAX_GRANT => {
-            return refusal("--for must be between 1 s and 7 days".to_owned())
+            return refused("bad_request", "a grant (--for) lasts 1 s to 7 days")
         }
         other => other,
     };
     let seen = match request["hash"].as_str() {
         Some(hex) => match parse_hash(hex) {
             Some(hash) => Some(hash),
-            None => return refusal("the request hash is 64 hex digits".to_owned()),
+            None => return refused("bad_request", "the request hash is 64 hex digits"),
         },
         None => None,
     };
@@ -106,8 +112,25 @@ fn approve(approvals: &Approvals, approver: &Approver, request: &Value) -> Value
         Ok(Decided::Waiting { have, need }) => {
             json!({ "ok": true, "approved": Value::Null, "have": have, "need": need })
         }
-        Err(error) => refusal(error.to_string()),
+        Err(error) => decision_refused(&error),
     }
+}
+
+/// A refusal with the kind of failure it is (`bad_request`, `forbidden`, `not_found`,
+/// `conflict`), which the HTTP API answers with its status code.
+fn refused(code: &str, error: impl Into<String>) -> Value {
+    let mut refusal = refusal(error.into());
+    refusal["code"] = json!(code);
+    refusal
+}
+
+fn decision_refused(error: &ApprovalError) -> Value {
+    let code = match error {
+        ApprovalError::NotPending(_) | ApprovalError::NoGrant(_) => "not_found",
+        ApprovalError::SelfApproval => "forbidden",
+        ApprovalError::AlreadyApproved(_) | ApprovalError::Mismatch => "conflict",
+    };
+    refused(code, error.to_string())
 }
 
 fn parse_hash(hex: &str) -> Option<[u8; 32]> {

@@ -8,12 +8,18 @@ mod events;
 mod routes;
 mod web;
 
-use std::{net::SocketAddr, sync::Arc, time::Duration};
+use std::{
+    collections::HashMap,
+    net::{IpAddr, SocketAddr},
+    sync::{Arc, Mutex},
+    time::Duration,
+};
 
 use tokio::{
     io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt},
     net::TcpListener,
     sync::Semaphore,
+    time::Instant,
 };
 use tokio_rustls::TlsAcceptor;
 
@@ -29,8 +35,12 @@ use crate::{
 const MAX_BODY: usize = 16 * 1024;
 /// Handshake and request together.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
-/// Connections served at once (event streams included); more wait for a place.
+/// Connections served at once (event streams included); more are closed at once.
 const MAX_CONNECTIONS: usize = 128;
+/// Of those, from one client address.
+const MAX_PER_PEER: usize = 16;
+/// A client that stops reading is let go after this.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// What the API serves.
 pub struct HttpApi {
@@ -48,6 +58,7 @@ pub async fn bind(settings: &HttpApprovals) -> std::io::Result<TcpListener> {
 pub async fn serve(listener: TcpListener, tls: TlsAcceptor, api: HttpApi) {
     let api = Arc::new(api);
     let places = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let per_peer = Arc::new(PerPeer::default());
     let mut drain = api.drain.clone();
     loop {
         let accepted = tokio::select! {
@@ -57,17 +68,24 @@ pub async fn serve(listener: TcpListener, tls: TlsAcceptor, api: HttpApi) {
         let Ok((tcp, peer)) = accepted else {
             continue;
         };
-        let Ok(place) = places.clone().try_acquire_owned() else {
+        // One address cannot take every place (an agent on the host must not be able to
+        // lock approvers out).
+        let (Some(peer_place), Ok(place)) = (
+            per_peer.enter(peer.ip()),
+            places.clone().try_acquire_owned(),
+        ) else {
             tracing::warn!(event = "approvals.http.busy", %peer, "too many approver connections");
             continue;
         };
         let (api, tls) = (api.clone(), tls.clone());
         tokio::spawn(async move {
-            let _place = place;
+            let _places = (place, peer_place);
             let _ = tcp.set_nodelay(true);
-            let handshake = tokio::time::timeout(REQUEST_TIMEOUT, tls.accept(tcp)).await;
+            // The handshake and the request share one deadline.
+            let deadline = Instant::now() + REQUEST_TIMEOUT;
+            let handshake = tokio::time::timeout_at(deadline, tls.accept(tcp)).await;
             if let Ok(Ok(stream)) = handshake {
-                connection(stream, peer, &api).await;
+                connection(stream, peer, &api, deadline).await;
             }
         });
     }
@@ -77,8 +95,9 @@ async fn connection<S: AsyncRead + AsyncWrite + Unpin>(
     mut stream: S,
     peer: SocketAddr,
     api: &HttpApi,
+    deadline: Instant,
 ) {
-    let request = match tokio::time::timeout(REQUEST_TIMEOUT, read_request(&mut stream)).await {
+    let request = match tokio::time::timeout_at(deadline, read_request(&mut stream)).await {
         Ok(Ok(request)) => request,
         Ok(Err(error)) => {
             let reply = Reply::error(error.status(), &error.to_string());
@@ -93,7 +112,44 @@ async fn connection<S: AsyncRead + AsyncWrite + Unpin>(
         }
         Answer::Events(caller) => events::stream(&mut stream, api, caller).await,
     }
-    let _ = stream.shutdown().await;
+    let _ = tokio::time::timeout(WRITE_TIMEOUT, stream.shutdown()).await;
+}
+
+/// Connections open per client address.
+#[derive(Default)]
+struct PerPeer(Mutex<HashMap<IpAddr, usize>>);
+
+/// A connection's place in [`PerPeer`], given back when it closes.
+struct PeerPlace {
+    peers: Arc<PerPeer>,
+    ip: IpAddr,
+}
+
+impl PerPeer {
+    fn enter(self: &Arc<Self>, ip: IpAddr) -> Option<PeerPlace> {
+        let mut open = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let count = open.entry(ip).or_default();
+        if *count >= MAX_PER_PEER {
+            return None;
+        }
+        *count += 1;
+        Some(PeerPlace {
+            peers: self.clone(),
+            ip,
+        })
+    }
+}
+
+impl Drop for PeerPlace {
+    fn drop(&mut self) {
+        let mut open = self.peers.0.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(count) = open.get_mut(&self.ip) {
+            *count -= 1;
+            if *count == 0 {
+                open.remove(&self.ip);
+            }
+        }
+    }
 }
 
 async fn read_request<S: AsyncRead + Unpin>(stream: &mut S) -> Result<Request, RequestError> {
@@ -156,6 +212,12 @@ impl Reply {
     }
 
     async fn write<S: AsyncWrite + Unpin>(&self, stream: &mut S) -> std::io::Result<()> {
+        tokio::time::timeout(WRITE_TIMEOUT, self.write_all(stream))
+            .await
+            .map_err(|_| std::io::ErrorKind::TimedOut)?
+    }
+
+    async fn write_all<S: AsyncWrite + Unpin>(&self, stream: &mut S) -> std::io::Result<()> {
         let mut head = status_line(self.status);
         head.push_str(&format!(
             "Content-Type: {}\r\nContent-Length: {}\r\n",
@@ -195,6 +257,7 @@ fn status_line(status: u16) -> String {
         413 => "Content Too Large",
         431 => "Request Header Fields Too Large",
         501 => "Not Implemented",
+        503 => "Service Unavailable",
         _ => "Error",
     };
     format!("HTTP/1.1 {status} {reason}\r\n")

@@ -12,7 +12,7 @@ use super::{
     provenance::{Resolved, ResolvedColumn},
     rules::{Category, Conditions, Effect, EndpointKind, Policy, Rule},
 };
-use crate::sql::{RelationName, StatementFacts};
+use crate::sql::{may_run_user_code, RelationName, StatementFacts, StatementKind};
 
 pub const DEFAULT_DENY: &str = "default-deny";
 
@@ -33,6 +33,9 @@ pub enum Decision {
 pub struct HoldOver {
     pub rows: u64,
     pub refusal: Refusal,
+    /// The statement writes (or may): its rows cannot be capped on the way back, so one
+    /// the planner cannot estimate waits.
+    pub writes: bool,
 }
 
 impl Decision {
@@ -46,13 +49,16 @@ impl Decision {
         }
     }
 
-    /// The decision for a statement the planner expects `estimate` rows of (None: it could
-    /// not say, which holds: uncertainty never grants).
+    /// The decision for a statement the planner expects `estimate` rows of. More than the
+    /// limit waits. Within it, or not estimated, a read runs, and the session lets no more
+    /// than the limit of its rows through (what a generic plan misses is cut, not granted);
+    /// a write that cannot be estimated waits.
     pub fn settle(self, estimate: Option<u64>) -> Decision {
         match self {
             Self::AllowUnlessOver(plan, over) => match estimate {
-                Some(rows) if rows <= over.rows => Self::Allow(plan),
-                _ => Self::RequireApproval(over.refusal, plan),
+                Some(rows) if rows > over.rows => Self::RequireApproval(over.refusal, plan),
+                None if over.writes => Self::RequireApproval(over.refusal, plan),
+                _ => Self::Allow(plan),
             },
             settled => settled,
         }
@@ -110,11 +116,15 @@ pub fn evaluate(
         };
         let approval = || refusal(rule, "requires a person's approval");
         return match (rule.effect, rule.rows_over) {
+            // The strictest limit of every rows_over rule that matches holds.
             (Effect::RequireApproval, Some(rows)) => {
-                hold_over.get_or_insert_with(|| HoldOver {
-                    rows,
-                    refusal: approval(),
-                });
+                if hold_over.as_ref().is_none_or(|over| rows < over.rows) {
+                    hold_over = Some(HoldOver {
+                        rows,
+                        refusal: approval(),
+                        writes: writes(statement),
+                    });
+                }
                 continue;
             }
             (Effect::Deny, _) => Decision::Deny(refusal(rule, "denied by policy")),
@@ -136,6 +146,30 @@ pub fn evaluate(
         rule: DEFAULT_DENY.into(),
         message: message.into(),
     })
+}
+
+/// Whether a statement writes, or may (one the parser could not read).
+fn writes(statement: StatementView<'_>) -> bool {
+    match statement {
+        StatementView::Unparsed => true,
+        StatementView::Parsed { facts, resolved } => {
+            !facts.writes.is_empty()
+                || facts.hidden_write
+                || !resolved.stored.is_empty()
+                // A function of the user's may write whatever it likes.
+                || facts.functions.iter().any(|f| may_run_user_code(f))
+                || matches!(
+                    facts.kind,
+                    StatementKind::Insert
+                        | StatementKind::Update
+                        | StatementKind::Delete
+                        | StatementKind::Merge
+                        | StatementKind::CopyFrom
+                        | StatementKind::Do
+                        | StatementKind::Call
+                )
+        }
+    }
 }
 
 fn refusal(rule: &Rule, default: &str) -> Refusal {

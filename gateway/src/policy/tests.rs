@@ -4,7 +4,7 @@ use std::{collections::BTreeSet, path::Path};
 
 use super::{
     catalog::{Catalog, Relation, RelationKind},
-    evaluate::{evaluate, Decision, StatementView, DEFAULT_DENY},
+    evaluate::{evaluate, Decision, HoldOver, StatementView, DEFAULT_DENY},
     identity::parse_identity_spec,
     load::{parse, PolicyError},
     mask::MaskMethod,
@@ -319,7 +319,7 @@ fn example_policy_decides_each_statement_as_documented() {
 }
 
 #[test]
-fn a_rows_over_rule_holds_what_the_planner_expects_to_be_large_or_cannot_plan() {
+fn a_rows_over_rule_holds_what_the_planner_expects_to_be_large() {
     let policy = example();
     let decided = decide(
         &policy,
@@ -332,21 +332,29 @@ fn a_rows_over_rule_holds_what_the_planner_expects_to_be_large_or_cannot_plan() 
     let Decision::AllowUnlessOver(plan, over) = decision else {
         panic!("waits on the estimate: {decision:?}");
     };
-    assert_eq!((&*plan.rule, over.rows), ("agents-work", 1000));
     assert_eq!(
-        decision.clone().settle(Some(1000)),
-        Decision::Allow(plan.clone())
+        (&*plan.rule, over.rows, over.writes),
+        ("agents-work", 1000, false)
     );
-    for estimate in [Some(1001), None] {
-        match decision.clone().settle(estimate) {
-            // Held by the rows_over rule, masked by the rule that allows it.
-            Decision::RequireApproval(refusal, held_plan) => {
-                assert_eq!(&*refusal.rule, "approve-large-phi-reads");
-                assert_eq!(held_plan, *plan);
-            }
-            other => panic!("{estimate:?} rows: {other:?}"),
-        }
+    // Within the limit, or not estimated, a read runs (capped by the session).
+    for estimate in [Some(1000), None] {
+        assert_eq!(
+            decision.clone().settle(estimate),
+            Decision::Allow(plan.clone())
+        );
     }
+    // Held by the rows_over rule, masked by the rule that allows it.
+    let held = Decision::RequireApproval(over.refusal.clone(), plan.clone());
+    assert_eq!(&*over.refusal.rule, "approve-large-phi-reads");
+    assert_eq!(decision.clone().settle(Some(1001)), held);
+    // A write cannot be capped on the way back: without an estimate it waits.
+    let write = HoldOver {
+        writes: true,
+        ..over.clone()
+    };
+    let write = Decision::AllowUnlessOver(plan.clone(), write);
+    assert_eq!(write.settle(None), held);
+
     // A deny rule still denies, and without an allowing rule the default denies.
     let denied = decide(
         &policy,
@@ -354,13 +362,32 @@ fn a_rows_over_rule_holds_what_the_planner_expects_to_be_large_or_cannot_plan() 
         "SELECT ssn FROM patients; DROP TABLE patients",
     );
     assert!(matches!(&denied[1], Decision::Deny(r) if &*r.rule == "deny-ddl-on-phi"));
-    let only_hold = "version = 1\n[[identities]]\nid = \"a\"\nuid = [1000]\n[[rules]]\nid = \"big\"\neffect = \"require_approval\"\nkinds = [\"select\"]\nrows_over = 10\n";
-    let policy = parse(Path::new("p.toml"), only_hold).unwrap();
-    let decided = decide(&policy, "uid=1000,exe=/usr/bin/psql", "SELECT 1");
+    let rules = |extra: &str| {
+        format!(
+            "version = 1\n[[identities]]\nid = \"a\"\nuid = [1000]\n[[rules]]\nid = \"big\"\n\
+             effect = \"require_approval\"\nkinds = [\"select\", \"update\"]\nrows_over = 10\n{extra}"
+        )
+    };
+    let only_hold = parse(Path::new("p.toml"), &rules("")).unwrap();
+    let me = "uid=1000,exe=/usr/bin/psql";
+    let decided = decide(&only_hold, me, "SELECT 1");
     assert!(
         matches!(&decided[0], Decision::Deny(r) if &*r.rule == DEFAULT_DENY),
         "{decided:?}"
     );
+    // The strictest of several rows_over rules counts, and a write is known as one.
+    let stricter = "[[rules]]\nid = \"bigger\"\neffect = \"require_approval\"\nrows_over = 5\n\
+                    [[rules]]\nid = \"ok\"\neffect = \"allow\"\nidentities = [\"a\"]\n";
+    let policy = parse(Path::new("p.toml"), &rules(stricter)).unwrap();
+    match &decide(&policy, me, "UPDATE t SET x = 1 WHERE id = 2")[0] {
+        Decision::AllowUnlessOver(_, over) => {
+            assert_eq!(
+                (&*over.refusal.rule, over.rows, over.writes),
+                ("bigger", 5, true)
+            )
+        }
+        other => panic!("{other:?}"),
+    }
 }
 
 fn leak(text: &str) -> &'static str {

@@ -315,7 +315,11 @@ impl SessionEnforcement {
                     (decision, StatementResults::Execute(rule))
                 }
             };
-            let (decision, estimate) = self.settle(decision, statement).await;
+            let (decision, estimate, cap) = self.settle(decision, statement).await;
+            let results = match cap {
+                Some(over) => self.capped(results, &over),
+                None => results,
+            };
             inspection.verdicts.push(verdict_of(&decision));
             let invalid = invalid_text_error(statement);
             if let (None, Decision::RequireApproval(refusal, _)) = (&invalid, &decision) {
@@ -717,33 +721,80 @@ impl SessionEnforcement {
     }
 
     /// A decision that waits on the row estimate, settled for this run of `statement`, with
-    /// the estimate when one was asked for. A Parse only prepares: its Execute settles.
-    async fn settle(&self, decision: Decision, statement: &Statement) -> (Decision, Option<u64>) {
+    /// the estimate when one was asked for, and the `rows_over` rule whose limit caps what it
+    /// returns when the estimate let it through. A Parse only prepares: its Execute settles.
+    async fn settle(
+        &self,
+        decision: Decision,
+        statement: &Statement,
+    ) -> (Decision, Option<u64>, Option<HoldOver>) {
         match decision {
             Decision::AllowUnlessOver(plan, _)
                 if matches!(statement, Statement::Prepare { .. }) =>
             {
-                (Decision::Allow(plan), None)
+                (Decision::Allow(plan), None, None)
             }
-            Decision::AllowUnlessOver(..) => {
+            Decision::AllowUnlessOver(plan, over) => {
                 let estimate = match statement.sql() {
-                    Some(sql) => self.estimate_rows(&parameterised_sql(sql)).await,
+                    Some(sql) => self.estimate_rows(sql).await,
                     None => None,
                 };
-                (decision.settle(estimate), estimate)
+                match Decision::AllowUnlessOver(plan, over.clone()).settle(estimate) {
+                    allowed @ Decision::Allow(_) => (allowed, estimate, Some(over)),
+                    held => (held, estimate, None),
+                }
             }
-            decided => (decided, None),
+            decided => (decided, None, None),
         }
     }
 
-    /// The planner's estimate of the rows a statement returns or touches, asked of the
-    /// session's database without any of its values (see `catalog::estimate`).
-    pub async fn estimate_rows(&self, parameterised: &str) -> Option<u64> {
+    /// The results of a statement a `rows_over` rule let through on the planner's word: no
+    /// more rows than the rule's limit reach the agent, whatever the estimate missed (a
+    /// generic plan knows no values). The rows past it are dropped, and the agent is told.
+    fn capped(&self, results: StatementResults, over: &HoldOver) -> StatementResults {
+        let cap = |rule: &Rule| -> Rule {
+            let mut capped = match rule {
+                Some(rule) => ResultRule::clone(rule),
+                None => ResultRule {
+                    plan: MaskPlan {
+                        rule: over.refusal.rule.clone(),
+                        protect: false,
+                        methods: Default::default(),
+                        max_rows: None,
+                        max_bytes: None,
+                    },
+                    parsed: None,
+                    mask_columns: false,
+                    scrub_messages: false,
+                    copy: None,
+                    context: self.recent.context().clone(),
+                },
+            };
+            let limit = (capped.plan.max_rows).map_or(over.rows, |max| max.min(over.rows));
+            capped.plan.max_rows = Some(limit);
+            capped.plan.rule = over.refusal.rule.clone();
+            Some(Arc::new(capped))
+        };
+        match results {
+            StatementResults::Query(rules) => StatementResults::Query(QueryRules {
+                statements: rules.statements.iter().map(cap).collect(),
+                beyond: cap(&rules.beyond),
+            }),
+            StatementResults::Execute(rule) => StatementResults::Execute(cap(&rule)),
+            StatementResults::Parse => StatementResults::Parse,
+        }
+    }
+
+    /// The planner's estimate of the rows the statement `sql` returns or touches, asked of
+    /// the session's database without any of its values (see `catalog::estimate`). None for
+    /// a text of several statements: no single plan speaks for them.
+    pub async fn estimate_rows(&self, sql: &str) -> Option<u64> {
         let (slot, access) = (
             self.catalog.as_ref()?,
             self.shared.access.get(&self.target)?,
         );
-        slot.estimate(access, parameterised).await
+        self.single_statement(sql)?;
+        slot.estimate(access, &parameterised_sql(sql)).await
     }
 
     /// The schema and name of the function with this OID on the session's database, when

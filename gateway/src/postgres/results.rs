@@ -41,6 +41,7 @@ pub struct MaskContext {
 }
 
 /// What applies to the results of one allowed statement.
+#[derive(Clone)]
 pub struct ResultRule {
     pub plan: MaskPlan,
     /// Parser lineage per output column (None: it cannot be aligned with the columns).

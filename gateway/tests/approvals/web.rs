@@ -317,6 +317,13 @@ fn remote_approvers_sign_in_with_a_token_and_see_requests_pushed() {
     );
     assert_eq!(approved.status, 200, "{}", approved.body);
     assert_eq!(approved.json()["approved"], id);
+    let again = web.request(
+        "POST",
+        &format!("/api/approvals/{id}/approve"),
+        Some(&grey),
+        Some(&approve),
+    );
+    assert_eq!(again.status, 404, "decided already: {}", again.body);
     let (name, gone) = events.next();
     assert_eq!((name.as_str(), &gone["id"]), ("gone", &json!(id)));
     let output = finished(agent);
@@ -336,7 +343,11 @@ fn remote_approvers_sign_in_with_a_token_and_see_requests_pushed() {
         Some(&grey),
         None,
     );
-    assert_eq!(no_reason.status, 409, "a denial needs a reason");
+    assert_eq!(
+        no_reason.status, 400,
+        "a denial needs a reason: {}",
+        no_reason.body
+    );
     let deny = json!({ "reason": "not in scope of ticket 7" });
     let denied = web.request(
         "POST",

@@ -12,7 +12,7 @@ use tokio::{
     time::Instant,
 };
 
-use super::{routes::TokenCaller, status_line, HttpApi, SECURITY_HEADERS};
+use super::{routes::TokenCaller, status_line, HttpApi, SECURITY_HEADERS, WRITE_TIMEOUT};
 use crate::approval::{view::pending_json, Change};
 
 /// A comment line this often keeps idle proxies and the browser from closing the stream.
@@ -25,7 +25,7 @@ pub async fn stream<S: AsyncWrite + Unpin>(stream: &mut S, api: &HttpApi, caller
     head.push_str("Content-Type: text/event-stream\r\n");
     head.push_str(SECURITY_HEADERS);
     head.push_str("Connection: close\r\n\r\n");
-    if stream.write_all(head.as_bytes()).await.is_err() {
+    if !send(stream, &head).await {
         return;
     }
     let expires = token_deadline(caller.expires_at);
@@ -34,7 +34,7 @@ pub async fn stream<S: AsyncWrite + Unpin>(stream: &mut S, api: &HttpApi, caller
     let mut next = Some(snapshot(api));
     loop {
         if let Some(text) = next.take() {
-            if stream.write_all(text.as_bytes()).await.is_err() || stream.flush().await.is_err() {
+            if Instant::now() >= expires || !send(stream, &text).await {
                 return;
             }
         }
@@ -56,12 +56,21 @@ pub async fn stream<S: AsyncWrite + Unpin>(stream: &mut S, api: &HttpApi, caller
             _ = keep_alive.tick() => Some(": keep-alive\n\n".to_owned()),
             () = tokio::time::sleep_until(expires) => {
                 let text = event("expired", &json!({ "reason": "the access token expired" }));
-                let _ = stream.write_all(text.as_bytes()).await;
+                send(stream, &text).await;
                 return;
             }
             () = drain.signaled() => return,
         };
     }
+}
+
+/// Writes and flushes `text`; false when the client is gone or stopped reading.
+async fn send<S: AsyncWrite + Unpin>(stream: &mut S, text: &str) -> bool {
+    let write = async {
+        stream.write_all(text.as_bytes()).await?;
+        stream.flush().await
+    };
+    matches!(tokio::time::timeout(WRITE_TIMEOUT, write).await, Ok(Ok(())))
 }
 
 fn snapshot(api: &HttpApi) -> String {
@@ -75,8 +84,11 @@ fn event(name: &str, data: &Value) -> String {
 }
 
 fn token_deadline(expires_at: u64) -> Instant {
-    let left = (UNIX_EPOCH + Duration::from_secs(expires_at))
-        .duration_since(SystemTime::now())
-        .unwrap_or_default();
+    // A token valid for longer than a day is still asked for again after one.
+    let left = UNIX_EPOCH
+        .checked_add(Duration::from_secs(expires_at))
+        .and_then(|expires| expires.duration_since(SystemTime::now()).ok())
+        .unwrap_or_default()
+        .min(Duration::from_secs(24 * 3600));
     Instant::now() + left
 }

@@ -21,6 +21,7 @@ use super::{web, Answer, HttpApi, Reply};
 use crate::{
     admin::approvals::{answer, Caller},
     approval::Approver,
+    identity::token::TokenError,
 };
 
 /// An approver signed in with a token.
@@ -92,9 +93,12 @@ fn call(api: &HttpApi, caller: &TokenCaller, (op, id): (&str, Option<&str>), bod
         may_view: true,
     };
     let answered = answer(&api.approvals, &caller, op, &arguments);
-    let status = match answered["ok"] == json!(false) {
-        true => 409,
-        false => 200,
+    let status = match answered["code"].as_str() {
+        _ if answered["ok"] != json!(false) => 200,
+        Some("forbidden") => 403,
+        Some("not_found") => 404,
+        Some("conflict") => 409,
+        _ => 400,
     };
     Reply::json(status, &answered)
 }
@@ -114,7 +118,14 @@ async fn authenticate(
     };
     let identity = api.tokens.validate(token).await.map_err(|error| {
         tracing::warn!(event = "approvals.http.token_refused", %peer, %error, "approver token refused");
-        Reply::error(401, &format!("the token is refused: {error}"))
+        match error {
+            // The gateway's trouble, not the token's: the approver may try again.
+            TokenError::Keys(_) => Reply::error(
+                503,
+                "the identity provider's keys are not available to the gateway yet; try again",
+            ),
+            refused => Reply::error(401, &format!("the token is refused: {refused}")),
+        }
     })?;
     if !identity
         .groups

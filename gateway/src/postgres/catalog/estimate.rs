@@ -32,14 +32,20 @@ const MAX_KEPT: usize = 1024;
 
 #[derive(Default)]
 pub struct Estimator {
-    client: Mutex<Option<Client>>,
+    connection: Mutex<Option<Connection>>,
     recent: SyncMutex<HashMap<String, (Instant, Option<u64>)>>,
+}
+
+struct Connection {
+    client: Client,
+    /// No question was cut short on it: nothing of ours is left prepared, no transaction open.
+    clean: bool,
 }
 
 impl Estimator {
     /// Rows the planner expects `parameterised` (a text with no literal values) to return or
     /// touch; None when it cannot be planned here (another user's search path, a parameter
-    /// whose type the text does not settle, the server unreachable).
+    /// whose type the text does not settle, more than one statement, the server unreachable).
     pub async fn rows(
         &self,
         access: &CatalogAccess,
@@ -82,56 +88,89 @@ impl Estimator {
         database: &str,
         parameterised: &str,
     ) -> Result<Option<u64>, String> {
-        let mut slot = self.client.lock().await;
-        if slot.as_ref().is_none_or(Client::is_closed) {
+        let mut slot = self.connection.lock().await;
+        let usable = slot
+            .as_ref()
+            .is_some_and(|c| c.clean && !c.client.is_closed());
+        if !usable {
+            // Read-only: whatever a text makes of the PREPARE below, it cannot write.
             let options = "-c lock_timeout=1s -c statement_timeout=2s \
-                           -c plan_cache_mode=force_generic_plan -c jit=off";
+                           -c plan_cache_mode=force_generic_plan -c jit=off \
+                           -c default_transaction_read_only=on";
             let client = Login::of(access)
                 .connect(server, database, "tollgate-estimate", options)
                 .await
                 .map_err(|e| e.to_string())?;
-            *slot = Some(client);
+            *slot = Some(Connection {
+                client,
+                clean: true,
+            });
         }
-        let Some(client) = slot.as_ref() else {
+        let Some(connection) = slot.as_mut() else {
             return Ok(None);
         };
-        let prepared = client
-            .batch_execute(&format!("PREPARE {PREPARED} AS {parameterised}"))
-            .await;
-        if let Err(error) = prepared {
-            return Err(error.to_string());
+        // Set again only once the name is free: a question cut short (its future dropped
+        // at the timeout) leaves the connection to be replaced.
+        connection.clean = false;
+        let answer = explain(&connection.client, parameterised).await;
+        match &answer {
+            Ok(_) => connection.clean = true,
+            Err(_) => *slot = None,
         }
-        let nulls = vec!["NULL"; highest_parameter(parameterised) as usize].join(", ");
-        let arguments = match nulls.is_empty() {
-            true => String::new(),
-            false => format!("({nulls})"),
-        };
-        let explained = client
-            .simple_query(&format!(
-                "EXPLAIN (FORMAT JSON) EXECUTE {PREPARED}{arguments}"
-            ))
-            .await;
-        // Whatever the answer, the name is free for the next question.
-        let _ = client
-            .batch_execute(&format!("DEALLOCATE {PREPARED}"))
-            .await;
-        let messages = explained.map_err(|e| e.to_string())?;
-        let plan = messages.iter().find_map(|message| match message {
-            SimpleQueryMessage::Row(row) => row.get(0).map(str::to_owned),
-            _ => None,
-        });
-        Ok(plan.and_then(|plan| plan_rows(&plan)))
+        answer
     }
 }
 
-/// The top node's `Plan Rows` of `EXPLAIN (FORMAT JSON)` output.
+/// Prepares the text under our name, EXPLAINs its generic plan and frees the name. The
+/// PREPARE goes through the extended protocol, which refuses a text of several statements:
+/// nothing but the one statement is ever prepared, and nothing runs.
+async fn explain(client: &Client, parameterised: &str) -> Result<Option<u64>, String> {
+    client
+        .execute(&format!("PREPARE {PREPARED} AS {parameterised}"), &[])
+        .await
+        .map_err(|e| e.to_string())?;
+    let nulls = vec!["NULL"; highest_parameter(parameterised) as usize].join(", ");
+    let arguments = match nulls.is_empty() {
+        true => String::new(),
+        false => format!("({nulls})"),
+    };
+    let explained = client
+        .simple_query(&format!(
+            "EXPLAIN (FORMAT JSON) EXECUTE {PREPARED}{arguments}"
+        ))
+        .await;
+    client
+        .batch_execute(&format!("DEALLOCATE {PREPARED}"))
+        .await
+        .map_err(|e| e.to_string())?;
+    let messages = explained.map_err(|e| e.to_string())?;
+    let plan = messages.iter().find_map(|message| match message {
+        SimpleQueryMessage::Row(row) => row.get(0).map(str::to_owned),
+        _ => None,
+    });
+    Ok(plan.and_then(|plan| plan_rows(&plan)))
+}
+
+/// The rows a statement returns (the top node's `Plan Rows` of `EXPLAIN (FORMAT JSON)`), or
+/// those it writes, whichever is more: an INSERT, UPDATE or DELETE, also one inside a CTE,
+/// touches the rows of its input.
 fn plan_rows(plan: &str) -> Option<u64> {
     let plan: Value = serde_json::from_str(plan).ok()?;
-    let mut node = plan.get(0)?.get("Plan")?;
-    // An INSERT, UPDATE or DELETE returns nothing itself: the rows it touches are its input's.
-    if node["Node Type"] == "ModifyTable" {
-        node = node.get("Plans")?.get(0)?;
+    let top = plan.get(0)?.get("Plan")?;
+    let mut rows = node_rows(top)?;
+    let mut nodes = vec![top];
+    while let Some(node) = nodes.pop() {
+        let children = node.get("Plans").and_then(Value::as_array);
+        if node["Node Type"] == "ModifyTable" {
+            let input = children.and_then(|c| c.first()).and_then(node_rows);
+            rows = rows.max(input.unwrap_or(u64::MAX));
+        }
+        nodes.extend(children.into_iter().flatten());
     }
+    Some(rows)
+}
+
+fn node_rows(node: &Value) -> Option<u64> {
     let rows = node.get("Plan Rows")?;
     rows.as_u64().or_else(|| rows.as_f64().map(|r| r as u64))
 }
@@ -139,12 +178,21 @@ fn plan_rows(plan: &str) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     #[test]
-    fn the_top_node_s_rows_are_read() {
+    fn the_rows_returned_or_written_are_read() {
         let plan = r#"[{"Plan": {"Node Type": "Seq Scan", "Plan Rows": 1200, "Plans": []}}]"#;
         assert_eq!(super::plan_rows(plan), Some(1200));
+        // A LIMIT returns what it lets through, whatever its scan reads.
+        let limited = r#"[{"Plan": {"Node Type": "Limit", "Plan Rows": 10,
+            "Plans": [{"Node Type": "Seq Scan", "Plan Rows": 5000}]}}]"#;
+        assert_eq!(super::plan_rows(limited), Some(10));
         let update = r#"[{"Plan": {"Node Type": "ModifyTable", "Plan Rows": 0,
             "Plans": [{"Node Type": "Index Scan", "Plan Rows": 1}]}}]"#;
         assert_eq!(super::plan_rows(update), Some(1));
+        // A write in a CTE counts, though the statement returns one row.
+        let hidden = r#"[{"Plan": {"Node Type": "Result", "Plan Rows": 1, "Plans": [
+            {"Node Type": "ModifyTable", "Plan Rows": 0,
+             "Plans": [{"Node Type": "Seq Scan", "Plan Rows": 4000}]}]}}]"#;
+        assert_eq!(super::plan_rows(hidden), Some(4000));
         assert_eq!(super::plan_rows("[]"), None);
     }
 }

@@ -22,7 +22,7 @@ use crate::{
         enforce::{HeldStatement, SessionEnforcement},
         errors::{sqlstate, ClientError},
         frame::FrameReader,
-        redact::{parameterised_sql, redact_sql},
+        redact::redact_sql,
         request::Request,
     },
 };
@@ -128,7 +128,7 @@ async fn row_estimate(
             request.statements[statement.index].sql(),
         ) {
             (Some(rows), _) => Some(rows),
-            (None, Some(sql)) => enforcement.estimate_rows(&parameterised_sql(sql)).await,
+            (None, Some(sql)) => enforcement.estimate_rows(sql).await,
             (None, None) => None,
         };
         if let Some(rows) = rows {

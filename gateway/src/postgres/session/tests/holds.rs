@@ -285,19 +285,33 @@ async fn a_rule_s_own_timeout_wins_over_the_gateway_s() {
     assert!(answer[0].contains("was not given within 1 s"), "{answer:?}");
 }
 
-/// A `rows_over` rule holds what cannot be estimated: this session has no catalog
-/// connection, so even a one-row read by key waits. Uncertainty never grants.
+/// A `rows_over` rule with no estimate to go on (this session has no catalog connection):
+/// a read runs, and no more than the rule's limit of its rows reaches the client; a write,
+/// whose rows cannot be cut on the way back, waits.
 #[tokio::test]
-async fn a_rows_over_rule_holds_what_it_cannot_estimate() {
+async fn without_an_estimate_a_rows_over_rule_caps_a_read_and_holds_a_write() {
     let policy = holding().replace(
         "effect = \"require_approval\"\n",
-        "effect = \"require_approval\"\nrows_over = 1000\n",
+        "effect = \"require_approval\"\nrows_over = 1\n",
     );
     let approvals = Approvals::new(1, None);
     let (mut session, _) = start_holding(&policy, patients(), approvals.clone(), WAIT).await;
     session
         .client
-        .send(vec![query("SELECT ssn FROM patients WHERE id = 1")])
+        .send(vec![query("SELECT ssn FROM patients")])
+        .await;
+    let answer = session.client.until_ready(1).await;
+    assert_eq!(answer[..2], ["T ssn", "D REDACTED"], "{answer:?}");
+    assert!(
+        answer[2].contains("truncated to 1 rows by policy rule \"approve-patients\""),
+        "{answer:?}"
+    );
+    assert_eq!(answer[3..], ["C SELECT 1", "Z I"], "{answer:?}");
+    assert!(approvals.pending().is_empty(), "the read never waited");
+
+    session
+        .client
+        .send(vec![query("UPDATE patients SET ssn = NULL")])
         .await;
     let pending = waiting(&mut session, &approvals).await;
     assert_eq!(pending.ask.rule, "approve-patients");
