@@ -22,11 +22,11 @@ use std::{
 use base64::Engine;
 use common::{
     pg_bed,
-    tokens::{jwks_json, write_jwks, SigningKey},
+    tokens::{write_jwks, SigningKey},
     PgBed,
 };
 use serde_json::{json, Value};
-use xtask::testbed::TempDir;
+use xtask::testbed::{tokens::jwks_json, TempDir};
 
 const ISSUER: &str = "https://idp.clinic.test";
 const AUDIENCE: &str = "clinic-db";
@@ -326,10 +326,7 @@ fn bad_tokens_are_refused_and_recorded() {
         &key.sign(&claims(json!({"aud": "billing-db"}))),
         "wrong audience",
     );
-    let impostor = SigningKey {
-        kid: "k1",
-        pair: rcgen::KeyPair::generate().expect("key"),
-    };
+    let impostor = SigningKey::new("k1");
     assert_refused(&bed, &impostor.sign(&claims(json!({}))), "bad signature");
     let b64 = |v: Value| {
         base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string().as_bytes())

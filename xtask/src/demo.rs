@@ -2,19 +2,22 @@
 //! unmodified psql as the agent. Everything it creates is removed on exit or Ctrl-C.
 
 use std::{
+    os::unix::process::CommandExt,
+    path::Path,
     process::{Command, Stdio},
     sync::{
         atomic::{AtomicBool, Ordering},
         Arc,
     },
-    time::Duration,
+    time::{Duration, Instant},
 };
 
 use anyhow::{bail, Context};
 use serde_json::Value;
 use xtask::testbed::{
-    example_policy, write_catalog_credentials, AgentCgroup, GatewayConfig, GatewayProcess,
-    PgCluster, TempDir,
+    example_policy, free_port,
+    tokens::{write_jwks, SigningKey},
+    write_catalog_credentials, AgentCgroup, GatewayConfig, GatewayProcess, PgCluster, TempDir,
 };
 
 use crate::{cargo, workspace_root};
@@ -23,7 +26,7 @@ const DEMO_SQL: &str = include_str!("demo_data.sql");
 const AGENT_QUERY: &str = "select count(*) as patients, count(distinct zip) as zip_codes \
      from patients where birth_date > '1900-01-01'";
 /// What the agent tries under the example policy, and what the demo shows for each.
-const POLICY_TRIES: [(&str, &str); 4] = [
+const POLICY_TRIES: [(&str, &str); 3] = [
     (
         "select mrn, full_name, ssn, birth_date, zip, diagnosis from patients where id <= 3",
         "PHI masked by category: tokenized MRN and name, last 4 of the SSN, birth year, ZIP3",
@@ -36,11 +39,12 @@ const POLICY_TRIES: [(&str, &str); 4] = [
         "drop table patients",
         "a guardrail: denied, never reaches the server",
     ),
-    (
-        "select ssn from patients",
-        "a bulk PHI read: held for approval (nobody approves in the demo: it times out unrun)",
-    ),
 ];
+/// A bulk read of PHI: the example policy holds it until a person approves it.
+const HELD_READ: &str = "select full_name, ssn from patients";
+/// The demo's approver: a local user other than the agent's (root).
+const APPROVER: &str = "nobody";
+const APPROVER_UID: u32 = 65534;
 
 pub fn run(keep_running: bool) -> anyhow::Result<()> {
     if !crate::is_root() {
@@ -87,6 +91,12 @@ pub fn run(keep_running: bool) -> anyhow::Result<()> {
     write_catalog_credentials(&credentials)?;
     let mut config = GatewayConfig::new("demo");
     config.enforce_policy("clinic-db", &policy_file, &credentials);
+    let approver_page = ApproverPage::new(&state)?;
+    config.approvals = vec![
+        format!("approver_users = [{APPROVER:?}]"),
+        "timeout_s = 300".to_owned(),
+    ];
+    config.approvals.extend(approver_page.config_lines());
     config.cgroups = vec![agents.path.clone()];
     config.targets = vec![(
         "clinic-db".to_owned(),
@@ -153,6 +163,10 @@ pub fn run(keep_running: bool) -> anyhow::Result<()> {
     }
     check()?;
 
+    step("approval: a bulk read of PHI waits on the agent's open connection for a person");
+    show_approval(&binary, &gateway, agents.command("psql"), pg.port())?;
+    check()?;
+
     step("non-agent: the same psql command outside the agent cgroup");
     let accepted_before = accepted(&gateway);
     let (_, output) = run_client(psql(Command::new("psql"), pg.port(), AGENT_QUERY))?;
@@ -174,6 +188,18 @@ pub fn run(keep_running: bool) -> anyhow::Result<()> {
             "   tollgate status --config {}",
             gateway.config_path().display()
         );
+        println!("   A statement that waits (e.g. `{HELD_READ};`) can be decided");
+        println!(
+            "   - as {APPROVER}: sudo -u {APPROVER} {} approvals list --config {}",
+            binary.display(),
+            gateway.config_path().display()
+        );
+        println!(
+            "   - on the approvers' page {} (the certificate is the gateway's own, self-signed),",
+            approver_page.url()
+        );
+        println!("     signed in with this access token (8 hours, subject demo-approver):");
+        println!("     {}", approver_page.token());
         while !interrupted.load(Ordering::Relaxed) {
             std::thread::sleep(Duration::from_millis(200));
         }
@@ -186,6 +212,109 @@ pub fn run(keep_running: bool) -> anyhow::Result<()> {
     drop(state);
     println!("   done");
     Ok(())
+}
+
+/// The held read: the agent waits, the approver looks (no literal, the process, the
+/// estimate), approves, and the agent's psql carries on with its rows masked.
+fn show_approval(
+    binary: &Path,
+    gateway: &GatewayProcess,
+    agent: Command,
+    port: u16,
+) -> anyhow::Result<()> {
+    println!("   $ psql ... -c \"{HELD_READ}\"    # waits; the agent is told why");
+    let agent = psql(agent, port, HELD_READ)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()?;
+    let approvals = |args: &[&str]| -> anyhow::Result<std::process::Output> {
+        let mut command = Command::new(binary);
+        command.arg("approvals").args(args).arg("--config");
+        command
+            .arg(gateway.config_path())
+            .uid(APPROVER_UID)
+            .gid(APPROVER_UID);
+        Ok(command.output()?)
+    };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let id = loop {
+        let listed: Value = serde_json::from_slice(&approvals(&["list", "--json"])?.stdout)?;
+        if let Some(id) = listed["pending"][0]["id"].as_u64() {
+            break id.to_string();
+        }
+        if Instant::now() > deadline {
+            bail!("the bulk read never waited for approval: {listed}");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    println!("   $ sudo -u {APPROVER} tollgate approvals show {id}");
+    print_indented(&approvals(&["show", &id])?);
+    println!("   $ sudo -u {APPROVER} tollgate approvals approve {id} --reason \"demo: study 12\"");
+    print_indented(&approvals(&["approve", &id, "--reason", "demo: study 12"])?);
+    let output = agent.wait_with_output()?;
+    for line in String::from_utf8_lossy(&output.stderr).lines() {
+        println!("   | {line}");
+    }
+    let rows = String::from_utf8_lossy(&output.stdout);
+    let lines: Vec<&str> = rows.lines().collect();
+    for line in lines.iter().take(5) {
+        println!("   | {line}");
+    }
+    println!("   | ...");
+    for line in lines.iter().skip(5).rev().take(2).rev() {
+        println!("   | {line}");
+    }
+    if !output.status.success() {
+        bail!("the approved read failed");
+    }
+    Ok(())
+}
+
+/// The approvers' web page of the demo: an identity provider of its own (a key and its
+/// JWKS in the demo's directory) and a token for a person to paste.
+struct ApproverPage {
+    key: SigningKey,
+    jwks: std::path::PathBuf,
+    port: u16,
+}
+
+impl ApproverPage {
+    const ISSUER: &str = "https://idp.demo.tollgate.test";
+    const AUDIENCE: &str = "tollgate-approvals";
+    const GROUP: &str = "phi-approvers";
+
+    fn new(state: &TempDir) -> anyhow::Result<Self> {
+        let key = SigningKey::new("demo-1");
+        let jwks = state.path().join("approvers.jwks");
+        write_jwks(&jwks, &[&key])?;
+        Ok(Self {
+            key,
+            jwks,
+            port: free_port(),
+        })
+    }
+
+    fn config_lines(&self) -> Vec<String> {
+        vec![
+            format!("http_listen = \"127.0.0.1:{}\"", self.port),
+            format!("approver_token_groups = [{:?}]", Self::GROUP),
+            format!("token_issuer = {:?}", Self::ISSUER),
+            format!("token_audience = {:?}", Self::AUDIENCE),
+            format!("token_jwks_file = {:?}", self.jwks.display().to_string()),
+        ]
+    }
+
+    fn url(&self) -> String {
+        format!("https://127.0.0.1:{}/", self.port)
+    }
+
+    fn token(&self) -> String {
+        let now = jsonwebtoken::get_current_timestamp();
+        self.key.sign(&serde_json::json!({
+            "iss": Self::ISSUER, "aud": Self::AUDIENCE, "sub": "demo-approver",
+            "groups": [Self::GROUP], "exp": now + 8 * 3600,
+        }))
+    }
 }
 
 /// psql against the demo database, as the user would type it.

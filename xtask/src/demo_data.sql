@@ -18,3 +18,6 @@ select 'MRN' || lpad(g::text, 6, '0'),
        lpad(((g * 389) % 99999)::text, 5, '0'),
        (array['hypertension','type 2 diabetes','asthma','migraine','healthy'])[1 + g % 5]
 from generate_series(1, 1000) as g;
+
+-- Planner statistics: the row estimates approvers see (and rows_over rules use) count them.
+analyze;

@@ -8,6 +8,7 @@ mod gateway;
 mod netns;
 mod pg;
 mod policy;
+pub mod tokens;
 
 use std::{
     net::TcpListener,

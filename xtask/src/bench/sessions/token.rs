@@ -3,11 +3,11 @@
 
 use std::os::unix::fs::PermissionsExt;
 
-use anyhow::Context;
-use base64::Engine;
-use jsonwebtoken::{encode, Algorithm, EncodingKey, Header};
 use serde_json::json;
-use xtask::testbed::{PgCluster, TempDir};
+use xtask::testbed::{
+    tokens::{write_jwks, SigningKey},
+    PgCluster, TempDir,
+};
 
 pub const DB_USER: &str = "bench_rw";
 pub const DB_PASSWORD: &str = "bench-rw-password";
@@ -17,7 +17,7 @@ const KEY_ID: &str = "bench-1";
 
 pub struct TokenSetup {
     files: TempDir,
-    key: rcgen::KeyPair,
+    key: SigningKey,
 }
 
 impl TokenSetup {
@@ -29,12 +29,8 @@ impl TokenSetup {
             "host all {DB_USER} 0.0.0.0/0 scram-sha-256\nhost all {DB_USER} ::/0 scram-sha-256"
         ))?;
         let files = TempDir::new("tollgate-bench-token")?;
-        let key = rcgen::KeyPair::generate().context("signing key")?;
-        let point = key.public_key_raw();
-        let b64 = |b: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b);
-        let jwks = json!({"keys": [{"kty": "EC", "crv": "P-256", "alg": "ES256", "use": "sig",
-            "kid": KEY_ID, "x": b64(&point[1..33]), "y": b64(&point[33..65])}]});
-        std::fs::write(files.path().join("jwks.json"), jwks.to_string())?;
+        let key = SigningKey::new(KEY_ID);
+        write_jwks(&files.path().join("jwks.json"), &[&key])?;
         let credentials = files.path().join("credentials.toml");
         std::fs::write(
             &credentials,
@@ -64,9 +60,6 @@ impl TokenSetup {
         let now = jsonwebtoken::get_current_timestamp();
         let claims = json!({"iss": ISSUER, "aud": AUDIENCE, "sub": "bench-agent",
                             "exp": now + 3600});
-        let mut header = Header::new(Algorithm::ES256);
-        header.kid = Some(KEY_ID.to_owned());
-        let key = EncodingKey::from_ec_pem(self.key.serialize_pem().as_bytes())?;
-        Ok(encode(&header, &claims, &key)?)
+        Ok(self.key.sign(&claims))
     }
 }
