@@ -257,6 +257,43 @@ fn the_example_policy_holds_phi_copies_for_approval() {
     }
 }
 
+/// A write a `rows_over` rule may hold derives nothing until it runs: held (the planner
+/// cannot estimate a CREATE TABLE AS) and never approved, its copy stays unclassified; let
+/// through on the planner's word (one row by key), it runs and its copy is classified at once.
+#[test]
+#[ignore = "privileged: needs root, cgroup v2, BPF and PostgreSQL (run with `cargo xtask test`)"]
+fn a_write_a_rows_over_rule_may_hold_derives_nothing_until_it_runs() {
+    let dir = TempDir::new("tollgate-derived").expect("temp dir");
+    let rule = "\n[[rules]]\nid = \"approve-big-copies\"\neffect = \"require_approval\"\n\
+                kinds = [\"create\", \"insert\"]\nrows_over = 1\n";
+    let (bed, _patients) = bed_with_patients(&dir, permissive(&dir) + rule, 3);
+    bed.pg
+        .psql_direct("CREATE TABLE small_copy (ssn text)")
+        .expect("a table to copy into");
+    let held = agent(
+        &bed,
+        "CREATE TABLE big_copy AS SELECT ssn FROM patients WHERE id > 0",
+    );
+    assert!(
+        held.contains("rule \"approve-big-copies\"") && held.contains("E ERROR 57014"),
+        "a write without an estimate waits: {held}"
+    );
+    let ran = agent(
+        &bed,
+        "INSERT INTO small_copy SELECT ssn FROM patients WHERE id = 1",
+    );
+    assert!(ran.contains("C INSERT 0 1"), "one row by key runs: {ran}");
+    let listed = retry_until(|| {
+        let listed = classified(&bed, &["list"]);
+        listed.contains("small_copy.ssn").then_some(listed)
+    })
+    .expect("the copy that ran is classified");
+    assert!(
+        !listed.contains("big_copy"),
+        "a copy that never ran is not: {listed}"
+    );
+}
+
 /// Settings are not PHI until an agent puts some there: then that setting (and, after code
 /// Tollgate cannot read, every setting) reads back masked, also in the server's own report.
 #[test]

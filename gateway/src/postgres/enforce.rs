@@ -315,7 +315,15 @@ impl SessionEnforcement {
                     (decision, StatementResults::Execute(rule))
                 }
             };
+            let waited_on_estimate =
+                may_wait(&decision) && !matches!(statement, Statement::Prepare { .. });
             let (decision, estimate, cap) = self.settle(decision, statement).await;
+            if waited_on_estimate && matches!(decision, Decision::Allow(_)) {
+                // The planner let it through: it runs now, so what it derives is kept (with
+                // what a statement of this request that waits derives: more is masked, never
+                // less).
+                self.held_decided(true);
+            }
             let results = match cap {
                 Some(over) => self.capped(results, &over),
                 None => results,
@@ -479,7 +487,7 @@ impl SessionEnforcement {
             if runs && decided.decision.plan().is_some() {
                 // It may prepare, declare, release or set anything.
                 names.forget_all();
-                let held = matches!(decided.decision, Decision::RequireApproval(..));
+                let held = may_wait(&decided.decision);
                 self.opaque_code_runs(protect, "an unparsed statement", held);
             }
             return decided;
@@ -529,7 +537,7 @@ impl SessionEnforcement {
         // and settings only masks more. What it derives for other sessions waits for the
         // decision (see `held.rs`).
         let may_run = decision.plan().is_some();
-        let held = matches!(decision, Decision::RequireApproval(..));
+        let held = may_wait(&decision);
         if let (true, true, Some(slot)) = (may_run, changes_schema, &self.catalog) {
             // Relations may appear, change or go: what it names is read again when next used.
             slot.forget_ddl(target_facts);
@@ -892,6 +900,16 @@ fn changes_schema(kind: StatementKind) -> bool {
         kind,
         StatementKind::Create | StatementKind::Alter | StatementKind::Drop
     )
+}
+
+/// What it derives is kept only once it runs: it waits for approval, or may (a write a
+/// `rows_over` rule holds unless the planner says it is small).
+fn may_wait(decision: &Decision) -> bool {
+    match decision {
+        Decision::RequireApproval(..) => true,
+        Decision::AllowUnlessOver(_, over) => over.writes,
+        Decision::Allow(_) | Decision::Deny(_) => false,
+    }
 }
 
 fn verdict_of(decision: &Decision) -> Verdict {
