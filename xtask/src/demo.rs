@@ -44,7 +44,6 @@ const POLICY_TRIES: [(&str, &str); 3] = [
 const HELD_READ: &str = "select full_name, ssn from patients";
 /// The demo's approver: a local user other than the agent's (root).
 const APPROVER: &str = "nobody";
-const APPROVER_UID: u32 = 65534;
 
 pub fn run(keep_running: bool) -> anyhow::Result<()> {
     if !crate::is_root() {
@@ -223,34 +222,16 @@ fn show_approval(
     port: u16,
 ) -> anyhow::Result<()> {
     println!("   $ psql ... -c \"{HELD_READ}\"    # waits; the agent is told why");
-    let agent = psql(agent, port, HELD_READ)
+    let mut agent = psql(agent, port, HELD_READ)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()?;
-    let approvals = |args: &[&str]| -> anyhow::Result<std::process::Output> {
-        let mut command = Command::new(binary);
-        command.arg("approvals").args(args).arg("--config");
-        command
-            .arg(gateway.config_path())
-            .uid(APPROVER_UID)
-            .gid(APPROVER_UID);
-        Ok(command.output()?)
-    };
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let id = loop {
-        let listed: Value = serde_json::from_slice(&approvals(&["list", "--json"])?.stdout)?;
-        if let Some(id) = listed["pending"][0]["id"].as_u64() {
-            break id.to_string();
-        }
-        if Instant::now() > deadline {
-            bail!("the bulk read never waited for approval: {listed}");
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    };
-    println!("   $ sudo -u {APPROVER} tollgate approvals show {id}");
-    print_indented(&approvals(&["show", &id])?);
-    println!("   $ sudo -u {APPROVER} tollgate approvals approve {id} --reason \"demo: study 12\"");
-    print_indented(&approvals(&["approve", &id, "--reason", "demo: study 12"])?);
+    if let Err(error) = approve_as_demo_approver(binary, gateway) {
+        // The agent must not outlive the demo in its cgroup.
+        let _ = agent.kill();
+        let _ = agent.wait();
+        return Err(error);
+    }
     let output = agent.wait_with_output()?;
     for line in String::from_utf8_lossy(&output.stderr).lines() {
         println!("   | {line}");
@@ -268,6 +249,51 @@ fn show_approval(
         bail!("the approved read failed");
     }
     Ok(())
+}
+
+/// The demo's approver finds the waiting request, looks at it and approves it.
+fn approve_as_demo_approver(binary: &Path, gateway: &GatewayProcess) -> anyhow::Result<()> {
+    let approver_uid = uid_of(APPROVER)?;
+    let approvals = |args: &[&str]| -> anyhow::Result<std::process::Output> {
+        let mut command = Command::new(binary);
+        command.arg("approvals").args(args).arg("--config");
+        command.arg(gateway.config_path());
+        command.uid(approver_uid).gid(approver_uid);
+        let output = command.output()?;
+        if !output.status.success() {
+            bail!(
+                "tollgate approvals {}: {}",
+                args.join(" "),
+                String::from_utf8_lossy(&output.stderr).trim()
+            );
+        }
+        Ok(output)
+    };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let id = loop {
+        let listed: Value = serde_json::from_slice(&approvals(&["list", "--json"])?.stdout)?;
+        if let Some(id) = listed["pending"][0]["id"].as_u64() {
+            break id.to_string();
+        }
+        if Instant::now() > deadline {
+            bail!("the bulk read never waited for approval: {listed}");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    println!("   $ sudo -u {APPROVER} tollgate approvals show {id}");
+    print_indented(&approvals(&["show", &id])?);
+    println!("   $ sudo -u {APPROVER} tollgate approvals approve {id} --reason \"demo: study 12\"");
+    print_indented(&approvals(&["approve", &id, "--reason", "demo: study 12"])?);
+    Ok(())
+}
+
+/// A local user's uid, as `id -u` says.
+fn uid_of(user: &str) -> anyhow::Result<u32> {
+    let output = Command::new("id").args(["-u", user]).output()?;
+    if !output.status.success() {
+        bail!("no local user {user} to approve as");
+    }
+    Ok(String::from_utf8_lossy(&output.stdout).trim().parse()?)
 }
 
 /// The approvers' web page of the demo: an identity provider of its own (a key and its

@@ -65,13 +65,19 @@ pub async fn serve(listener: TcpListener, tls: TlsAcceptor, api: HttpApi) {
             accepted = listener.accept() => accepted,
             () = drain.signaled() => return,
         };
-        let Ok((tcp, peer)) = accepted else {
-            continue;
+        let (tcp, peer) = match accepted {
+            Ok(accepted) => accepted,
+            Err(error) => {
+                // Out of descriptors, most likely: give the others time to close.
+                tracing::warn!(event = "approvals.http.accept_failed", %error, "accept failed");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
         };
-        // One address cannot take every place (an agent on the host must not be able to
+        // One client cannot take every place (an agent on the host must not be able to
         // lock approvers out).
         let (Some(peer_place), Ok(place)) = (
-            per_peer.enter(peer.ip()),
+            per_peer.enter(client_of(peer.ip())),
             places.clone().try_acquire_owned(),
         ) else {
             tracing::warn!(event = "approvals.http.busy", %peer, "too many approver connections");
@@ -115,7 +121,19 @@ async fn connection<S: AsyncRead + AsyncWrite + Unpin>(
     let _ = tokio::time::timeout(WRITE_TIMEOUT, stream.shutdown()).await;
 }
 
-/// Connections open per client address.
+/// Who a connection counts against: its IPv4 address, or its IPv6 /64 (one host's share).
+fn client_of(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) if v6.to_ipv4_mapped().is_none() => {
+            let bits = u128::from(v6) & !((1u128 << 64) - 1);
+            IpAddr::V6(bits.into())
+        }
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+        IpAddr::V4(_) => ip,
+    }
+}
+
+/// Connections open per client.
 #[derive(Default)]
 struct PerPeer(Mutex<HashMap<IpAddr, usize>>);
 
@@ -261,4 +279,31 @@ fn status_line(status: u16) -> String {
         _ => "Error",
     };
     format!("HTTP/1.1 {status} {reason}\r\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_client_is_its_ipv4_address_or_its_ipv6_64() {
+        let ip = |text: &str| text.parse::<IpAddr>().expect("address");
+        assert_eq!(client_of(ip("10.1.2.3")), ip("10.1.2.3"));
+        assert_eq!(client_of(ip("2001:db8:1:2:aaaa::1")), ip("2001:db8:1:2::"));
+        assert_eq!(client_of(ip("2001:db8:1:2:bbbb::9")), ip("2001:db8:1:2::"));
+        assert_eq!(client_of(ip("::ffff:10.1.2.3")), ip("10.1.2.3"));
+    }
+
+    #[test]
+    fn one_client_holds_at_most_its_share_and_gets_it_back() {
+        let peers = Arc::new(PerPeer::default());
+        let ip: IpAddr = "127.0.0.1".parse().expect("address");
+        let held: Vec<PeerPlace> = (0..MAX_PER_PEER)
+            .map(|_| peers.enter(ip).expect("a place"))
+            .collect();
+        assert!(peers.enter(ip).is_none(), "the share is full");
+        assert!(peers.enter("127.0.0.2".parse().expect("address")).is_some());
+        drop(held);
+        assert!(peers.enter(ip).is_some(), "places are given back");
+    }
 }

@@ -12,7 +12,7 @@ use super::{
     provenance::{Resolved, ResolvedColumn},
     rules::{Category, Conditions, Effect, EndpointKind, Policy, Rule},
 };
-use crate::sql::{may_run_user_code, RelationName, StatementFacts, StatementKind};
+use crate::sql::{RelationName, StatementFacts, StatementKind};
 
 pub const DEFAULT_DENY: &str = "default-deny";
 
@@ -51,13 +51,14 @@ impl Decision {
 
     /// The decision for a statement the planner expects `estimate` rows of. More than the
     /// limit waits. Within it, or not estimated, a read runs, and the session lets no more
-    /// than the limit of its rows through (what a generic plan misses is cut, not granted);
-    /// a write that cannot be estimated waits.
+    /// than the limit of its rows through (what a generic plan misses is cut, not granted).
+    /// A write always waits: the rows it touches cannot be cut, and a generic plan can be
+    /// led to underestimate them.
     pub fn settle(self, estimate: Option<u64>) -> Decision {
         match self {
             Self::AllowUnlessOver(plan, over) => match estimate {
+                _ if over.writes => Self::RequireApproval(over.refusal, plan),
                 Some(rows) if rows > over.rows => Self::RequireApproval(over.refusal, plan),
-                None if over.writes => Self::RequireApproval(over.refusal, plan),
                 _ => Self::Allow(plan),
             },
             settled => settled,
@@ -148,28 +149,59 @@ pub fn evaluate(
     })
 }
 
-/// Whether a statement writes, or may (one the parser could not read).
+/// Whether a statement writes, or may: anything but a plain read (a query, SHOW, EXPLAIN
+/// without ANALYZE, COPY TO, a cursor's DECLARE or FETCH) that calls no function with side
+/// effects; an unparsed statement may do anything.
 fn writes(statement: StatementView<'_>) -> bool {
-    match statement {
-        StatementView::Unparsed => true,
-        StatementView::Parsed { facts, resolved } => {
-            !facts.writes.is_empty()
-                || facts.hidden_write
-                || !resolved.stored.is_empty()
-                // A function of the user's may write whatever it likes.
-                || facts.functions.iter().any(|f| may_run_user_code(f))
-                || matches!(
-                    facts.kind,
-                    StatementKind::Insert
-                        | StatementKind::Update
-                        | StatementKind::Delete
-                        | StatementKind::Merge
-                        | StatementKind::CopyFrom
-                        | StatementKind::Do
-                        | StatementKind::Call
-                )
-        }
-    }
+    let StatementView::Parsed { facts, resolved } = statement else {
+        return true;
+    };
+    let plain_read = match facts.kind {
+        StatementKind::Select
+        | StatementKind::Show
+        | StatementKind::CopyTo
+        | StatementKind::Declare
+        | StatementKind::Fetch
+        | StatementKind::ClosePortal => true,
+        StatementKind::Explain => !facts.explain_analyze,
+        _ => false,
+    };
+    !plain_read
+        || !facts.writes.is_empty()
+        || facts.hidden_write
+        || !resolved.stored.is_empty()
+        || facts.functions.iter().any(|f| has_side_effects(f))
+}
+
+/// A built-in that changes something beyond its result. (A function of the user's is
+/// decided as opaque code is, by the rest of the policy: counted as a write here, every read
+/// that calls one would wait.)
+fn has_side_effects(function: &str) -> bool {
+    const CHANGING: [&str; 12] = [
+        "nextval",
+        "setval",
+        "set_config",
+        "pg_notify",
+        "pg_terminate_backend",
+        "pg_cancel_backend",
+        "pg_reload_conf",
+        "pg_rotate_logfile",
+        "pg_switch_wal",
+        "pg_create_restore_point",
+        "pg_logical_emit_message",
+        "lowrite",
+    ];
+    let name = function.strip_prefix("pg_catalog.").unwrap_or(function);
+    CHANGING.contains(&name)
+        || [
+            "lo_",
+            "pg_advisory",
+            "pg_try_advisory",
+            "pg_stat_reset",
+            "dblink",
+        ]
+        .iter()
+        .any(|prefix| name.starts_with(prefix))
 }
 
 fn refusal(rule: &Rule, default: &str) -> Refusal {

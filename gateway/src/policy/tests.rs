@@ -353,7 +353,12 @@ fn a_rows_over_rule_holds_what_the_planner_expects_to_be_large() {
         ..over.clone()
     };
     let write = Decision::AllowUnlessOver(plan.clone(), write);
-    assert_eq!(write.settle(None), held);
+    assert_eq!(write.clone().settle(None), held);
+    assert_eq!(
+        write.settle(Some(0)),
+        held,
+        "a write waits whatever the estimate"
+    );
 
     // A deny rule still denies, and without an allowing rule the default denies.
     let denied = decide(
@@ -379,15 +384,20 @@ fn a_rows_over_rule_holds_what_the_planner_expects_to_be_large() {
     let stricter = "[[rules]]\nid = \"bigger\"\neffect = \"require_approval\"\nrows_over = 5\n\
                     [[rules]]\nid = \"ok\"\neffect = \"allow\"\nidentities = [\"a\"]\n";
     let policy = parse(Path::new("p.toml"), &rules(stricter)).unwrap();
-    match &decide(&policy, me, "UPDATE t SET x = 1 WHERE id = 2")[0] {
+    let writes = |sql: &str| match &decide(&policy, me, sql)[0] {
         Decision::AllowUnlessOver(_, over) => {
-            assert_eq!(
-                (&*over.refusal.rule, over.rows, over.writes),
-                ("bigger", 5, true)
-            )
+            assert_eq!((&*over.refusal.rule, over.rows), ("bigger", 5), "{sql}");
+            over.writes
         }
-        other => panic!("{other:?}"),
-    }
+        other => panic!("{sql}: {other:?}"),
+    };
+    assert!(writes("UPDATE t SET x = 1 WHERE id = 2"));
+    assert!(
+        writes("SELECT nextval('s') FROM t WHERE id = 2"),
+        "a built-in that changes"
+    );
+    assert!(writes("SELECT lo_from_bytea(0, 'x') FROM t WHERE id = 2"));
+    assert!(!writes("SELECT x FROM t WHERE id = 2"));
 }
 
 fn leak(text: &str) -> &'static str {

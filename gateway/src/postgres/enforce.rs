@@ -315,15 +315,7 @@ impl SessionEnforcement {
                     (decision, StatementResults::Execute(rule))
                 }
             };
-            let waited_on_estimate =
-                may_wait(&decision) && !matches!(statement, Statement::Prepare { .. });
             let (decision, estimate, cap) = self.settle(decision, statement).await;
-            if waited_on_estimate && matches!(decision, Decision::Allow(_)) {
-                // The planner let it through: it runs now, so what it derives is kept (with
-                // what a statement of this request that waits derives: more is masked, never
-                // less).
-                self.held_decided(true);
-            }
             let results = match cap {
                 Some(over) => self.capped(results, &over),
                 None => results,
@@ -403,7 +395,7 @@ impl SessionEnforcement {
     ) -> (Decision, QueryRules) {
         let mut allowed = None;
         let mut held = None;
-        let mut hold_over = None;
+        let mut hold_over: Option<HoldOver> = None;
         let mut rules = Vec::with_capacity(statements.len());
         for facts in statements {
             let decided = self.decide(names, loaded, Some(facts), runs);
@@ -412,10 +404,17 @@ impl SessionEnforcement {
                 Decision::Allow(plan) => {
                     allowed.get_or_insert(plan);
                 }
-                // The text's estimate decides (a text of several statements has none: held).
+                // One estimate for the text (none for several statements): the smallest
+                // limit applies, and a write among them makes the text wait.
                 Decision::AllowUnlessOver(plan, over) => {
                     allowed.get_or_insert(plan);
-                    hold_over.get_or_insert(over);
+                    hold_over = Some(match hold_over.take() {
+                        None => over,
+                        Some(seen) => HoldOver {
+                            writes: seen.writes || over.writes,
+                            ..if over.rows < seen.rows { over } else { seen }
+                        },
+                    });
                 }
                 // The text waits for approval; a later statement may still be denied.
                 Decision::RequireApproval(refusal, plan) => {
@@ -743,9 +742,10 @@ impl SessionEnforcement {
                 (Decision::Allow(plan), None, None)
             }
             Decision::AllowUnlessOver(plan, over) => {
+                // A write waits whatever the estimate (and its text is not planned here).
                 let estimate = match statement.sql() {
-                    Some(sql) => self.estimate_rows(sql).await,
-                    None => None,
+                    Some(sql) if !over.writes => self.estimate_rows(sql).await,
+                    _ => None,
                 };
                 match Decision::AllowUnlessOver(plan, over.clone()).settle(estimate) {
                     allowed @ Decision::Allow(_) => (allowed, estimate, Some(over)),
@@ -778,9 +778,11 @@ impl SessionEnforcement {
                     context: self.recent.context().clone(),
                 },
             };
-            let limit = (capped.plan.max_rows).map_or(over.rows, |max| max.min(over.rows));
-            capped.plan.max_rows = Some(limit);
-            capped.plan.rule = over.refusal.rule.clone();
+            // The notice names the rule whose limit cuts.
+            if capped.plan.max_rows.is_none_or(|max| over.rows < max) {
+                capped.plan.max_rows = Some(over.rows);
+                capped.plan.rule = over.refusal.rule.clone();
+            }
             Some(Arc::new(capped))
         };
         match results {
@@ -902,8 +904,8 @@ fn changes_schema(kind: StatementKind) -> bool {
     )
 }
 
-/// What it derives is kept only once it runs: it waits for approval, or may (a write a
-/// `rows_over` rule holds unless the planner says it is small).
+/// What it derives is kept only once it runs: it waits for approval (a write a `rows_over`
+/// rule matched always does).
 fn may_wait(decision: &Decision) -> bool {
     match decision {
         Decision::RequireApproval(..) => true,

@@ -121,29 +121,51 @@ impl Estimator {
     }
 }
 
-/// Prepares the text under our name, EXPLAINs its generic plan and frees the name. The
-/// PREPARE goes through the extended protocol, which refuses a text of several statements:
-/// nothing but the one statement is ever prepared, and nothing runs.
+/// Prepares the text under our name, EXPLAINs its generic plan and frees the name, in a
+/// read-only transaction that is rolled back: whatever planning the text runs (a function
+/// folded as a constant) changes nothing, not even a setting. The PREPARE goes through the
+/// extended protocol, which refuses a text of several statements: nothing but the one
+/// statement is ever prepared, and nothing runs.
 async fn explain(client: &Client, parameterised: &str) -> Result<Option<u64>, String> {
     client
-        .execute(&format!("PREPARE {PREPARED} AS {parameterised}"), &[])
+        .batch_execute("BEGIN READ ONLY")
         .await
         .map_err(|e| e.to_string())?;
+    let explained = explain_in_transaction(client, parameterised).await;
+    // A statement that could not be planned leaves nothing behind once this has run.
+    client
+        .batch_execute("ROLLBACK; DEALLOCATE ALL")
+        .await
+        .map_err(|e| e.to_string())?;
+    match explained {
+        Ok(rows) => Ok(rows),
+        // The server's answer about this text (no such table, a type it cannot settle): no
+        // estimate, and the connection stays good.
+        Err(error) if error.as_db_error().is_some() => {
+            tracing::debug!(%error, "no row estimate for this text");
+            Ok(None)
+        }
+        Err(error) => Err(error.to_string()),
+    }
+}
+
+async fn explain_in_transaction(
+    client: &Client,
+    parameterised: &str,
+) -> Result<Option<u64>, tokio_postgres::Error> {
+    client
+        .execute(&format!("PREPARE {PREPARED} AS {parameterised}"), &[])
+        .await?;
     let nulls = vec!["NULL"; highest_parameter(parameterised) as usize].join(", ");
     let arguments = match nulls.is_empty() {
         true => String::new(),
         false => format!("({nulls})"),
     };
-    let explained = client
+    let messages = client
         .simple_query(&format!(
             "EXPLAIN (FORMAT JSON) EXECUTE {PREPARED}{arguments}"
         ))
-        .await;
-    client
-        .batch_execute(&format!("DEALLOCATE {PREPARED}"))
-        .await
-        .map_err(|e| e.to_string())?;
-    let messages = explained.map_err(|e| e.to_string())?;
+        .await?;
     let plan = messages.iter().find_map(|message| match message {
         SimpleQueryMessage::Row(row) => row.get(0).map(str::to_owned),
         _ => None,
