@@ -177,11 +177,11 @@ fn writes(statement: StatementView<'_>) -> bool {
 /// decided as opaque code is, by the rest of the policy: counted as a write here, every read
 /// that calls one would wait.)
 fn has_side_effects(function: &str) -> bool {
-    const CHANGING: [&str; 12] = [
+    // `set_config` and `pg_notify` are not here: Tollgate follows what they carry (tainted
+    // settings, masked payloads) as it follows any read.
+    const CHANGING: [&str; 10] = [
         "nextval",
         "setval",
-        "set_config",
-        "pg_notify",
         "pg_terminate_backend",
         "pg_cancel_backend",
         "pg_reload_conf",
