@@ -288,12 +288,17 @@ pub async fn run(config_path: &Path, keep_on_exit: bool) -> Result<(), AppError>
         event = "gateway.stopping",
         "clean shutdown: removing interception, draining connections"
     );
-    // Stop accepting first (the accept loops end on the signal).
+    // Requests waiting for approval fail first, rather than hold the drain up: their clients
+    // are told while everything still runs. Then accepting stops (the accept loops end on the
+    // signal), and anything that started waiting in between is failed too.
+    let abandon = || {
+        if let Some(approvals) = &context.postgres.approvals {
+            approvals.abandon_all("the gateway is stopping");
+        }
+    };
+    abandon();
     drain_signal.start();
-    // Requests waiting for approval fail now rather than hold the drain up.
-    if let Some(approvals) = &context.postgres.approvals {
-        approvals.abandon_all("the gateway is stopping");
-    }
+    abandon();
     if keep_on_exit {
         // The pins keep the programs attached and the table stays: agents are refused until
         // the next start replaces both.
