@@ -38,6 +38,19 @@ pub struct HoldOver {
     pub writes: bool,
 }
 
+impl HoldOver {
+    /// What two rows_over rules (or statements of one text) ask together: the smaller limit,
+    /// and a wait whatever the estimate if either writes.
+    pub fn stricter(seen: Option<HoldOver>, next: HoldOver) -> HoldOver {
+        let Some(seen) = seen else {
+            return next;
+        };
+        let writes = seen.writes || next.writes;
+        let limit = if next.rows < seen.rows { next } else { seen };
+        HoldOver { writes, ..limit }
+    }
+}
+
 impl Decision {
     /// The plan its results are masked by if it runs (at once, or once approved).
     pub fn plan(&self) -> Option<&MaskPlan> {
@@ -119,13 +132,12 @@ pub fn evaluate(
         return match (rule.effect, rule.rows_over) {
             // The strictest limit of every rows_over rule that matches holds.
             (Effect::RequireApproval, Some(rows)) => {
-                if hold_over.as_ref().is_none_or(|over| rows < over.rows) {
-                    hold_over = Some(HoldOver {
-                        rows,
-                        refusal: approval(),
-                        writes: writes(statement),
-                    });
-                }
+                let over = HoldOver {
+                    rows,
+                    refusal: approval(),
+                    writes: writes(statement),
+                };
+                hold_over = Some(HoldOver::stricter(hold_over.take(), over));
                 continue;
             }
             (Effect::Deny, _) => Decision::Deny(refusal(rule, "denied by policy")),

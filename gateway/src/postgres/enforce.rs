@@ -408,13 +408,7 @@ impl SessionEnforcement {
                 // limit applies, and a write among them makes the text wait.
                 Decision::AllowUnlessOver(plan, over) => {
                     allowed.get_or_insert(plan);
-                    hold_over = Some(match hold_over.take() {
-                        None => over,
-                        Some(seen) => HoldOver {
-                            writes: seen.writes || over.writes,
-                            ..if over.rows < seen.rows { over } else { seen }
-                        },
-                    });
+                    hold_over = Some(HoldOver::stricter(hold_over.take(), over));
                 }
                 // The text waits for approval; a later statement may still be denied.
                 Decision::RequireApproval(refusal, plan) => {

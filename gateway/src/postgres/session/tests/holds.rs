@@ -43,6 +43,17 @@ async fn held_session(timeout: Duration) -> (Session, Arc<Approvals>) {
     (session, approvals)
 }
 
+/// [`held_session`] with one more setting on its approval rule.
+async fn held_session_with(setting: &str) -> (Session, Arc<Approvals>) {
+    let policy = holding().replace(
+        "effect = \"require_approval\"\n",
+        &format!("effect = \"require_approval\"\n{setting}\n"),
+    );
+    let approvals = Approvals::new(1, None);
+    let (session, _) = start_holding(&policy, patients(), approvals.clone(), WAIT).await;
+    (session, approvals)
+}
+
 /// The request waiting, once the client has been told.
 async fn waiting(session: &mut Session, approvals: &Approvals) -> Pending {
     let notice = session.client.next_line().await;
@@ -269,12 +280,7 @@ async fn a_client_that_leaves_withdraws_its_waiting_statement() {
 
 #[tokio::test]
 async fn a_rule_s_own_timeout_wins_over_the_gateway_s() {
-    let policy = holding().replace(
-        "effect = \"require_approval\"\n",
-        "effect = \"require_approval\"\ntimeout_s = 1\n",
-    );
-    let approvals = Approvals::new(1, None);
-    let (mut session, _) = start_holding(&policy, patients(), approvals.clone(), WAIT).await;
+    let (mut session, approvals) = held_session_with("timeout_s = 1").await;
     session
         .client
         .send(vec![query("SELECT ssn FROM patients")])
@@ -290,12 +296,7 @@ async fn a_rule_s_own_timeout_wins_over_the_gateway_s() {
 /// whose rows cannot be cut on the way back, waits.
 #[tokio::test]
 async fn without_an_estimate_a_rows_over_rule_caps_a_read_and_holds_a_write() {
-    let policy = holding().replace(
-        "effect = \"require_approval\"\n",
-        "effect = \"require_approval\"\nrows_over = 1\n",
-    );
-    let approvals = Approvals::new(1, None);
-    let (mut session, _) = start_holding(&policy, patients(), approvals.clone(), WAIT).await;
+    let (mut session, approvals) = held_session_with("rows_over = 1").await;
     session
         .client
         .send(vec![query("SELECT ssn FROM patients")])
