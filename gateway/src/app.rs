@@ -176,10 +176,11 @@ pub async fn run(config_path: &Path, keep_on_exit: bool) -> Result<(), AppError>
     warn_if_listen_port_unprivileged(config.gateway.listen_port);
     raise_open_file_limit();
     // Listen before redirecting anything, so agents are never sent to a closed port by us.
-    let worker_count = std::thread::available_parallelism().map_or(1, usize::from);
+    let worker_count = config.gateway.workers;
     let listener_groups = listener::bind(
         &config.gateway.bind,
         config.gateway.listen_port,
+        config.gateway.mark,
         worker_count,
     )?;
     let listen_addrs: Vec<String> = listener_groups
@@ -262,6 +263,15 @@ pub async fn run(config_path: &Path, keep_on_exit: bool) -> Result<(), AppError>
     tokio::spawn(admin::serve(admin_listener, admin_api, drain_watch.clone()));
     drop(drain_watch);
 
+    if !interception.untracked.kept_for.is_empty() {
+        tracing::warn!(
+            event = "nft.untrack_loopback_only",
+            kept_for = ?interception.untracked.kept_for,
+            "other rules on this host rely on connection tracking: only loopback flows of \
+             protected ports are exempted from it (set gateway.untrack = \"non-agent\" if those \
+             rules never see non-agent flows)"
+        );
+    }
     tracing::info!(
         event = "gateway.ready",
         listen = ?listen_addrs,
@@ -269,6 +279,7 @@ pub async fn run(config_path: &Path, keep_on_exit: bool) -> Result<(), AppError>
         generation = %interception.programs.generation_dir().display(),
         attach_points = ?config.agents.cgroups,
         redirect = config.gateway.redirect.as_str(),
+        untracked = interception.untracked.scope.as_str(),
         unix_sockets = ?unix_routes.iter().map(|r| r.protected.display().to_string()).collect::<Vec<_>>(),
         "tollgate is intercepting agent connections"
     );
@@ -562,6 +573,11 @@ fn status_fn(
         "listen": listen,
         "nft_table": config.gateway.nft_table,
         "redirect": config.gateway.redirect.as_str(),
+        "untracked": {
+            "configured": config.gateway.untrack.as_str(),
+            "scope": interception.untracked.scope.as_str(),
+            "kept_for": interception.untracked.kept_for,
+        },
         "bpffs_generation": interception.programs.generation_dir().display().to_string(),
         "agents": {
             "cgroups": config.agents.cgroups,

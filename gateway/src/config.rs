@@ -50,6 +50,10 @@ pub struct GatewaySettings {
     /// Mark on the gateway's own upstream sockets: never intercepted.
     pub bypass_mark: u32,
     pub redirect: RedirectMode,
+    /// Which connections Tollgate's table exempts from connection tracking.
+    pub untrack: UntrackScope,
+    /// Threads serving connections (each with its own listeners and event loop).
+    pub workers: usize,
     pub upstream_connect_timeout: Duration,
     pub drain_timeout: Duration,
     /// A client must finish startup and authentication within this.
@@ -80,6 +84,29 @@ impl RedirectMode {
         match self {
             Self::Nftables => "nftables",
             Self::Ebpf => "ebpf",
+        }
+    }
+}
+
+/// Which connections Tollgate's table exempts from connection tracking (`gateway.untrack`).
+/// Only redirected connections need it; its nat chains switch it on for the whole host.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UntrackScope {
+    /// `non-agent`, unless another ruleset on the host relies on connection tracking (its
+    /// stateful rules would see the untracked flows as strangers): then `loopback`.
+    Auto,
+    /// Every flow that is not an agent's (nor from a remote agent source), on every interface.
+    NonAgent,
+    /// Only loopback traffic of protected ports that is not an agent's.
+    Loopback,
+}
+
+impl UntrackScope {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Auto => "auto",
+            Self::NonAgent => "non-agent",
+            Self::Loopback => "loopback",
         }
     }
 }
@@ -281,10 +308,11 @@ pub fn describe(config: &Config) -> String {
     );
     let _ = writeln!(
         out,
-        "nftables table: inet {} (mark {:#x}); local agents redirected by {}",
+        "nftables table: inet {} (mark {:#x}); local agents redirected by {}; untracked: {}",
         gateway.nft_table,
         gateway.mark,
-        gateway.redirect.as_str()
+        gateway.redirect.as_str(),
+        gateway.untrack.as_str()
     );
     let _ = writeln!(
         out,

@@ -39,6 +39,8 @@ pub enum InterceptError {
 pub struct Interception {
     pub programs: LoadedPrograms,
     pub nft_table: String,
+    /// What the table exempts from connection tracking.
+    pub untracked: nft::Untracked,
 }
 
 impl Interception {
@@ -49,16 +51,20 @@ impl Interception {
         bpffs::ensure_mounted(&config.gateway.bpffs_dir)?;
         let programs = LoadedPrograms::load_and_attach(config, &host.cgroup2_root)?;
         let table = config.gateway.nft_table.clone();
-        if let Err(source) = nft::install(config) {
-            let generation = programs.generation_dir().to_owned();
-            drop(programs);
-            let _ = bpffs::remove_generation(&generation);
-            return Err(InterceptError::Nft { table, source });
-        }
+        let untracked = match nft::install(config) {
+            Ok(untracked) => untracked,
+            Err(source) => {
+                let generation = programs.generation_dir().to_owned();
+                drop(programs);
+                let _ = bpffs::remove_generation(&generation);
+                return Err(InterceptError::Nft { table, source });
+            }
+        };
         bpffs::remove_other_generations(&config.gateway.bpffs_dir, programs.generation_dir())?;
         Ok(Self {
             programs,
             nft_table: table,
+            untracked,
         })
     }
 

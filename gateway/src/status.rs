@@ -155,6 +155,15 @@ fn print_text(report: &Value) {
             "  local redirect: {}",
             gateway["redirect"].as_str().unwrap_or("?")
         );
+        let untracked = &gateway["untracked"];
+        println!(
+            "  exempt from connection tracking: {} flows (untrack = {})",
+            untracked["scope"].as_str().unwrap_or("?"),
+            untracked["configured"].as_str().unwrap_or("?")
+        );
+        for user in untracked["kept_for"].as_array().into_iter().flatten() {
+            println!("    kept tracked for: {}", user.as_str().unwrap_or("?"));
+        }
         println!("  live connections: {}", gateway["connections"]["live"]);
         println!(
             "  accepted: {}, refused: {}",

@@ -11,6 +11,7 @@ mod masking;
 mod parser;
 mod pgbench;
 mod policy;
+mod profile;
 mod quads;
 mod regress;
 mod sessions;
@@ -64,6 +65,9 @@ pub fn run(
     }
     if wanted("pgbench") {
         report.push_str(&pgbench::measure(&binary, seconds, rounds).context("pgbench")?);
+    }
+    if wanted("profile") {
+        report.push_str(&profile::measure(&binary, seconds, rounds).context("profile")?);
     }
     if wanted("policy") {
         report.push_str(&policy::measure(&binary, rounds).context("policy")?);
@@ -140,7 +144,12 @@ fn quartiles(values: &mut [f64]) -> (f64, f64, f64) {
 
 /// User + system CPU time a running process has used, its finished threads included.
 fn process_cpu_seconds(process: &xtask::testbed::GatewayProcess) -> anyhow::Result<f64> {
-    let pid = process.pid().context("the gateway is not running")?;
+    let (user, system) = cpu_times(process.pid().context("the gateway is not running")?)?;
+    Ok(user + system)
+}
+
+/// A process's user and system CPU seconds (all its threads, finished ones included).
+fn cpu_times(pid: u32) -> anyhow::Result<(f64, f64)> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
     // The command name (in parentheses) may hold spaces: count fields after it.
     let fields: Vec<&str> = stat
@@ -159,5 +168,5 @@ fn process_cpu_seconds(process: &xtask::testbed::GatewayProcess) -> anyhow::Resu
     // SAFETY: sysconf only reads a system constant.
     #[expect(unsafe_code, reason = "sysconf(3) has no safe std wrapper")]
     let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
-    Ok((ticks(11)? + ticks(12)?) / per_second)
+    Ok((ticks(11)? / per_second, ticks(12)? / per_second))
 }

@@ -44,6 +44,10 @@ const APT_PACKAGES: &[&str] = &[
     "python3-jsonschema",
     // The approver web page's test drives a headless browser over the DevTools protocol.
     "chromium",
+    // The untracking tests list connection tracking entries; the bench's profile section
+    // counts system calls and samples stacks.
+    "conntrack",
+    "linux-perf",
 ];
 
 const BPF_LINKER_VERSION: &str = "0.10.3";

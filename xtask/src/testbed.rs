@@ -8,6 +8,7 @@ mod gateway;
 mod netns;
 mod pg;
 mod policy;
+mod sink;
 pub mod tokens;
 
 use std::{
@@ -19,11 +20,12 @@ use std::{
 pub use browser::Browser;
 pub use cgroup::{cgroup2_root, AgentCgroup};
 pub use gateway::{audit_records_in, GatewayConfig, GatewayProcess};
-pub use netns::{IsolatedNet, RemoteHost};
+pub use netns::{conntrack_entries, IsolatedNet, RemoteHost};
 pub use pg::PgCluster;
 pub use policy::{
     example_policy, example_policy_from, permissive_example_policy, write_catalog_credentials,
 };
+pub use sink::Sink;
 
 /// Privileged end-to-end work needs root; without it, fail loudly with how to run it.
 pub fn require_root(what: &str) {

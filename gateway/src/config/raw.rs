@@ -84,6 +84,8 @@ pub struct RawGateway {
     pub mark: Option<Spanned<u32>>,
     pub bypass_mark: Option<Spanned<u32>>,
     pub redirect: Option<Spanned<String>>,
+    pub untrack: Option<Spanned<String>>,
+    pub workers: Option<Spanned<u16>>,
     pub upstream_connect_timeout_ms: Option<Spanned<u64>>,
     pub drain_timeout_ms: Option<Spanned<u64>>,
     pub startup_timeout_ms: Option<Spanned<u64>>,

@@ -152,6 +152,8 @@ destinations = ["127.0.0.1:5432"]
     assert_eq!(gateway.bpffs_dir, PathBuf::from("/sys/fs/bpf/tollgate"));
     assert_eq!(gateway.nft_table, "tollgate");
     assert_eq!(gateway.mark, gateway_common::DEFAULT_MARK);
+    assert_eq!(gateway.untrack, crate::config::UntrackScope::Auto);
+    assert!(gateway.workers >= 1, "one worker per core by default");
     assert_eq!(gateway.upstream_connect_timeout, Duration::from_secs(5));
     assert_eq!(gateway.drain_timeout, Duration::from_secs(10));
     assert!(config.agents.cgroups.is_empty());

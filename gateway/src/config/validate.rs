@@ -13,6 +13,7 @@ use toml::Spanned;
 use super::{
     raw::{RawAgents, RawConfig, RawGateway, RawTarget},
     AgentSelection, Config, Destination, GatewaySettings, RedirectMode, Target, TargetKind,
+    UntrackScope,
 };
 
 /// Below 1024 on purpose: while the gateway is down the rules keep sending agents to this port,
@@ -27,6 +28,8 @@ pub const DEFAULT_MESSAGE_BYTES: usize = 64 * 1024 * 1024;
 /// Below PostgreSQL's own pre-authentication limit nothing useful fits.
 const MIN_MESSAGE_BYTES: u64 = 10_000;
 const MAX_MESSAGE_BYTES: u64 = 0x3fff_ffff;
+/// Worker threads: more than a host has cores only adds wake-ups.
+const MAX_WORKERS: u16 = 1024;
 
 /// What is wrong, where (byte offset into the file) and in which field.
 #[derive(Debug)]
@@ -253,6 +256,32 @@ fn validate_gateway(
                         "gateway.redirect",
                         mode,
                         format!("`{other}` is not one of: nftables, ebpf"),
+                    ))
+                }
+            },
+        },
+        workers: match &raw.workers {
+            None => std::thread::available_parallelism().map_or(1, usize::from),
+            Some(workers) if !(1..=MAX_WORKERS).contains(workers.get_ref()) => {
+                return Err(issue(
+                    "gateway.workers",
+                    workers,
+                    format!("must be between 1 and {MAX_WORKERS}"),
+                ))
+            }
+            Some(workers) => usize::from(*workers.get_ref()),
+        },
+        untrack: match &raw.untrack {
+            None => UntrackScope::Auto,
+            Some(scope) => match scope.get_ref().as_str() {
+                "auto" => UntrackScope::Auto,
+                "non-agent" => UntrackScope::NonAgent,
+                "loopback" => UntrackScope::Loopback,
+                other => {
+                    return Err(issue(
+                        "gateway.untrack",
+                        scope,
+                        format!("`{other}` is not one of: auto, non-agent, loopback"),
                     ))
                 }
             },

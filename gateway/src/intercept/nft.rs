@@ -2,33 +2,38 @@
 //! - `output` (nat): TCP carrying the mark set by `connect4`/`connect6` is redirected to the
 //!   gateway's listener;
 //! - `prerouting` (nat), only with remote agents: connections from their source CIDRs to
-//!   protected destinations are redirected too.
-//!
-//! - `raw_output` (filter, before conntrack): loopback traffic to and from protected ports that
-//!   is not an agent's is exempted from connection tracking. The nat chains switch conntrack on
-//!   for the whole host; without this, every non-agent connect to a local protected database
-//!   would pay for tracking it never needs. Only loopback is exempted, so host firewalls that
-//!   rely on conntrack for real network traffic are unaffected.
+//!   protected destinations are redirected too;
+//! - `raw_output` and `raw_prerouting` (filter, before conntrack): what is not an agent's flow
+//!   skips connection tracking. A nat chain switches tracking on for the whole host, and only
+//!   redirected connections need it (`gateway.untrack`, see [`UntrackScope`]). Packets with a
+//!   mark (an agent's, or the gateway listener's replies to agents, which conntrack must
+//!   translate back) keep it; the gateway's own upstream packets (`bypass_mark`) do not: a
+//!   conntrack entry of theirs, left behind when the connection closes, would match an
+//!   agent's later connection from the same port and let it through unredirected.
 //!
 //! With `gateway.redirect = "ebpf"` the programs point agent connects at the listener
-//! themselves, and the table holds only the `prerouting` chain (if any).
+//! themselves, and the table holds only the `prerouting` chains (if any).
 //!
 //! The batch deletes any stale table of the same name in the same transaction, so there is never
 //! a moment without rules. A crash leaves the table: agents are refused, never let through.
+
+mod conntrack_users;
 
 use std::borrow::Cow;
 
 use ipnet::IpNet;
 use nftables::{
     batch::Batch,
-    expr::{Expression, Meta, MetaKey, NamedExpression, Payload, PayloadField, Prefix},
+    expr::{
+        BinaryOperation, Expression, Meta, MetaKey, NamedExpression, Payload, PayloadField, Prefix,
+    },
     helper::{self, NftablesError},
     schema::{Chain, NfListObject, Rule, Table},
     stmt::{Match, Operator, Statement, NAT},
     types::{NfChainPolicy, NfChainType, NfFamily, NfHook},
 };
 
-use crate::config::{Config, Destination, RedirectMode};
+use crate::config::{Config, Destination, RedirectMode, UntrackScope};
 
 #[derive(Debug, thiserror::Error)]
 pub enum NftError {
@@ -76,7 +81,37 @@ const NAT_PRIORITY: i32 = -150;
 /// Priority `raw`: before conntrack (-200) sees the packet.
 const RAW_PRIORITY: i32 = -300;
 
-pub fn install(config: &Config) -> Result<(), NftError> {
+/// What the table exempts from connection tracking, as installed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Untracked {
+    /// `NonAgent` or `Loopback`, never `Auto`.
+    pub scope: UntrackScope,
+    /// Why `auto` kept to loopback: what else on the host relies on connection tracking.
+    pub kept_for: Vec<String>,
+}
+
+impl Untracked {
+    fn resolve(config: &Config) -> Self {
+        let scope = config.gateway.untrack;
+        if scope != UntrackScope::Auto {
+            return Self {
+                scope,
+                kept_for: Vec::new(),
+            };
+        }
+        let kept_for = conntrack_users::other_users(&config.gateway.nft_table);
+        Self {
+            scope: match kept_for.is_empty() {
+                true => UntrackScope::NonAgent,
+                false => UntrackScope::Loopback,
+            },
+            kept_for,
+        }
+    }
+}
+
+pub fn install(config: &Config) -> Result<Untracked, NftError> {
+    let untracked = Untracked::resolve(config);
     let table = config.gateway.nft_table.as_str();
     let mut batch = Batch::new();
     // `add` then `delete` makes the delete succeed whether or not a stale table exists.
@@ -85,40 +120,33 @@ pub fn install(config: &Config) -> Result<(), NftError> {
     batch.add(NfListObject::Table(table_object(table)));
     // With the eBPF redirect, local agents never need NAT: no output chains, and the host's
     // connection tracking stays off unless remote agents need the prerouting chain.
-    if config.gateway.redirect == RedirectMode::Nftables {
-        batch.add(NfListObject::Chain(nat_chain(
-            table,
-            "output",
-            NfHook::Output,
-        )));
-        batch.add(NfListObject::Rule(rule(
-            table,
-            "output",
-            marked_agent_redirect(config),
-        )));
-        batch.add(NfListObject::Chain(filter_chain(
-            table,
-            "raw_output",
-            NfHook::Output,
-            RAW_PRIORITY,
-        )));
-        for statements in loopback_notrack_rules(config) {
-            batch.add(NfListObject::Rule(rule(table, "raw_output", statements)));
-        }
+    let local_nat = config.gateway.redirect == RedirectMode::Nftables;
+    if local_nat {
+        let chain = nat_chain(table, "output", NfHook::Output);
+        add_chain(&mut batch, chain, vec![marked_agent_redirect(config)]);
     }
-
     let remote_rules = remote_agent_rules(config);
-    if !remote_rules.is_empty() {
-        batch.add(NfListObject::Chain(nat_chain(
-            table,
-            "prerouting",
-            NfHook::Prerouting,
-        )));
-        for statements in remote_rules {
-            batch.add(NfListObject::Rule(rule(table, "prerouting", statements)));
-        }
+    let remote_nat = !remote_rules.is_empty();
+    if remote_nat {
+        let chain = nat_chain(table, "prerouting", NfHook::Prerouting);
+        add_chain(&mut batch, chain, remote_rules);
     }
-    apply(batch)
+    let raw_output = || filter_chain(table, "raw_output", NfHook::Output, RAW_PRIORITY);
+    match untracked.scope {
+        // Without a nat chain of Tollgate's, tracking is not Tollgate's to switch off.
+        UntrackScope::NonAgent if local_nat || remote_nat => {
+            add_chain(&mut batch, raw_output(), non_agent_output_notrack(config));
+            let raw_prerouting =
+                filter_chain(table, "raw_prerouting", NfHook::Prerouting, RAW_PRIORITY);
+            add_chain(&mut batch, raw_prerouting, non_agent_input_notrack(config));
+        }
+        UntrackScope::Loopback if local_nat => {
+            add_chain(&mut batch, raw_output(), loopback_notrack_rules(config));
+        }
+        _ => {}
+    }
+    apply(batch)?;
+    Ok(untracked)
 }
 
 /// Removes the table if present.
@@ -173,6 +201,26 @@ fn filter_chain(table: &str, name: &'static str, hook: NfHook, prio: i32) -> Cha
     }
 }
 
+/// Adds a chain with its rules, in order.
+fn add_chain(
+    batch: &mut Batch<'static>,
+    chain: Chain<'static>,
+    rules: Vec<Vec<Statement<'static>>>,
+) {
+    let (table, name) = (chain.table.clone(), chain.name.clone());
+    batch.add(NfListObject::Chain(chain));
+    for statements in rules {
+        batch.add(NfListObject::Rule(Rule {
+            family: NfFamily::INet,
+            table: table.clone(),
+            chain: name.clone(),
+            expr: Cow::Owned(statements),
+            ..Rule::default()
+        }));
+    }
+}
+
+#[cfg(test)]
 fn rule(table: &str, chain: &'static str, statements: Vec<Statement<'static>>) -> Rule<'static> {
     Rule {
         family: NfFamily::INet,
@@ -220,21 +268,81 @@ fn tcp() -> Statement<'static> {
     )
 }
 
+/// A connection's first packet from its initiator (SYN without ACK). The nat chain sees the
+/// first packet conntrack did not know, and with untracked flows that can be a listener's
+/// SYN-ACK (marked, see [`marked_keep_tracking`]) to a client that connected to it directly:
+/// that must not be redirected back to the listener.
+fn opening_syn() -> Statement<'static> {
+    let flag = |name: &'static str| Expression::String(Cow::Borrowed(name));
+    equals(
+        Expression::BinaryOperation(Box::new(BinaryOperation::AND(
+            payload("tcp", "flags"),
+            Expression::List(vec![flag("syn"), flag("ack")]),
+        ))),
+        flag("syn"),
+    )
+}
+
 fn marked_agent_redirect(config: &Config) -> Vec<Statement<'static>> {
     vec![
         equals(meta(MetaKey::Mark), Expression::Number(config.gateway.mark)),
         tcp(),
+        opening_syn(),
         redirect_to(config.gateway.listen_port),
     ]
 }
 
-/// Agent packets (marked) keep conntrack for the redirect; unmarked loopback packets to or from a
-/// protected port skip it, and so do the gateway's own upstream packets (`bypass_mark`): a
-/// conntrack entry of theirs, left behind when the connection closes, would match an agent's
-/// later connection from the same port and let it through unredirected. Every other mark keeps
-/// conntrack, not only this gateway's: a second instance on the host (its own table and mark)
-/// would otherwise lose its redirect to this table's notrack, and its agents would reach the
-/// database directly.
+/// Marked packets keep conntrack: this gateway's agents', its listener's replies to them (which
+/// must be translated back) and another instance's on the host (its own table and mark).
+/// Unmarked packets and the gateway's own upstream ones (`bypass_mark`) go on to be untracked.
+fn marked_keep_tracking(config: &Config) -> Vec<Statement<'static>> {
+    let mark_is_not = |mark: u32| {
+        Statement::Match(Match {
+            left: meta(MetaKey::Mark),
+            right: Expression::Number(mark),
+            op: Operator::NEQ,
+        })
+    };
+    vec![
+        mark_is_not(0),
+        mark_is_not(config.gateway.bypass_mark),
+        Statement::Return(None),
+    ]
+}
+
+/// `untrack = "non-agent"`, leaving the host: everything but marked packets and resets. A
+/// reset the kernel sends for a redirected connection that found no listener (the gateway is
+/// down) carries no mark, and only conntrack can give it the address the agent connected to:
+/// with it the agent is refused at once. A reset creates no conntrack entry of its own.
+fn non_agent_output_notrack(config: &Config) -> Vec<Vec<Statement<'static>>> {
+    let reset = Statement::Match(Match {
+        left: payload("tcp", "flags"),
+        right: Expression::String(Cow::Borrowed("rst")),
+        op: Operator::IN,
+    });
+    vec![
+        marked_keep_tracking(config),
+        vec![tcp(), reset, Statement::Return(None)],
+        vec![Statement::Notrack],
+    ]
+}
+
+/// `untrack = "non-agent"`, arriving: everything but what remote agents send (their
+/// connections to protected destinations are redirected in `prerouting`). Loopback packets
+/// arrive already tracked or untracked by `raw_output`, and notrack leaves those alone.
+fn non_agent_input_notrack(config: &Config) -> Vec<Vec<Statement<'static>>> {
+    let mut rules: Vec<Vec<Statement<'static>>> = config
+        .agents
+        .remote_sources
+        .iter()
+        .map(|source| vec![source_match(source), Statement::Return(None)])
+        .collect();
+    rules.push(vec![Statement::Notrack]);
+    rules
+}
+
+/// `untrack = "loopback"`: unmarked loopback packets to or from a protected port skip
+/// conntrack, so a non-agent connect to a local protected database pays nothing for it.
 fn loopback_notrack_rules(config: &Config) -> Vec<Vec<Statement<'static>>> {
     let mut ports: Vec<u16> = config
         .targets
@@ -244,18 +352,7 @@ fn loopback_notrack_rules(config: &Config) -> Vec<Vec<Statement<'static>>> {
         .collect();
     ports.sort_unstable();
     ports.dedup();
-    let mark_is_not = |mark: u32| {
-        Statement::Match(Match {
-            left: meta(MetaKey::Mark),
-            right: Expression::Number(mark),
-            op: Operator::NEQ,
-        })
-    };
-    let mut rules = vec![vec![
-        mark_is_not(0),
-        mark_is_not(config.gateway.bypass_mark),
-        Statement::Return(None),
-    ]];
+    let mut rules = vec![marked_keep_tracking(config)];
     for port in ports {
         for field in ["dport", "sport"] {
             // Every loopback packet of the host passes here: the most selective, cheapest tests
@@ -271,6 +368,16 @@ fn loopback_notrack_rules(config: &Config) -> Vec<Vec<Statement<'static>>> {
     rules
 }
 
+fn source_match(source: &IpNet) -> Statement<'static> {
+    equals(
+        payload(ip_protocol(source), "saddr"),
+        Expression::Named(NamedExpression::Prefix(Prefix {
+            addr: Box::new(Expression::String(Cow::Owned(source.network().to_string()))),
+            len: source.prefix_len().into(),
+        })),
+    )
+}
+
 fn ip_protocol(net: &IpNet) -> &'static str {
     match net {
         IpNet::V4(_) => "ip",
@@ -282,13 +389,7 @@ fn remote_agent_rules(config: &Config) -> Vec<Vec<Statement<'static>>> {
     let mut rules = Vec::new();
     for source in &config.agents.remote_sources {
         let protocol = ip_protocol(source);
-        let source_match = equals(
-            payload(protocol, "saddr"),
-            Expression::Named(NamedExpression::Prefix(Prefix {
-                addr: Box::new(Expression::String(Cow::Owned(source.network().to_string()))),
-                len: source.prefix_len().into(),
-            })),
-        );
+        let source_match = source_match(source);
         for destination in config.targets.iter().flat_map(|t| &t.destinations) {
             let mut statements = vec![source_match.clone(), tcp()];
             if let Destination::Exact(addr) = destination {
@@ -332,6 +433,13 @@ mod tests {
         assert!(text.contains(r#""key":"mark""#), "{text}");
         assert!(text.contains(r#""right":7"#), "{text}");
         assert!(text.contains(r#""redirect":{"port":16000}"#), "{text}");
+        // Only a connection's opening SYN is redirected.
+        assert!(
+            text.contains(r#""field":"flags""#)
+                && text.contains(r#"["syn","ack"]"#)
+                && text.contains(r#""right":"syn""#),
+            "{text}"
+        );
         assert!(remote_agent_rules(&config).is_empty());
     }
 
@@ -358,6 +466,33 @@ mod tests {
         assert!(text.contains(r#""field":"dport"}},"right":5432"#), "{text}");
         assert!(text.contains(r#""field":"sport"}},"right":9000"#), "{text}");
         assert_eq!(text.matches("notrack").count(), 4, "{text}");
+    }
+
+    #[test]
+    fn non_agent_scope_untracks_all_but_marked_packets_and_remote_agent_sources() {
+        let config = config(
+            "[gateway]\nmark = 7\n[agents]\ncgroups = [\"/a\"]\n\
+             remote_sources = [\"10.20.0.0/16\", \"fd00:1::/64\"]\n[[targets]]\nname = \"db\"\n\
+             kind = \"postgres\"\ndestinations = [\"127.0.0.1:5432\"]\n",
+        );
+        let output = serde_json::to_string(&non_agent_output_notrack(&config)).expect("json");
+        let not = |mark: u32| format!(r#""right":{mark},"op":"!=""#);
+        assert!(
+            output.contains(&not(0)) && output.contains(&not(config.gateway.bypass_mark)),
+            "{output}"
+        );
+        assert!(output.ends_with(r#"],["notrack"]]"#), "{output}");
+        assert!(output.contains(r#""right":"rst","op":"in""#), "{output}");
+        let input = non_agent_input_notrack(&config);
+        assert_eq!(input.len(), 3, "one return per remote source, then notrack");
+        let text = serde_json::to_string(&input).expect("json");
+        assert!(
+            text.contains(r#""protocol":"ip","field":"saddr""#),
+            "{text}"
+        );
+        assert!(text.contains(r#""addr":"fd00:1::","len":64"#), "{text}");
+        assert_eq!(text.matches("return").count(), 2, "{text}");
+        assert!(text.ends_with(r#"],["notrack"]]"#), "{text}");
     }
 
     #[test]

@@ -16,7 +16,7 @@ use xtask::testbed::{
 
 use super::{median, verdict};
 
-const FLOOR: f64 = 0.8;
+const FLOOR: f64 = 0.85;
 const ROWS: u32 = 1_000_000;
 
 const POLICY: &str = r#"

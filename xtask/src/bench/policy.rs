@@ -5,7 +5,7 @@ use std::{fmt::Write as _, path::Path};
 
 use anyhow::Context;
 use xtask::testbed::{
-    example_policy, write_catalog_credentials, AgentCgroup, GatewayProcess, TempDir,
+    example_policy, write_catalog_credentials, AgentCgroup, GatewayConfig, GatewayProcess, TempDir,
 };
 
 use super::{
@@ -28,16 +28,10 @@ pub fn measure(binary: &Path, rounds: u32) -> anyhow::Result<String> {
     let hooks_agents = AgentCgroup::create("tollgate-bench-hooks")?;
     let policy_agents = AgentCgroup::create("tollgate-bench-policy")?;
     let dir = TempDir::new("tollgate-bench-policy")?;
-    let glob = format!("{}*", policy_agents.path);
-    let key_file = dir.path().join("tokenization.key");
-    let example = dir.path().join("example.toml");
-    std::fs::write(&example, example_policy(&glob, &key_file)?)?;
-    let credentials = dir.path().join("catalog.toml");
-    write_catalog_credentials(&credentials)?;
     let config = |tag: &str, agents: &AgentCgroup| side_config(tag, agents, pg.port());
     let hooks_config = config("benchhooks", &hooks_agents);
     let mut policy_config = config("benchpolicy", &policy_agents);
-    policy_config.enforce_policy("clinic", &example, &credentials);
+    example_policy_config(&mut policy_config, &policy_agents, &dir)?;
     // Each gateway recognises its own agents' connections by its mark.
     policy_config.mark ^= 0x8000;
     let hooks_gateway = GatewayProcess::start(binary, &hooks_config)?;
@@ -85,6 +79,22 @@ pub fn measure(binary: &Path, rounds: u32) -> anyhow::Result<String> {
     let _ = writeln!(out, "\nFloors:\n\n{floors}");
 
     Ok(out)
+}
+
+/// Puts the example policy in force on target `clinic` for `agents` (its files in `dir`).
+pub(super) fn example_policy_config(
+    config: &mut GatewayConfig,
+    agents: &AgentCgroup,
+    dir: &TempDir,
+) -> anyhow::Result<()> {
+    let glob = format!("{}*", agents.path);
+    let key_file = dir.path().join("tokenization.key");
+    let example = dir.path().join("example.toml");
+    std::fs::write(&example, example_policy(&glob, &key_file)?)?;
+    let credentials = dir.path().join("catalog.toml");
+    write_catalog_credentials(&credentials)?;
+    config.enforce_policy("clinic", &example, &credentials);
+    Ok(())
 }
 
 /// The criterion benchmark of the decision, read back from its estimates.

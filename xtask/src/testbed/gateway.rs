@@ -20,6 +20,7 @@ use super::{free_port, TempDir};
 /// How long a statement waits for approval in a test gateway that says nothing else.
 pub const HELD_TIMEOUT_S: u64 = 1;
 
+#[derive(Clone)]
 pub struct GatewayConfig {
     pub listen_port: u16,
     pub nft_table: String,

@@ -11,6 +11,9 @@ pub struct RemoteHost {
     pub host_addr: Ipv4Addr,
     /// The remote host's address.
     pub remote_addr: Ipv4Addr,
+    /// A second address of the remote side: another host on the same link (an application
+    /// server, say) when the first is the only remote agent source.
+    pub other_addr: Ipv4Addr,
 }
 
 impl RemoteHost {
@@ -24,6 +27,7 @@ impl RemoteHost {
             host_if: host_if.clone(),
             host_addr: Ipv4Addr::new(10, 201, id as u8, 1),
             remote_addr: Ipv4Addr::new(10, 201, id as u8, 2),
+            other_addr: Ipv4Addr::new(10, 201, id as u8, 3),
         };
         run_capture(Command::new("ip").args(["netns", "add", &name]))?;
         run_capture(Command::new("ip").args([
@@ -45,6 +49,14 @@ impl RemoteHost {
                 "addr",
                 "add",
                 &format!("{}/24", host.remote_addr),
+                "dev",
+                &peer_if,
+            ],
+            vec![
+                "ip",
+                "addr",
+                "add",
+                &format!("{}/24", host.other_addr),
                 "dev",
                 &peer_if,
             ],
@@ -154,4 +166,26 @@ fn nsenter(name: &str, program: &str) -> Command {
     let mut command = Command::new("nsenter");
     command.arg(format!("--net=/run/netns/{name}")).arg(program);
     command
+}
+
+/// Connection tracking entries of TCP flows to `port` (`family`: "ipv4" or "ipv6"), only those
+/// from `source` when given, as `conntrack -L` lists them (Debian's `conntrack`).
+pub fn conntrack_entries(
+    family: &str,
+    port: u16,
+    source: Option<&str>,
+) -> anyhow::Result<Vec<String>> {
+    let mut command = Command::new("conntrack");
+    let port = port.to_string();
+    command.args(["-L", "-f", family, "-p", "tcp", "--dport", &port]);
+    if let Some(source) = source {
+        command.args(["--src", source]);
+    }
+    let listed = run_capture(&mut command)
+        .map_err(|error| error.context("conntrack -L (`cargo xtask setup` installs conntrack)"))?;
+    Ok(listed
+        .lines()
+        .filter(|line| line.starts_with("tcp"))
+        .map(str::to_owned)
+        .collect())
 }

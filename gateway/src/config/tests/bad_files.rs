@@ -392,6 +392,20 @@ upstream = "127.0.0.1"
         fragments: &["differ from gateway.mark"],
     },
     Bad {
+        what: "unknown untrack scope",
+        text: "[gateway]\nuntrack = \"everything\"\n",
+        line: 2,
+        field: "gateway.untrack",
+        fragments: &["not one of: auto, non-agent, loopback"],
+    },
+    Bad {
+        what: "no worker threads",
+        text: "[gateway]\n\nworkers = 0\n",
+        line: 3,
+        field: "gateway.workers",
+        fragments: &["between 1 and 1024"],
+    },
+    Bad {
         what: "eBPF redirect without a loopback listener",
         text: "[gateway]\nredirect = \"ebpf\"\nbind = [\"10.0.0.1\"]\n",
         line: 3,

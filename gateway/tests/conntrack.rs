@@ -1,0 +1,227 @@
+//! Privileged end-to-end tests of what Tollgate's table leaves to connection tracking: only
+//! redirected flows are tracked. Non-agent flows (local over IPv4 and IPv6, and an
+//! application host's inbound connections to the database) leave no conntrack entry, in both
+//! redirect modes, while agents and remote agents are redirected as before; and a host whose
+//! own firewall relies on connection tracking keeps it for everything but loopback flows of
+//! protected ports. Entries are listed with Debian's `conntrack`.
+
+use std::{
+    net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpStream},
+    process::Command,
+    time::Duration,
+};
+
+mod common;
+
+use common::{accepted, assert_success, open_event_for, pg_bed, pg_bed_listening, run, stdout};
+use xtask::testbed::{conntrack_entries, require_root, RemoteHost, Sink};
+
+/// Non-agent connections per destination: enough that a tracked one could not hide.
+const CONNECTS: usize = 200;
+
+/// `count` connects from this (non-agent) process, each closed at once.
+fn connect_many(ip: IpAddr, port: u16, count: usize) {
+    for _ in 0..count {
+        let stream = TcpStream::connect_timeout(&SocketAddr::new(ip, port), Duration::from_secs(5))
+            .unwrap_or_else(|error| panic!("non-agent connect to {ip}:{port}: {error}"));
+        drop(stream);
+    }
+}
+
+fn tracked(family: &str, port: u16, source: Option<&str>) -> Vec<String> {
+    conntrack_entries(family, port, source).expect("conntrack lists its entries")
+}
+
+fn psql(mut command: Command, host: &str, port: u16, sql: &str) -> Command {
+    command.args([
+        "-X", "-A", "-t", "-U", "postgres", "-d", "postgres", "-h", host,
+    ]);
+    command.args(["-p", &port.to_string(), "-c", sql]);
+    command
+}
+
+/// In `redirect` mode, with one remote agent source: non-agent flows untracked, agent flows
+/// redirected (and, where NAT redirects them, tracked).
+fn only_redirected_flows_are_tracked(test: &str, redirect: &'static str) {
+    require_root(test);
+    let remote = RemoteHost::create().expect("network namespace with a veth link");
+    let host = remote.host_addr.to_string();
+    let listen = format!("127.0.0.1,::1,{host}");
+    let remote_sources = vec![format!("{}/32", remote.remote_addr)];
+    let bed = pg_bed_listening(test, &listen, "", |config| {
+        config.redirect = Some(redirect);
+        config.remote_sources = remote_sources;
+    });
+    let (pg, gateway) = (&bed.pg, &bed.gateway);
+    let untracked = &gateway.status().expect("status")["untracked"];
+    assert_eq!(
+        untracked["scope"], "non-agent",
+        "with untrack = \"auto\" on a host where nothing else relies on connection tracking, \
+         every non-agent flow is untracked; status says {untracked}"
+    );
+
+    // Local non-agent flows, to an unprotected port and to the protected database, over
+    // IPv4 and IPv6.
+    let sink = Sink::start().expect("a sink on 127.0.0.1 and ::1");
+    for ip in [
+        IpAddr::V4(Ipv4Addr::LOCALHOST),
+        IpAddr::V6(Ipv6Addr::LOCALHOST),
+    ] {
+        connect_many(ip, sink.port, CONNECTS);
+        connect_many(ip, pg.port(), CONNECTS);
+    }
+    for family in ["ipv4", "ipv6"] {
+        for port in [sink.port, pg.port()] {
+            let entries = tracked(family, port, None);
+            assert!(
+                entries.is_empty(),
+                "{redirect}: non-agent {family} flows to port {port} were tracked: {entries:?}"
+            );
+        }
+    }
+    assert_eq!(accepted(gateway), 0, "non-agents must go direct");
+
+    // An application host on the link (not a remote agent source) reaches the database
+    // directly and untracked.
+    let script = format!(
+        "import socket\nfor _ in range({CONNECTS}):\n    socket.create_connection(('{host}', {}), \
+         source_address=('{}', 0)).close()",
+        pg.port(),
+        remote.other_addr
+    );
+    let mut app = remote.command("python3");
+    app.args(["-c", &script]);
+    let (_, output) = run(app);
+    assert_success(&output, "connections from the application host");
+    let entries = tracked("ipv4", pg.port(), Some(&remote.other_addr.to_string()));
+    assert!(
+        entries.is_empty(),
+        "{redirect}: the application host's inbound flows were tracked: {entries:?}"
+    );
+    assert_eq!(accepted(gateway), 0, "the application host must go direct");
+
+    // Agents, local over both families and remote, are redirected.
+    for agent_host in ["127.0.0.1", "::1"] {
+        let command = psql(
+            bed.agents.command("psql"),
+            agent_host,
+            pg.port(),
+            "select 'agent'",
+        );
+        let (pid, output) = run(command);
+        assert_success(&output, &format!("agent psql -h {agent_host}"));
+        assert_eq!(stdout(&output), "agent");
+        open_event_for(gateway, pid);
+    }
+    let command = psql(remote.command("psql"), &host, pg.port(), "select 'remote'");
+    let (_, output) = run(command);
+    assert_success(&output, "psql from the remote agent source");
+    assert_eq!(stdout(&output), "remote");
+    assert_eq!(accepted(gateway), 3);
+    assert_eq!(
+        tracked("ipv4", pg.port(), Some(&remote.remote_addr.to_string())).len(),
+        1,
+        "{redirect}: the remote agent's flow is redirected by NAT, so it is tracked"
+    );
+    if redirect == "nftables" {
+        // One entry each: the agent's redirected flow. The gateway's own connection to the
+        // server (bypass mark) is not tracked.
+        for (family, local) in [("ipv4", "127.0.0.1"), ("ipv6", "::1")] {
+            let entries = tracked(family, pg.port(), Some(local));
+            assert_eq!(
+                entries.len(),
+                1,
+                "the local {family} agent flow is redirected by NAT, so it is tracked: {entries:?}"
+            );
+        }
+    }
+}
+
+#[test]
+#[ignore = "privileged: needs root and BPF; run `sudo cargo xtask test`"]
+fn with_the_nftables_redirect_only_redirected_flows_are_tracked() {
+    only_redirected_flows_are_tracked(
+        "with_the_nftables_redirect_only_redirected_flows_are_tracked",
+        "nftables",
+    );
+}
+
+#[test]
+#[ignore = "privileged: needs root and BPF; run `sudo cargo xtask test`"]
+fn with_the_ebpf_redirect_only_redirected_flows_are_tracked() {
+    only_redirected_flows_are_tracked(
+        "with_the_ebpf_redirect_only_redirected_flows_are_tracked",
+        "ebpf",
+    );
+}
+
+/// A stateful firewall table of the host's own, removed on drop.
+struct HostFirewall(&'static str);
+
+impl HostFirewall {
+    fn install(name: &'static str) -> Self {
+        let ruleset = format!(
+            "table inet {name} {{\n chain input {{\n  type filter hook input priority 0; policy \
+             accept;\n  ct state established,related accept\n }}\n}}\n"
+        );
+        let output = Command::new("nft")
+            .args(["-f", "-"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .and_then(|mut child| {
+                use std::io::Write as _;
+                child
+                    .stdin
+                    .take()
+                    .expect("nft stdin")
+                    .write_all(ruleset.as_bytes())?;
+                child.wait_with_output()
+            })
+            .expect("nft runs");
+        assert_success(&output, "installing the host firewall table");
+        Self(name)
+    }
+}
+
+impl Drop for HostFirewall {
+    fn drop(&mut self) {
+        let _ = Command::new("nft")
+            .args(["delete", "table", "inet", self.0])
+            .output();
+    }
+}
+
+#[test]
+#[ignore = "privileged: needs root and BPF; run `sudo cargo xtask test`"]
+fn a_host_firewall_that_reads_connection_state_keeps_it() {
+    let test = "a_host_firewall_that_reads_connection_state_keeps_it";
+    require_root(test);
+    let _firewall = HostFirewall::install("tollgate_test_stateful_fw");
+    let bed = pg_bed(test, |_| {});
+    let untracked = &bed.gateway.status().expect("status")["untracked"];
+    assert_eq!(untracked["scope"], "loopback", "{untracked}");
+    assert_eq!(
+        untracked["kept_for"],
+        serde_json::json!(["nftables table inet tollgate_test_stateful_fw"]),
+        "{untracked}"
+    );
+    // Flows the firewall may judge by their state stay tracked, as before Tollgate ran ...
+    let sink = Sink::start().expect("a sink on 127.0.0.1 and ::1");
+    connect_many(IpAddr::V4(Ipv4Addr::LOCALHOST), sink.port, 5);
+    assert_eq!(tracked("ipv4", sink.port, None).len(), 5);
+    // ... while a non-agent's loopback connections to the protected database still skip it,
+    // and agents are redirected.
+    connect_many(IpAddr::V4(Ipv4Addr::LOCALHOST), bed.pg.port(), 5);
+    assert!(tracked("ipv4", bed.pg.port(), None).is_empty());
+    let command = psql(
+        bed.agents.command("psql"),
+        "127.0.0.1",
+        bed.pg.port(),
+        "select 1",
+    );
+    let (pid, output) = run(command);
+    assert_success(&output, "agent psql under a stateful host firewall");
+    open_event_for(&bed.gateway, pid);
+}
