@@ -52,7 +52,8 @@ pub struct GatewaySettings {
     pub redirect: RedirectMode,
     /// Which connections Tollgate's table exempts from connection tracking.
     pub untrack: UntrackScope,
-    /// Threads serving connections (each with its own listeners and event loop).
+    /// Threads serving connections (each with its own listeners and event loop; default one
+    /// per two cores).
     pub workers: usize,
     pub upstream_connect_timeout: Duration,
     pub drain_timeout: Duration,

@@ -40,10 +40,10 @@ enum Task {
     /// Run every test: formatting, clippy, unit tests, then the privileged end-to-end tests
     /// (root, real eBPF, nftables, PostgreSQL and clients).
     Test,
-    /// Benchmarks (connect() latency with programs attached/detached; pgbench direct vs
+    /// Benchmarks (extra `[gateway]` lines to try, `;`-separated, in XTASK_BENCH_GATEWAY, go
+    /// into every pgbench gateway; connect() latency with programs attached/detached; pgbench direct vs
     /// Tollgate vs pgbouncer; the `profile` section: CPU, sleeps, preemptions and system calls
-    /// per transaction of the gateway and of pgbouncer, with perf summaries (extra `[gateway]`
-    /// lines to try, `;`-separated, in XTASK_PROFILE_GATEWAY); the policy's decision, pgbench and masking costs; PostgreSQL's
+    /// per transaction of the gateway and of pgbouncer, with perf summaries; the policy's decision, pgbench and masking costs; PostgreSQL's
     /// regression suite direct vs through; the audit log's appends, verify and SIEM export,
     /// the `audit` section, and strict against batched durability, `durability`; the SQL
     /// analyzer's unparsed fraction on that suite's statements, the `parser` section, which

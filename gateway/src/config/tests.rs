@@ -153,7 +153,12 @@ destinations = ["127.0.0.1:5432"]
     assert_eq!(gateway.nft_table, "tollgate");
     assert_eq!(gateway.mark, gateway_common::DEFAULT_MARK);
     assert_eq!(gateway.untrack, crate::config::UntrackScope::Auto);
-    assert!(gateway.workers >= 1, "one worker per core by default");
+    let cores = std::thread::available_parallelism().map_or(1, usize::from);
+    assert_eq!(
+        gateway.workers,
+        cores.div_ceil(2),
+        "one worker per two cores"
+    );
     assert_eq!(gateway.upstream_connect_timeout, Duration::from_secs(5));
     assert_eq!(gateway.drain_timeout, Duration::from_secs(10));
     assert!(config.agents.cgroups.is_empty());

@@ -1,7 +1,7 @@
-//! One accept loop and single-threaded runtime per core. Each connection lives on the thread
-//! that accepted it (the kernel spreads connections over the `SO_REUSEPORT` listeners), so a
-//! message never wakes another thread: on a busy host the wake-ups of a work-stealing runtime
-//! cost more than the proxying itself.
+//! One accept loop and single-threaded runtime per worker (`gateway.workers`). Each connection
+//! lives on the thread that accepted it (the kernel spreads connections over the `SO_REUSEPORT`
+//! listeners), so a message never wakes another thread: on a busy host the wake-ups of a
+//! work-stealing runtime cost more than the proxying itself.
 
 use std::{net::TcpListener as StdListener, sync::Arc, thread::JoinHandle};
 

@@ -54,6 +54,12 @@ pub fn side_config(tag: &str, agents: &AgentCgroup, port: u16) -> GatewayConfig 
     let mut config = GatewayConfig::new(tag);
     config.cgroups = vec![agents.path.clone()];
     config.targets = vec![("clinic".to_owned(), vec![format!("127.0.0.1:{port}")])];
+    // For trying a setting (e.g. `workers = 1`): extra `[gateway]` lines, `;`-separated.
+    if let Ok(lines) = std::env::var("XTASK_BENCH_GATEWAY") {
+        config
+            .extra_gateway
+            .extend(lines.split(';').map(str::to_owned));
+    }
     config
 }
 
