@@ -310,7 +310,7 @@ pub async fn run(config_path: &Path, keep_on_exit: bool) -> Result<(), AppError>
     abandon();
     drain_signal.start();
     abandon();
-    if keep_on_exit {
+    let draining = if keep_on_exit {
         // The pins keep the programs attached and the table stays: agents are refused until
         // the next start replaces both.
         drop(interception);
@@ -319,10 +319,18 @@ pub async fn run(config_path: &Path, keep_on_exit: bool) -> Result<(), AppError>
             "interception left in place: agent connections are refused until tollgate runs again \
              (`tollgate uninstall` removes it)"
         );
-    } else if let Err(error) = interception.remove() {
-        // Clean shutdown removes the table: agents connect directly, as without Tollgate.
-        tracing::error!(%error, "could not remove interception state");
-    }
+        None
+    } else {
+        // Clean shutdown: new agent connections go direct, as without Tollgate; those already
+        // redirected keep their translation while they drain.
+        match interception.release(&config) {
+            Ok(draining) => Some(draining),
+            Err(error) => {
+                tracing::error!(%error, "could not remove interception state");
+                None
+            }
+        }
+    };
     let _ = std::fs::remove_file(&config.gateway.admin_socket);
     unix::remove(&unix_routes);
     let live = || {
@@ -338,6 +346,9 @@ pub async fn run(config_path: &Path, keep_on_exit: bool) -> Result<(), AppError>
         );
     }
     workers.stop().await;
+    if let Some(Err(error)) = draining.map(intercept::Draining::finish) {
+        tracing::error!(%error, "could not remove the nftables table");
+    }
     audit.record_anyway(crate::audit::Event::GatewayStopped {
         reason: "clean shutdown".to_owned(),
     });

@@ -72,15 +72,44 @@ impl Interception {
         self.programs.attribution()
     }
 
-    /// Clean shutdown: the table goes first, then the pins; dropping the programs detaches them.
-    /// Agents then connect directly, as they would without Tollgate installed.
-    pub fn remove(self) -> Result<(), InterceptError> {
+    /// Clean shutdown, first step: new agent connections go direct, as without Tollgate (the
+    /// programs are detached and the table redirects nothing more), while the connections
+    /// already redirected keep their translation until they drain. [`Draining::finish`]
+    /// then removes the table.
+    pub fn release(self, config: &Config) -> Result<Draining, InterceptError> {
         let table = self.nft_table.clone();
-        nft::remove(&table).map_err(|source| InterceptError::Nft { table, source })?;
+        let stopped = nft::stop_redirecting(config);
         let generation = self.programs.generation_dir().to_owned();
         drop(self.programs);
         bpffs::remove_generation(&generation)?;
-        Ok(())
+        let draining = Draining { table };
+        match stopped {
+            Ok(()) => Ok(draining),
+            // Still redirecting, but to a gateway that stops accepting: remove the table now,
+            // so agents are not left waiting on it.
+            Err(source) => {
+                let table = draining.table.clone();
+                draining.finish()?;
+                Err(InterceptError::Nft { table, source })
+            }
+        }
+    }
+
+    /// Removes everything at once (nothing was redirected yet).
+    pub fn remove(self, config: &Config) -> Result<(), InterceptError> {
+        self.release(config)?.finish()
+    }
+}
+
+/// The table of a gateway that is draining (see [`Interception::release`]).
+pub struct Draining {
+    table: String,
+}
+
+impl Draining {
+    pub fn finish(self) -> Result<(), InterceptError> {
+        let table = self.table;
+        nft::remove(&table).map_err(|source| InterceptError::Nft { table, source })
     }
 }
 

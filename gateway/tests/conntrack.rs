@@ -225,3 +225,118 @@ fn a_host_firewall_that_reads_connection_state_keeps_it() {
     assert_success(&output, "agent psql under a stateful host firewall");
     open_event_for(&bed.gateway, pid);
 }
+
+/// A clean stop lets redirected sessions finish: the table stops redirecting new connections
+/// but keeps connection tracking translating the ones already redirected while they drain (the
+/// table deleted at once would switch tracking off, and a live session would lose its
+/// translation mid-stream). A new agent connection during the drain goes direct.
+#[test]
+#[ignore = "privileged: needs root and BPF; run `sudo cargo xtask test`"]
+fn a_clean_stop_keeps_redirected_sessions_translated_while_they_drain() {
+    use std::io::{BufRead, BufReader, Write};
+
+    let test = "a_clean_stop_keeps_redirected_sessions_translated_while_they_drain";
+    require_root(test);
+    let mut bed = pg_bed(test, |_| {});
+    let port = bed.pg.port();
+    // One session kept open: each line on stdin runs as a statement, its value printed.
+    let script = format!(
+        "import sys, psycopg\n\
+         conn = psycopg.connect(host='127.0.0.1', port={port}, user='postgres', \
+         dbname='postgres', autocommit=True)\n\
+         for line in sys.stdin:\n    \
+         print(conn.execute(line).fetchone()[0], flush=True)\n"
+    );
+    // Debian's python3, which has Debian's psycopg.
+    let mut command = bed.agents.command("/usr/bin/python3");
+    command.args(["-c", &script]);
+    let mut agent = command
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("agent session");
+    let mut stdin = agent.stdin.take().expect("agent stdin");
+    let mut lines = BufReader::new(agent.stdout.take().expect("agent stdout")).lines();
+    let mut stderr = agent.stderr.take().expect("agent stderr");
+    let mut ask = |sql: &str| {
+        writeln!(stdin, "{sql}").expect("the agent takes a statement");
+        match lines.next() {
+            Some(line) => line.expect("its output is text"),
+            None => {
+                let mut text = String::new();
+                let _ = std::io::Read::read_to_string(&mut stderr, &mut text);
+                panic!("the agent did not answer {sql}: {text}")
+            }
+        }
+    };
+    assert_eq!(ask("select 'before';"), "before");
+    open_event_for(&bed.gateway, agent.id());
+
+    common::signal(bed.gateway.pid().expect("gateway runs"), libc::SIGTERM);
+    // Draining: the table no longer redirects (a new agent connection goes direct) ...
+    let redirecting = || {
+        Command::new("nft")
+            .args(["list", "table", "inet", bed.gateway.nft_table()])
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).contains("redirect"))
+            .unwrap_or(false)
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while redirecting() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the drain never started"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let (direct_pid, direct) = run(psql(
+        bed.agents.command("psql"),
+        "127.0.0.1",
+        port,
+        "select 'direct'",
+    ));
+    assert_success(&direct, "a new agent connection while the gateway drains");
+    assert_eq!(stdout(&direct), "direct");
+    // ... while the session already redirected goes on through the gateway.
+    let table_then = Command::new("nft")
+        .args(["list", "table", "inet", bed.gateway.nft_table()])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_default();
+    let tracked_then = tracked("ipv4", port, Some("127.0.0.1"));
+    let during = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        ask("select 'during the drain';")
+    }));
+    assert!(
+        during
+            .as_deref()
+            .is_ok_and(|answer| answer == "during the drain"),
+        "the redirected session failed during the drain; table:\n{table_then}\ntracked: \
+         {tracked_then:?}\ngateway log:\n{}",
+        bed.gateway.log_text()
+    );
+    drop(stdin);
+    let output = agent.wait_with_output().expect("psql exits");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let status = bed
+        .gateway
+        .stop()
+        .expect("the gateway exits once its session is done");
+    assert!(status.success(), "{status}");
+    assert!(
+        !bed.gateway.nft_table_present(),
+        "the table is removed after the drain"
+    );
+    assert!(
+        !bed.gateway
+            .events()
+            .iter()
+            .any(|e| e["event"] == "connection.open" && e["pid"] == direct_pid),
+        "the connection made during the drain did not reach the gateway"
+    );
+}

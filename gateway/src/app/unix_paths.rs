@@ -74,7 +74,7 @@ pub fn check(
             why: format!("{}, and {why}", why_not_served(config)),
         },
     };
-    if let Err(error) = interception.remove() {
+    if let Err(error) = interception.remove(config) {
         tracing::error!(%error, "could not remove interception state");
     }
     Err(refusal)

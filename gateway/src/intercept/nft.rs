@@ -26,9 +26,10 @@ use nftables::{
     batch::Batch,
     expr::{
         BinaryOperation, Expression, Meta, MetaKey, NamedExpression, Payload, PayloadField, Prefix,
+        CT,
     },
     helper::{self, NftablesError},
-    schema::{Chain, NfListObject, Rule, Table},
+    schema::{Chain, FlushObject, NfCmd, NfListObject, Rule, Table},
     stmt::{Match, Operator, Statement, NAT},
     types::{NfChainPolicy, NfChainType, NfFamily, NfHook},
 };
@@ -147,6 +148,55 @@ pub fn install(config: &Config) -> Result<Untracked, NftError> {
     }
     apply(batch)?;
     Ok(untracked)
+}
+
+/// Stops redirecting new connections while those already redirected drain: each nat chain
+/// keeps its hook but its rules give way to one that reads connection state. The kernel keeps
+/// tracking (and so translating) connections only while some rule needs it, and forgets the
+/// translations when the last one goes: deleting the table, or only its redirect rules, would
+/// cut every redirected session mid-stream. A nat chain sees only a connection's first
+/// packet, so the rule matches nothing there.
+pub fn stop_redirecting(config: &Config) -> Result<(), NftError> {
+    let table = config.gateway.nft_table.as_str();
+    let mut batch = Batch::new();
+    let mut chains = Vec::new();
+    if config.gateway.redirect == RedirectMode::Nftables {
+        chains.push(nat_chain(table, "output", NfHook::Output));
+    }
+    if !remote_agent_rules(config).is_empty() {
+        chains.push(nat_chain(table, "prerouting", NfHook::Prerouting));
+    }
+    for chain in chains {
+        let chain = Chain {
+            _type: None,
+            hook: None,
+            prio: None,
+            policy: None,
+            ..chain
+        };
+        batch.add_cmd(NfCmd::Flush(FlushObject::Chain(chain.clone())));
+        batch.add(NfListObject::Rule(Rule {
+            family: NfFamily::INet,
+            table: chain.table,
+            chain: chain.name,
+            expr: Cow::Owned(vec![keeps_tracking(), Statement::Accept(None)]),
+            ..Rule::default()
+        }));
+    }
+    apply(batch)
+}
+
+/// `ct state established`: a rule that holds connection tracking on.
+fn keeps_tracking() -> Statement<'static> {
+    Statement::Match(Match {
+        left: Expression::Named(NamedExpression::CT(CT {
+            key: Cow::Borrowed("state"),
+            family: None,
+            dir: None,
+        })),
+        right: Expression::String(Cow::Borrowed("established")),
+        op: Operator::IN,
+    })
 }
 
 /// Removes the table if present.
