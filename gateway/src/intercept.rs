@@ -81,7 +81,11 @@ impl Interception {
         let stopped = nft::stop_redirecting(config);
         let generation = self.programs.generation_dir().to_owned();
         drop(self.programs);
-        bpffs::remove_generation(&generation)?;
+        if let Err(error) = bpffs::remove_generation(&generation) {
+            // Pins left behind keep their programs attached: agents stay intercepted (and,
+            // with no gateway, refused) until the next start or `tollgate uninstall`.
+            tracing::error!(%error, "could not remove the pinned programs");
+        }
         let draining = Draining { table };
         match stopped {
             Ok(()) => Ok(draining),
