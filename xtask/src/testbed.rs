@@ -19,7 +19,7 @@ use std::{
 
 pub use browser::Browser;
 pub use cgroup::{cgroup2_root, AgentCgroup};
-pub use gateway::{audit_records_in, GatewayConfig, GatewayProcess};
+pub use gateway::{audit_records_in, signal, GatewayConfig, GatewayProcess};
 pub use netns::{conntrack_entries, IsolatedNet, RemoteHost};
 pub use pg::PgCluster;
 pub use policy::{

@@ -119,23 +119,16 @@ pub fn install(config: &Config) -> Result<Untracked, NftError> {
     batch.add(NfListObject::Table(table_object(table)));
     batch.delete(NfListObject::Table(table_object(table)));
     batch.add(NfListObject::Table(table_object(table)));
-    // With the eBPF redirect, local agents never need NAT: no output chains, and the host's
-    // connection tracking stays off unless remote agents need the prerouting chain.
+    let nat_chains = nat_chains(config);
     let local_nat = config.gateway.redirect == RedirectMode::Nftables;
-    if local_nat {
-        let chain = nat_chain(table, "output", NfHook::Output);
-        add_chain(&mut batch, chain, vec![marked_agent_redirect(config)]);
-    }
-    let remote_rules = remote_agent_rules(config);
-    let remote_nat = !remote_rules.is_empty();
-    if remote_nat {
-        let chain = nat_chain(table, "prerouting", NfHook::Prerouting);
-        add_chain(&mut batch, chain, remote_rules);
+    let any_nat = !nat_chains.is_empty();
+    for (chain, rules) in nat_chains {
+        add_chain(&mut batch, chain, rules);
     }
     let raw_output = || filter_chain(table, "raw_output", NfHook::Output, RAW_PRIORITY);
     match untracked.scope {
         // Without a nat chain of Tollgate's, tracking is not Tollgate's to switch off.
-        UntrackScope::NonAgent if local_nat || remote_nat => {
+        UntrackScope::NonAgent if any_nat => {
             add_chain(&mut batch, raw_output(), non_agent_output_notrack(config));
             let raw_prerouting =
                 filter_chain(table, "raw_prerouting", NfHook::Prerouting, RAW_PRIORITY);
@@ -157,16 +150,8 @@ pub fn install(config: &Config) -> Result<Untracked, NftError> {
 /// cut every redirected session mid-stream. A nat chain sees only a connection's first
 /// packet, so the rule matches nothing there.
 pub fn stop_redirecting(config: &Config) -> Result<(), NftError> {
-    let table = config.gateway.nft_table.as_str();
     let mut batch = Batch::new();
-    let mut chains = Vec::new();
-    if config.gateway.redirect == RedirectMode::Nftables {
-        chains.push(nat_chain(table, "output", NfHook::Output));
-    }
-    if !remote_agent_rules(config).is_empty() {
-        chains.push(nat_chain(table, "prerouting", NfHook::Prerouting));
-    }
-    for chain in chains {
+    for (chain, _) in nat_chains(config) {
         let chain = Chain {
             _type: None,
             hook: None,
@@ -174,16 +159,31 @@ pub fn stop_redirecting(config: &Config) -> Result<(), NftError> {
             policy: None,
             ..chain
         };
-        batch.add_cmd(NfCmd::Flush(FlushObject::Chain(chain.clone())));
-        batch.add(NfListObject::Rule(Rule {
-            family: NfFamily::INet,
-            table: chain.table,
-            chain: chain.name,
-            expr: Cow::Owned(vec![keeps_tracking(), Statement::Accept(None)]),
-            ..Rule::default()
-        }));
+        let keep = rule_in(&chain, vec![keeps_tracking(), Statement::Accept(None)]);
+        batch.add_cmd(NfCmd::Flush(FlushObject::Chain(chain)));
+        batch.add(NfListObject::Rule(keep));
     }
     apply(batch)
+}
+
+/// Tollgate's nat chains with their redirect rules. With the eBPF redirect, local agents never
+/// need NAT: no output chain, and the host's connection tracking stays off unless remote agents
+/// need the prerouting chain.
+fn nat_chains(config: &Config) -> Vec<(Chain<'static>, Vec<Vec<Statement<'static>>>)> {
+    let table = config.gateway.nft_table.as_str();
+    let mut chains = Vec::new();
+    if config.gateway.redirect == RedirectMode::Nftables {
+        let chain = nat_chain(table, "output", NfHook::Output);
+        chains.push((chain, vec![marked_agent_redirect(config)]));
+    }
+    let remote_rules = remote_agent_rules(config);
+    if !remote_rules.is_empty() {
+        chains.push((
+            nat_chain(table, "prerouting", NfHook::Prerouting),
+            remote_rules,
+        ));
+    }
+    chains
 }
 
 /// `ct state established`: a rule that holds connection tracking on.
@@ -257,16 +257,23 @@ fn add_chain(
     chain: Chain<'static>,
     rules: Vec<Vec<Statement<'static>>>,
 ) {
-    let (table, name) = (chain.table.clone(), chain.name.clone());
+    let rules: Vec<Rule<'static>> = rules
+        .into_iter()
+        .map(|statements| rule_in(&chain, statements))
+        .collect();
     batch.add(NfListObject::Chain(chain));
-    for statements in rules {
-        batch.add(NfListObject::Rule(Rule {
-            family: NfFamily::INet,
-            table: table.clone(),
-            chain: name.clone(),
-            expr: Cow::Owned(statements),
-            ..Rule::default()
-        }));
+    for rule in rules {
+        batch.add(NfListObject::Rule(rule));
+    }
+}
+
+fn rule_in(chain: &Chain<'static>, statements: Vec<Statement<'static>>) -> Rule<'static> {
+    Rule {
+        family: NfFamily::INet,
+        table: chain.table.clone(),
+        chain: chain.name.clone(),
+        expr: Cow::Owned(statements),
+        ..Rule::default()
     }
 }
 

@@ -11,8 +11,8 @@ use std::{
     process::{Child, Command, Stdio},
 };
 
-use anyhow::{bail, Context};
-use xtask::testbed::{AgentCgroup, GatewayProcess, TempDir};
+use anyhow::Context;
+use xtask::testbed::{signal, AgentCgroup, GatewayProcess, TempDir};
 
 use super::{
     cpu_times,
@@ -171,9 +171,44 @@ fn counted_run(proxy: &Proxy<'_>, mode: &str, seconds: u32) -> anyhow::Result<Co
     Ok(counters)
 }
 
+/// `perf` attached to a process until stopped (or dropped: never left running).
+struct Perf(Option<Child>);
+
+impl Perf {
+    /// `perf <args> -p PID -o OUTPUT`.
+    fn attach(args: &[&str], pid: u32, output: &Path) -> anyhow::Result<Self> {
+        let child = Command::new("perf")
+            .args(args)
+            .args(["-p", &pid.to_string(), "-o"])
+            .arg(output)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .context("starting perf (`cargo xtask setup` installs linux-perf)")?;
+        // perf attaches in a few milliseconds; what it misses is the run's first instants.
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        Ok(Self(Some(child)))
+    }
+
+    /// perf writes what it has on SIGINT.
+    fn stop(&mut self) -> anyhow::Result<()> {
+        if let Some(mut child) = self.0.take() {
+            signal(child.id(), libc::SIGINT);
+            child.wait()?;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Perf {
+    fn drop(&mut self) {
+        let _ = self.stop();
+    }
+}
+
 /// `perf stat` counting a process's system calls until finished.
 struct PerfStat {
-    child: Child,
+    perf: Perf,
     output: PathBuf,
     _dir: TempDir,
 }
@@ -182,47 +217,22 @@ impl PerfStat {
     fn start(pid: u32) -> anyhow::Result<Self> {
         let dir = TempDir::new("tollgate-perf-stat")?;
         let output = dir.path().join("stat.csv");
-        let child = Command::new("perf")
-            .args(["stat", "-x", ",", "-e", "raw_syscalls:sys_enter", "-p"])
-            .arg(pid.to_string())
-            .arg("-o")
-            .arg(&output)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .context("starting perf (`cargo xtask setup` installs linux-perf)")?;
-        // perf attaches in a few milliseconds; what it misses is the run's first instants.
-        std::thread::sleep(std::time::Duration::from_millis(100));
+        let args = ["stat", "-x", ",", "-e", "raw_syscalls:sys_enter"];
         Ok(Self {
-            child,
+            perf: Perf::attach(&args, pid, &output)?,
             output,
             _dir: dir,
         })
     }
 
     fn finish(mut self) -> anyhow::Result<u64> {
-        interrupt(&self.child)?;
-        self.child.wait()?;
+        self.perf.stop()?;
         let text = std::fs::read_to_string(&self.output)?;
         text.lines()
             .find(|line| line.contains("raw_syscalls:sys_enter"))
             .and_then(|line| line.split(',').next()?.trim().parse().ok())
             .with_context(|| format!("no system call count from perf stat:\n{text}"))
     }
-}
-
-fn interrupt(child: &Child) -> anyhow::Result<()> {
-    let pid = libc::pid_t::try_from(child.id())?;
-    // SAFETY: kill(2) on a child this process started and has not reaped.
-    #[expect(unsafe_code, reason = "kill(2) has no safe std wrapper for SIGINT")]
-    let sent = unsafe { libc::kill(pid, libc::SIGINT) };
-    if sent != 0 {
-        bail!(
-            "could not interrupt perf: {}",
-            std::io::Error::last_os_error()
-        );
-    }
-    Ok(())
 }
 
 /// A pgbench run with the proxy's stacks sampled; the summary of where its CPU went.
@@ -233,20 +243,9 @@ fn sampled_run(
     dir: &TempDir,
 ) -> anyhow::Result<String> {
     let data = dir.path().join(format!("{}-{mode}.data", proxy.name));
-    let record = Command::new("perf")
-        .args(["record", "-q", "-F", "999", "-p"])
-        .arg(proxy.pid.to_string())
-        .arg("-o")
-        .arg(&data)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .context("starting perf record")?;
-    std::thread::sleep(std::time::Duration::from_millis(100));
+    let mut record = Perf::attach(&["record", "-q", "-F", "999"], proxy.pid, &data)?;
     let run = pgbench_run((proxy.pgbench)(), proxy.port, mode, CLIENTS, seconds);
-    interrupt(&record)?;
-    let mut record = record;
-    record.wait()?;
+    record.stop()?;
     run?;
     let report = Command::new("perf")
         .args(["report", "--stdio", "-q", "--sort", "dso,sym", "-i"])

@@ -404,10 +404,11 @@ impl GatewayProcess {
     }
 }
 
-fn signal(pid: u32, signal: libc::c_int) {
+/// Sends `signal` to a child the caller spawned and has not reaped.
+pub fn signal(pid: u32, signal: libc::c_int) {
     if let Ok(pid) = libc::pid_t::try_from(pid) {
         // SAFETY: sending a signal to a child we spawned and have not reaped.
-        #[expect(unsafe_code, reason = "kill(2) has no safe std wrapper for SIGTERM")]
+        #[expect(unsafe_code, reason = "kill(2) has no safe std wrapper")]
         unsafe {
             libc::kill(pid, signal);
         }

@@ -3,6 +3,7 @@
 //! legacy iptables table would change what that rule sees, so `untrack = "auto"` untracks
 //! every non-agent flow only when nobody is found here.
 
+use nftables::helper;
 use serde_json::Value;
 
 /// Expression keys that read or create connection state (nft's JSON names).
@@ -33,14 +34,9 @@ pub fn other_users(own_table: &str) -> Vec<String> {
 }
 
 fn ruleset() -> Result<Value, String> {
-    let output = std::process::Command::new("nft")
-        .args(["-j", "list", "ruleset"])
-        .output()
-        .map_err(|error| format!("nft: {error}"))?;
-    if !output.status.success() {
-        return Err(String::from_utf8_lossy(&output.stderr).trim().to_owned());
-    }
-    serde_json::from_slice(&output.stdout).map_err(|error| format!("nft -j: {error}"))
+    let text = helper::get_current_ruleset_raw(helper::DEFAULT_NFT, helper::DEFAULT_ARGS)
+        .map_err(|error| super::nft_stderr(&error))?;
+    serde_json::from_str(&text).map_err(|error| format!("nft -j: {error}"))
 }
 
 /// Tables other than `inet <own_table>` with a nat chain, or a rule reading or setting
