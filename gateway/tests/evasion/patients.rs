@@ -159,7 +159,7 @@ impl Forbidden {
                 .lines()
                 .filter(|line| ["D ", "d ", "E ", "N "].iter().any(|p| line.starts_with(p)))
                 .find_map(|line| {
-                    let tokens: Vec<&str> = line
+                    let tokens: Vec<&str> = without_sqlstate(line)
                         .split(|c: char| !c.is_ascii_alphanumeric())
                         .filter(|t| !t.is_empty())
                         .collect();
@@ -175,5 +175,37 @@ impl Forbidden {
             .iter()
             .find(|v| text.contains(v.as_str()))
             .map(String::as_str)
+    }
+}
+
+/// An error or notice line (`E ERROR 22012 division by zero`) without its severity and
+/// SQLSTATE: a five-digit code such as 22012 is not data, though it may equal a ZIP code.
+fn without_sqlstate(line: &str) -> &str {
+    if !(line.starts_with("E ") || line.starts_with("N ")) {
+        return line;
+    }
+    line.splitn(4, ' ').nth(3).unwrap_or("")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_sqlstate_equal_to_a_zip_code_is_not_a_leak_but_the_zip_in_a_message_is() {
+        let forbidden = Forbidden {
+            long: Vec::new(),
+            short: vec!["22012".into()],
+        };
+        assert_eq!(forbidden.leaked_in("E ERROR 22012 division by zero"), None);
+        assert_eq!(
+            forbidden.leaked_in("E ERROR 23505 key (zip)=(22012) exists"),
+            Some("22012")
+        );
+        assert_eq!(
+            forbidden.leaked_in("N NOTICE 00000 zip 22012"),
+            Some("22012")
+        );
+        assert_eq!(forbidden.leaked_in("D 22012|x"), Some("22012"));
     }
 }
