@@ -65,15 +65,18 @@ impl ProcessIdentity {
 /// Agent-controlled text (thread names, arguments) with control characters escaped, so a
 /// newline in argv cannot forge a log line.
 pub fn printable(text: &str) -> String {
-    text.chars()
-        .map(|c| {
-            if c.is_control() {
-                c.escape_default().to_string()
-            } else {
-                c.to_string()
-            }
-        })
-        .collect()
+    // Every request's record names its user and database: the common case is one copy.
+    if !text.chars().any(char::is_control) {
+        return text.to_owned();
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        match c.is_control() {
+            true => out.extend(c.escape_default()),
+            false => out.push(c),
+        }
+    }
+    out
 }
 
 impl AgentIdentity {

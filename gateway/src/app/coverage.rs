@@ -2,8 +2,6 @@
 //! target with an uncovered listener refuses the start), applied after, and re-checked every
 //! second, with an alarm when a strict target's server starts listening somewhere new.
 
-use std::path::Path;
-
 use super::AppError;
 use crate::{
     config::Config,
@@ -18,7 +16,7 @@ pub const INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// The plan for the host as it is now; an uncovered listener of a strict target is an error.
 pub fn check_at_startup(config: &Config) -> Result<Plan, AppError> {
-    let snapshot = host::snapshot(Path::new("/proc")).map_err(AppError::Listeners)?;
+    let snapshot = host::snapshot().map_err(AppError::Listeners)?;
     let plan = coverage::plan(config, &snapshot);
     if !plan.uncovered.is_empty() {
         return Err(AppError::Uncovered(describe(&plan.uncovered)));
@@ -60,7 +58,7 @@ pub fn apply(
 
 /// One re-scan: logs what changed and applies it. Errors are logged; the last plan stays.
 pub fn rescan(config: &Config, interception: &mut Interception, view: &CoverageView) {
-    let snapshot = match host::snapshot(Path::new("/proc")) {
+    let snapshot = match host::snapshot() {
         Ok(snapshot) => snapshot,
         Err(error) => {
             tracing::error!(%error, "coverage: cannot read the host's listeners");
@@ -107,7 +105,7 @@ pub fn rescan(config: &Config, interception: &mut Interception, view: &CoverageV
 /// `run` would start (no strict target leaves a listener uncovered).
 pub fn report(config: &Config) -> std::io::Result<(String, bool)> {
     use std::fmt::Write as _;
-    let snapshot = host::snapshot(Path::new("/proc"))?;
+    let snapshot = host::snapshot()?;
     let plan = coverage::plan(config, &snapshot);
     let mut out = String::from("listeners on protected ports on this host:\n");
     let mut line = |kind: &str, reach: &Reach| {

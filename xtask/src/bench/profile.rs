@@ -117,12 +117,6 @@ pub fn measure(binary: &Path, seconds: u32, rounds: u32) -> anyhow::Result<Strin
     let dir = TempDir::new("tollgate-bench-profile")?;
     let mut config = side_config("benchprofile", &agents, pg.port());
     example_policy_config(&mut config, &agents, &dir)?;
-    // EXPERIMENT (not to commit): extra [gateway] lines.
-    if let Ok(lines) = std::env::var("XTASK_PROFILE_GATEWAY") {
-        config
-            .extra_gateway
-            .extend(lines.split(';').map(str::to_owned));
-    }
     let gateway = GatewayProcess::start(binary, &config)?;
     let proxies = [
         Proxy {

@@ -159,23 +159,23 @@ impl Known {
         now: Instant,
     ) -> (Wanted, u64) {
         let mut out = Wanted::default();
-        let mut seen: HashSet<RelationName> = HashSet::new();
-        let mut queue: Vec<(RelationName, usize)> =
-            wanted.iter().map(|name| (name.clone(), 0)).collect();
+        // Borrowed, not cloned: every request of every session passes here.
+        let mut seen: HashSet<&RelationName> = HashSet::new();
+        let mut queue: Vec<(&RelationName, usize)> = wanted.iter().map(|name| (name, 0)).collect();
         while let Some((name, depth)) = queue.pop() {
-            if !seen.insert(name.clone()) {
+            if !seen.insert(name) {
                 continue;
             }
-            if self.knows(&name, now) {
+            if self.knows(name, now) {
                 if depth < MAX_VIEW_DEPTH {
-                    for entry in self.meant_by(&name) {
-                        queue.extend(entry.needs.iter().map(|n| (n.clone(), depth + 1)));
+                    for entry in self.meant_by(name) {
+                        queue.extend(entry.needs.iter().map(|n| (n, depth + 1)));
                     }
                 }
-            } else if !tried.contains(&name) {
+            } else if !tried.contains(name) {
                 match &name.schema {
-                    None => out.everywhere.push(name.name),
-                    Some(schema) => out.qualified.push((schema.clone(), name.name)),
+                    None => out.everywhere.push(name.name.clone()),
+                    Some(schema) => out.qualified.push((schema.clone(), name.name.clone())),
                 }
             }
         }
