@@ -1,7 +1,10 @@
 //! The session state the gateway tracks from both directions: the frontend pump checks each
 //! client message against it, the backend pump moves it on from the server's messages.
 
-use std::sync::Mutex;
+use std::sync::{
+    atomic::{AtomicBool, Ordering},
+    Mutex,
+};
 
 use tokio::sync::Notify;
 
@@ -53,7 +56,6 @@ enum ClientCopy {
 #[derive(Debug)]
 struct Tracker {
     started: bool,
-    authenticated: bool,
     ready: bool,
     transaction: TransactionStatus,
     copy: Option<Copy>,
@@ -71,15 +73,16 @@ struct Tracker {
 }
 
 /// Shared by the two pumps of one session (one task, so the lock is never contended).
+/// Authentication, set once and asked before every frame is read (its size limit), is kept
+/// beside the lock.
 #[derive(Debug)]
-pub struct SharedState(Mutex<Tracker>, Notify);
+pub struct SharedState(Mutex<Tracker>, Notify, AtomicBool);
 
 impl Default for SharedState {
     fn default() -> Self {
         Self(
             Mutex::new(Tracker {
                 started: false,
-                authenticated: false,
                 ready: false,
                 transaction: TransactionStatus::Idle,
                 copy: None,
@@ -91,6 +94,7 @@ impl Default for SharedState {
                 encoding: ClientEncoding::UTF8,
             }),
             Notify::new(),
+            AtomicBool::new(false),
         )
     }
 }
@@ -129,11 +133,11 @@ impl SharedState {
 
     /// The gateway authenticated the client itself (token mode).
     pub fn mark_authenticated(&self) {
-        self.lock().authenticated = true;
+        self.2.store(true, Ordering::Relaxed);
     }
 
     pub fn authenticated(&self) -> bool {
-        self.lock().authenticated
+        self.2.load(Ordering::Relaxed)
     }
 
     pub fn ready(&self) -> bool {
@@ -245,13 +249,13 @@ impl SharedState {
     /// Whether a client message is legal now; the error text is sent with `FATAL 08P01`.
     pub fn check_frontend(&self, message: &PgWireFrontendMessage) -> Result<(), &'static str> {
         use PgWireFrontendMessage as F;
-        let t = self.lock();
-        if !t.authenticated {
+        if !self.authenticated() {
             return match message {
                 F::PasswordMessageFamily(_) | F::Terminate(_) => Ok(()),
                 _ => Err("unexpected message during authentication"),
             };
         }
+        let t = self.lock();
         if t.copy_pipelined {
             return Err("requests sent behind a COPY FROM STDIN");
         }
@@ -286,10 +290,10 @@ impl SharedState {
     /// Whether a FunctionCall is legal now (as any request outside COPY); the error text is
     /// sent with `FATAL 08P01`.
     pub fn check_function_call(&self) -> Result<(), &'static str> {
-        let t = self.lock();
-        if !t.authenticated {
+        if !self.authenticated() {
             return Err("unexpected message during authentication");
         }
+        let t = self.lock();
         if t.copy_pipelined || t.client_copy != ClientCopy::None {
             return Err("unexpected message during COPY FROM STDIN");
         }
@@ -301,7 +305,7 @@ impl SharedState {
         use PgWireBackendMessage as B;
         let mut t = self.lock();
         match message {
-            B::Authentication(Authentication::Ok) => t.authenticated = true,
+            B::Authentication(Authentication::Ok) => self.mark_authenticated(),
             B::Authentication(Authentication::SASL(_)) => t.sasl_offered = true,
             B::ReadyForQuery(ready) => {
                 // The first one ends startup and answers no request, even when the client

@@ -368,6 +368,15 @@ pub(super) async fn record_request(
     }
 }
 
+/// Records the answers not yet recorded when the backend pump ends, however it ends.
+struct AnswersOnExit<'a>(&'a SessionParts<'a>);
+
+impl Drop for AnswersOnExit<'_> {
+    fn drop(&mut self) {
+        record_answers(self.0);
+    }
+}
+
 /// The answers of recorded requests the server has finished: what the agent got back.
 fn record_answers(parts: &SessionParts<'_>) {
     let Some(audit) = parts.audit else {
@@ -406,6 +415,9 @@ where
     context.awaiting_frontend_startup = false;
     let mut out = BytesMut::new();
     let mut server_sent_fatal = false;
+    // Answers are recorded once written to the agent, off the path between the server's
+    // answer and the agent; what is left when the session ends, then.
+    let _answers_left = AnswersOnExit(parts);
     loop {
         // Coalesced, but not without bound: a long result reaches the client in pieces while
         // the rest is still being read (and masked), so both ends keep working.
@@ -415,6 +427,7 @@ where
             write_counted(agent, &mut out, forwarded)
                 .await
                 .map_err(PumpError::Agent)?;
+            record_answers(parts);
         }
         let next = match (&mut from_gateway, reader_has_frame(reader, BACKEND_LIMIT)) {
             (Some(notices), false) => tokio::select! {
@@ -561,7 +574,6 @@ where
                             .state
                             .with_pipeline(|pipeline, _| pipeline.note_error(denial.code));
                         parts.state.on_backend(&message);
-                        record_answers(parts);
                         denial.encode_into(&mut out);
                         continue;
                     }
@@ -577,7 +589,6 @@ where
                 };
                 if answers {
                     parts.state.on_backend(&message);
-                    record_answers(parts);
                 }
                 if handled == Handled::Forward {
                     out.unsplit(frame);
