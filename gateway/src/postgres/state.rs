@@ -131,7 +131,8 @@ impl SharedState {
         std::mem::take(&mut t.sasl_offered)
     }
 
-    /// The gateway authenticated the client itself (token mode).
+    /// The client is authenticated: by the server's AuthenticationOk, or by the gateway
+    /// itself (token mode). It never goes back.
     pub fn mark_authenticated(&self) {
         self.2.store(true, Ordering::Relaxed);
     }

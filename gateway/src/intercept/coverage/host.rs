@@ -52,11 +52,17 @@ fn listening_sockets() -> io::Result<Vec<SocketAddr>> {
         Some(Protocol::from(libc::NETLINK_SOCK_DIAG)),
     )?;
     let mut listeners = Vec::new();
-    let mut buffer = vec![0u8; 32 * 1024];
+    // Twice the most the kernel puts in one dump datagram (32 KiB): a datagram that fills it
+    // may have been cut, even at a message boundary, and fails the scan (the last plan
+    // stays) rather than pass as fewer listeners.
+    let mut buffer = vec![0u8; 64 * 1024];
     for (seq, family) in [(1, libc::AF_INET), (2, libc::AF_INET6)] {
         socket.write_all(&listeners_request(family as u8, seq))?;
         'dump: loop {
             let n = socket.read(&mut buffer)?;
+            if n == buffer.len() {
+                return Err(io::Error::other("sock_diag: a datagram may have been cut"));
+            }
             for message in messages(&buffer[..n]) {
                 match message? {
                     Message::Socket(addr) => listeners.push(addr),
@@ -258,11 +264,14 @@ mod tests {
     fn the_request_asks_for_tcp_listeners_of_one_family() {
         let request = listeners_request(libc::AF_INET6 as u8, 7);
         assert_eq!(request.len(), 72);
-        assert_eq!(u32::from_ne_bytes(request[0..4].try_into().unwrap()), 72);
+        assert_eq!(
+            u32::from_ne_bytes(request[0..4].try_into().expect("4 bytes")),
+            72
+        );
         assert_eq!(request[16], libc::AF_INET6 as u8);
         assert_eq!(request[17], libc::IPPROTO_TCP as u8);
         assert_eq!(
-            u32::from_ne_bytes(request[20..24].try_into().unwrap()),
+            u32::from_ne_bytes(request[20..24].try_into().expect("4 bytes")),
             1 << TCP_LISTEN
         );
     }
