@@ -150,23 +150,64 @@ fn process_cpu_seconds(process: &xtask::testbed::GatewayProcess) -> anyhow::Resu
 
 /// A process's user and system CPU seconds (all its threads, finished ones included).
 fn cpu_times(pid: u32) -> anyhow::Result<(f64, f64)> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
-    // The command name (in parentheses) may hold spaces: count fields after it.
-    let fields: Vec<&str> = stat
-        .rsplit_once(')')
-        .context("unexpected /proc/<pid>/stat")?
-        .1
-        .split_whitespace()
-        .collect();
-    // utime and stime are fields 14 and 15 of the line, the 12th and 13th after the name.
-    let ticks = |i: usize| -> anyhow::Result<f64> {
-        Ok(fields
-            .get(i)
-            .context("short /proc/<pid>/stat")?
-            .parse::<f64>()?)
-    };
+    let stat = ProcStat::read(pid)?;
+    // utime and stime are fields 14 and 15 of the line.
+    Ok((stat.seconds(14)?, stat.seconds(15)?))
+}
+
+/// The fields of `/proc/<pid>/stat`.
+struct ProcStat {
+    /// The fields after the command name (in parentheses, it may hold spaces): the line's
+    /// third field first.
+    after_name: Vec<String>,
+}
+
+impl ProcStat {
+    fn read(pid: u32) -> anyhow::Result<Self> {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+        let (_, after_name) = stat
+            .rsplit_once(')')
+            .with_context(|| format!("unexpected /proc/{pid}/stat"))?;
+        Ok(Self {
+            after_name: after_name.split_whitespace().map(str::to_owned).collect(),
+        })
+    }
+
+    /// Field `number` of the line (as proc(5) numbers them, from 1).
+    fn number(&self, number: usize) -> anyhow::Result<u64> {
+        let value = self
+            .after_name
+            .get(number - 3)
+            .with_context(|| format!("no field {number} in /proc/<pid>/stat"))?;
+        Ok(value.parse()?)
+    }
+
+    /// A field in clock ticks, in seconds.
+    fn seconds(&self, number: usize) -> anyhow::Result<f64> {
+        Ok(self.number(number)? as f64 / clock_ticks())
+    }
+}
+
+/// Clock ticks per second, the unit of `/proc`'s CPU times.
+fn clock_ticks() -> f64 {
     // SAFETY: sysconf only reads a system constant.
     #[expect(unsafe_code, reason = "sysconf(3) has no safe std wrapper")]
-    let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
-    Ok((ticks(11)? / per_second, ticks(12)? / per_second))
+    let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    per_second as f64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ProcStat;
+
+    #[test]
+    fn proc_stat_fields_are_numbered_as_in_proc5() {
+        let stat = ProcStat::read(std::process::id()).expect("own /proc/<pid>/stat");
+        // Field 4 is the parent's pid; field 1 (the pid) comes before the name.
+        assert_eq!(
+            stat.number(4).expect("ppid"),
+            u64::from(std::os::unix::process::parent_id())
+        );
+        assert!(stat.number(60).is_err(), "past the last field is an error");
+    }
 }

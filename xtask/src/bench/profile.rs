@@ -1,9 +1,9 @@
 //! Where the time goes: pgbench -S at 10 clients in each protocol mode, through the gateway
 //! (the example policy in force: every statement analysed, decided, recorded and its results
-//! tracked) and through pgbouncer (session mode) in the same run. Per transaction, for each
-//! proxy process: CPU (user, system), sleeps (voluntary context switches: each one ended by a
-//! wake-up), preemptions (involuntary switches), system calls; then a `perf` sample of where
-//! each proxy's CPU goes.
+//! tracked), through a gateway without a policy (statements still recorded), and through pgbouncer (session mode) in the
+//! same run. Per transaction, for each proxy process: CPU (user, system), sleeps (voluntary
+//! context switches: each one ended by a wake-up), preemptions (involuntary switches), system
+//! calls, and the host's TCP segments; then a `perf` sample of where each proxy's CPU goes.
 
 use std::{
     fmt::Write as _,
@@ -15,14 +15,18 @@ use anyhow::Context;
 use xtask::testbed::{signal, AgentCgroup, GatewayProcess, TempDir};
 
 use super::{
-    cpu_times,
+    clock_ticks, cpu_times,
     pgbench::{pgbench_cluster, pgbench_run, PgBouncer},
     policy::example_policy_config,
     quads::{side_config, MODES},
-    verdict,
+    verdict, ProcStat,
 };
 
 const CLIENTS: u32 = 10;
+const GATEWAY: &str = "Tollgate";
+const RELAY: &str = "Tollgate, no policy";
+const BOUNCER: &str = "pgbouncer";
+const PROXIES: usize = 3;
 /// Lines of each perf summary.
 const TOP_SYMBOLS: usize = 12;
 
@@ -34,6 +38,17 @@ struct Counters {
     voluntary: u64,
     involuntary: u64,
     syscalls: u64,
+    /// Minor page faults (a first write to a mapped page, or one written back since).
+    faults: u64,
+    /// TCP segments sent on the whole host (every leg: pgbench, proxy, server), from
+    /// `/proc/net/snmp`: a proxy that splits or acknowledges more pays for it in the kernel.
+    segments: u64,
+    /// pgbench's CPU (with the perf stat beside it, which counts and does little else).
+    client_s: f64,
+    /// The PostgreSQL server's CPU (postmaster's children: live ones and reaped ones).
+    server_s: f64,
+    /// The whole host's CPU (every core, every process, interrupts): busy and idle.
+    host: HostCpu,
     transactions: u64,
     /// pgbench's tps, summed over runs.
     tps: f64,
@@ -46,6 +61,9 @@ impl Counters {
         let mut counters = Self {
             user_s,
             system_s,
+            segments: tcp_segments_sent()?,
+            faults: minor_faults(pid)?,
+            host: HostCpu::read()?,
             ..Self::default()
         };
         // Context switches are counted per thread (finished threads' are lost, but the
@@ -75,6 +93,14 @@ impl Counters {
             voluntary: self.voluntary - before.voluntary,
             involuntary: self.involuntary - before.involuntary,
             syscalls: self.syscalls,
+            segments: self.segments - before.segments,
+            faults: self.faults - before.faults,
+            client_s: 0.0,
+            server_s: 0.0,
+            host: HostCpu {
+                busy_s: self.host.busy_s - before.host.busy_s,
+                idle_s: self.host.idle_s - before.host.idle_s,
+            },
             transactions: self.transactions,
             tps: self.tps,
             runs: self.runs,
@@ -87,6 +113,12 @@ impl Counters {
         self.voluntary += other.voluntary;
         self.involuntary += other.involuntary;
         self.syscalls += other.syscalls;
+        self.segments += other.segments;
+        self.faults += other.faults;
+        self.client_s += other.client_s;
+        self.server_s += other.server_s;
+        self.host.busy_s += other.host.busy_s;
+        self.host.idle_s += other.host.idle_s;
         self.transactions += other.transactions;
         self.tps += other.tps;
         self.runs += other.runs;
@@ -101,6 +133,91 @@ impl Counters {
     }
 }
 
+/// The host's CPU time from the first line of `/proc/stat` (all cores).
+#[derive(Debug, Default, Clone, Copy)]
+struct HostCpu {
+    /// user, nice, system, irq, softirq.
+    busy_s: f64,
+    /// idle, iowait.
+    idle_s: f64,
+}
+
+impl HostCpu {
+    fn read() -> anyhow::Result<Self> {
+        let stat = std::fs::read_to_string("/proc/stat")?;
+        let line = stat.lines().next().context("empty /proc/stat")?;
+        let ticks: Vec<f64> = line
+            .split_whitespace()
+            .skip(1)
+            .map(|v| v.parse::<f64>().unwrap_or(0.0))
+            .collect();
+        let sum = |fields: &[usize]| -> f64 {
+            fields
+                .iter()
+                .map(|&i| ticks.get(i).copied().unwrap_or(0.0))
+                .sum::<f64>()
+                / clock_ticks()
+        };
+        Ok(Self {
+            busy_s: sum(&[0, 1, 2, 5, 6]),
+            idle_s: sum(&[3, 4]),
+        })
+    }
+
+    fn idle_percent(&self) -> f64 {
+        100.0 * self.idle_s / (self.busy_s + self.idle_s).max(f64::MIN_POSITIVE)
+    }
+}
+
+/// A process's minor page faults (`minflt`).
+fn minor_faults(pid: u32) -> anyhow::Result<u64> {
+    ProcStat::read(pid)?.number(10)
+}
+
+/// The CPU of a process's children that it has waited for (`cutime` + `cstime`).
+fn children_cpu_seconds(pid: u32) -> anyhow::Result<f64> {
+    let stat = ProcStat::read(pid)?;
+    Ok(stat.seconds(16)? + stat.seconds(17)?)
+}
+
+/// The CPU of the server's processes: the live children of the postmaster (pgbouncer keeps
+/// its backends) and those it has reaped (a gateway's backends end with their sessions).
+fn server_cpu_seconds(postmaster: u32) -> anyhow::Result<f64> {
+    let mut total = children_cpu_seconds(postmaster)?;
+    for entry in std::fs::read_dir("/proc")? {
+        let Some(pid) = entry?
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        // A process that ends between the listing and the read is in the reaped sum.
+        let Ok(stat) = ProcStat::read(pid) else {
+            continue;
+        };
+        if stat.number(4).ok() == Some(u64::from(postmaster)) {
+            total += stat.seconds(14)? + stat.seconds(15)?;
+        }
+    }
+    Ok(total)
+}
+
+/// The host's `Tcp: OutSegs` counter.
+fn tcp_segments_sent() -> anyhow::Result<u64> {
+    let snmp = std::fs::read_to_string("/proc/net/snmp")?;
+    let mut tcp = snmp.lines().filter(|line| line.starts_with("Tcp:"));
+    let (names, values) = (tcp.next(), tcp.next());
+    let names = names.context("no Tcp header in /proc/net/snmp")?;
+    let values = values.context("no Tcp values in /proc/net/snmp")?;
+    names
+        .split_whitespace()
+        .zip(values.split_whitespace())
+        .find(|(name, _)| *name == "OutSegs")
+        .and_then(|(_, value)| value.parse().ok())
+        .context("no OutSegs in /proc/net/snmp")
+}
+
 /// One proxy under measurement.
 struct Proxy<'a> {
     name: &'static str,
@@ -112,32 +229,47 @@ struct Proxy<'a> {
 
 pub fn measure(binary: &Path, seconds: u32, rounds: u32) -> anyhow::Result<String> {
     let pg = pgbench_cluster()?;
+    let postmaster = pg.postmaster_pid()?;
     let bouncer = PgBouncer::start(pg.port())?;
     let agents = AgentCgroup::create("tollgate-bench-profile")?;
+    let relay_agents = AgentCgroup::create("tollgate-bench-profile-relay")?;
     let dir = TempDir::new("tollgate-bench-profile")?;
     let mut config = side_config("benchprofile", &agents, pg.port());
     example_policy_config(&mut config, &agents, &dir)?;
     let gateway = GatewayProcess::start(binary, &config)?;
+    // What forwarding and recording cost without inspection: the same redirect, no policy
+    // (statements are still recorded). Its own mark: each gateway recognises its agents by it.
+    let mut relay_config = side_config("benchprofilerelay", &relay_agents, pg.port());
+    relay_config.mark ^= 0x8000;
+    let relay = GatewayProcess::start(binary, &relay_config)?;
     let proxies = [
         Proxy {
-            name: "Tollgate",
+            name: GATEWAY,
             pid: gateway.pid().context("the gateway is not running")?,
             pgbench: Box::new(|| agents.command("pgbench")),
             port: pg.port(),
         },
         Proxy {
-            name: "pgbouncer",
+            name: RELAY,
+            pid: relay
+                .pid()
+                .context("the gateway without a policy is not running")?,
+            pgbench: Box::new(|| relay_agents.command("pgbench")),
+            port: pg.port(),
+        },
+        Proxy {
+            name: BOUNCER,
             pid: bouncer.pid(),
             pgbench: Box::new(|| Command::new("pgbench")),
             port: bouncer.port,
         },
     ];
 
-    let mut totals = vec![[Counters::default(); 2]; MODES.len()];
+    let mut totals = vec![[Counters::default(); PROXIES]; MODES.len()];
     for _ in 0..rounds {
         for (mode_totals, mode) in totals.iter_mut().zip(MODES) {
             for (total, proxy) in mode_totals.iter_mut().zip(&proxies) {
-                total.add(counted_run(proxy, mode, seconds)?);
+                total.add(counted_run(proxy, mode, seconds, postmaster)?);
             }
         }
     }
@@ -147,18 +279,31 @@ pub fn measure(binary: &Path, seconds: u32, rounds: u32) -> anyhow::Result<Strin
             samples.push((mode, proxy.name, sampled_run(proxy, mode, seconds, &dir)?));
         }
     }
-    drop(gateway);
+    drop((gateway, relay));
     Ok(report(&totals, &samples, seconds, rounds))
 }
 
 /// One pgbench run with the proxy's counters read around it and its system calls counted.
-fn counted_run(proxy: &Proxy<'_>, mode: &str, seconds: u32) -> anyhow::Result<Counters> {
+fn counted_run(
+    proxy: &Proxy<'_>,
+    mode: &str,
+    seconds: u32,
+    postmaster: u32,
+) -> anyhow::Result<Counters> {
     let syscalls = PerfStat::start(proxy.pid)?;
     let before = Counters::read(proxy.pid)?;
+    let peers_before = (
+        children_cpu_seconds(std::process::id())?,
+        server_cpu_seconds(postmaster)?,
+    );
     let run = pgbench_run((proxy.pgbench)(), proxy.port, mode, CLIENTS, seconds)?;
     let after = Counters::read(proxy.pid)?;
     let mut counters = after.since(before);
     counters.syscalls = syscalls.finish()?;
+    // Backends are counted once the postmaster has reaped them, after pgbench disconnects.
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    counters.client_s = children_cpu_seconds(std::process::id())? - peers_before.0;
+    counters.server_s = server_cpu_seconds(postmaster)? - peers_before.1;
     counters.transactions = run.transactions;
     counters.tps = run.tps;
     counters.runs = 1;
@@ -257,7 +402,7 @@ fn sampled_run(
 }
 
 fn report(
-    totals: &[[Counters; 2]],
+    totals: &[[Counters; PROXIES]],
     samples: &[(&str, &str, String)],
     seconds: u32,
     rounds: u32,
@@ -268,19 +413,27 @@ fn report(
         "## Profile: pgbench -S, {CLIENTS} clients, {rounds} run(s) of {seconds} s per mode and \
          proxy\n\nThe gateway runs the example policy (policies/examples/clinic-policy.toml: \
          every statement analysed, decided and recorded, every result tracked) behind the \
-         default nftables redirect; pgbouncer runs in session mode. Figures per transaction \
+         default nftables redirect; beside it, a second gateway with the same redirect and no \
+         policy (what forwarding and recording cost without inspection); pgbouncer runs in session mode. \
+         Figures per transaction \
          pgbench completed, for the proxy process and all its threads: CPU (user + system), \
          sleeps (voluntary context switches; each ends with a wake-up), preemptions \
-         (involuntary switches), system calls (perf's raw_syscalls:sys_enter).\n\n\
-         | mode | proxy | tps | CPU µs (user + system) | sleeps | preemptions | system calls |\n\
-         |---|---|---:|---:|---:|---:|---:|"
+         (involuntary switches), system calls (perf's raw_syscalls:sys_enter), minor page faults, TCP segments \
+         sent on the whole host (every leg; direct is 2 plus acknowledgements); pgbench's and \
+         the PostgreSQL backends' CPU; then the whole \
+         host's busy CPU (every process, interrupts) per transaction and its idle share: on \
+         these two cores a proxy that leaves them idle is waiting, not working.\n\n\
+         | mode | proxy | tps | CPU µs (user + system) | sleeps | preemptions | system calls | \
+         page faults | segments | pgbench CPU µs | server CPU µs | host CPU µs | host idle \
+         |\n|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
     );
     let mut floors = String::new();
     for (mode, pair) in MODES.iter().zip(totals) {
-        for (name, counters) in ["Tollgate", "pgbouncer"].iter().zip(pair) {
+        for (name, counters) in [GATEWAY, RELAY, BOUNCER].iter().zip(pair) {
             let _ = writeln!(
                 out,
-                "| {mode} | {name} | {:.0} | {:.1} ({:.1} + {:.1}) | {:.2} | {:.2} | {:.2} |",
+                "| {mode} | {name} | {:.0} | {:.1} ({:.1} + {:.1}) | {:.2} | {:.2} | {:.2} | {:.3} \
+                 | {:.2} | {:.1} | {:.1} | {:.1} | {:.0}% |",
                 counters.tps / f64::from(counters.runs.max(1)),
                 counters.cpu_us(),
                 counters.per_transaction(counters.user_s * 1e6),
@@ -288,9 +441,15 @@ fn report(
                 counters.per_transaction(counters.voluntary as f64),
                 counters.per_transaction(counters.involuntary as f64),
                 counters.per_transaction(counters.syscalls as f64),
+                counters.per_transaction(counters.faults as f64),
+                counters.per_transaction(counters.segments as f64),
+                counters.per_transaction(counters.client_s * 1e6),
+                counters.per_transaction(counters.server_s * 1e6),
+                counters.per_transaction(counters.host.busy_s * 1e6),
+                counters.host.idle_percent(),
             );
         }
-        let (gateway, bouncer) = (pair[0].cpu_us(), pair[1].cpu_us());
+        let (gateway, bouncer) = (pair[0].cpu_us(), pair[2].cpu_us());
         let _ = writeln!(
             floors,
             "- {mode}: gateway CPU per transaction ≤ pgbouncer's: {gateway:.1} / {bouncer:.1} µs \
