@@ -45,8 +45,8 @@ struct Counters {
     segments: u64,
     /// pgbench's CPU (with the perf stat beside it, which counts and does little else).
     client_s: f64,
-    /// The PostgreSQL server's CPU (postmaster's children: live ones and reaped ones).
-    server_s: f64,
+    /// The PostgreSQL server's CPU and page faults.
+    server: ServerUsage,
     /// The whole host's CPU (every core, every process, interrupts): busy and idle.
     host: HostCpu,
     transactions: u64,
@@ -96,10 +96,11 @@ impl Counters {
             segments: self.segments - before.segments,
             faults: self.faults - before.faults,
             client_s: 0.0,
-            server_s: 0.0,
+            server: ServerUsage::default(),
             host: HostCpu {
                 busy_s: self.host.busy_s - before.host.busy_s,
                 idle_s: self.host.idle_s - before.host.idle_s,
+                switches: self.host.switches - before.host.switches,
             },
             transactions: self.transactions,
             tps: self.tps,
@@ -116,9 +117,11 @@ impl Counters {
         self.segments += other.segments;
         self.faults += other.faults;
         self.client_s += other.client_s;
-        self.server_s += other.server_s;
+        self.server.cpu_s += other.server.cpu_s;
+        self.server.faults += other.server.faults;
         self.host.busy_s += other.host.busy_s;
         self.host.idle_s += other.host.idle_s;
+        self.host.switches += other.host.switches;
         self.transactions += other.transactions;
         self.tps += other.tps;
         self.runs += other.runs;
@@ -140,12 +143,19 @@ struct HostCpu {
     busy_s: f64,
     /// idle, iowait.
     idle_s: f64,
+    /// Context switches on every core (`ctxt`): each sleep and preemption of any task.
+    switches: u64,
 }
 
 impl HostCpu {
     fn read() -> anyhow::Result<Self> {
         let stat = std::fs::read_to_string("/proc/stat")?;
         let line = stat.lines().next().context("empty /proc/stat")?;
+        let switches = stat
+            .lines()
+            .find_map(|line| line.strip_prefix("ctxt "))
+            .and_then(|v| v.trim().parse().ok())
+            .context("no ctxt in /proc/stat")?;
         let ticks: Vec<f64> = line
             .split_whitespace()
             .skip(1)
@@ -161,6 +171,7 @@ impl HostCpu {
         Ok(Self {
             busy_s: sum(&[0, 1, 2, 5, 6]),
             idle_s: sum(&[3, 4]),
+            switches,
         })
     }
 
@@ -180,27 +191,42 @@ fn children_cpu_seconds(pid: u32) -> anyhow::Result<f64> {
     Ok(stat.seconds(16)? + stat.seconds(17)?)
 }
 
-/// The CPU of the server's processes: the live children of the postmaster (pgbouncer keeps
+/// What the server's processes used: the live children of the postmaster (pgbouncer keeps
 /// its backends) and those it has reaped (a gateway's backends end with their sessions).
-fn server_cpu_seconds(postmaster: u32) -> anyhow::Result<f64> {
-    let mut total = children_cpu_seconds(postmaster)?;
-    for entry in std::fs::read_dir("/proc")? {
-        let Some(pid) = entry?
-            .file_name()
-            .to_str()
-            .and_then(|n| n.parse::<u32>().ok())
-        else {
-            continue;
+#[derive(Debug, Default, Clone, Copy)]
+struct ServerUsage {
+    cpu_s: f64,
+    /// Minor page faults: a new backend faults in each shared buffer it first touches.
+    faults: u64,
+}
+
+impl ServerUsage {
+    fn read(postmaster: u32) -> anyhow::Result<Self> {
+        // Reaped children: cminflt, cutime, cstime.
+        let reaped = ProcStat::read(postmaster)?;
+        let mut usage = Self {
+            cpu_s: reaped.seconds(16)? + reaped.seconds(17)?,
+            faults: reaped.number(11)?,
         };
-        // A process that ends between the listing and the read is in the reaped sum.
-        let Ok(stat) = ProcStat::read(pid) else {
-            continue;
-        };
-        if stat.number(4).ok() == Some(u64::from(postmaster)) {
-            total += stat.seconds(14)? + stat.seconds(15)?;
+        for entry in std::fs::read_dir("/proc")? {
+            let Some(pid) = entry?
+                .file_name()
+                .to_str()
+                .and_then(|n| n.parse::<u32>().ok())
+            else {
+                continue;
+            };
+            // A process that ends between the listing and the read is in the reaped sums.
+            let Ok(stat) = ProcStat::read(pid) else {
+                continue;
+            };
+            if stat.number(4).ok() == Some(u64::from(postmaster)) {
+                usage.cpu_s += stat.seconds(14)? + stat.seconds(15)?;
+                usage.faults += stat.number(10)?;
+            }
         }
+        Ok(usage)
     }
-    Ok(total)
 }
 
 /// The host's `Tcp: OutSegs` counter.
@@ -292,18 +318,20 @@ fn counted_run(
 ) -> anyhow::Result<Counters> {
     let syscalls = PerfStat::start(proxy.pid)?;
     let before = Counters::read(proxy.pid)?;
-    let peers_before = (
-        children_cpu_seconds(std::process::id())?,
-        server_cpu_seconds(postmaster)?,
-    );
+    let pgbench_before = children_cpu_seconds(std::process::id())?;
+    let server_before = ServerUsage::read(postmaster)?;
     let run = pgbench_run((proxy.pgbench)(), proxy.port, mode, CLIENTS, seconds)?;
     let after = Counters::read(proxy.pid)?;
     let mut counters = after.since(before);
     counters.syscalls = syscalls.finish()?;
     // Backends are counted once the postmaster has reaped them, after pgbench disconnects.
     std::thread::sleep(std::time::Duration::from_millis(300));
-    counters.client_s = children_cpu_seconds(std::process::id())? - peers_before.0;
-    counters.server_s = server_cpu_seconds(postmaster)? - peers_before.1;
+    counters.client_s = children_cpu_seconds(std::process::id())? - pgbench_before;
+    let server = ServerUsage::read(postmaster)?;
+    counters.server = ServerUsage {
+        cpu_s: server.cpu_s - server_before.cpu_s,
+        faults: server.faults - server_before.faults,
+    };
     counters.transactions = run.transactions;
     counters.tps = run.tps;
     counters.runs = 1;
@@ -419,13 +447,14 @@ fn report(
          pgbench completed, for the proxy process and all its threads: CPU (user + system), \
          sleeps (voluntary context switches; each ends with a wake-up), preemptions \
          (involuntary switches), system calls (perf's raw_syscalls:sys_enter), minor page faults, TCP segments \
-         sent on the whole host (every leg; direct is 2 plus acknowledgements); pgbench's and \
-         the PostgreSQL backends' CPU; then the whole \
-         host's busy CPU (every process, interrupts) per transaction and its idle share: on \
+         sent on the whole host (every leg; direct is 2 plus acknowledgements); pgbench's CPU, \
+         the PostgreSQL server's CPU and page faults; then the whole \
+         host's busy CPU (every process, interrupts) per transaction, its idle share and its \
+         context switches per transaction: on \
          these two cores a proxy that leaves them idle is waiting, not working.\n\n\
          | mode | proxy | tps | CPU µs (user + system) | sleeps | preemptions | system calls | \
-         page faults | segments | pgbench CPU µs | server CPU µs | host CPU µs | host idle \
-         |\n|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+         page faults | segments | pgbench CPU µs | server CPU µs | server page faults | host CPU µs | host idle \
+         | host switches |\n|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
     );
     let mut floors = String::new();
     for (mode, pair) in MODES.iter().zip(totals) {
@@ -433,7 +462,7 @@ fn report(
             let _ = writeln!(
                 out,
                 "| {mode} | {name} | {:.0} | {:.1} ({:.1} + {:.1}) | {:.2} | {:.2} | {:.2} | {:.3} \
-                 | {:.2} | {:.1} | {:.1} | {:.1} | {:.0}% |",
+                 | {:.2} | {:.1} | {:.1} | {:.2} | {:.1} | {:.0}% | {:.2} |",
                 counters.tps / f64::from(counters.runs.max(1)),
                 counters.cpu_us(),
                 counters.per_transaction(counters.user_s * 1e6),
@@ -444,9 +473,11 @@ fn report(
                 counters.per_transaction(counters.faults as f64),
                 counters.per_transaction(counters.segments as f64),
                 counters.per_transaction(counters.client_s * 1e6),
-                counters.per_transaction(counters.server_s * 1e6),
+                counters.per_transaction(counters.server.cpu_s * 1e6),
+                counters.per_transaction(counters.server.faults as f64),
                 counters.per_transaction(counters.host.busy_s * 1e6),
                 counters.host.idle_percent(),
+                counters.per_transaction(counters.host.switches as f64),
             );
         }
         let (gateway, bouncer) = (pair[0].cpu_us(), pair[2].cpu_us());
