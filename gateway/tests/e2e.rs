@@ -514,15 +514,22 @@ fn ebpf_redirect_intercepts_v4_v6_and_mapped_without_nat() {
         "{table}"
     );
 
-    // The agent still sees the destination it asked for.
-    let script = format!("import socket; s = socket.create_connection(('127.0.0.1', {port})); print(s.getpeername())");
-    let (_, output) = run({
-        let mut command = bed.agents.command("python3");
-        command.args(["-c", &script]);
-        command
-    });
-    assert_success(&output, "getpeername as an agent");
-    assert_eq!(stdout(&output), format!("('127.0.0.1', {port})"));
+    // The agent still sees the destination it asked for, in either family.
+    for (host, expected) in [
+        ("127.0.0.1", format!("('127.0.0.1', {port})")),
+        ("::1", format!("('::1', {port}, 0, 0)")),
+    ] {
+        let script = format!(
+            "import socket; s = socket.create_connection(('{host}', {port})); print(s.getpeername())"
+        );
+        let (_, output) = run({
+            let mut command = bed.agents.command("python3");
+            command.args(["-c", &script]);
+            command
+        });
+        assert_success(&output, &format!("getpeername as an agent to {host}"));
+        assert_eq!(stdout(&output), expected);
+    }
     let (_, direct) = run(psql(
         &mut Command::new("psql"),
         "127.0.0.1",
@@ -532,8 +539,8 @@ fn ebpf_redirect_intercepts_v4_v6_and_mapped_without_nat() {
     assert_success(&direct, "non-agent with the eBPF redirect");
     assert_eq!(
         accepted(&bed.gateway),
-        5,
-        "four psql agents and one python agent; the non-agent went direct"
+        6,
+        "four psql agents and two python agents; the non-agent went direct"
     );
 }
 

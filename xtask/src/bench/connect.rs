@@ -288,6 +288,7 @@ pub fn measure(binary: &Path, rounds: u32) -> anyhow::Result<String> {
     let _ = writeln!(out, "|---|---:|---:|---:|---:|---:|---|");
     let mut floors = String::new();
     for (redirect, table, programs) in &precise {
+        let programs = (programs.0.total_ns, programs.1.total_ns);
         let worst = (table.0 + programs.0).max(table.1 + programs.1);
         let program_worst = programs.0.max(programs.1);
         if *redirect == "nftables" {
@@ -318,6 +319,21 @@ pub fn measure(binary: &Path, rounds: u32) -> anyhow::Result<String> {
         );
     }
     let _ = writeln!(
+        out,
+        "\nThe programs' cost by program (runs and ns per non-agent connect, both ends, at the \
+         root):\n"
+    );
+    for (redirect, _, (to_protected, to_unprotected)) in &precise {
+        for (destination, cost) in [("protected", to_protected), ("unprotected", to_unprotected)] {
+            let programs: Vec<String> = cost
+                .by_program
+                .iter()
+                .map(|(name, runs, ns)| format!("{name} {runs:.2} × {:.0} ns", ns / runs))
+                .collect();
+            let _ = writeln!(out, "- {redirect} → {destination}: {}", programs.join(", "));
+        }
+    }
+    let _ = writeln!(
         floors,
         "- no conntrack entry for {UNTRACKED_CONNECTS} non-agent connections (protected and \
          unprotected, IPv4 and IPv6) with the default redirect: {} **{}**{}",
@@ -339,25 +355,59 @@ pub fn measure(binary: &Path, rounds: u32) -> anyhow::Result<String> {
     Ok(out)
 }
 
-/// Kernel time (ns) all pinned Tollgate programs spent, divided by the connects `run_probe` made.
+/// Kernel time all pinned Tollgate programs spent per connect `run_probe` made, in total and
+/// by program.
+struct ProgramCost {
+    total_ns: f64,
+    /// Name, runs per connect, ns per connect.
+    by_program: Vec<(String, f64, f64)>,
+}
+
 fn bpf_time_per_connect(
     binary: &Path,
     gateway: &GatewayProcess,
     run_probe: impl FnOnce() -> anyhow::Result<f64>,
-) -> anyhow::Result<f64> {
+) -> anyhow::Result<ProgramCost> {
     const STATS: &str = "/proc/sys/kernel/bpf_stats_enabled";
     let previous = std::fs::read_to_string(STATS).unwrap_or_else(|_| "0".into());
     std::fs::write(STATS, "1")?;
-    let before = total_run_time(binary, gateway);
+    let before = program_stats(binary, gateway);
     let result = run_probe();
-    let after = total_run_time(binary, gateway);
+    let after = program_stats(binary, gateway);
     std::fs::write(STATS, previous.trim())?;
     result?;
+    let (before, after) = (before?, after?);
     let connects = (PROBES + WARMUP) as f64;
-    Ok((after? - before?) as f64 / connects)
+    let by_program: Vec<(String, f64, f64)> = after
+        .iter()
+        .map(|(name, &(runs, ns))| {
+            let (runs_before, ns_before) = before.get(name).copied().unwrap_or_default();
+            (
+                name.clone(),
+                (runs - runs_before) as f64 / connects,
+                (ns - ns_before) as f64 / connects,
+            )
+        })
+        .filter(|(_, runs, _)| *runs > 0.0)
+        .collect();
+    let total_ns = by_program.iter().map(|(_, _, ns)| ns).sum();
+    // Programs that ran for something else meanwhile (a unix socket connect on the host) count
+    // in the total but are not listed as running per connect.
+    let by_program = by_program
+        .into_iter()
+        .filter(|(_, runs, _)| *runs >= 0.01)
+        .collect();
+    Ok(ProgramCost {
+        total_ns,
+        by_program,
+    })
 }
 
-fn total_run_time(binary: &Path, gateway: &GatewayProcess) -> anyhow::Result<u64> {
+/// Each pinned program's run count and run time (ns), from `tollgate status`.
+fn program_stats(
+    binary: &Path,
+    gateway: &GatewayProcess,
+) -> anyhow::Result<std::collections::BTreeMap<String, (u64, u64)>> {
     let output = Command::new(binary)
         .args(["status", "--json", "--config"])
         .arg(gateway.config_path())
@@ -369,6 +419,9 @@ fn total_run_time(binary: &Path, gateway: &GatewayProcess) -> anyhow::Result<u64
         .context("no programs in status")?;
     Ok(programs
         .iter()
-        .filter_map(|p| p["run_time_ns"].as_u64())
-        .sum())
+        .filter_map(|p| {
+            let name = p["name"].as_str()?.to_owned();
+            Some((name, (p["run_count"].as_u64()?, p["run_time_ns"].as_u64()?)))
+        })
+        .collect())
 }
