@@ -12,9 +12,10 @@ pub fn try_getpeername(ctx: &SockAddrContext, ipv6: bool) {
     if REDIRECT_MODE.load() != redirect::EBPF {
         return;
     }
-    // Only a socket connect4 redirected carries the agents' mark (agents cannot set SO_MARK):
-    // every other socket of the host is answered without its cookie being made and looked up
-    // (a fifth of the programs' cost per non-agent connect).
+    // connect4/connect6 mark an agent's socket before recording it, and record none they could
+    // not mark: a socket without the mark has no record, and is answered without its cookie
+    // being made and looked up (a fifth of the programs' cost per non-agent connect). A process
+    // that changes its socket's mark later changes only what its own getpeername shows.
     // SAFETY: ctx->sk is a valid socket pointer in cgroup_sock_addr programs; `mark` is a
     // 32-bit readable field of bpf_sock.
     let mark = unsafe { read_volatile(&raw const (*(*ctx.sock_addr).__bindgen_anon_1.sk).mark) };

@@ -175,10 +175,10 @@ impl ProcStat {
 
     /// Field `number` of the line (as proc(5) numbers them, from 1).
     fn number(&self, number: usize) -> anyhow::Result<u64> {
-        let value = self
-            .after_name
-            .get(number - 3)
-            .with_context(|| format!("no field {number} in /proc/<pid>/stat"))?;
+        let value = number
+            .checked_sub(3)
+            .and_then(|index| self.after_name.get(index))
+            .with_context(|| format!("no field {number} after the name in /proc/<pid>/stat"))?;
         Ok(value.parse()?)
     }
 
@@ -209,5 +209,6 @@ mod tests {
             u64::from(std::os::unix::process::parent_id())
         );
         assert!(stat.number(60).is_err(), "past the last field is an error");
+        assert!(stat.number(1).is_err(), "the pid is before the name");
     }
 }

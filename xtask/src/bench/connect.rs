@@ -320,8 +320,8 @@ pub fn measure(binary: &Path, rounds: u32) -> anyhow::Result<String> {
     }
     let _ = writeln!(
         out,
-        "\nThe programs' cost by program (runs and ns per non-agent connect, both ends, at the \
-         root):\n"
+        "\nThe programs' cost by program (runs per non-agent connect × ns per run, both ends, \
+         at the root):\n"
     );
     for (redirect, _, (to_protected, to_unprotected)) in &precise {
         for (destination, cost) in [("protected", to_protected), ("unprotected", to_unprotected)] {

@@ -38,7 +38,7 @@ struct Counters {
     voluntary: u64,
     involuntary: u64,
     syscalls: u64,
-    /// Minor page faults (a first write to a mapped page, or one written back since).
+    /// Minor page faults (faults served without I/O).
     faults: u64,
     /// TCP segments sent on the whole host (every leg: pgbench, proxy, server), from
     /// `/proc/net/snmp`: a proxy that splits or acknowledges more pays for it in the kernel.
@@ -62,7 +62,7 @@ impl Counters {
             user_s,
             system_s,
             segments: tcp_segments_sent()?,
-            faults: minor_faults(pid)?,
+            faults: ProcStat::read(pid)?.own()?.faults,
             host: HostCpu::read()?,
             ..Self::default()
         };
@@ -117,8 +117,7 @@ impl Counters {
         self.segments += other.segments;
         self.faults += other.faults;
         self.client_s += other.client_s;
-        self.server.cpu_s += other.server.cpu_s;
-        self.server.faults += other.server.faults;
+        self.server = self.server.add(other.server);
         self.host.busy_s += other.host.busy_s;
         self.host.idle_s += other.host.idle_s;
         self.host.switches += other.host.switches;
@@ -180,20 +179,15 @@ impl HostCpu {
     }
 }
 
-/// A process's minor page faults (`minflt`).
-fn minor_faults(pid: u32) -> anyhow::Result<u64> {
-    ProcStat::read(pid)?.number(10)
-}
-
 /// The CPU of a process's children that it has waited for (`cutime` + `cstime`).
 fn children_cpu_seconds(pid: u32) -> anyhow::Result<f64> {
-    let stat = ProcStat::read(pid)?;
-    Ok(stat.seconds(16)? + stat.seconds(17)?)
+    Ok(ProcStat::read(pid)?.reaped()?.cpu_s)
 }
 
-/// What the server's processes used: the live children of the postmaster (pgbouncer keeps
-/// its backends) and those it has reaped (a gateway's backends end with their sessions).
-#[derive(Debug, Default, Clone, Copy)]
+/// What the server's processes used: the postmaster (it forks a backend for each new session),
+/// its live children (pgbouncer keeps its backends) and those it has reaped (a gateway's
+/// backends end with their sessions).
+#[derive(Debug, Default, Clone, Copy, PartialEq)]
 struct ServerUsage {
     cpu_s: f64,
     /// Minor page faults: a new backend faults in each shared buffer it first touches.
@@ -202,30 +196,73 @@ struct ServerUsage {
 
 impl ServerUsage {
     fn read(postmaster: u32) -> anyhow::Result<Self> {
-        // Reaped children: cminflt, cutime, cstime.
-        let reaped = ProcStat::read(postmaster)?;
-        let mut usage = Self {
-            cpu_s: reaped.seconds(16)? + reaped.seconds(17)?,
-            faults: reaped.number(11)?,
-        };
-        for entry in std::fs::read_dir("/proc")? {
-            let Some(pid) = entry?
-                .file_name()
-                .to_str()
-                .and_then(|n| n.parse::<u32>().ok())
-            else {
-                continue;
-            };
-            // A process that ends between the listing and the read is in the reaped sums.
-            let Ok(stat) = ProcStat::read(pid) else {
-                continue;
-            };
-            if stat.number(4).ok() == Some(u64::from(postmaster)) {
-                usage.cpu_s += stat.seconds(14)? + stat.seconds(15)?;
-                usage.faults += stat.number(10)?;
+        // A child reaped while /proc is walked would be in neither sum: walk again until the
+        // postmaster's reaped sums are the same on both sides of the walk.
+        for _ in 0..10 {
+            let before = ProcStat::read(postmaster)?;
+            let children = live_children(postmaster)?;
+            let after = ProcStat::read(postmaster)?;
+            let reaped = after.reaped()?;
+            if before.reaped()? == reaped {
+                return Ok(after.own()?.add(reaped).add(children));
             }
         }
-        Ok(usage)
+        anyhow::bail!("the server's processes kept ending while they were counted")
+    }
+
+    fn add(self, other: Self) -> Self {
+        Self {
+            cpu_s: self.cpu_s + other.cpu_s,
+            faults: self.faults + other.faults,
+        }
+    }
+
+    fn since(self, before: Self) -> Self {
+        Self {
+            cpu_s: self.cpu_s - before.cpu_s,
+            faults: self.faults - before.faults,
+        }
+    }
+}
+
+/// The summed usage of a process's live children.
+fn live_children(parent: u32) -> anyhow::Result<ServerUsage> {
+    let mut usage = ServerUsage::default();
+    for entry in std::fs::read_dir("/proc")? {
+        let Some(pid) = entry?
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        // A process that ends between the listing and the read is in its parent's reaped
+        // sums once reaped (see `ServerUsage::read`).
+        let Ok(stat) = ProcStat::read(pid) else {
+            continue;
+        };
+        if stat.number(4).ok() == Some(u64::from(parent)) {
+            usage = usage.add(stat.own()?);
+        }
+    }
+    Ok(usage)
+}
+
+impl ProcStat {
+    /// The process's own CPU (utime + stime) and minor faults.
+    fn own(&self) -> anyhow::Result<ServerUsage> {
+        Ok(ServerUsage {
+            cpu_s: self.seconds(14)? + self.seconds(15)?,
+            faults: self.number(10)?,
+        })
+    }
+
+    /// Its reaped children's CPU (cutime + cstime) and minor faults (cminflt).
+    fn reaped(&self) -> anyhow::Result<ServerUsage> {
+        Ok(ServerUsage {
+            cpu_s: self.seconds(16)? + self.seconds(17)?,
+            faults: self.number(11)?,
+        })
     }
 }
 
@@ -324,14 +361,11 @@ fn counted_run(
     let after = Counters::read(proxy.pid)?;
     let mut counters = after.since(before);
     counters.syscalls = syscalls.finish()?;
-    // Backends are counted once the postmaster has reaped them, after pgbench disconnects.
+    // The backends pgbench's sessions had through a gateway end after it; what they spend
+    // ending is counted with the server (the host's figures stop at pgbench's end).
     std::thread::sleep(std::time::Duration::from_millis(300));
     counters.client_s = children_cpu_seconds(std::process::id())? - pgbench_before;
-    let server = ServerUsage::read(postmaster)?;
-    counters.server = ServerUsage {
-        cpu_s: server.cpu_s - server_before.cpu_s,
-        faults: server.faults - server_before.faults,
-    };
+    counters.server = ServerUsage::read(postmaster)?.since(server_before);
     counters.transactions = run.transactions;
     counters.tps = run.tps;
     counters.runs = 1;
@@ -442,23 +476,23 @@ fn report(
          proxy\n\nThe gateway runs the example policy (policies/examples/clinic-policy.toml: \
          every statement analysed, decided and recorded, every result tracked) behind the \
          default nftables redirect; beside it, a second gateway with the same redirect and no \
-         policy (what forwarding and recording cost without inspection); pgbouncer runs in session mode. \
-         Figures per transaction \
-         pgbench completed, for the proxy process and all its threads: CPU (user + system), \
-         sleeps (voluntary context switches; each ends with a wake-up), preemptions \
-         (involuntary switches), system calls (perf's raw_syscalls:sys_enter), minor page faults, TCP segments \
-         sent on the whole host (every leg; direct is 2 plus acknowledgements); pgbench's CPU, \
-         the PostgreSQL server's CPU and page faults; then the whole \
-         host's busy CPU (every process, interrupts) per transaction, its idle share and its \
-         context switches per transaction: on \
-         these two cores a proxy that leaves them idle is waiting, not working.\n\n\
+         policy (what forwarding and recording cost without inspection); pgbouncer runs in \
+         session mode. Figures per transaction pgbench completed, for the proxy process and all \
+         its threads: CPU (user + system), sleeps (voluntary context switches; each ends with a \
+         wake-up), preemptions (involuntary switches), system calls (perf's \
+         raw_syscalls:sys_enter), minor page faults; TCP segments sent on the whole host (every \
+         leg, acknowledgements included); pgbench's CPU; the PostgreSQL server's CPU and page \
+         faults (postmaster and backends); then the whole host's busy CPU (every process, \
+         interrupts), its idle share and its context switches: when the host idles under this \
+         load, sessions are waiting on the proxy, not working.\n\n\
          | mode | proxy | tps | CPU µs (user + system) | sleeps | preemptions | system calls | \
-         page faults | segments | pgbench CPU µs | server CPU µs | server page faults | host CPU µs | host idle \
-         | host switches |\n|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+         page faults | segments | pgbench CPU µs | server CPU µs | server page faults | host \
+         CPU µs | host idle | host switches |\n\
+         |---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
     );
     let mut floors = String::new();
-    for (mode, pair) in MODES.iter().zip(totals) {
-        for (name, counters) in [GATEWAY, RELAY, BOUNCER].iter().zip(pair) {
+    for (mode, row) in MODES.iter().zip(totals) {
+        for (name, counters) in [GATEWAY, RELAY, BOUNCER].iter().zip(row) {
             let _ = writeln!(
                 out,
                 "| {mode} | {name} | {:.0} | {:.1} ({:.1} + {:.1}) | {:.2} | {:.2} | {:.2} | {:.3} \
@@ -480,7 +514,7 @@ fn report(
                 counters.per_transaction(counters.host.switches as f64),
             );
         }
-        let (gateway, bouncer) = (pair[0].cpu_us(), pair[2].cpu_us());
+        let [gateway, _, bouncer] = row.map(|counters| counters.cpu_us());
         let _ = writeln!(
             floors,
             "- {mode}: gateway CPU per transaction ≤ pgbouncer's: {gateway:.1} / {bouncer:.1} µs \
