@@ -34,10 +34,15 @@ fn loopback_as_one(addr: Addr) -> Addr {
 
 #[inline(always)]
 pub fn is_agent(ctx: &SockAddrContext) -> bool {
+    socket_mark(ctx) != BYPASS_MARK.load() && is_agent_task()
+}
+
+/// The `SO_MARK` of the socket the program runs for.
+#[inline(always)]
+pub fn socket_mark(ctx: &SockAddrContext) -> u32 {
     // SAFETY: ctx->sk is a valid socket pointer in cgroup_sock_addr programs; `mark` is a
     // 32-bit readable field of bpf_sock.
-    let mark = unsafe { read_volatile(&raw const (*(*ctx.sock_addr).__bindgen_anon_1.sk).mark) };
-    mark != BYPASS_MARK.load() && is_agent_task()
+    unsafe { read_volatile(&raw const (*(*ctx.sock_addr).__bindgen_anon_1.sk).mark) }
 }
 
 /// Whether the current task is an agent, by uid or by cgroup.

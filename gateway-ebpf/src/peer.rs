@@ -1,12 +1,13 @@
 //! getpeername4/getpeername6: with the eBPF redirect the socket is connected to the gateway's
 //! listener; the agent is still shown the destination it asked for.
 
-use core::ptr::read_volatile;
-
 use aya_ebpf::{helpers::bpf_get_socket_cookie, programs::SockAddrContext, EbpfContext};
 use gateway_common::{redirect, ConnIdentity};
 
-use crate::maps::{CONNECTS, CONNECT_MARK, REDIRECT_MODE};
+use crate::{
+    agent::socket_mark,
+    maps::{CONNECTS, CONNECT_MARK, REDIRECT_MODE},
+};
 
 pub fn try_getpeername(ctx: &SockAddrContext, ipv6: bool) {
     if REDIRECT_MODE.load() != redirect::EBPF {
@@ -16,10 +17,7 @@ pub fn try_getpeername(ctx: &SockAddrContext, ipv6: bool) {
     // not mark: a socket without the mark has no record, and is answered without its cookie
     // being made and looked up (a fifth of the programs' cost per non-agent connect). A process
     // that changes its socket's mark later changes only what its own getpeername shows.
-    // SAFETY: ctx->sk is a valid socket pointer in cgroup_sock_addr programs; `mark` is a
-    // 32-bit readable field of bpf_sock.
-    let mark = unsafe { read_volatile(&raw const (*(*ctx.sock_addr).__bindgen_anon_1.sk).mark) };
-    if mark != CONNECT_MARK.load() {
+    if socket_mark(ctx) != CONNECT_MARK.load() {
         return;
     }
     // SAFETY: bpf_get_socket_cookie is valid for cgroup_sock_addr programs.

@@ -1,9 +1,11 @@
 //! Where the time goes: pgbench -S at 10 clients in each protocol mode, through the gateway
 //! (the example policy in force: every statement analysed, decided, recorded and its results
-//! tracked), through a gateway without a policy (statements still recorded), and through pgbouncer (session mode) in the
-//! same run. Per transaction, for each proxy process: CPU (user, system), sleeps (voluntary
-//! context switches: each one ended by a wake-up), preemptions (involuntary switches), system
-//! calls, and the host's TCP segments; then a `perf` sample of where each proxy's CPU goes.
+//! tracked), through a gateway without a policy (statements still recorded), and through
+//! pgbouncer (session mode) in the same run. Per transaction: for each proxy process, CPU
+//! (user, system), sleeps (voluntary context switches: each one ended by a wake-up),
+//! preemptions (involuntary switches), system calls and page faults; around it, pgbench's and
+//! the server's CPU, and the whole host's TCP segments, CPU, idle share and context switches.
+//! Then a `perf` sample of where each proxy's CPU goes.
 
 use std::{
     fmt::Write as _,
@@ -15,7 +17,7 @@ use anyhow::Context;
 use xtask::testbed::{signal, AgentCgroup, GatewayProcess, TempDir};
 
 use super::{
-    clock_ticks, cpu_times,
+    clock_ticks,
     pgbench::{pgbench_cluster, pgbench_run, PgBouncer},
     policy::example_policy_config,
     quads::{side_config, MODES},
@@ -46,7 +48,7 @@ struct Counters {
     /// pgbench's CPU (with the perf stat beside it, which counts and does little else).
     client_s: f64,
     /// The PostgreSQL server's CPU and page faults.
-    server: ServerUsage,
+    server: ProcessUsage,
     /// The whole host's CPU (every core, every process, interrupts): busy and idle.
     host: HostCpu,
     transactions: u64,
@@ -57,12 +59,13 @@ struct Counters {
 
 impl Counters {
     fn read(pid: u32) -> anyhow::Result<Self> {
-        let (user_s, system_s) = cpu_times(pid)?;
+        let stat = ProcStat::read(pid)?;
         let mut counters = Self {
-            user_s,
-            system_s,
+            // utime, stime: all the process's threads, finished ones included.
+            user_s: stat.seconds(14)?,
+            system_s: stat.seconds(15)?,
             segments: tcp_segments_sent()?,
-            faults: ProcStat::read(pid)?.own()?.faults,
+            faults: stat.own()?.faults,
             host: HostCpu::read()?,
             ..Self::default()
         };
@@ -96,12 +99,8 @@ impl Counters {
             segments: self.segments - before.segments,
             faults: self.faults - before.faults,
             client_s: 0.0,
-            server: ServerUsage::default(),
-            host: HostCpu {
-                busy_s: self.host.busy_s - before.host.busy_s,
-                idle_s: self.host.idle_s - before.host.idle_s,
-                switches: self.host.switches - before.host.switches,
-            },
+            server: ProcessUsage::default(),
+            host: self.host.since(before.host),
             transactions: self.transactions,
             tps: self.tps,
             runs: self.runs,
@@ -118,9 +117,7 @@ impl Counters {
         self.faults += other.faults;
         self.client_s += other.client_s;
         self.server = self.server.add(other.server);
-        self.host.busy_s += other.host.busy_s;
-        self.host.idle_s += other.host.idle_s;
-        self.host.switches += other.host.switches;
+        self.host = self.host.add(other.host);
         self.transactions += other.transactions;
         self.tps += other.tps;
         self.runs += other.runs;
@@ -155,23 +152,40 @@ impl HostCpu {
             .find_map(|line| line.strip_prefix("ctxt "))
             .and_then(|v| v.trim().parse().ok())
             .context("no ctxt in /proc/stat")?;
-        let ticks: Vec<f64> = line
+        let ticks = line
             .split_whitespace()
             .skip(1)
-            .map(|v| v.parse::<f64>().unwrap_or(0.0))
-            .collect();
-        let sum = |fields: &[usize]| -> f64 {
-            fields
-                .iter()
-                .map(|&i| ticks.get(i).copied().unwrap_or(0.0))
-                .sum::<f64>()
-                / clock_ticks()
+            .map(str::parse::<f64>)
+            .collect::<Result<Vec<_>, _>>()
+            .context("a CPU time in /proc/stat")?;
+        let sum = |fields: &[usize]| -> anyhow::Result<f64> {
+            let mut total = 0.0;
+            for &i in fields {
+                total += ticks.get(i).context("a short cpu line in /proc/stat")?;
+            }
+            Ok(total / clock_ticks())
         };
         Ok(Self {
-            busy_s: sum(&[0, 1, 2, 5, 6]),
-            idle_s: sum(&[3, 4]),
+            busy_s: sum(&[0, 1, 2, 5, 6])?,
+            idle_s: sum(&[3, 4])?,
             switches,
         })
+    }
+
+    fn add(self, other: Self) -> Self {
+        Self {
+            busy_s: self.busy_s + other.busy_s,
+            idle_s: self.idle_s + other.idle_s,
+            switches: self.switches + other.switches,
+        }
+    }
+
+    fn since(self, before: Self) -> Self {
+        Self {
+            busy_s: self.busy_s - before.busy_s,
+            idle_s: self.idle_s - before.idle_s,
+            switches: self.switches - before.switches,
+        }
     }
 
     fn idle_percent(&self) -> f64 {
@@ -184,18 +198,19 @@ fn children_cpu_seconds(pid: u32) -> anyhow::Result<f64> {
     Ok(ProcStat::read(pid)?.reaped()?.cpu_s)
 }
 
-/// What the server's processes used: the postmaster (it forks a backend for each new session),
-/// its live children (pgbouncer keeps its backends) and those it has reaped (a gateway's
-/// backends end with their sessions).
+/// CPU and minor page faults of one process or several.
 #[derive(Debug, Default, Clone, Copy, PartialEq)]
-struct ServerUsage {
+struct ProcessUsage {
     cpu_s: f64,
-    /// Minor page faults: a new backend faults in each shared buffer it first touches.
+    /// A new backend faults in each shared buffer it first touches.
     faults: u64,
 }
 
-impl ServerUsage {
-    fn read(postmaster: u32) -> anyhow::Result<Self> {
+impl ProcessUsage {
+    /// What the server's processes used: the postmaster (it forks a backend for each new
+    /// session), its live children (pgbouncer keeps its backends) and those it has reaped (a
+    /// gateway's backends end with their sessions).
+    fn of_server(postmaster: u32) -> anyhow::Result<Self> {
         // A child reaped while /proc is walked would be in neither sum: walk again until the
         // postmaster's reaped sums are the same on both sides of the walk.
         for _ in 0..10 {
@@ -226,8 +241,8 @@ impl ServerUsage {
 }
 
 /// The summed usage of a process's live children.
-fn live_children(parent: u32) -> anyhow::Result<ServerUsage> {
-    let mut usage = ServerUsage::default();
+fn live_children(parent: u32) -> anyhow::Result<ProcessUsage> {
+    let mut usage = ProcessUsage::default();
     for entry in std::fs::read_dir("/proc")? {
         let Some(pid) = entry?
             .file_name()
@@ -237,7 +252,7 @@ fn live_children(parent: u32) -> anyhow::Result<ServerUsage> {
             continue;
         };
         // A process that ends between the listing and the read is in its parent's reaped
-        // sums once reaped (see `ServerUsage::read`).
+        // sums once reaped (see `ProcessUsage::of_server`).
         let Ok(stat) = ProcStat::read(pid) else {
             continue;
         };
@@ -250,16 +265,16 @@ fn live_children(parent: u32) -> anyhow::Result<ServerUsage> {
 
 impl ProcStat {
     /// The process's own CPU (utime + stime) and minor faults.
-    fn own(&self) -> anyhow::Result<ServerUsage> {
-        Ok(ServerUsage {
+    fn own(&self) -> anyhow::Result<ProcessUsage> {
+        Ok(ProcessUsage {
             cpu_s: self.seconds(14)? + self.seconds(15)?,
             faults: self.number(10)?,
         })
     }
 
     /// Its reaped children's CPU (cutime + cstime) and minor faults (cminflt).
-    fn reaped(&self) -> anyhow::Result<ServerUsage> {
-        Ok(ServerUsage {
+    fn reaped(&self) -> anyhow::Result<ProcessUsage> {
+        Ok(ProcessUsage {
             cpu_s: self.seconds(16)? + self.seconds(17)?,
             faults: self.number(11)?,
         })
@@ -356,7 +371,7 @@ fn counted_run(
     let syscalls = PerfStat::start(proxy.pid)?;
     let before = Counters::read(proxy.pid)?;
     let pgbench_before = children_cpu_seconds(std::process::id())?;
-    let server_before = ServerUsage::read(postmaster)?;
+    let server_before = ProcessUsage::of_server(postmaster)?;
     let run = pgbench_run((proxy.pgbench)(), proxy.port, mode, CLIENTS, seconds)?;
     let after = Counters::read(proxy.pid)?;
     let mut counters = after.since(before);
@@ -365,7 +380,7 @@ fn counted_run(
     // ending is counted with the server (the host's figures stop at pgbench's end).
     std::thread::sleep(std::time::Duration::from_millis(300));
     counters.client_s = children_cpu_seconds(std::process::id())? - pgbench_before;
-    counters.server = ServerUsage::read(postmaster)?.since(server_before);
+    counters.server = ProcessUsage::of_server(postmaster)?.since(server_before);
     counters.transactions = run.transactions;
     counters.tps = run.tps;
     counters.runs = 1;
