@@ -1,11 +1,13 @@
 //! Where the time goes: pgbench -S at 10 clients in each protocol mode, through the gateway
 //! (the example policy in force: every statement analysed, decided, recorded and its results
 //! tracked), through a gateway without a policy (statements still recorded), and through
-//! pgbouncer (session mode) in the same run. Per transaction: for each proxy process, CPU
-//! (user, system), sleeps (voluntary context switches: each one ended by a wake-up),
-//! preemptions (involuntary switches), system calls and page faults; around it, pgbench's and
-//! the server's CPU, and the whole host's TCP segments, CPU, idle share and context switches.
-//! Then a `perf` sample of where each proxy's CPU goes.
+//! pgbouncer (session mode), and straight to the server, in the same run. Per transaction: for
+//! each proxy process, CPU (user, system), sleeps (voluntary context switches: each one ended by
+//! a wake-up), preemptions (involuntary switches), system calls and page faults; around it,
+//! pgbench's CPU, the server's CPU, page faults, system calls and switches (equal calls and
+//! switches behind every proxy say the server did the same work, whatever its CPU), and the
+//! whole host's TCP segments, CPU, idle share and context switches. Then a `perf` sample of where
+//! each proxy's CPU and the server's go.
 
 use std::{
     fmt::Write as _,
@@ -28,7 +30,9 @@ const CLIENTS: u32 = 10;
 const GATEWAY: &str = "Tollgate";
 const RELAY: &str = "Tollgate, no policy";
 const BOUNCER: &str = "pgbouncer";
-const PROXIES: usize = 3;
+/// pgbench straight to the server: what the server spends per transaction with no proxy.
+const DIRECT: &str = "direct";
+const PROXIES: usize = 4;
 /// Lines of each perf summary.
 const TOP_SYMBOLS: usize = 12;
 
@@ -49,6 +53,10 @@ struct Counters {
     client_s: f64,
     /// The PostgreSQL server's CPU and page faults.
     server: ProcessUsage,
+    /// The server's system calls and context switches (perf stat): the same work per
+    /// transaction behind every proxy, or not.
+    server_syscalls: u64,
+    server_switches: u64,
     /// The whole host's CPU (every core, every process, interrupts): busy and idle.
     host: HostCpu,
     transactions: u64,
@@ -58,16 +66,23 @@ struct Counters {
 }
 
 impl Counters {
-    fn read(pid: u32) -> anyhow::Result<Self> {
+    /// The host's figures, and the proxy's when there is one.
+    fn read(pid: Option<u32>) -> anyhow::Result<Self> {
+        let host = Self {
+            segments: tcp_segments_sent()?,
+            host: HostCpu::read()?,
+            ..Self::default()
+        };
+        let Some(pid) = pid else {
+            return Ok(host);
+        };
         let stat = ProcStat::read(pid)?;
         let mut counters = Self {
             // utime, stime: all the process's threads, finished ones included.
             user_s: stat.seconds(14)?,
             system_s: stat.seconds(15)?,
-            segments: tcp_segments_sent()?,
             faults: stat.own()?.faults,
-            host: HostCpu::read()?,
-            ..Self::default()
+            ..host
         };
         // Context switches are counted per thread (finished threads' are lost, but the
         // proxies' threads live as long as they do).
@@ -100,6 +115,8 @@ impl Counters {
             faults: self.faults - before.faults,
             client_s: 0.0,
             server: ProcessUsage::default(),
+            server_syscalls: 0,
+            server_switches: 0,
             host: self.host.since(before.host),
             transactions: self.transactions,
             tps: self.tps,
@@ -117,6 +134,8 @@ impl Counters {
         self.faults += other.faults;
         self.client_s += other.client_s;
         self.server = self.server.add(other.server);
+        self.server_syscalls += other.server_syscalls;
+        self.server_switches += other.server_switches;
         self.host = self.host.add(other.host);
         self.transactions += other.transactions;
         self.tps += other.tps;
@@ -243,20 +262,10 @@ impl ProcessUsage {
 /// The summed usage of a process's live children.
 fn live_children(parent: u32) -> anyhow::Result<ProcessUsage> {
     let mut usage = ProcessUsage::default();
-    for entry in std::fs::read_dir("/proc")? {
-        let Some(pid) = entry?
-            .file_name()
-            .to_str()
-            .and_then(|n| n.parse::<u32>().ok())
-        else {
-            continue;
-        };
+    for pid in child_pids(parent)? {
         // A process that ends between the listing and the read is in its parent's reaped
         // sums once reaped (see `ProcessUsage::of_server`).
-        let Ok(stat) = ProcStat::read(pid) else {
-            continue;
-        };
-        if stat.number(4).ok() == Some(u64::from(parent)) {
+        if let Ok(stat) = ProcStat::read(pid) {
             usage = usage.add(stat.own()?);
         }
     }
@@ -296,10 +305,10 @@ fn tcp_segments_sent() -> anyhow::Result<u64> {
         .context("no OutSegs in /proc/net/snmp")
 }
 
-/// One proxy under measurement.
+/// One proxy under measurement (or none: pgbench straight to the server).
 struct Proxy<'a> {
     name: &'static str,
-    pid: u32,
+    pid: Option<u32>,
     /// How pgbench is started so that its connections go through this proxy.
     pgbench: Box<dyn Fn() -> Command + 'a>,
     port: u16,
@@ -323,23 +332,31 @@ pub fn measure(binary: &Path, seconds: u32, rounds: u32) -> anyhow::Result<Strin
     let proxies = [
         Proxy {
             name: GATEWAY,
-            pid: gateway.pid().context("the gateway is not running")?,
+            pid: Some(gateway.pid().context("the gateway is not running")?),
             pgbench: Box::new(|| agents.command("pgbench")),
             port: pg.port(),
         },
         Proxy {
             name: RELAY,
-            pid: relay
-                .pid()
-                .context("the gateway without a policy is not running")?,
+            pid: Some(
+                relay
+                    .pid()
+                    .context("the gateway without a policy is not running")?,
+            ),
             pgbench: Box::new(|| relay_agents.command("pgbench")),
             port: pg.port(),
         },
         Proxy {
             name: BOUNCER,
-            pid: bouncer.pid(),
+            pid: Some(bouncer.pid()),
             pgbench: Box::new(|| Command::new("pgbench")),
             port: bouncer.port,
+        },
+        Proxy {
+            name: DIRECT,
+            pid: None,
+            pgbench: Box::new(|| Command::new("pgbench")),
+            port: pg.port(),
         },
     ];
 
@@ -354,7 +371,8 @@ pub fn measure(binary: &Path, seconds: u32, rounds: u32) -> anyhow::Result<Strin
     let mut samples = Vec::new();
     for mode in MODES {
         for proxy in &proxies {
-            samples.push((mode, proxy.name, sampled_run(proxy, mode, seconds, &dir)?));
+            let sample = sampled_run(proxy, mode, seconds, &dir, postmaster)?;
+            samples.push((mode, proxy.name, sample));
         }
     }
     drop((gateway, relay));
@@ -368,14 +386,23 @@ fn counted_run(
     seconds: u32,
     postmaster: u32,
 ) -> anyhow::Result<Counters> {
-    let syscalls = PerfStat::start(proxy.pid)?;
+    let syscalls = proxy
+        .pid
+        .map(|pid| PerfStat::start(&pid.to_string(), &[SYSCALLS]));
+    let syscalls = syscalls.transpose()?;
+    let server_stat = PerfStat::start(&server_pids(postmaster)?, &[SYSCALLS, SWITCHES])?;
     let before = Counters::read(proxy.pid)?;
     let pgbench_before = children_cpu_seconds(std::process::id())?;
     let server_before = ProcessUsage::of_server(postmaster)?;
     let run = pgbench_run((proxy.pgbench)(), proxy.port, mode, CLIENTS, seconds)?;
     let after = Counters::read(proxy.pid)?;
     let mut counters = after.since(before);
-    counters.syscalls = syscalls.finish()?;
+    if let Some(syscalls) = syscalls {
+        counters.syscalls = syscalls.finish()?[0];
+    }
+    if let [server_syscalls, server_switches] = server_stat.finish()?[..] {
+        (counters.server_syscalls, counters.server_switches) = (server_syscalls, server_switches);
+    }
     // The backends pgbench's sessions had through a gateway end after it; what they spend
     // ending is counted with the server (the host's figures stop at pgbench's end).
     std::thread::sleep(std::time::Duration::from_millis(300));
@@ -391,11 +418,12 @@ fn counted_run(
 struct Perf(Option<Child>);
 
 impl Perf {
-    /// `perf <args> -p PID -o OUTPUT`.
-    fn attach(args: &[&str], pid: u32, output: &Path) -> anyhow::Result<Self> {
+    /// `perf <args> -p PIDS -o OUTPUT` (PIDS comma-separated; children they fork later are
+    /// followed).
+    fn attach(args: &[&str], pids: &str, output: &Path) -> anyhow::Result<Self> {
         let child = Command::new("perf")
             .args(args)
-            .args(["-p", &pid.to_string(), "-o"])
+            .args(["-p", pids, "-o"])
             .arg(output)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -422,50 +450,106 @@ impl Drop for Perf {
     }
 }
 
-/// `perf stat` counting a process's system calls until finished.
+const SYSCALLS: &str = "raw_syscalls:sys_enter";
+const SWITCHES: &str = "context-switches";
+
+/// `perf stat` counting events of processes (and the children they fork) until finished.
 struct PerfStat {
     perf: Perf,
+    events: Vec<&'static str>,
     output: PathBuf,
     _dir: TempDir,
 }
 
 impl PerfStat {
-    fn start(pid: u32) -> anyhow::Result<Self> {
+    fn start(pids: &str, events: &[&'static str]) -> anyhow::Result<Self> {
         let dir = TempDir::new("tollgate-perf-stat")?;
         let output = dir.path().join("stat.csv");
-        let args = ["stat", "-x", ",", "-e", "raw_syscalls:sys_enter"];
+        let events_arg = events.join(",");
+        let args = ["stat", "-x", ",", "-e", &events_arg];
         Ok(Self {
-            perf: Perf::attach(&args, pid, &output)?,
+            perf: Perf::attach(&args, pids, &output)?,
+            events: events.to_vec(),
             output,
             _dir: dir,
         })
     }
 
-    fn finish(mut self) -> anyhow::Result<u64> {
+    /// The counts, in the order the events were asked for.
+    fn finish(mut self) -> anyhow::Result<Vec<u64>> {
         self.perf.stop()?;
         let text = std::fs::read_to_string(&self.output)?;
-        text.lines()
-            .find(|line| line.contains("raw_syscalls:sys_enter"))
-            .and_then(|line| line.split(',').next()?.trim().parse().ok())
-            .with_context(|| format!("no system call count from perf stat:\n{text}"))
+        self.events
+            .iter()
+            .map(|event| {
+                text.lines()
+                    .find(|line| line.split(',').nth(2) == Some(event))
+                    .and_then(|line| line.split(',').next()?.trim().parse().ok())
+                    .with_context(|| format!("no {event} count from perf stat:\n{text}"))
+            })
+            .collect()
     }
 }
 
-/// A pgbench run with the proxy's stacks sampled; the summary of where its CPU went.
+/// The server's processes as a perf pid list: the postmaster (perf follows the backends it
+/// forks from now on) and the backends it already has.
+fn server_pids(postmaster: u32) -> anyhow::Result<String> {
+    let mut pids = vec![postmaster];
+    pids.extend(child_pids(postmaster)?);
+    Ok(pids
+        .iter()
+        .map(u32::to_string)
+        .collect::<Vec<_>>()
+        .join(","))
+}
+
+/// Where one process group's CPU went, from a perf recording.
+struct Sample {
+    /// None without a proxy.
+    proxy: Option<String>,
+    server: String,
+}
+
+/// A pgbench run with the proxy's and the server's stacks sampled (the server's: the
+/// postmaster, the backends it has and those it forks during the run).
 fn sampled_run(
     proxy: &Proxy<'_>,
     mode: &str,
     seconds: u32,
     dir: &TempDir,
-) -> anyhow::Result<String> {
-    let data = dir.path().join(format!("{}-{mode}.data", proxy.name));
-    let mut record = Perf::attach(&["record", "-q", "-F", "999"], proxy.pid, &data)?;
+    postmaster: u32,
+) -> anyhow::Result<Sample> {
+    let proxy_data = dir.path().join(format!("{}-{mode}.data", proxy.name));
+    let server_data = dir
+        .path()
+        .join(format!("{}-{mode}-server.data", proxy.name));
+    let record = ["record", "-q", "-F", "999"];
+    let proxy_record = proxy
+        .pid
+        .map(|pid| Perf::attach(&record, &pid.to_string(), &proxy_data));
+    let proxy_record = proxy_record.transpose()?;
+    let mut server_record = Perf::attach(&record, &server_pids(postmaster)?, &server_data)?;
     let run = pgbench_run((proxy.pgbench)(), proxy.port, mode, CLIENTS, seconds);
-    record.stop()?;
+    server_record.stop()?;
+    let proxy_summary = match proxy_record {
+        Some(mut record) => {
+            record.stop()?;
+            Some(perf_summary(&proxy_data)?)
+        }
+        None => None,
+    };
     run?;
+    Ok(Sample {
+        proxy: proxy_summary,
+        server: perf_summary(&server_data)?,
+    })
+}
+
+/// The top of `perf report` by object and symbol.
+fn perf_summary(data: &Path) -> anyhow::Result<String> {
     let report = Command::new("perf")
         .args(["report", "--stdio", "-q", "--sort", "dso,sym", "-i"])
-        .arg(&data)
+        .arg(data)
         .output()
         .context("perf report")?;
     let text = String::from_utf8_lossy(&report.stdout);
@@ -478,9 +562,27 @@ fn sampled_run(
         .join("\n"))
 }
 
+/// The pids of a process's live children.
+fn child_pids(parent: u32) -> anyhow::Result<Vec<u32>> {
+    let mut pids = Vec::new();
+    for entry in std::fs::read_dir("/proc")? {
+        let Some(pid) = entry?
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if ProcStat::read(pid).is_ok_and(|stat| stat.number(4).ok() == Some(u64::from(parent))) {
+            pids.push(pid);
+        }
+    }
+    Ok(pids)
+}
+
 fn report(
     totals: &[[Counters; PROXIES]],
-    samples: &[(&str, &str, String)],
+    samples: &[(&str, &str, Sample)],
     seconds: u32,
     rounds: u32,
 ) -> String {
@@ -492,44 +594,56 @@ fn report(
          every statement analysed, decided and recorded, every result tracked) behind the \
          default nftables redirect; beside it, a second gateway with the same redirect and no \
          policy (what forwarding and recording cost without inspection); pgbouncer runs in \
-         session mode. Figures per transaction pgbench completed, for the proxy process and all \
-         its threads: CPU (user + system), sleeps (voluntary context switches; each ends with a \
-         wake-up), preemptions (involuntary switches), system calls (perf's \
-         raw_syscalls:sys_enter), minor page faults; TCP segments sent on the whole host (every \
-         leg, acknowledgements included); pgbench's CPU; the PostgreSQL server's CPU and page \
-         faults (postmaster and backends); then the whole host's busy CPU (every process, \
-         interrupts), its idle share and its context switches: when the host idles under this \
-         load, sessions are waiting on the proxy, not working.\n\n\
+         session mode; `direct` is pgbench straight to the server. Figures per transaction \
+         pgbench completed, for the proxy process and all its threads: CPU (user + system), \
+         sleeps (voluntary context switches; each ends with a wake-up), preemptions \
+         (involuntary switches), system calls (perf's raw_syscalls:sys_enter), minor page \
+         faults; TCP segments sent on the whole host (every leg, acknowledgements included); \
+         pgbench's CPU; the PostgreSQL server's CPU, page faults, system calls and context \
+         switches (postmaster and backends: the same calls and switches behind every proxy \
+         mean the same work); then the whole host's busy CPU (every process, interrupts), its \
+         idle share and its context switches: when the host idles under this load, sessions \
+         are waiting on the proxy, not working.\n\n\
          | mode | proxy | tps | CPU µs (user + system) | sleeps | preemptions | system calls | \
-         page faults | segments | pgbench CPU µs | server CPU µs | server page faults | host \
-         CPU µs | host idle | host switches |\n\
-         |---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+         page faults | segments | pgbench CPU µs | server CPU µs | server page faults | server \
+         system calls | server switches | host CPU µs | host idle | host switches |\n\
+         |---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
     );
     let mut floors = String::new();
     for (mode, row) in MODES.iter().zip(totals) {
-        for (name, counters) in [GATEWAY, RELAY, BOUNCER].iter().zip(row) {
+        for (name, counters) in [GATEWAY, RELAY, BOUNCER, DIRECT].iter().zip(row) {
+            let per = |value: f64| counters.per_transaction(value);
+            let proxy = if *name == DIRECT {
+                "– | – | – | – | –".to_owned()
+            } else {
+                format!(
+                    "{:.1} ({:.1} + {:.1}) | {:.2} | {:.2} | {:.2} | {:.3}",
+                    counters.cpu_us(),
+                    per(counters.user_s * 1e6),
+                    per(counters.system_s * 1e6),
+                    per(counters.voluntary as f64),
+                    per(counters.involuntary as f64),
+                    per(counters.syscalls as f64),
+                    per(counters.faults as f64),
+                )
+            };
             let _ = writeln!(
                 out,
-                "| {mode} | {name} | {:.0} | {:.1} ({:.1} + {:.1}) | {:.2} | {:.2} | {:.2} | {:.3} \
-                 | {:.2} | {:.1} | {:.1} | {:.2} | {:.1} | {:.0}% | {:.2} |",
+                "| {mode} | {name} | {:.0} | {proxy} | {:.2} | {:.1} | {:.1} | {:.2} | {:.2} | \
+                 {:.2} | {:.1} | {:.0}% | {:.2} |",
                 counters.tps / f64::from(counters.runs.max(1)),
-                counters.cpu_us(),
-                counters.per_transaction(counters.user_s * 1e6),
-                counters.per_transaction(counters.system_s * 1e6),
-                counters.per_transaction(counters.voluntary as f64),
-                counters.per_transaction(counters.involuntary as f64),
-                counters.per_transaction(counters.syscalls as f64),
-                counters.per_transaction(counters.faults as f64),
-                counters.per_transaction(counters.segments as f64),
-                counters.per_transaction(counters.client_s * 1e6),
-                counters.per_transaction(counters.server.cpu_s * 1e6),
-                counters.per_transaction(counters.server.faults as f64),
-                counters.per_transaction(counters.host.busy_s * 1e6),
+                per(counters.segments as f64),
+                per(counters.client_s * 1e6),
+                per(counters.server.cpu_s * 1e6),
+                per(counters.server.faults as f64),
+                per(counters.server_syscalls as f64),
+                per(counters.server_switches as f64),
+                per(counters.host.busy_s * 1e6),
                 counters.host.idle_percent(),
-                counters.per_transaction(counters.host.switches as f64),
+                per(counters.host.switches as f64),
             );
         }
-        let [gateway, _, bouncer] = row.map(|counters| counters.cpu_us());
+        let [gateway, _, bouncer, _] = row.map(|counters| counters.cpu_us());
         let _ = writeln!(
             floors,
             "- {mode}: gateway CPU per transaction ≤ pgbouncer's: {gateway:.1} / {bouncer:.1} µs \
@@ -541,11 +655,18 @@ fn report(
     let _ = writeln!(out, "\nFloors:\n\n{floors}");
     let _ = writeln!(
         out,
-        "Where the CPU goes (perf record -F 999 of the proxy, one {seconds} s run per mode; \
-         overhead, object, symbol):\n"
+        "Where the CPU goes (perf record -F 999 of the proxy, and of the server's processes \
+         beside it, one {seconds} s run per mode; overhead, object, symbol):\n"
     );
-    for (mode, proxy, summary) in samples {
-        let _ = writeln!(out, "{proxy}, {mode}:\n\n```\n{summary}\n```\n");
+    for (mode, proxy, sample) in samples {
+        if let Some(summary) = &sample.proxy {
+            let _ = writeln!(out, "{proxy}, {mode}:\n\n```\n{summary}\n```\n");
+        }
+        let _ = writeln!(
+            out,
+            "The server, {proxy}, {mode}:\n\n```\n{}\n```\n",
+            sample.server
+        );
     }
     out
 }
