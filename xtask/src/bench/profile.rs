@@ -4,10 +4,10 @@
 //! pgbouncer (session mode), and straight to the server, in the same run. Per transaction: for
 //! each proxy process, CPU (user, system), sleeps (voluntary context switches: each one ended by
 //! a wake-up), preemptions (involuntary switches), system calls and page faults; around it,
-//! pgbench's CPU, the server's CPU, page faults, system calls and switches (equal calls and
-//! switches behind every proxy say the server did the same work, whatever its CPU), and the
-//! whole host's TCP segments, CPU, idle share and context switches. Then a `perf` sample of where
-//! each proxy's CPU and the server's go.
+//! pgbench's CPU, the server's CPU, page faults, system calls and switches (equal counts behind
+//! two proxies mean the server did the same work behind both, whatever its CPU), and the whole
+//! host's TCP segments, CPU, idle share and context switches. Then a `perf` sample of where each
+//! proxy's CPU and the server's go.
 
 use std::{
     fmt::Write as _,
@@ -36,7 +36,8 @@ const PROXIES: usize = 4;
 /// Lines of each perf summary.
 const TOP_SYMBOLS: usize = 12;
 
-/// A proxy's counters, summed over its threads.
+/// One run's counters: the proxy's (summed over its threads), pgbench's, the server's and the
+/// host's.
 #[derive(Debug, Default, Clone, Copy)]
 struct Counters {
     user_s: f64,
@@ -49,12 +50,12 @@ struct Counters {
     /// TCP segments sent on the whole host (every leg: pgbench, proxy, server), from
     /// `/proc/net/snmp`: a proxy that splits or acknowledges more pays for it in the kernel.
     segments: u64,
-    /// pgbench's CPU (with the perf stat beside it, which counts and does little else).
+    /// pgbench's CPU.
     client_s: f64,
     /// The PostgreSQL server's CPU and page faults.
     server: ProcessUsage,
-    /// The server's system calls and context switches (perf stat): the same work per
-    /// transaction behind every proxy, or not.
+    /// The server's system calls and context switches (perf stat): equal counts behind two
+    /// proxies mean the server did the same work behind both.
     server_syscalls: u64,
     server_switches: u64,
     /// The whole host's CPU (every core, every process, interrupts): busy and idle.
@@ -376,37 +377,38 @@ pub fn measure(binary: &Path, seconds: u32, rounds: u32) -> anyhow::Result<Strin
         }
     }
     drop((gateway, relay));
-    Ok(report(&totals, &samples, seconds, rounds))
+    Ok(report(&totals, &proxies, &samples, seconds, rounds))
 }
 
-/// One pgbench run with the proxy's counters read around it and its system calls counted.
+/// One pgbench run with the proxy's, pgbench's, the server's and the host's counters read
+/// around it, and the proxy's and the server's system calls counted.
 fn counted_run(
     proxy: &Proxy<'_>,
     mode: &str,
     seconds: u32,
     postmaster: u32,
 ) -> anyhow::Result<Counters> {
-    let syscalls = proxy
+    let proxy_stat = proxy
         .pid
-        .map(|pid| PerfStat::start(&pid.to_string(), &[SYSCALLS]));
-    let syscalls = syscalls.transpose()?;
-    let server_stat = PerfStat::start(&server_pids(postmaster)?, &[SYSCALLS, SWITCHES])?;
+        .map(|pid| PerfStat::start(|| Ok(pid.to_string()), [SYSCALLS]))
+        .transpose()?;
+    let server_stat = PerfStat::start(|| server_pids(postmaster), [SYSCALLS, SWITCHES])?;
     let before = Counters::read(proxy.pid)?;
     let pgbench_before = children_cpu_seconds(std::process::id())?;
     let server_before = ProcessUsage::of_server(postmaster)?;
     let run = pgbench_run((proxy.pgbench)(), proxy.port, mode, CLIENTS, seconds)?;
+    // pgbench is reaped; the perf processes (children too) are not yet.
+    let client_s = children_cpu_seconds(std::process::id())? - pgbench_before;
     let after = Counters::read(proxy.pid)?;
     let mut counters = after.since(before);
-    if let Some(syscalls) = syscalls {
-        counters.syscalls = syscalls.finish()?[0];
-    }
-    if let [server_syscalls, server_switches] = server_stat.finish()?[..] {
-        (counters.server_syscalls, counters.server_switches) = (server_syscalls, server_switches);
+    if let Some(proxy_stat) = proxy_stat {
+        [counters.syscalls] = proxy_stat.finish()?;
     }
     // The backends pgbench's sessions had through a gateway end after it; what they spend
     // ending is counted with the server (the host's figures stop at pgbench's end).
     std::thread::sleep(std::time::Duration::from_millis(300));
-    counters.client_s = children_cpu_seconds(std::process::id())? - pgbench_before;
+    [counters.server_syscalls, counters.server_switches] = server_stat.finish()?;
+    counters.client_s = client_s;
     counters.server = ProcessUsage::of_server(postmaster)?.since(server_before);
     counters.transactions = run.transactions;
     counters.tps = run.tps;
@@ -419,19 +421,34 @@ struct Perf(Option<Child>);
 
 impl Perf {
     /// `perf <args> -p PIDS -o OUTPUT` (PIDS comma-separated; children they fork later are
-    /// followed).
-    fn attach(args: &[&str], pids: &str, output: &Path) -> anyhow::Result<Self> {
-        let child = Command::new("perf")
-            .args(args)
-            .args(["-p", pids, "-o"])
-            .arg(output)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .context("starting perf (`cargo xtask setup` installs linux-perf)")?;
-        // perf attaches in a few milliseconds; what it misses is the run's first instants.
-        std::thread::sleep(std::time::Duration::from_millis(100));
-        Ok(Self(Some(child)))
+    /// followed). perf gives up when a listed process has ended before it attaches (a server
+    /// backend or an autovacuum worker may): the pids are listed again and perf started anew.
+    fn attach(
+        args: &[&str],
+        pids: impl Fn() -> anyhow::Result<String>,
+        output: &Path,
+    ) -> anyhow::Result<Self> {
+        let errors = output.with_extension("stderr");
+        for _ in 0..3 {
+            let mut child = Command::new("perf")
+                .args(args)
+                .args(["-p", &pids()?, "-o"])
+                .arg(output)
+                .stdout(Stdio::null())
+                .stderr(std::fs::File::create(&errors)?)
+                .spawn()
+                .context("starting perf (`cargo xtask setup` installs linux-perf)")?;
+            // perf attaches in a few milliseconds; what it misses is the run's first instants.
+            std::thread::sleep(std::time::Duration::from_millis(100));
+            if child.try_wait()?.is_none() {
+                return Ok(Self(Some(child)));
+            }
+        }
+        anyhow::bail!(
+            "perf {} exited as it started, three times: {}",
+            args.join(" "),
+            std::fs::read_to_string(&errors).unwrap_or_default().trim()
+        )
     }
 
     /// perf writes what it has on SIGINT.
@@ -454,40 +471,44 @@ const SYSCALLS: &str = "raw_syscalls:sys_enter";
 const SWITCHES: &str = "context-switches";
 
 /// `perf stat` counting events of processes (and the children they fork) until finished.
-struct PerfStat {
+struct PerfStat<const N: usize> {
     perf: Perf,
-    events: Vec<&'static str>,
+    events: [&'static str; N],
     output: PathBuf,
     _dir: TempDir,
 }
 
-impl PerfStat {
-    fn start(pids: &str, events: &[&'static str]) -> anyhow::Result<Self> {
+impl<const N: usize> PerfStat<N> {
+    fn start(
+        pids: impl Fn() -> anyhow::Result<String>,
+        events: [&'static str; N],
+    ) -> anyhow::Result<Self> {
         let dir = TempDir::new("tollgate-perf-stat")?;
         let output = dir.path().join("stat.csv");
         let events_arg = events.join(",");
         let args = ["stat", "-x", ",", "-e", &events_arg];
         Ok(Self {
             perf: Perf::attach(&args, pids, &output)?,
-            events: events.to_vec(),
+            events,
             output,
             _dir: dir,
         })
     }
 
-    /// The counts, in the order the events were asked for.
-    fn finish(mut self) -> anyhow::Result<Vec<u64>> {
+    /// The counts, in the order the events were asked for (`perf stat -x ,` lines start
+    /// count, unit, event).
+    fn finish(mut self) -> anyhow::Result<[u64; N]> {
         self.perf.stop()?;
         let text = std::fs::read_to_string(&self.output)?;
-        self.events
-            .iter()
-            .map(|event| {
-                text.lines()
-                    .find(|line| line.split(',').nth(2) == Some(event))
-                    .and_then(|line| line.split(',').next()?.trim().parse().ok())
-                    .with_context(|| format!("no {event} count from perf stat:\n{text}"))
-            })
-            .collect()
+        let mut counts = [0; N];
+        for (count, event) in counts.iter_mut().zip(self.events) {
+            *count = text
+                .lines()
+                .find(|line| line.split(',').nth(2) == Some(event))
+                .and_then(|line| line.split(',').next()?.trim().parse().ok())
+                .with_context(|| format!("no {event} count from perf stat:\n{text}"))?;
+        }
+        Ok(counts)
     }
 }
 
@@ -503,9 +524,9 @@ fn server_pids(postmaster: u32) -> anyhow::Result<String> {
         .join(","))
 }
 
-/// Where one process group's CPU went, from a perf recording.
+/// Where the proxy's CPU and the server's went in one run, from perf recordings.
 struct Sample {
-    /// None without a proxy.
+    /// None without a proxy (direct).
     proxy: Option<String>,
     server: String,
 }
@@ -524,23 +545,21 @@ fn sampled_run(
         .path()
         .join(format!("{}-{mode}-server.data", proxy.name));
     let record = ["record", "-q", "-F", "999"];
-    let proxy_record = proxy
+    let mut proxy_record = proxy
         .pid
-        .map(|pid| Perf::attach(&record, &pid.to_string(), &proxy_data));
-    let proxy_record = proxy_record.transpose()?;
-    let mut server_record = Perf::attach(&record, &server_pids(postmaster)?, &server_data)?;
+        .map(|pid| Perf::attach(&record, || Ok(pid.to_string()), &proxy_data))
+        .transpose()?;
+    let mut server_record = Perf::attach(&record, || server_pids(postmaster), &server_data)?;
     let run = pgbench_run((proxy.pgbench)(), proxy.port, mode, CLIENTS, seconds);
     server_record.stop()?;
-    let proxy_summary = match proxy_record {
-        Some(mut record) => {
-            record.stop()?;
-            Some(perf_summary(&proxy_data)?)
-        }
-        None => None,
-    };
+    if let Some(record) = &mut proxy_record {
+        record.stop()?;
+    }
     run?;
     Ok(Sample {
-        proxy: proxy_summary,
+        proxy: proxy_record
+            .map(|_| perf_summary(&proxy_data))
+            .transpose()?,
         server: perf_summary(&server_data)?,
     })
 }
@@ -582,6 +601,7 @@ fn child_pids(parent: u32) -> anyhow::Result<Vec<u32>> {
 
 fn report(
     totals: &[[Counters; PROXIES]],
+    proxies: &[Proxy<'_>; PROXIES],
     samples: &[(&str, &str, Sample)],
     seconds: u32,
     rounds: u32,
@@ -600,8 +620,8 @@ fn report(
          (involuntary switches), system calls (perf's raw_syscalls:sys_enter), minor page \
          faults; TCP segments sent on the whole host (every leg, acknowledgements included); \
          pgbench's CPU; the PostgreSQL server's CPU, page faults, system calls and context \
-         switches (postmaster and backends: the same calls and switches behind every proxy \
-         mean the same work); then the whole host's busy CPU (every process, interrupts), its \
+         switches (postmaster and backends: equal counts behind two proxies mean the server \
+         did the same work behind both); then the whole host's busy CPU (every process, interrupts), its \
          idle share and its context switches: when the host idles under this load, sessions \
          are waiting on the proxy, not working.\n\n\
          | mode | proxy | tps | CPU µs (user + system) | sleeps | preemptions | system calls | \
@@ -611,9 +631,10 @@ fn report(
     );
     let mut floors = String::new();
     for (mode, row) in MODES.iter().zip(totals) {
-        for (name, counters) in [GATEWAY, RELAY, BOUNCER, DIRECT].iter().zip(row) {
+        for (proxy, counters) in proxies.iter().zip(row) {
+            let name = proxy.name;
             let per = |value: f64| counters.per_transaction(value);
-            let proxy = if *name == DIRECT {
+            let proxy = if proxy.pid.is_none() {
                 "– | – | – | – | –".to_owned()
             } else {
                 format!(
