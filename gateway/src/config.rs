@@ -55,6 +55,8 @@ pub struct GatewaySettings {
     /// Threads serving connections (each with its own listeners and event loop; default one
     /// per two cores).
     pub workers: usize,
+    /// How long a worker polls its sockets after each write before it sleeps (zero: never).
+    pub busy_poll: Duration,
     pub upstream_connect_timeout: Duration,
     pub drain_timeout: Duration,
     /// A client must finish startup and authentication within this.

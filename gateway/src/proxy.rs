@@ -1,6 +1,7 @@
 //! The accept path: listener, per-connection task, relay and the guard that records each close.
 
 pub mod addrs;
+pub mod busy_poll;
 mod connection;
 pub mod guard;
 pub mod listener;

@@ -4,6 +4,7 @@
 mod approvals;
 mod audit;
 mod baseline;
+mod busy_poll;
 mod catalog;
 mod connect;
 mod durability;
@@ -68,6 +69,9 @@ pub fn run(
     }
     if wanted("profile") {
         report.push_str(&profile::measure(&binary, seconds, rounds).context("profile")?);
+    }
+    if wanted("busy_poll") {
+        report.push_str(&busy_poll::measure(&binary, rounds).context("busy polling")?);
     }
     if wanted("policy") {
         report.push_str(&policy::measure(&binary, rounds).context("policy")?);

@@ -43,7 +43,8 @@ enum Task {
     /// Benchmarks (extra `[gateway]` lines to try, `;`-separated, in XTASK_BENCH_GATEWAY, go
     /// into every pgbench gateway; connect() latency with programs attached/detached; pgbench direct vs
     /// Tollgate vs pgbouncer; the `profile` section: CPU, sleeps, preemptions and system calls
-    /// per transaction of the gateway and of pgbouncer, with perf summaries; the policy's decision, pgbench and masking costs; PostgreSQL's
+    /// per transaction of the gateway and of pgbouncer, with perf summaries; `busy_poll`: pgbench
+    /// at 1 and 10 clients with `gateway.busy_poll_us` off and on; the policy's decision, pgbench and masking costs; PostgreSQL's
     /// regression suite direct vs through; the audit log's appends, verify and SIEM export,
     /// the `audit` section, and strict against batched durability, `durability`; the SQL
     /// analyzer's unparsed fraction on that suite's statements, the `parser` section, which
@@ -58,7 +59,7 @@ enum Task {
         #[arg(long, default_value_t = 2)]
         rounds: u32,
         /// Run only these sections (default: all).
-        #[arg(long, value_delimiter = ',', value_parser = ["parser", "audit", "connect", "pgbench", "profile", "policy", "masking", "durability", "approvals", "sessions", "catalog", "regress", "baseline"])]
+        #[arg(long, value_delimiter = ',', value_parser = ["parser", "audit", "connect", "pgbench", "profile", "busy_poll", "policy", "masking", "durability", "approvals", "sessions", "catalog", "regress", "baseline"])]
         only: Vec<String>,
         /// A `tollgate` binary built from an earlier commit (e.g. in a `git worktree`): adds
         /// the baseline section, pgbench -S through it and through this build side by side.

@@ -86,6 +86,7 @@ pub struct RawGateway {
     pub redirect: Option<Spanned<String>>,
     pub untrack: Option<Spanned<String>>,
     pub workers: Option<Spanned<u16>>,
+    pub busy_poll_us: Option<Spanned<u64>>,
     pub upstream_connect_timeout_ms: Option<Spanned<u64>>,
     pub drain_timeout_ms: Option<Spanned<u64>>,
     pub startup_timeout_ms: Option<Spanned<u64>>,

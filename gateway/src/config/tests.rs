@@ -159,11 +159,35 @@ destinations = ["127.0.0.1:5432"]
         cores.div_ceil(2),
         "one worker per two cores"
     );
+    assert_eq!(
+        gateway.busy_poll,
+        Duration::ZERO,
+        "no busy polling unless chosen"
+    );
     assert_eq!(gateway.upstream_connect_timeout, Duration::from_secs(5));
     assert_eq!(gateway.drain_timeout, Duration::from_secs(10));
     assert!(config.agents.cgroups.is_empty());
     assert!(config.agents.remote_sources.is_empty());
     assert_eq!(config.targets[0].upstream, None);
+}
+
+#[test]
+fn busy_polling_is_read_in_microseconds() {
+    let config = parse_ok(
+        r#"
+[gateway]
+busy_poll_us = 200
+
+[agents]
+cgroups = ["/agents"]
+
+[[targets]]
+name = "db"
+kind = "postgres"
+destinations = ["127.0.0.1:5432"]
+"#,
+    );
+    assert_eq!(config.gateway.busy_poll, Duration::from_micros(200));
 }
 
 #[test]

@@ -30,6 +30,8 @@ const MIN_MESSAGE_BYTES: u64 = 10_000;
 const MAX_MESSAGE_BYTES: u64 = 0x3fff_ffff;
 /// Worker threads: more than a host has cores only adds wake-ups.
 const MAX_WORKERS: u16 = 1024;
+/// Beyond a millisecond a worker would poll through whole server round trips for nothing.
+const MAX_BUSY_POLL_US: u64 = 1000;
 
 /// What is wrong, where (byte offset into the file) and in which field.
 #[derive(Debug)]
@@ -270,6 +272,17 @@ fn validate_gateway(
                 ))
             }
             Some(workers) => usize::from(*workers.get_ref()),
+        },
+        busy_poll: match &raw.busy_poll_us {
+            None => Duration::ZERO,
+            Some(us) if *us.get_ref() > MAX_BUSY_POLL_US => {
+                return Err(issue(
+                    "gateway.busy_poll_us",
+                    us,
+                    format!("must be between 0 and {MAX_BUSY_POLL_US} (microseconds)"),
+                ))
+            }
+            Some(us) => Duration::from_micros(*us.get_ref()),
         },
         untrack: match &raw.untrack {
             None => UntrackScope::Auto,

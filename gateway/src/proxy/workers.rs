@@ -25,6 +25,7 @@ pub fn start(
     let mut threads = Vec::new();
     for (index, listeners) in groups.into_iter().enumerate() {
         let context = context.clone();
+        let busy_poll = context.config.gateway.busy_poll;
         let drain = drain.clone();
         let mut stopped = stopped.clone();
         // Sockets and timers only: the signal and process drivers would be polled on every
@@ -37,6 +38,9 @@ pub fn start(
             .name(format!("tollgate-worker-{index}"))
             .spawn(move || {
                 runtime.block_on(async move {
+                    if !busy_poll.is_zero() {
+                        tokio::spawn(super::busy_poll::poll_after_writes(busy_poll));
+                    }
                     for listener in listeners {
                         match TcpListener::from_std(listener) {
                             Ok(listener) => {

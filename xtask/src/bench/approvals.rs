@@ -85,6 +85,7 @@ fn rules_cost(binary: &Path, rounds: u32) -> anyhow::Result<String> {
             (&approval_agents, &held_gateway),
         ],
         quads,
+        CLIENTS,
     )?;
     let mut out = String::new();
     let _ = writeln!(

@@ -77,7 +77,7 @@ fn compare(
         (&baseline_agents, &baseline_gateway),
         (&current_agents, &current_gateway),
     ];
-    let mut results = run_quads(&pg, gateways, quads)?;
+    let mut results = run_quads(&pg, gateways, quads, CLIENTS)?;
     let mut out = String::new();
     let what = match old_policy {
         None => "recording hooks, no policy".to_owned(),

@@ -40,6 +40,7 @@ pub fn measure(binary: &Path, rounds: u32) -> anyhow::Result<String> {
             (&strict_agents, &strict_gateway),
         ],
         quads,
+        CLIENTS,
     )?;
     let mut out = String::new();
     let _ = writeln!(

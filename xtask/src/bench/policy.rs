@@ -42,7 +42,7 @@ pub fn measure(binary: &Path, rounds: u32) -> anyhow::Result<String> {
         (&hooks_agents, &hooks_gateway),
         (&policy_agents, &policy_gateway),
     ];
-    let mut results = run_quads(&pg, gateways, quads)?;
+    let mut results = run_quads(&pg, gateways, quads, CLIENTS)?;
     let _ = writeln!(
         out,
         "## pgbench -S with the example policy, {CLIENTS} clients, {quads} quads of \

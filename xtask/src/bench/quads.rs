@@ -71,6 +71,7 @@ pub fn run_quads(
     pg: &PgCluster,
     gateways: [(&AgentCgroup, &GatewayProcess); 2],
     quads: u32,
+    clients: u32,
 ) -> anyhow::Result<Vec<ModeResult>> {
     let mut sides: Vec<[Side; 2]> = MODES.iter().map(|_| Default::default()).collect();
     let mut ratios: Vec<Vec<f64>> = vec![Vec::new(); MODES.len()];
@@ -84,7 +85,7 @@ pub fn run_quads(
                     agents.command("pgbench"),
                     pg.port(),
                     mode,
-                    CLIENTS,
+                    clients,
                     QUAD_RUN_SECONDS,
                 )?;
                 let cpu = process_cpu_seconds(gateway)? - before;

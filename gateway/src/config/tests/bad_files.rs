@@ -406,6 +406,13 @@ upstream = "127.0.0.1"
         fragments: &["between 1 and 1024"],
     },
     Bad {
+        what: "busy polling beyond a millisecond",
+        text: "[gateway]\nbusy_poll_us = 5000\n",
+        line: 2,
+        field: "gateway.busy_poll_us",
+        fragments: &["between 0 and 1000 (microseconds)"],
+    },
+    Bad {
         what: "eBPF redirect without a loopback listener",
         text: "[gateway]\nredirect = \"ebpf\"\nbind = [\"10.0.0.1\"]\n",
         line: 3,

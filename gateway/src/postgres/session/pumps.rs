@@ -774,6 +774,7 @@ async fn write_counted<W: AsyncWrite + Unpin>(
     // A TLS stream may hold the last records back until flushed (when the socket was full
     // as they were written): without it a long result's tail waits for the next write.
     writer.flush().await?;
+    crate::proxy::busy_poll::wrote();
     *counter += out.len() as u64;
     out.clear();
     Ok(())

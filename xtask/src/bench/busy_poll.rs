@@ -1,0 +1,70 @@
+//! `gateway.busy_poll_us`: pgbench -S at 1 and at 10 clients through two gateways side by
+//! side, both with the example policy, one without busy polling (the default) and one with it.
+//! The figure is the tps ratio with/without. The gateway's CPU per transaction beside it is
+//! the price.
+
+use std::{fmt::Write as _, path::Path};
+
+use xtask::testbed::{AgentCgroup, GatewayProcess, TempDir};
+
+use super::{
+    pgbench::pgbench_cluster,
+    policy::example_policy_config,
+    quads::{number_of_quads, run_quads, side_config, QUAD_RUN_SECONDS},
+};
+
+/// The budget measured: long enough to cover a simple-protocol round trip to the server on
+/// the 2-core VM (a 60 µs budget helped only the prepared mode there).
+const BUDGET_US: u32 = 200;
+
+pub fn measure(binary: &Path, rounds: u32) -> anyhow::Result<String> {
+    let pg = pgbench_cluster()?;
+    let off_agents = AgentCgroup::create("tollgate-bench-poll-off")?;
+    let on_agents = AgentCgroup::create("tollgate-bench-poll-on")?;
+    // A policy file each: it names its own gateway's agents.
+    let off_dir = TempDir::new("tollgate-bench-poll-off")?;
+    let on_dir = TempDir::new("tollgate-bench-poll-on")?;
+    let mut off_config = side_config("benchpolloff", &off_agents, pg.port());
+    example_policy_config(&mut off_config, &off_agents, &off_dir)?;
+    let mut on_config = side_config("benchpollon", &on_agents, pg.port());
+    example_policy_config(&mut on_config, &on_agents, &on_dir)?;
+    on_config
+        .extra_gateway
+        .push(format!("busy_poll_us = {BUDGET_US}"));
+    // Each gateway recognises its own agents' connections by its mark.
+    on_config.mark ^= 0x8000;
+    let off_gateway = GatewayProcess::start(binary, &off_config)?;
+    let on_gateway = GatewayProcess::start(binary, &on_config)?;
+    let gateways = [(&off_agents, &off_gateway), (&on_agents, &on_gateway)];
+    let quads = number_of_quads(rounds);
+
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "## Busy polling: pgbench -S, {quads} quads of {QUAD_RUN_SECONDS} s runs per mode and \
+         client count\n\nTwo gateways side by side (nftables redirect, the example policy), one \
+         with `busy_poll_us = {BUDGET_US}`; each quad runs off, on, on, off. The ratio is the \
+         median over quads of on / off, with the quartiles; the CPU is each gateway's per \
+         transaction (a polling worker spends its waits working).\n\n\
+         | clients | mode | off (tps) | on (tps) | ratio (quartiles) | gateway CPU per \
+         transaction, off / on |\n|---:|---|---:|---:|---:|---:|"
+    );
+    for clients in [1, 10] {
+        for mut result in run_quads(&pg, gateways, quads, clients)? {
+            let (low, median, high) = result.ratio;
+            let [off, on] = &mut result.sides;
+            let _ = writeln!(
+                out,
+                "| {clients} | {} | {:.0} | {:.0} | {median:.3}× ({low:.3}–{high:.3}) | {:.1} / \
+                 {:.1} µs |",
+                result.mode,
+                off.median_tps(),
+                on.median_tps(),
+                off.cpu_per_transaction_us(),
+                on.cpu_per_transaction_us(),
+            );
+        }
+    }
+    out.push('\n');
+    Ok(out)
+}
