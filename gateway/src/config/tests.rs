@@ -173,20 +173,10 @@ destinations = ["127.0.0.1:5432"]
 
 #[test]
 fn busy_polling_is_read_in_microseconds() {
-    let config = parse_ok(
-        r#"
-[gateway]
-busy_poll_us = 200
-
-[agents]
-cgroups = ["/agents"]
-
-[[targets]]
-name = "db"
-kind = "postgres"
-destinations = ["127.0.0.1:5432"]
-"#,
-    );
+    let config = parse_ok(&format!(
+        "[gateway]\nbusy_poll_us = 200\n{}",
+        bad_files::REST
+    ));
     assert_eq!(config.gateway.busy_poll, Duration::from_micros(200));
 }
 

@@ -263,12 +263,10 @@ impl ProcessUsage {
 /// The summed usage of a process's live children.
 fn live_children(parent: u32) -> anyhow::Result<ProcessUsage> {
     let mut usage = ProcessUsage::default();
-    for pid in child_pids(parent)? {
-        // A process that ends between the listing and the read is in its parent's reaped
-        // sums once reaped (see `ProcessUsage::of_server`).
-        if let Ok(stat) = ProcStat::read(pid) {
-            usage = usage.add(stat.own()?);
-        }
+    // A process that ends during the listing is in its parent's reaped sums once reaped
+    // (see `ProcessUsage::of_server`).
+    for (_, stat) in children(parent)? {
+        usage = usage.add(stat.own()?);
     }
     Ok(usage)
 }
@@ -516,7 +514,7 @@ impl<const N: usize> PerfStat<N> {
 /// forks from now on) and the backends it already has.
 fn server_pids(postmaster: u32) -> anyhow::Result<String> {
     let mut pids = vec![postmaster];
-    pids.extend(child_pids(postmaster)?);
+    pids.extend(children(postmaster)?.into_iter().map(|(pid, _)| pid));
     Ok(pids
         .iter()
         .map(u32::to_string)
@@ -581,9 +579,9 @@ fn perf_summary(data: &Path) -> anyhow::Result<String> {
         .join("\n"))
 }
 
-/// The pids of a process's live children.
-fn child_pids(parent: u32) -> anyhow::Result<Vec<u32>> {
-    let mut pids = Vec::new();
+/// A process's live children, with the stat each was recognised by.
+fn children(parent: u32) -> anyhow::Result<Vec<(u32, ProcStat)>> {
+    let mut children = Vec::new();
     for entry in std::fs::read_dir("/proc")? {
         let Some(pid) = entry?
             .file_name()
@@ -592,11 +590,14 @@ fn child_pids(parent: u32) -> anyhow::Result<Vec<u32>> {
         else {
             continue;
         };
-        if ProcStat::read(pid).is_ok_and(|stat| stat.number(4).ok() == Some(u64::from(parent))) {
-            pids.push(pid);
+        match ProcStat::read(pid) {
+            Ok(stat) if stat.number(4).ok() == Some(u64::from(parent)) => {
+                children.push((pid, stat))
+            }
+            _ => {}
         }
     }
-    Ok(pids)
+    Ok(children)
 }
 
 fn report(
