@@ -44,7 +44,7 @@ enum Task {
     /// into every pgbench gateway; connect() latency with programs attached/detached; pgbench direct vs
     /// Tollgate vs pgbouncer; the `profile` section: CPU, sleeps, preemptions and system calls
     /// per transaction of the gateway and of pgbouncer, with perf summaries; `busy_poll`: pgbench
-    /// at 1 and 10 clients with `gateway.busy_poll_us` off and on; the policy's decision, pgbench and masking costs; PostgreSQL's
+    /// at 1, 2, 4 and 10 clients with `gateway.busy_poll_us` off and on; the policy's decision, pgbench and masking costs; PostgreSQL's
     /// regression suite direct vs through; the audit log's appends, verify and SIEM export,
     /// the `audit` section, and strict against batched durability, `durability`; the SQL
     /// analyzer's unparsed fraction on that suite's statements, the `parser` section, which

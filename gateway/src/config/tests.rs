@@ -161,8 +161,8 @@ destinations = ["127.0.0.1:5432"]
     );
     assert_eq!(
         gateway.busy_poll,
-        Duration::ZERO,
-        "no busy polling unless chosen"
+        Duration::from_micros(200),
+        "busy polling for one round trip"
     );
     assert_eq!(gateway.upstream_connect_timeout, Duration::from_secs(5));
     assert_eq!(gateway.drain_timeout, Duration::from_secs(10));
@@ -174,10 +174,12 @@ destinations = ["127.0.0.1:5432"]
 #[test]
 fn busy_polling_is_read_in_microseconds() {
     let config = parse_ok(&format!(
-        "[gateway]\nbusy_poll_us = 200\n{}",
+        "[gateway]\nbusy_poll_us = 50\n{}",
         bad_files::REST
     ));
-    assert_eq!(config.gateway.busy_poll, Duration::from_micros(200));
+    assert_eq!(config.gateway.busy_poll, Duration::from_micros(50));
+    let off = parse_ok(&format!("[gateway]\nbusy_poll_us = 0\n{}", bad_files::REST));
+    assert_eq!(off.gateway.busy_poll, Duration::ZERO, "0 turns it off");
 }
 
 #[test]

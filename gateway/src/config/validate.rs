@@ -32,6 +32,9 @@ const MAX_MESSAGE_BYTES: u64 = 0x3fff_ffff;
 const MAX_WORKERS: u16 = 1024;
 /// Beyond a millisecond a worker would poll through whole server round trips for nothing.
 const MAX_BUSY_POLL_US: u64 = 1000;
+/// Long enough for a simple query's round trip to the server on a 2-core VM (60 µs helped
+/// only prepared statements there); polling stops while others want the core.
+const DEFAULT_BUSY_POLL_US: u64 = 200;
 
 /// What is wrong, where (byte offset into the file) and in which field.
 #[derive(Debug)]
@@ -274,7 +277,7 @@ fn validate_gateway(
             Some(workers) => usize::from(*workers.get_ref()),
         },
         busy_poll: match &raw.busy_poll_us {
-            None => Duration::ZERO,
+            None => Duration::from_micros(DEFAULT_BUSY_POLL_US),
             Some(us) if *us.get_ref() > MAX_BUSY_POLL_US => {
                 return Err(issue(
                     "gateway.busy_poll_us",

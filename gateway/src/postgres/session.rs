@@ -45,6 +45,7 @@ use crate::{
     policy::IdentityFacts,
     proxy::{
         addrs::UpstreamAddr,
+        busy_poll::ServerTurn,
         guard::{Outcome, SessionGuard},
     },
 };
@@ -98,6 +99,8 @@ pub struct SessionParts<'a> {
     audit: Option<&'a crate::audit::AuditLog>,
     /// Where requests wait for approval (None: a statement that needs it is refused).
     holds: Option<&'a Holds>,
+    /// Whether the session waits for its server (what busy polling counts).
+    server_turn: &'a ServerTurn,
 }
 
 /// How a running session ended without an error.
@@ -291,6 +294,7 @@ pub async fn serve<S: PgStream + 'static>(
         cancels: Arc::new(tokio::sync::watch::channel(0).0),
         to_client,
     });
+    let server_turn = ServerTurn::on_this_worker();
     let parts = SessionParts {
         session: &session,
         settings: enforcement.as_ref().map(SessionEnforcement::settings),
@@ -303,6 +307,7 @@ pub async fn serve<S: PgStream + 'static>(
         max_message_bytes: settings.max_message_bytes,
         audit: Some(&settings.audit),
         holds: holds.as_ref(),
+        server_turn: &server_turn,
     };
     let from_gateway = holds.as_ref().map(|_| &mut from_gateway);
     run(

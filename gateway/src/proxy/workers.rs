@@ -23,9 +23,11 @@ pub fn start(
 ) -> std::io::Result<Workers> {
     let (stop, stopped) = watch::channel(false);
     let mut threads = Vec::new();
+    let awaiting_servers = super::busy_poll::AwaitingServers::default();
     for (index, listeners) in groups.into_iter().enumerate() {
         let context = context.clone();
         let busy_poll = context.config.gateway.busy_poll;
+        let awaiting_servers = awaiting_servers.clone();
         let drain = drain.clone();
         let mut stopped = stopped.clone();
         // Sockets and timers only: the signal and process drivers would be polled on every
@@ -39,7 +41,10 @@ pub fn start(
             .spawn(move || {
                 runtime.block_on(async move {
                     if !busy_poll.is_zero() {
-                        tokio::spawn(super::busy_poll::poll_after_writes(busy_poll));
+                        tokio::spawn(super::busy_poll::poll_after_writes(
+                            busy_poll,
+                            awaiting_servers,
+                        ));
                     }
                     for listener in listeners {
                         match TcpListener::from_std(listener) {

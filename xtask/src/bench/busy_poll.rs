@@ -1,5 +1,6 @@
-//! `gateway.busy_poll_us`: pgbench -S at 1 and at 10 clients through two gateways side by
-//! side, both with the example policy, one without busy polling (the default) and one with it.
+//! `gateway.busy_poll_us`: pgbench -S at 1, 2, 4 and 10 clients through two gateways side by
+//! side, both with the example policy, one with busy polling off and one with the default
+//! budget.
 //! The figure is the tps ratio with/without. The gateway's CPU per transaction beside it is
 //! the price.
 
@@ -13,9 +14,12 @@ use super::{
     quads::{number_of_quads, run_quads, side_config, QUAD_RUN_SECONDS},
 };
 
-/// The budget measured: long enough to cover a simple-protocol round trip to the server on
-/// the 2-core VM (a 60 µs budget helped only the prepared mode there).
+/// The budget measured, the gateway's default: long enough to cover a simple-protocol round
+/// trip to the server on the 2-core VM (a 60 µs budget helped only the prepared mode there).
 const BUDGET_US: u32 = 200;
+/// One agent, a few, and enough to keep the two cores busy: polling stops while more than
+/// one session waits for the server, which the middle counts exercise.
+const CLIENTS: [u32; 4] = [1, 2, 4, 10];
 
 pub fn measure(binary: &Path, rounds: u32) -> anyhow::Result<String> {
     let pg = pgbench_cluster()?;
@@ -26,6 +30,7 @@ pub fn measure(binary: &Path, rounds: u32) -> anyhow::Result<String> {
     let on_dir = TempDir::new("tollgate-bench-poll-on")?;
     let mut off_config = side_config("benchpolloff", &off_agents, pg.port());
     example_policy_config(&mut off_config, &off_agents, &off_dir)?;
+    off_config.extra_gateway.push("busy_poll_us = 0".to_owned());
     let mut on_config = side_config("benchpollon", &on_agents, pg.port());
     example_policy_config(&mut on_config, &on_agents, &on_dir)?;
     on_config
@@ -43,13 +48,14 @@ pub fn measure(binary: &Path, rounds: u32) -> anyhow::Result<String> {
         out,
         "## Busy polling: pgbench -S, {quads} quads of {QUAD_RUN_SECONDS} s runs per mode and \
          client count\n\nTwo gateways side by side (nftables redirect, the example policy), one \
-         with `busy_poll_us = {BUDGET_US}`; each quad runs off, on, on, off. The ratio is the \
+         with `busy_poll_us = 0` (off), one with `busy_poll_us = {BUDGET_US}` (on, the default); \
+         each quad runs off, on, on, off. The ratio is the \
          median over quads of on / off, with the quartiles; the CPU is each gateway's per \
          transaction (a polling worker spends its waits working).\n\n\
          | clients | mode | off (tps) | on (tps) | ratio (quartiles) | gateway CPU per \
          transaction, off / on |\n|---:|---|---:|---:|---:|---:|"
     );
-    for clients in [1, 10] {
+    for clients in CLIENTS {
         for mut result in run_quads(&pg, gateways, quads, clients)? {
             let (low, median, high) = result.ratio;
             let [off, on] = &mut result.sides;

@@ -1,6 +1,8 @@
 //! pgbench -S in every protocol mode at 1 and 10 clients: direct vs through Tollgate (the
-//! example policy in force; both redirects) vs through pgbouncer (session mode). Each round
-//! runs every case, so a round's ratios share the machine's conditions.
+//! example policy in force; both redirects) vs through pgbouncer (session mode). The two
+//! gateways run side by side, each with its own agents, so each case runs its four setups
+//! back to back and then in reverse order: a drift of the machine's load over the case
+//! weighs on every setup alike, and each ratio is taken within one case.
 
 use std::{
     fmt::Write as _,
@@ -16,28 +18,76 @@ use super::{median, policy::example_policy_config, quads::side_config, verdict};
 
 const MODES: [&str; 3] = ["simple", "extended", "prepared"];
 const CLIENTS: [u32; 2] = [1, 10];
+/// Direct, Tollgate with each redirect, pgbouncer: the order of a case's first half.
+const SETUPS: usize = 4;
+const DIRECT: usize = 0;
+const NFTABLES: usize = 1;
+const EBPF: usize = 2;
+const BOUNCER: usize = 3;
 
-/// One (mode, clients) case: tps per setup, per round.
+/// One (mode, clients) case: per round, each setup's tps (the mean of its two runs).
 #[derive(Default)]
 struct Case {
-    direct: Vec<f64>,
-    nftables: Vec<f64>,
-    ebpf: Vec<f64>,
-    bouncer: Vec<f64>,
+    rounds: Vec<[f64; SETUPS]>,
+}
+
+impl Case {
+    /// A setup's median tps over rounds.
+    fn tps(&self, setup: usize) -> f64 {
+        median(&mut self.rounds.iter().map(|tps| tps[setup]).collect::<Vec<_>>())
+    }
+
+    /// A setup's median ratio to direct over rounds.
+    fn ratio(&self, setup: usize) -> f64 {
+        median(
+            &mut self
+                .rounds
+                .iter()
+                .map(|tps| tps[setup] / tps[DIRECT])
+                .collect::<Vec<_>>(),
+        )
+    }
+}
+
+/// A gateway with the example policy for its own agents, with the given redirect.
+struct Side {
+    agents: AgentCgroup,
+    _gateway: GatewayProcess,
+    _dir: TempDir,
+}
+
+impl Side {
+    fn start(
+        binary: &Path,
+        pg_port: u16,
+        redirect: &'static str,
+        mark_flip: u32,
+    ) -> anyhow::Result<Self> {
+        let tag = format!("benchpg{redirect}");
+        let agents = AgentCgroup::create(&format!("tollgate-bench-pgbench-{redirect}"))?;
+        // A policy file each: it names its own gateway's agents.
+        let dir = TempDir::new(&format!("tollgate-bench-pgbench-{redirect}"))?;
+        let mut config = side_config(&tag, &agents, pg_port);
+        example_policy_config(&mut config, &agents, &dir)?;
+        config.redirect = Some(redirect);
+        // Each gateway recognises its own agents' connections by its mark.
+        config.mark ^= mark_flip;
+        let gateway = GatewayProcess::start(binary, &config)?;
+        Ok(Self {
+            agents,
+            _gateway: gateway,
+            _dir: dir,
+        })
+    }
 }
 
 pub fn measure(binary: &Path, seconds: u32, rounds: u32) -> anyhow::Result<String> {
     let pg = pgbench_cluster()?;
     let bouncer = PgBouncer::start(pg.port())?;
-    let agents = AgentCgroup::create("tollgate-bench-pgbench")?;
-    let dir = TempDir::new("tollgate-bench-pgbench")?;
-    let mut base = side_config("benchpg", &agents, pg.port());
-    example_policy_config(&mut base, &agents, &dir)?;
-    let config = |redirect: &'static str| {
-        let mut config = base.clone();
-        config.redirect = Some(redirect);
-        config
-    };
+    let nftables = Side::start(binary, pg.port(), "nftables", 0)?;
+    let ebpf = Side::start(binary, pg.port(), "ebpf", 0x8000)?;
+    // Each setup runs twice per case and round: half the time each keeps the section's length.
+    let run_seconds = seconds.div_ceil(2).max(1);
     let cases: Vec<(&str, u32)> = MODES
         .iter()
         .flat_map(|mode| CLIENTS.iter().map(move |clients| (*mode, *clients)))
@@ -45,39 +95,39 @@ pub fn measure(binary: &Path, seconds: u32, rounds: u32) -> anyhow::Result<Strin
     let mut results: Vec<Case> = cases.iter().map(|_| Case::default()).collect();
     for _ in 0..rounds {
         for (case, &(mode, clients)) in results.iter_mut().zip(&cases) {
-            let direct = Command::new("pgbench");
-            case.direct
-                .push(pgbench(direct, pg.port(), mode, clients, seconds)?);
-            let via_bouncer = Command::new("pgbench");
-            case.bouncer
-                .push(pgbench(via_bouncer, bouncer.port, mode, clients, seconds)?);
-        }
-        // One gateway at a time (both would mark the same agents).
-        for redirect in ["nftables", "ebpf"] {
-            let _gateway = GatewayProcess::start(binary, &config(redirect))?;
-            for (case, &(mode, clients)) in results.iter_mut().zip(&cases) {
-                let tps = pgbench(agents.command("pgbench"), pg.port(), mode, clients, seconds)?;
-                match redirect {
-                    "nftables" => case.nftables.push(tps),
-                    _ => case.ebpf.push(tps),
-                }
+            let mut tps = [0.0; SETUPS];
+            for setup in [
+                DIRECT, NFTABLES, EBPF, BOUNCER, BOUNCER, EBPF, NFTABLES, DIRECT,
+            ] {
+                let (command, port) = match setup {
+                    DIRECT => (Command::new("pgbench"), pg.port()),
+                    NFTABLES => (nftables.agents.command("pgbench"), pg.port()),
+                    EBPF => (ebpf.agents.command("pgbench"), pg.port()),
+                    _ => (Command::new("pgbench"), bouncer.port),
+                };
+                tps[setup] += pgbench(command, port, mode, clients, run_seconds)? / 2.0;
             }
+            case.rounds.push(tps);
         }
     }
-    Ok(report(&cases, &mut results, seconds, rounds))
+    Ok(report(&cases, &results, run_seconds, rounds))
 }
 
-fn report(cases: &[(&str, u32)], results: &mut [Case], seconds: u32, rounds: u32) -> String {
+fn report(cases: &[(&str, u32)], results: &[Case], run_seconds: u32, rounds: u32) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "## pgbench -S, scale 10, {seconds} s per run, {rounds} round(s): tps and ratio to direct\n"
+        "## pgbench -S, scale 10, {rounds} round(s): tps and ratio to direct\n"
     );
     let _ = writeln!(
         out,
         "Tollgate runs the example policy (every statement analysed, decided and recorded in the \
-         audit log, every result tracked). Every path is plain text (`PGSSLMODE=disable`). \
-         Ratios are medians of per-round ratios.\n"
+         audit log, every result tracked), with each redirect: two gateways side by side, each \
+         with its own agents. Every path is plain text (`PGSSLMODE=disable`). Per round, each \
+         case runs direct, nftables, eBPF, pgbouncer, then the same in reverse, {run_seconds} s \
+         per run; a setup's tps is the mean of its two runs. Ratios are medians of per-round \
+         ratios. Direct and pgbouncer connections pass Tollgate's nftables table (untracked), \
+         as every other connection of a host running Tollgate does.\n"
     );
     let _ = writeln!(
         out,
@@ -85,21 +135,15 @@ fn report(cases: &[(&str, u32)], results: &mut [Case], seconds: u32, rounds: u32
     );
     let _ = writeln!(out, "|---|---:|---:|---:|---:|---:|");
     let mut floors = String::new();
-    for (case, &(mode, clients)) in results.iter_mut().zip(cases) {
-        let ratio = |tps: &[f64], direct: &[f64]| {
-            let mut ratios: Vec<f64> = tps.iter().zip(direct).map(|(t, d)| t / d).collect();
-            median(&mut ratios)
-        };
-        let nft = ratio(&case.nftables, &case.direct);
-        let ebpf = ratio(&case.ebpf, &case.direct);
-        let bouncer = ratio(&case.bouncer, &case.direct);
+    for (case, &(mode, clients)) in results.iter().zip(cases) {
+        let (nft, ebpf, bouncer) = (case.ratio(NFTABLES), case.ratio(EBPF), case.ratio(BOUNCER));
         let _ = writeln!(
             out,
             "| {mode} | {clients} | {:.0} | {:.0} ({nft:.3}×) | {:.0} ({ebpf:.3}×) | {:.0} ({bouncer:.3}×) |",
-            median(&mut case.direct),
-            median(&mut case.nftables),
-            median(&mut case.ebpf),
-            median(&mut case.bouncer),
+            case.tps(DIRECT),
+            case.tps(NFTABLES),
+            case.tps(EBPF),
+            case.tps(BOUNCER),
         );
         let _ = writeln!(
             floors,

@@ -36,6 +36,7 @@ use crate::postgres::{
     settings::MASKED_SETTING,
     state::SharedState,
 };
+use crate::proxy::busy_poll::{self, ServerTurn};
 
 /// Server messages may be as large as PostgreSQL allows (1 GiB); the server is trusted to
 /// frame correctly, the limit only guards against a corrupt length.
@@ -114,9 +115,7 @@ where
             // (every request in flight is a Query, a FunctionCall or ends with Sync, so no
             // client input is needed for that). Inside an open batch that cannot be waited
             // for, and the text is decided as unreadable.
-            write_counted(upstream, &mut out, forwarded)
-                .await
-                .map_err(upstream_io)?;
+            write_upstream(parts, upstream, &mut out, forwarded).await?;
             parts.state.answered().await;
             reading = parts.state.text_reading(false);
         }
@@ -145,7 +144,7 @@ where
                 .await?;
                 out.unsplit(frames);
                 let more_buffered = reader_has_frame(reader, limit());
-                flush(more_buffered, &mut out, upstream, forwarded).await?;
+                flush(parts, more_buffered, &mut out, upstream, forwarded).await?;
                 continue;
             }
             Err(error) => return Err(codec_error(error)),
@@ -160,9 +159,7 @@ where
         match &message {
             F::Terminate(_) => {
                 out.unsplit(frame);
-                write_counted(upstream, &mut out, forwarded)
-                    .await
-                    .map_err(upstream_io)?;
+                write_upstream(parts, upstream, &mut out, forwarded).await?;
                 return Ok(SessionEnd::ClientTerminated);
             }
             F::PasswordMessageFamily(_)
@@ -196,7 +193,7 @@ where
                 Decided::Ready(frames) => frames,
                 Decided::Held(mut waiting) => {
                     // What came before it goes on now; it waits alone.
-                    flush(false, &mut out, upstream, forwarded).await?;
+                    flush(parts, false, &mut out, upstream, forwarded).await?;
                     let end = hold::wait(
                         parts,
                         reader,
@@ -233,12 +230,13 @@ where
         if more_buffered {
             continue;
         }
-        flush(false, &mut out, upstream, forwarded).await?;
+        flush(parts, false, &mut out, upstream, forwarded).await?;
     }
 }
 
 /// Writes what is gathered once nothing complete is left to process (coalesced).
 async fn flush<W>(
+    parts: &SessionParts<'_>,
     more_buffered: bool,
     out: &mut BytesMut,
     upstream: &mut W,
@@ -250,7 +248,17 @@ where
     if out.is_empty() || more_buffered {
         return Ok(());
     }
-    write_counted(upstream, out, forwarded)
+    write_upstream(parts, upstream, out, forwarded).await
+}
+
+/// After it, the session waits for its server's answer (busy polling counts such sessions).
+async fn write_upstream<W: AsyncWrite + Unpin>(
+    parts: &SessionParts<'_>,
+    upstream: &mut W,
+    out: &mut BytesMut,
+    forwarded: &mut u64,
+) -> Result<(), PumpError> {
+    write_counted(upstream, out, forwarded, Toward::Server(parts.server_turn))
         .await
         .map_err(upstream_io)
 }
@@ -424,7 +432,7 @@ where
         if !out.is_empty()
             && (out.len() >= BACKEND_FLUSH_BYTES || !reader_has_frame(reader, BACKEND_LIMIT))
         {
-            write_counted(agent, &mut out, forwarded)
+            write_counted(agent, &mut out, forwarded, Toward::Agent)
                 .await
                 .map_err(PumpError::Agent)?;
             record_answers(parts);
@@ -437,7 +445,7 @@ where
                 // server's messages.
                 Some(notice) = notices.recv() => {
                     out.unsplit(notice);
-                    write_counted(agent, &mut out, forwarded)
+                    write_counted(agent, &mut out, forwarded, Toward::Agent)
                         .await
                         .map_err(PumpError::Agent)?;
                     continue;
@@ -446,7 +454,10 @@ where
             _ => reader.next(FrameKind::Tagged, BACKEND_LIMIT).await,
         };
         let frame = match next {
-            Ok(Some(frame)) => frame,
+            Ok(Some(frame)) => {
+                parts.server_turn.heard();
+                frame
+            }
             Ok(None) => return Ok(SessionEnd::ServerClosed { server_sent_fatal }),
             // After its FATAL the server may reset rather than close (the client's next
             // messages reached a closed socket): still the server's own close.
@@ -765,16 +776,26 @@ fn encode(message: PgWireBackendMessage, out: &mut BytesMut) {
         .expect("messages rebuilt from decoded ones encode");
 }
 
+/// Which peer a write goes to.
+enum Toward<'a> {
+    Server(&'a ServerTurn),
+    Agent,
+}
+
 async fn write_counted<W: AsyncWrite + Unpin>(
     writer: &mut W,
     out: &mut BytesMut,
     counter: &mut u64,
+    toward: Toward<'_>,
 ) -> io::Result<()> {
     writer.write_all(out).await?;
     // A TLS stream may hold the last records back until flushed (when the socket was full
     // as they were written): without it a long result's tail waits for the next write.
     writer.flush().await?;
-    crate::proxy::busy_poll::wrote();
+    if let Toward::Server(turn) = toward {
+        turn.sent();
+    }
+    busy_poll::wrote();
     *counter += out.len() as u64;
     out.clear();
     Ok(())

@@ -179,6 +179,7 @@ async fn start_full(
             settings: enforcement.as_ref().map(|e| e.settings()),
             audit: audit.as_deref(),
             holds: holds.as_ref(),
+            server_turn: &crate::proxy::busy_poll::ServerTurn::on_this_worker(),
         };
         let client = ClientAddr("127.0.0.1:40000".parse().unwrap());
         let mut guard = SessionGuard::new(Arc::new(ProxyStats::default()), client);
