@@ -51,8 +51,9 @@ enum Task {
     /// with `audit` needs no root). Writes
     /// target/bench/report.md.
     Bench {
-        /// Seconds per pgbench run in the pgbench section (the policy section alternates
-        /// many 2 s runs instead; `--rounds` sets how many).
+        /// Seconds per setup and case in the pgbench section, run as two halves, and per
+        /// run in the profile (the policy section alternates many 2 s runs instead;
+        /// `--rounds` sets how many).
         #[arg(long, default_value_t = 5)]
         seconds: u32,
         /// Rounds of each measurement (ratios are taken within a round).

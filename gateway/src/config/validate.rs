@@ -33,7 +33,7 @@ const MAX_WORKERS: u16 = 1024;
 /// Beyond a millisecond a worker would poll through whole server round trips for nothing.
 const MAX_BUSY_POLL_US: u64 = 1000;
 /// Long enough for a simple query's round trip to the server on a 2-core VM (60 µs helped
-/// only prepared statements there); polling stops while others want the core.
+/// only prepared statements there).
 const DEFAULT_BUSY_POLL_US: u64 = 200;
 
 /// What is wrong, where (byte offset into the file) and in which field.

@@ -449,6 +449,8 @@ async fn run<A, U>(
             () = startup_timer => Ok(SessionEnd::StartupTimeout),
         }
     };
+    // Waiting for nothing more, whatever is still written to the agent below.
+    parts.server_turn.heard();
     guard.bytes_from_agent += from_agent;
     guard.bytes_to_agent += to_agent;
     // The state at the end says, for instance, that a client left mid-transaction (which the

@@ -41,10 +41,7 @@ pub fn start(
             .spawn(move || {
                 runtime.block_on(async move {
                     if !busy_poll.is_zero() {
-                        tokio::spawn(super::busy_poll::poll_after_writes(
-                            busy_poll,
-                            awaiting_servers,
-                        ));
+                        super::busy_poll::start(busy_poll, awaiting_servers);
                     }
                     for listener in listeners {
                         match TcpListener::from_std(listener) {

@@ -51,9 +51,10 @@ impl Case {
 
 /// A gateway with the example policy for its own agents, with the given redirect.
 struct Side {
-    agents: AgentCgroup,
+    // Dropped in this order: the gateway stops before its agents' cgroup is removed.
     _gateway: GatewayProcess,
     _dir: TempDir,
+    agents: AgentCgroup,
 }
 
 impl Side {
@@ -86,8 +87,8 @@ pub fn measure(binary: &Path, seconds: u32, rounds: u32) -> anyhow::Result<Strin
     let bouncer = PgBouncer::start(pg.port())?;
     let nftables = Side::start(binary, pg.port(), "nftables", 0)?;
     let ebpf = Side::start(binary, pg.port(), "ebpf", 0x8000)?;
-    // Each setup runs twice per case and round: half the time each keeps the section's length.
-    let run_seconds = seconds.div_ceil(2).max(1);
+    // Each setup runs twice per case and round, for half the time each.
+    let run_seconds = (seconds / 2).max(1);
     let cases: Vec<(&str, u32)> = MODES
         .iter()
         .flat_map(|mode| CLIENTS.iter().map(move |clients| (*mode, *clients)))
@@ -126,8 +127,8 @@ fn report(cases: &[(&str, u32)], results: &[Case], run_seconds: u32, rounds: u32
          with its own agents. Every path is plain text (`PGSSLMODE=disable`). Per round, each \
          case runs direct, nftables, eBPF, pgbouncer, then the same in reverse, {run_seconds} s \
          per run; a setup's tps is the mean of its two runs. Ratios are medians of per-round \
-         ratios. Direct and pgbouncer connections pass Tollgate's nftables table (untracked), \
-         as every other connection of a host running Tollgate does.\n"
+         ratios. Direct and pgbouncer connections pass both gateways' nftables tables \
+         (untracked), as other connections of a host running Tollgate pass its one.\n"
     );
     let _ = writeln!(
         out,

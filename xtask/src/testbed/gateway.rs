@@ -77,7 +77,9 @@ impl GatewayConfig {
         Self {
             listen_port: free_port(),
             nft_table: format!("tollgate_{tag}"),
-            mark: 0x7467_0000 | (std::process::id() & 0xffff),
+            // Bit 0x4000 set: neither this mark nor a second side's (`mark ^ 0x8000`) can be
+            // a gateway's default mark or bypass mark (0x7467_0001, 0x7467_0002).
+            mark: 0x7467_4000 | (std::process::id() & 0x3fff),
             cgroups: Vec::new(),
             uids: Vec::new(),
             remote_sources: Vec::new(),

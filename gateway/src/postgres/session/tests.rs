@@ -3,6 +3,7 @@
 //! mid-pipeline, denials and masking are checked here in milliseconds, without root; the
 //! privileged suites prove the same against real servers and clients.
 
+mod busy_poll;
 mod client;
 mod copy;
 mod encodings;
