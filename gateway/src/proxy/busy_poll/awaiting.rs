@@ -195,13 +195,15 @@ impl Drop for ServerTurn {
 mod tests {
     use super::*;
 
+    fn two_sessions(count: &AwaitingServers) -> (ServerTurn, ServerTurn) {
+        let session = || ServerTurn::counting(Some(count.clone()));
+        (session(), session())
+    }
+
     #[test]
     fn a_session_counts_once_until_its_server_answers() {
         let count = AwaitingServers::default();
-        let (first, second) = (
-            ServerTurn::counting(Some(count.clone())),
-            ServerTurn::counting(Some(count.clone())),
-        );
+        let (first, second) = two_sessions(&count);
         first.sent();
         first.sent();
         assert!(count.few(), "one session waiting, however many writes");
@@ -233,10 +235,7 @@ mod tests {
     #[test]
     fn a_wait_never_answered_stops_counting() {
         let count = AwaitingServers::default();
-        let (silent, other) = (
-            ServerTurn::counting(Some(count.clone())),
-            ServerTurn::counting(Some(count.clone())),
-        );
+        let (silent, other) = two_sessions(&count);
         silent.sent();
         other.sent();
         assert!(!count.few());
