@@ -36,45 +36,54 @@ const CONTENDED_YIELD: Duration = Duration::from_micros(50);
 /// Then the worker sleeps between writes for this long.
 const REST: Duration = Duration::from_millis(10);
 
+/// What a polling worker knows: its budget after each write, and the gateway's count.
+struct Poller {
+    budget: Duration,
+    awaiting: AwaitingServers,
+}
+
 thread_local! {
-    /// This worker's budget after each write; zero where no poller runs.
-    static BUDGET: Cell<Duration> = const { Cell::new(Duration::ZERO) };
+    /// Where no poller runs, none.
+    static POLLER: RefCell<Option<Poller>> = const { RefCell::new(None) };
     /// Poll until then.
     static UNTIL: Cell<Option<Instant>> = const { Cell::new(None) };
     /// No polling until then: the core was wanted.
     static RESTING_UNTIL: Cell<Option<Instant>> = const { Cell::new(None) };
     /// The poller, while it waits for a write.
     static WAITING: Cell<Option<Waker>> = const { Cell::new(None) };
-    /// The gateway's count, where a poller runs.
-    static AWAITING: RefCell<Option<AwaitingServers>> = const { RefCell::new(None) };
 }
 
 /// Makes the current thread a polling worker and spawns its poller on the thread's
 /// current-thread runtime. Call it on the worker thread before any session starts there.
 pub fn start(budget: Duration, awaiting: AwaitingServers) {
-    BUDGET.set(budget);
-    AWAITING.set(Some(awaiting));
+    POLLER.set(Some(Poller { budget, awaiting }));
     tokio::spawn(poll_after_writes());
 }
 
 fn this_workers_count() -> Option<AwaitingServers> {
-    AWAITING.with_borrow(Clone::clone)
+    POLLER.with_borrow(|poller| poller.as_ref().map(|poller| poller.awaiting.clone()))
+}
+
+/// The budget, where a poller runs and few sessions wait for their servers.
+fn budget_now() -> Option<Duration> {
+    POLLER.with_borrow(|poller| {
+        let poller = poller.as_ref()?;
+        poller.awaiting.few().then_some(poller.budget)
+    })
 }
 
 /// A session on this worker wrote to a peer: its answer is likely to come soon.
 pub fn wrote() {
-    let budget = BUDGET.get();
-    if budget.is_zero() || resting() || !few_awaiting() {
+    let Some(budget) = budget_now() else {
+        return;
+    };
+    if resting() {
         return;
     }
     UNTIL.set(Some(Instant::now() + budget));
     if let Some(poller) = WAITING.take() {
         poller.wake();
     }
-}
-
-fn few_awaiting() -> bool {
-    AWAITING.with_borrow(|count| count.as_ref().is_none_or(AwaitingServers::few))
 }
 
 fn resting() -> bool {
@@ -84,7 +93,7 @@ fn resting() -> bool {
 }
 
 fn polling() -> bool {
-    few_awaiting() && UNTIL.get().is_some_and(|until| Instant::now() < until)
+    UNTIL.get().is_some_and(|until| Instant::now() < until) && budget_now().is_some()
 }
 
 /// The worker's poller: runs as long as the worker does.

@@ -6,12 +6,9 @@
 
 use std::{fmt::Write as _, path::Path};
 
-use xtask::testbed::{AgentCgroup, GatewayProcess, TempDir};
-
 use super::{
     pgbench::pgbench_cluster,
-    policy::example_policy_config,
-    quads::{number_of_quads, run_quads, side_config, QUAD_RUN_SECONDS},
+    quads::{number_of_quads, run_quads, PolicySide, QUAD_RUN_SECONDS},
 };
 
 /// The budget measured, the gateway's default: long enough to cover a simple-protocol round
@@ -23,24 +20,17 @@ const CLIENTS: [u32; 4] = [1, 2, 4, 10];
 
 pub fn measure(binary: &Path, rounds: u32) -> anyhow::Result<String> {
     let pg = pgbench_cluster()?;
-    let off_agents = AgentCgroup::create("tollgate-bench-poll-off")?;
-    let on_agents = AgentCgroup::create("tollgate-bench-poll-on")?;
-    // A policy file each: it names its own gateway's agents.
-    let off_dir = TempDir::new("tollgate-bench-poll-off")?;
-    let on_dir = TempDir::new("tollgate-bench-poll-on")?;
-    let mut off_config = side_config("benchpolloff", &off_agents, pg.port());
-    example_policy_config(&mut off_config, &off_agents, &off_dir)?;
-    off_config.extra_gateway.push("busy_poll_us = 0".to_owned());
-    let mut on_config = side_config("benchpollon", &on_agents, pg.port());
-    example_policy_config(&mut on_config, &on_agents, &on_dir)?;
-    on_config
-        .extra_gateway
-        .push(format!("busy_poll_us = {BUDGET_US}"));
-    // Each gateway recognises its own agents' connections by its mark.
-    on_config.mark ^= 0x8000;
-    let off_gateway = GatewayProcess::start(binary, &off_config)?;
-    let on_gateway = GatewayProcess::start(binary, &on_config)?;
-    let gateways = [(&off_agents, &off_gateway), (&on_agents, &on_gateway)];
+    let off = PolicySide::start(binary, pg.port(), "poll-off", |config| {
+        config.extra_gateway.push("busy_poll_us = 0".to_owned());
+    })?;
+    let on = PolicySide::start(binary, pg.port(), "poll-on", |config| {
+        config
+            .extra_gateway
+            .push(format!("busy_poll_us = {BUDGET_US}"));
+        // Each gateway recognises its own agents' connections by its mark.
+        config.mark ^= 0x8000;
+    })?;
+    let gateways = [(&off.agents, &off.gateway), (&on.agents, &on.gateway)];
     let quads = number_of_quads(rounds);
 
     let mut out = String::new();

@@ -12,9 +12,9 @@ use std::{
 };
 
 use anyhow::{bail, Context};
-use xtask::testbed::{free_port, AgentCgroup, GatewayProcess, PgCluster, TempDir};
+use xtask::testbed::{free_port, PgCluster, TempDir};
 
-use super::{median, policy::example_policy_config, quads::side_config, verdict};
+use super::{median, quads::PolicySide, verdict};
 
 const MODES: [&str; 3] = ["simple", "extended", "prepared"];
 const CLIENTS: [u32; 2] = [1, 10];
@@ -49,44 +49,17 @@ impl Case {
     }
 }
 
-/// A gateway with the example policy for its own agents, with the given redirect.
-struct Side {
-    // Dropped in this order: the gateway stops before its agents' cgroup is removed.
-    _gateway: GatewayProcess,
-    _dir: TempDir,
-    agents: AgentCgroup,
-}
-
-impl Side {
-    fn start(
-        binary: &Path,
-        pg_port: u16,
-        redirect: &'static str,
-        mark_flip: u32,
-    ) -> anyhow::Result<Self> {
-        let tag = format!("benchpg{redirect}");
-        let agents = AgentCgroup::create(&format!("tollgate-bench-pgbench-{redirect}"))?;
-        // A policy file each: it names its own gateway's agents.
-        let dir = TempDir::new(&format!("tollgate-bench-pgbench-{redirect}"))?;
-        let mut config = side_config(&tag, &agents, pg_port);
-        example_policy_config(&mut config, &agents, &dir)?;
-        config.redirect = Some(redirect);
-        // Each gateway recognises its own agents' connections by its mark.
-        config.mark ^= mark_flip;
-        let gateway = GatewayProcess::start(binary, &config)?;
-        Ok(Self {
-            agents,
-            _gateway: gateway,
-            _dir: dir,
-        })
-    }
-}
-
 pub fn measure(binary: &Path, seconds: u32, rounds: u32) -> anyhow::Result<String> {
     let pg = pgbench_cluster()?;
     let bouncer = PgBouncer::start(pg.port())?;
-    let nftables = Side::start(binary, pg.port(), "nftables", 0)?;
-    let ebpf = Side::start(binary, pg.port(), "ebpf", 0x8000)?;
+    let nftables = PolicySide::start(binary, pg.port(), "pg-nftables", |config| {
+        config.redirect = Some("nftables");
+    })?;
+    let ebpf = PolicySide::start(binary, pg.port(), "pg-ebpf", |config| {
+        config.redirect = Some("ebpf");
+        // Each gateway recognises its own agents' connections by its mark.
+        config.mark ^= 0x8000;
+    })?;
     // Each setup runs twice per case and round, for half the time each.
     let run_seconds = (seconds / 2).max(1);
     let cases: Vec<(&str, u32)> = MODES

@@ -2,11 +2,14 @@
 //! (A, B, B, A) per pgbench mode: the machine's load drifts over seconds, and within a quad
 //! it weighs on both sides alike. Used where a ratio between two gateways is the figure.
 
-use xtask::testbed::{AgentCgroup, GatewayConfig, GatewayProcess, PgCluster};
+use std::path::Path;
+
+use xtask::testbed::{AgentCgroup, GatewayConfig, GatewayProcess, PgCluster, TempDir};
 
 use super::{
     median,
     pgbench::{pgbench_run, PgbenchRun},
+    policy::example_policy_config,
     process_cpu_seconds, quartiles,
 };
 
@@ -61,6 +64,37 @@ pub fn side_config(tag: &str, agents: &AgentCgroup, port: u16) -> GatewayConfig 
             .extend(lines.split(';').map(str::to_owned));
     }
     config
+}
+
+/// A gateway with the example policy for its own agents (`tollgate-bench-<name>`), set up
+/// further by `configure` (a second side flips its mark: `config.mark ^= 0x8000`).
+pub struct PolicySide {
+    // Dropped in this order: the gateway stops before its agents' cgroup is removed.
+    pub gateway: GatewayProcess,
+    _dir: TempDir,
+    pub agents: AgentCgroup,
+}
+
+impl PolicySide {
+    pub fn start(
+        binary: &Path,
+        pg_port: u16,
+        name: &str,
+        configure: impl FnOnce(&mut GatewayConfig),
+    ) -> anyhow::Result<Self> {
+        let agents = AgentCgroup::create(&format!("tollgate-bench-{name}"))?;
+        // A policy file each: it names its own gateway's agents.
+        let dir = TempDir::new(&format!("tollgate-bench-{name}"))?;
+        let mut config = side_config(&format!("bench{}", name.replace('-', "")), &agents, pg_port);
+        example_policy_config(&mut config, &agents, &dir)?;
+        configure(&mut config);
+        let gateway = GatewayProcess::start(binary, &config)?;
+        Ok(Self {
+            gateway,
+            _dir: dir,
+            agents,
+        })
+    }
 }
 
 pub fn number_of_quads(rounds: u32) -> u32 {
